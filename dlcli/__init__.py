@@ -1,0 +1,50 @@
+"""dlcli: train Keras models from YAML files and keep every run in a folder you can trust.
+
+The same functions serve the `dlcli` command and Python users:
+
+    import dlcli
+    result = dlcli.train("configs/digits_mlp.yaml", overrides=["training.epochs=3"])
+    dlcli.evaluate(result.run)
+
+Importing dlcli imports neither TensorFlow nor Keras; the functions that need them do.
+"""
+
+__version__ = "0.1.0"
+
+from dlcli.config import Config, load_config  # noqa: E402
+from dlcli.errors import ConfigError, DlcliError, GateFailed, RunFailed  # noqa: E402
+from dlcli.runfolder import RunFolder  # noqa: E402
+
+
+def train(config, overrides=(), runs_dir=None, **options):
+    """Train a config (path, dict or Config); see `dlcli.training.train`."""
+    from dlcli.training import train as _train
+
+    return _train(config, overrides=overrides, runs_dir=runs_dir, **options)
+
+
+def evaluate(run=None, split="test", data=None, runs_dir=None):
+    """Evaluate a run's saved model; see `dlcli.evaluation.evaluate`."""
+    from dlcli.evaluation import evaluate as _evaluate
+
+    return _evaluate(run, split=split, data=data, runs_dir=runs_dir)
+
+
+def predict(run, input_path, proba=False, runs_dir=None):
+    """Predictions for a CSV/NPZ of features; see `dlcli.evaluation.predict`."""
+    from dlcli.evaluation import predict as _predict
+
+    return _predict(run, input_path, proba=proba, runs_dir=runs_dir)
+
+
+def validate(config, overrides=()):
+    """Check a config and build its model without training; see `dlcli.training.prepare`."""
+    from dlcli.training import prepare
+
+    return prepare(config, overrides)
+
+
+__all__ = [
+    "Config", "ConfigError", "DlcliError", "GateFailed", "RunFailed", "RunFolder",
+    "evaluate", "load_config", "predict", "train", "validate",
+]

@@ -1,0 +1,5 @@
+"""`python -m dlcli` is the `dlcli` command."""
+
+from dlcli.cli import main
+
+main()

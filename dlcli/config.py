@@ -1,0 +1,499 @@
+"""The config: a YAML file read safely, `--set` overrides applied, validated by pydantic.
+
+This module knows YAML and the schema, nothing of Keras: names such as `type: Dense` or
+`optimizer: adam` are checked later against Keras's own registries (`dlcli.registry`).
+Every problem is reported at once, each with the file, the line and the dotted path.
+
+Example:
+    >>> cfg = load_config("configs/digits_mlp.yaml", overrides=["training.epochs=3"])
+    >>> cfg.training.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from dlcli.errors import ConfigError, Problem, did_you_mean
+
+SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+FILE_SOURCES = ("csv", "npz")
+RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+# Keys a resumed run may change; everything else must match the run's config.
+RESUMABLE_KEYS = ("training.epochs", "runtime")
+
+
+def _auto_or(kind: str, check):
+    """A field type that takes the word 'auto' or a value `check` accepts, with one error."""
+
+    def validate(value):
+        if value == "auto":
+            return value
+        try:
+            return check(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected 'auto' or {kind}, got {value!r}") from None
+
+    return validate
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    raise ValueError
+
+
+def _positive_int(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError
+
+
+def _normalize(value):
+    if value in ("standard", "minmax", "none"):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise ValueError(
+        f"expected standard, minmax, none or a positive number to divide by, got {value!r}"
+    )
+
+
+AutoOrBool = Annotated[
+    Union[Literal["auto"], bool],
+    PlainValidator(_auto_or("true/false", _bool)),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "boolean"}]}),
+]
+AutoOrPositiveInt = Annotated[
+    Union[Literal["auto"], int],
+    PlainValidator(_auto_or("a positive integer", _positive_int)),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
+]
+Normalize = Annotated[
+    Union[Literal["standard", "minmax", "none"], float],
+    PlainValidator(_normalize),
+    WithJsonSchema(
+        {"anyOf": [{"enum": ["standard", "minmax", "none"]}, {"type": "number", "exclusiveMinimum": 0}]}
+    ),
+]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KerasObject(BaseModel):
+    """A Keras class by name (`type:`), with its keyword arguments passed through.
+
+    A bare string is the same as `{type: name}`: `optimizer: adam`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="a Keras class or alias, case-insensitive")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"type": value} if isinstance(value, str) else value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class NpzKeys(Section):
+    x_train: str = "x_train"
+    y_train: str = "y_train"
+    x_test: str = "x_test"
+    y_test: str = "y_test"
+
+
+class DataConfig(Section):
+    source: Literal[SKLEARN_SOURCES + KERAS_SOURCES + FILE_SOURCES] = Field(
+        description="a bundled scikit-learn dataset, a keras.datasets one, or csv / npz"
+    )
+    path: str | None = Field(None, description="csv/npz file; relative to the config's folder")
+    test_path: str | None = Field(None, description="csv only: a separate test file")
+    target: str | None = Field(None, description="csv only: the target column's name")
+    features: list[str] | None = Field(None, description="csv only: default every other column")
+    keys: NpzKeys = Field(default_factory=NpzKeys, description="npz only: the array names")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    validation_split: float = Field(0.2, ge=0, lt=1, description="fraction of the training data")
+    test_split: float = Field(0.2, gt=0, lt=1, description="when the source has no test set")
+    normalize: Normalize = "standard"
+    cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
+
+    @model_validator(mode="after")
+    def _source_needs(self):
+        wrong = []
+        if self.source in FILE_SOURCES:
+            if not self.path:
+                wrong.append(f"source '{self.source}' needs 'path:' (the data file)")
+            if self.source == "csv" and not self.target:
+                wrong.append("source 'csv' needs 'target:' (the name of the target column)")
+        else:
+            for key in ("path", "test_path", "target", "features"):
+                if getattr(self, key) is not None:
+                    wrong.append(f"'{key}' is only for csv/npz sources, not '{self.source}'")
+        if self.source == "npz" and (self.target or self.features or self.test_path):
+            wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return self
+
+
+class ModelConfig(Section):
+    input_shape: list[PositiveInt] | None = Field(None, description="default: from the data")
+    layers: list[KerasObject] = Field(
+        min_length=1,
+        description="a keras.Sequential stack; a last Dense without units gets one per class",
+    )
+
+
+class CompileConfig(Section):
+    optimizer: KerasObject = Field(default_factory=lambda: KerasObject(type="adam"))
+    loss: KerasObject | None = Field(
+        None, description="default: sparse_categorical_crossentropy, or mean_squared_error"
+    )
+    metrics: list[KerasObject] = Field(default_factory=list)
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _default_optimizer(cls, value):
+        if isinstance(value, dict) and "type" not in value:
+            return {"type": "adam", **value}  # `--set compile.optimizer.learning_rate=..`
+        return value
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = "val_loss"
+    patience: int = Field(3, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+    restore_best_weights: bool = True
+    start_from_epoch: int = Field(0, ge=0)
+
+
+class ReduceLROnPlateauConfig(Section):
+    monitor: str = "val_loss"
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+    min_delta: float = Field(1e-4, ge=0)
+    cooldown: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class TrainingConfig(Section):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    shuffle: bool = True
+    early_stopping: EarlyStoppingConfig | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = None
+    callbacks: list[KerasObject] = Field(
+        default_factory=list, description="more keras.callbacks by name, with their arguments"
+    )
+
+
+class RuntimeConfig(Section):
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    jit_compile: AutoOrBool = "auto"
+    steps_per_execution: AutoOrPositiveInt = "auto"
+    distribution: Literal["auto", "none", "mirrored", "data_parallel"] = "auto"
+    deterministic: bool = Field(False, description="op determinism: same seed, same numbers")
+
+
+class OutputConfig(Section):
+    tensorboard: bool = True
+    plots: bool = True
+
+
+class Config(Section):
+    """The whole validated config. `load_config` makes one from a YAML file."""
+
+    name: str | None = Field(None, description="run name; default: the config file's stem")
+    seed: int = 42
+    data: DataConfig
+    model: ModelConfig
+    compile: CompileConfig = Field(default_factory=CompileConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    _source: str = PrivateAttr("<config>")
+    _lines: dict = PrivateAttr(default_factory=dict)
+    _overridden: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value):
+        if value is not None and (not RUN_NAME.match(value) or set(value) == {"."}):
+            raise ValueError(
+                f"run name {value!r} may hold only letters, digits, '.', '_' and '-'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _monitors_exist(self):
+        wanted = [cb for cb in (self.training.early_stopping, self.training.reduce_lr_on_plateau) if cb]
+        if self.data.validation_split == 0 and any(cb.monitor.startswith("val_") for cb in wanted):
+            raise ValueError(
+                "early_stopping/reduce_lr_on_plateau monitor a val_ metric but "
+                "data.validation_split is 0: set a validation_split or monitor 'loss'"
+            )
+        return self
+
+    def where(self, path: tuple) -> str:
+        """'file:line' (or the `--set` that gave it) for a path into the config."""
+        for end in range(len(path), -1, -1):
+            prefix = tuple(path[:end])
+            if prefix in self._overridden:
+                return f"--set {self._overridden[prefix]}"
+            if prefix in self._lines:
+                return f"{self._source}:{self._lines[prefix]}"
+        return self._source
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        return Problem(message, where=self.where(path), path=format_path(path))
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain data, every default filled in."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def format_path(path) -> str:
+    """('model', 'layers', 1, 'units') -> 'model.layers[1].units'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_map(node, path=(), lines=None) -> dict:
+    """Map each path in a composed YAML node tree to the 1-based line it starts on."""
+    lines = {} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            lines[child] = key_node.start_mark.line + 1
+            _line_map(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[child] = item.start_mark.line + 1
+            _line_map(item, child, lines)
+    return lines
+
+
+def read_yaml(path: str | Path) -> tuple[Any, dict]:
+    """Read a YAML file safely; return its data and the line of every path in it."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(Problem("no such file; check the path", where=shown)) from None
+    except IsADirectoryError:
+        raise ConfigError(Problem("is a folder, not a YAML file", where=shown)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(Problem(f"cannot read it: {exc}", where=shown)) from None
+    try:
+        # safe_load's constructor never builds Python objects from tags: a `!!python/...`
+        # tag is a constructor error here, reported like any other YAML mistake.
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}" if mark else shown
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        message = f"invalid YAML: {reason}" + (f" ({context})" if context else "")
+        raise ConfigError(Problem(message + "; fix the syntax on that line", where=where)) from None
+    return data, _line_map(node)
+
+
+def parse_override(text: str) -> tuple[tuple, Any]:
+    """'model.layers.0.units=256' -> (('model', 'layers', 0, 'units'), 256)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(Problem("expected KEY=VALUE, such as training.epochs=3", where=f"--set {text}"))
+    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict, overrides) -> tuple[dict, dict]:
+    """Apply `--set` overrides to raw config data; return it and where each came from."""
+    data = copy.deepcopy(data)
+    origins = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for depth, part in enumerate(path[:-1]):
+            step = node[part] if _has(node, part) else None
+            if isinstance(step, str) and isinstance(path[depth + 1], str):
+                step = {"type": step}  # `optimizer: adam` then `--set compile.optimizer.lr=..`
+            if step is None:
+                step = {}
+            if isinstance(node, list) and not _has(node, part):
+                raise ConfigError(Problem(
+                    f"index {part} is out of range (the list has {len(node)} items)",
+                    where=f"--set {text}",
+                ))
+            if not isinstance(node, (dict, list)) or (isinstance(node, list) and isinstance(part, str)):
+                raise ConfigError(Problem(
+                    f"'{format_path(path[:depth])}' holds no keys to set", where=f"--set {text}"
+                ))
+            node[part] = step
+            node = step
+        last = path[-1]
+        if isinstance(node, list) and not _has(node, last):
+            raise ConfigError(Problem(
+                f"index {last} is out of range (the list has {len(node)} items)", where=f"--set {text}"
+            ))
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(Problem(f"'{format_path(path[:-1])}' holds no keys to set", where=f"--set {text}"))
+        node[last] = value
+        origins[path] = text
+    return data, origins
+
+
+def _has(node, part) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    if isinstance(node, list):
+        return isinstance(part, int) and part < len(node)
+    return False
+
+
+def _model_for(path: tuple):
+    """The pydantic model class that owns `path` (for did-you-mean on unknown keys)."""
+    model = Config
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            for c in candidates:  # list[Model]
+                nested += [a for a in getattr(c, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _problems_from(error: ValidationError, lines: dict, source: str, origins: dict) -> list[Problem]:
+    probe = Config.model_construct()
+    probe._lines, probe._source, probe._overridden = lines, source, origins
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            parent, key = loc[:-1], loc[-1]
+            owner = _model_for(parent)
+            hint = did_you_mean(key, owner.model_fields) if owner else ""
+            if not hint and owner:
+                hint = " (expected one of: " + ", ".join(owner.model_fields) + ")"
+            problems.append(Problem(f"unknown key '{key}'{hint}", where=probe.where(loc), path=format_path(parent)))
+            continue
+        if kind == "missing":
+            problems.append(Problem(f"missing required key '{loc[-1]}'", where=probe.where(loc[:-1]), path=format_path(loc[:-1])))
+            continue
+        got = item.get("input")
+        message = item["msg"].removeprefix("Value error, ")
+        if kind == "literal_error":
+            expected = item.get("ctx", {}).get("expected", "")
+            choices = re.findall(r"'([^']*)'", expected)
+            message = f"expected one of {', '.join(choices)}; got {got!r}{did_you_mean(got, choices)}"
+        elif kind not in ("value_error", "assertion_error") and not isinstance(got, (dict, list)):
+            message = f"{message}, got {got!r}"
+        problems.append(Problem(message, where=probe.where(loc), path=format_path(loc)))
+    return problems
+
+
+def load_config(source: str | Path | dict, overrides=()) -> Config:
+    """Read, override and validate a config; raise `ConfigError` with every problem.
+
+    Args:
+        source: a YAML file's path, or the config as a dict.
+        overrides: `KEY=VALUE` strings, as `--set` takes them.
+
+    Example:
+        >>> load_config({"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}})
+    """
+    if isinstance(source, dict):
+        data, lines, shown, base = copy.deepcopy(source), {}, "<config>", Path.cwd()
+        stem = "run"
+    else:
+        data, lines = read_yaml(source)
+        shown, base, stem = str(source), Path(source).resolve().parent, Path(source).stem
+    if data is None:
+        raise ConfigError(Problem("the config is empty; start from `dlcli init`", where=shown))
+    if not isinstance(data, dict):
+        raise ConfigError(Problem(
+            f"the config must be a mapping of keys (data:, model:, ...), not a {type(data).__name__}",
+            where=shown,
+        ))
+    data, origins = apply_overrides(data, overrides)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
+    config._source, config._lines, config._overridden = shown, lines, origins
+    if config.name is None:
+        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+    for key in ("path", "test_path"):
+        value = getattr(config.data, key)
+        if value:
+            setattr(config.data, key, str((base / Path(value).expanduser()).resolve()))
+    return config
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted paths whose values differ between two resolved configs."""
+    keys = sorted(set(old) | set(new)) if isinstance(old, dict) and isinstance(new, dict) else None
+    if keys is None:
+        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            out = []
+            for i, (a, b) in enumerate(zip(old, new)):
+                out += config_differences(a, b, f"{prefix}.{i}")
+            return out
+        return [prefix] if old != new else []
+    out = []
+    for key in keys:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        out += config_differences(old.get(key), new.get(key), path)
+    return out

@@ -1,0 +1,146 @@
+"""Evaluate and predict with a run's saved model.
+
+The model is loaded with Keras's `safe_mode` (a crafted `.keras` file cannot run code),
+the run's resolved config says where its data is, and the seeded split makes `--split
+val` / `train` the very samples the run used. Each evaluation is appended to the run's
+`evaluations.jsonl`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dlcli.config import load_config
+from dlcli.data import load_data, read_features_file, read_labeled_file, sha256_file
+from dlcli.errors import ConfigError, GateFailed, Problem, did_you_mean
+from dlcli.model import targets_for
+from dlcli.runfolder import RunFolder, now_iso
+from dlcli.runtime import import_keras
+
+
+def open_run(run, runs_dir=None) -> RunFolder:
+    return run if isinstance(run, RunFolder) else RunFolder.find(run, runs_dir)
+
+
+def load_run_model(run: RunFolder):
+    """(keras, model, config, run.json) of a finished run."""
+    config = load_config(run.file("config.yaml"))
+    keras = import_keras(config.runtime.backend)
+    path = run.file("model.keras")
+    if not path.is_file():
+        status = run.record.get("status", "unknown")
+        raise ConfigError(Problem(f"the run has no model.keras (status: {status}); train it to completion first", where=str(run.path)))
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(Problem(f"not a model dlcli can load safely ({first[:200]})", where=str(path))) from None
+    return keras, model, config, run.record
+
+
+def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None) -> dict:
+    """Score a run's model on a split of its data, or on a CSV/NPZ file; record it.
+
+    Returns `{"time", "split" or "data", "metrics"}` (as appended to evaluations.jsonl).
+    """
+    run = open_run(run, runs_dir)
+    keras, model, config, record = load_run_model(run)
+    summary = record.get("data", {})
+    labels = run.read_json("labels.json")
+    entry = {"time": now_iso()}
+    if data is not None:
+        x, y = read_labeled_file(str(data), config, summary, labels)
+        entry["data"] = str(Path(data).resolve())
+    else:
+        if split not in ("train", "val", "test"):
+            raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
+        for path, digest in (summary.get("files") or {}).items():
+            if Path(path).is_file() and sha256_file(path) != digest:
+                entry["warning"] = f"{path} changed since the run was trained"
+        x, y = load_data(config).split(split)
+        entry["split"] = split
+    n_classes = len(labels) if labels else 0
+    metrics = model.evaluate(x, targets_for(model, y, n_classes), batch_size=config.training.batch_size,
+                             verbose=0, return_dict=True)
+    entry["metrics"] = {k: float(v) for k, v in metrics.items()}
+    entry["samples"] = int(len(x))
+    run.append_evaluation(entry)
+    return entry
+
+
+def parse_gate(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise ConfigError(Problem("expected METRIC=VALUE, such as accuracy=0.95", where=f"gate {text}")) from None
+
+
+def check_gates(metrics: dict, fail_under=(), fail_over=()) -> list[str]:
+    """Gate failures as sentences; a ConfigError for a metric the run does not have."""
+    failures = []
+    for texts, under in ((fail_under, True), (fail_over, False)):
+        for text in texts:
+            name, bound = parse_gate(text)
+            if name not in metrics:
+                flag = "--fail-under" if under else "--fail-over"
+                raise ConfigError(Problem(
+                    f"no metric '{name}'{did_you_mean(name, metrics)}; this run has: {', '.join(metrics)}",
+                    where=f"{flag} {text}",
+                ))
+            value = metrics[name]
+            if (under and not value >= bound) or (not under and not value <= bound) or not math.isfinite(value):
+                failures.append(f"{name} {value:.4g} is {'under' if under else 'over'} {bound:g}")
+    return failures
+
+
+def enforce_gates(metrics: dict, fail_under=(), fail_over=()) -> None:
+    failures = check_gates(metrics, fail_under, fail_over)
+    if failures:
+        raise GateFailed("gate not met: " + "; ".join(failures))
+
+
+def _probabilities(keras, model, outputs: np.ndarray) -> np.ndarray:
+    """Model outputs -> class probabilities (applies softmax/sigmoid to logits)."""
+    outputs = outputs.astype("float64")
+    if getattr(model.loss, "from_logits", False):
+        if outputs.shape[-1] == 1:
+            outputs = 1 / (1 + np.exp(-outputs))
+        else:
+            outputs = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+            outputs /= outputs.sum(axis=-1, keepdims=True)
+    if outputs.shape[-1] == 1:
+        outputs = np.concatenate([1 - outputs, outputs], axis=-1)
+    return outputs
+
+
+def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> str:
+    """Predictions as CSV text: `prediction` (original label, or value) and `proba_<label>`."""
+    run = open_run(run, runs_dir)
+    keras, model, config, record = load_run_model(run)
+    summary = record.get("data", {})
+    x = read_features_file(str(input_path), summary.get("features"), tuple(summary["input_shape"]))
+    outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
+    labels = run.read_json("labels.json")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if labels is None:  # regression
+        writer.writerow(["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])])
+        for row in outputs.reshape(len(outputs), -1):
+            writer.writerow([repr(float(v)) for v in row])
+        return buffer.getvalue()
+    probabilities = _probabilities(keras, model, outputs)
+    writer.writerow(["prediction"] + ([f"proba_{label}" for label in labels] if proba else []))
+    for row in probabilities:
+        cells = [labels[int(np.argmax(row))]]
+        if proba:
+            cells += [f"{p:.6g}" for p in row]
+        writer.writerow(cells)
+    return buffer.getvalue()

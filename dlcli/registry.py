@@ -1,0 +1,169 @@
+"""Config names -> Keras objects, through Keras's own modules and registries.
+
+`type: Dense`, `optimizer: adam`, `loss: sparse_categorical_crossentropy` and
+`metrics: [AUC]` are looked up case-insensitively (and with or without underscores) in
+`keras.layers`, `keras.optimizers`, `keras.losses`, `keras.metrics` and
+`keras.callbacks`; keyword arguments are checked against the class's constructor and
+then handed to Keras, which checks their values. Nothing here mirrors Keras's lists.
+Anything that would run code named in a config (`Lambda`, `LambdaCallback`, a
+`TFSMLayer`, a `RemoteMonitor`) is refused.
+
+Example:
+    >>> make_layer(KerasObject(type="dense", units=3))
+    <Dense name=dense, built=False>
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+from dlcli.errors import did_you_mean
+
+REFUSED = {
+    "lambda": "runs Python code from the config; use a built-in layer",
+    "tfsmlayer": "loads and runs a SavedModel's code",
+    "inputlayer": "dlcli adds the input from the data; set model.input_shape to change it",
+    "lambdacallback": "runs Python code from the config",
+    "remotemonitor": "sends training data over the network",
+    "backupandrestore": "dlcli checkpoints every run itself; use `dlcli train --resume RUN`",
+    "progbarlogger": "dlcli prints progress itself",
+}
+# Compile-time names that Keras resolves by the loss (accuracy -> sparse_categorical_accuracy).
+COMPILE_METRIC_ALIASES = {"accuracy", "acc", "crossentropy", "ce"}
+
+
+class NameProblem(ValueError):
+    """A config name or argument that Keras does not accept; the message says the fix."""
+
+
+def _key(name: str) -> str:
+    return str(name).lower().replace("_", "")
+
+
+@functools.cache
+def _classes(kind: str) -> dict[str, type]:
+    """Normalised name -> class for every public class of one Keras module."""
+    import keras
+
+    module, base = {
+        "layer": (keras.layers, keras.layers.Layer),
+        "optimizer": (keras.optimizers, keras.optimizers.Optimizer),
+        "loss": (keras.losses, keras.losses.Loss),
+        "metric": (keras.metrics, keras.metrics.Metric),
+        "callback": (keras.callbacks, keras.callbacks.Callback),
+    }[kind]
+    table = {}
+    for name, obj in vars(module).items():
+        if isinstance(obj, type) and issubclass(obj, base) and not name.startswith("_"):
+            table.setdefault(_key(name), obj)
+    if kind in ("loss", "metric"):
+        # Function aliases (`mse`, `sparse_categorical_crossentropy`) name the same class.
+        for name, obj in vars(module).items():
+            if callable(obj) and not isinstance(obj, type) and not name.startswith("_"):
+                cls = table.get(_key(getattr(obj, "__name__", name)))
+                if cls is not None:
+                    table.setdefault(_key(name), cls)
+    table.pop(_key(base.__name__), None)
+    return table
+
+
+def _public_names(kind: str) -> list[str]:
+    seen = {}
+    for cls in _classes(kind).values():
+        seen[cls.__name__] = True
+    return sorted(seen)
+
+
+def lookup(kind: str, name: str) -> type:
+    """The Keras class a config name stands for; `NameProblem` with did-you-mean if none."""
+    key = _key(name)
+    if kind == "metric" and key in COMPILE_METRIC_ALIASES:
+        return lookup(kind, "accuracy" if key.startswith("acc") else "crossentropy")
+    if key in REFUSED:
+        raise NameProblem(f"'{name}' is refused: it {REFUSED[key]}")
+    table = _classes(kind)
+    if key in table:
+        return table[key]
+    choices = _public_names(kind) + (sorted(COMPILE_METRIC_ALIASES) if kind == "metric" else [])
+    lowered = {c.lower().replace("_", "") for c in choices}
+    hint = did_you_mean(name, choices + [k for k in table if k not in REFUSED and k not in lowered])
+    if not hint:
+        hint = f" (see `keras.{kind}s`: {', '.join(choices[:12])}, ...)"
+    raise NameProblem(f"unknown {kind} '{name}'{hint}")
+
+
+def accepted_arguments(cls: type) -> set[str] | None:
+    """Keyword arguments a Keras class's constructor takes, following `**kwargs` to its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names - {"self"}
+        if klass.__module__.startswith("keras.src.layers.layer"):
+            return (names | {"input_shape", "input_dim", "batch_size"}) - {"self"}
+    return None  # takes anything
+
+
+def check_arguments(cls: type, kwargs: dict) -> None:
+    accepted = accepted_arguments(cls)
+    if accepted is None:
+        return
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        key = unknown[0]
+        hint = did_you_mean(key, sorted(accepted)) or f" ({cls.__name__} takes: {', '.join(sorted(accepted))})"
+        raise NameProblem(f"unknown key '{key}' for {cls.__name__}{hint}")
+
+
+def construct(kind: str, name: str, kwargs: dict):
+    """Look a class up, check its arguments, build it; Keras's complaint becomes a NameProblem."""
+    cls = lookup(kind, name)
+    check_arguments(cls, kwargs)
+    if "activation" in kwargs:
+        check_activation(kwargs["activation"])
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # Keras raises many types for a bad argument value
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NameProblem(f"{cls.__name__}: {first}") from None
+
+
+def check_activation(value) -> None:
+    import keras
+
+    if value is None or not isinstance(value, str):
+        return
+    try:
+        keras.activations.get(value)
+    except Exception:
+        names = [n for n in vars(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+        raise NameProblem(f"unknown activation '{value}'{did_you_mean(value, names)}") from None
+
+
+def make_layer(spec):
+    return construct("layer", spec.type, spec.kwargs)
+
+
+def make_optimizer(spec):
+    return construct("optimizer", spec.type, spec.kwargs)
+
+
+def make_loss(spec):
+    return construct("loss", spec.type, spec.kwargs)
+
+
+def make_metric(spec):
+    """A metric for `compile`: a plain name stays a name so Keras picks the right variant."""
+    if _key(spec.type) in COMPILE_METRIC_ALIASES and not spec.kwargs:
+        return spec.type.lower()
+    return construct("metric", spec.type, spec.kwargs)
+
+
+def loss_name(spec) -> str:
+    """The canonical snake-free class name of a loss (`SparseCategoricalCrossentropy`)."""
+    return lookup("loss", spec.type).__name__

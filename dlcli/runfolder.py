@@ -1,0 +1,216 @@
+"""The run folder: `<runs dir>/<name>-<YYYYMMDD-HHMMSS>[-N]/` and the files in it.
+
+A new folder is claimed with an exclusive `mkdir`, so any number of processes starting at
+once get distinct folders. JSON files are written to a temporary file and renamed into
+place, so a reader (or a `kill -9`) never sees half a file; `history.csv` and
+`evaluations.jsonl` are append-only, one complete line per write. This module imports
+neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dlcli.errors import ConfigError, Problem
+
+DEFAULT_RUNS_DIR = "runs"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def runs_dir_from(option: str | os.PathLike | None) -> Path:
+    """The runs dir: the option, else $DLCLI_RUNS_DIR, else ./runs."""
+    return Path(option or os.environ.get("DLCLI_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    data = text.encode() if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is for sharing
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one complete line with a single write, flushed to disk."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line if line.endswith("\n") else line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class RunFolder:
+    """One run's folder and the reading and writing of its files.
+
+    Example:
+        >>> run = RunFolder.create("runs", "digits-mlp")
+        >>> run.update(status="running")
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @classmethod
+    def create(cls, runs_dir: str | os.PathLike, name: str) -> RunFolder:
+        runs = Path(runs_dir)
+        try:
+            runs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(Problem(f"cannot create the runs dir: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        for attempt in range(1, 10_000):
+            folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ConfigError(Problem(f"cannot create a run folder: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
+            return cls(folder)
+        raise ConfigError(Problem("too many runs with this name in one second", where=str(runs)))
+
+    @classmethod
+    def find(cls, ref: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None) -> RunFolder:
+        """A run by folder path, by id under the runs dir, or `latest` (also when None)."""
+        runs = runs_dir_from(runs_dir)
+        if ref in (None, "", "latest"):
+            newest = latest_run(runs)
+            if newest is None:
+                raise ConfigError(Problem("no runs yet; train one first with `dlcli train CONFIG`", where=str(runs)))
+            return newest
+        candidate = Path(ref)
+        for path in (candidate, runs / str(ref)):
+            if (path / "run.json").is_file():
+                return cls(path)
+        hint = ""
+        if runs.is_dir():
+            from dlcli.errors import did_you_mean
+
+            hint = did_you_mean(str(ref), [p.name for p in runs.iterdir() if p.is_dir()])
+        raise ConfigError(Problem(f"no run '{ref}' (neither a run folder nor an id in {runs}){hint}; `dlcli runs` lists them"))
+
+    # -- files ---------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def read_json(self, name: str, default=None):
+        try:
+            return json.loads(self.file(name).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return default
+
+    def write_json(self, name: str, data) -> None:
+        atomic_write(self.file(name), json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write(self.file(name), text)
+
+    def update(self, **fields) -> dict:
+        """Merge fields into run.json (atomically) and return the whole record."""
+        record = self.read_json("run.json", {}) or {}
+        record.update(fields)
+        self.write_json("run.json", record)
+        return record
+
+    @property
+    def record(self) -> dict:
+        return self.read_json("run.json", {}) or {}
+
+    def append_history(self, row: dict) -> None:
+        path = self.file("history.csv")
+        new = not path.exists() or path.stat().st_size == 0
+        buffer = io.StringIO()
+        if new:
+            self._history_columns = list(row)
+            csv.writer(buffer).writerow(self._history_columns)
+        else:
+            self._history_columns = getattr(self, "_history_columns", None) or self._read_header(path)
+        csv.writer(buffer).writerow([_cell(row.get(c)) for c in self._history_columns])
+        append_line(path, buffer.getvalue())
+
+    @staticmethod
+    def _read_header(path: Path) -> list[str]:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), [])
+
+    def history(self) -> list[dict]:
+        """history.csv as a list of rows with numbers as floats (epoch as int)."""
+        path = self.file("history.csv")
+        if not path.exists():
+            return []
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [r for r in csv.DictReader(handle) if None not in r.values()]
+        out = []
+        for row in rows:
+            parsed = {k: _number(v) for k, v in row.items()}
+            parsed["epoch"] = int(parsed["epoch"])
+            out.append(parsed)
+        return out
+
+    def append_evaluation(self, record: dict) -> None:
+        append_line(self.file("evaluations.jsonl"), json.dumps(record, default=_jsonable))
+
+
+def latest_run(runs_dir: Path) -> RunFolder | None:
+    """The newest run (by its start time in run.json) in a runs dir."""
+    if not runs_dir.is_dir():
+        return None
+    best, best_key = None, ""
+    for folder in runs_dir.iterdir():
+        run = RunFolder(folder)
+        record = run.read_json("run.json") if folder.is_dir() else None
+        if not record:
+            continue
+        key = f"{record.get('started', '')}|{folder.name}"
+        if key > best_key:
+            best, best_key = run, key
+    return best
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,331 @@
+"""Training: config -> data -> model -> fit -> evaluate -> run folder.
+
+`prepare` does everything up to a compiled model and is what `dlcli validate` runs: every
+problem it finds is a ConfigError (exit 2) raised before a run folder exists. `train`
+then claims a run folder, fits with the configured callbacks, evaluates on the test split
+and writes the files of the contract (SPEC 5). Whatever happens after the folder exists,
+run.json ends as completed, failed (with the error) or interrupted.
+
+Example:
+    >>> result = train("configs/digits_mlp.yaml", overrides=["training.epochs=3"])
+    >>> result.metrics["test"]["accuracy"]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlcli import __version__
+from dlcli.config import Config, load_config
+from dlcli.data import Dataset, load_data
+from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed
+from dlcli.model import build_model, parameter_counts, targets_for
+from dlcli.runfolder import RunFolder, atomic_write, now_iso, runs_dir_from
+from dlcli.runtime import apply_runtime, choose_runtime, enable_memory_growth, import_keras, list_devices
+
+# Keyword arguments of keras.callbacks that name files: kept inside the run folder.
+PATH_ARGUMENTS = ("filename", "filepath", "log_dir", "backup_dir")
+
+
+@dataclass
+class Prepared:
+    """What `prepare` hands on: the resolved config, data, compiled model, runtime choices."""
+
+    config: Config
+    data: Dataset
+    model: object
+    choices: dict
+    keras: object
+
+
+@dataclass
+class TrainResult:
+    run: RunFolder
+    metrics: dict
+    record: dict
+
+
+def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config:
+    if isinstance(config, Config):
+        return load_config(config.to_dict(), overrides) if overrides else config
+    return load_config(config, overrides)
+
+
+def prepare(config: Config | str | dict, overrides=()) -> Prepared:
+    """Validate the config, load the data, build and compile the model; nothing is written."""
+    config = as_config(config, overrides)
+    keras = import_keras(config.runtime.backend, config.where(("runtime", "backend")))
+    enable_memory_growth(config.runtime.backend)
+    data = load_data(config)
+    steps = math.ceil(len(data.x_train) / config.training.batch_size)
+    choices = choose_runtime(config.runtime, list_devices(config.runtime.backend), steps)
+    with apply_runtime(keras, choices, config.seed):
+        model = build_model(config, data, keras, choices)
+    choices["jit_compile"] = bool(getattr(model, "jit_compile", False))
+    return Prepared(config, data, model, choices, keras)
+
+
+def versions(backend: str) -> dict:
+    import importlib.metadata as md
+
+    import keras
+
+    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    try:
+        backend_version = md.version(package)
+    except md.PackageNotFoundError:
+        backend_version = None
+    return {
+        "dlcli": __version__, "keras": keras.__version__, "backend": backend,
+        "backend_version": backend_version, "python": platform.python_version(),
+    }
+
+
+def _recorder(keras, run: RunFolder, state: dict):
+    """Per epoch: one history row, a checkpoint of the last good epoch, a NaN guard."""
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            lr = logs.pop("learning_rate", None)
+            if lr is None:
+                lr = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+            row["lr"] = float(lr)
+            row["epoch_time_s"] = round(time.perf_counter() - self.started, 4)
+            run.append_history(row)
+            state["epochs_run"] = epoch + 1
+            state["rows"].append(row)
+            if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
+                state["diverged"] = epoch + 1
+                self.model.stop_training = True
+                return
+            checkpoint = run.file("checkpoints") / "last.keras"
+            tmp = checkpoint.with_name(".last.tmp.keras")
+            self.model.save(tmp)
+            os.replace(tmp, checkpoint)
+            run.write_json("checkpoints/state.json", {"epoch": epoch + 1, "time": now_iso()})
+
+    return Recorder()
+
+
+def _inside_run(run: RunFolder, value: str, where: str) -> str:
+    path = Path(value)
+    if path.is_absolute() or ".." in path.parts:
+        raise ConfigError(Problem(f"file arguments of callbacks are names inside the run folder, got {value!r}", where=where))
+    return str(run.path / path)
+
+
+def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None) -> list:
+    keras, config = prepared.keras, prepared.config
+    from dlcli import registry
+
+    t = config.training
+    callbacks = [keras.callbacks.TerminateOnNaN(), _recorder(keras, run, state)]
+    if t.early_stopping is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()))
+    if t.reduce_lr_on_plateau is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()))
+    for index, spec in enumerate(t.callbacks):
+        kwargs = spec.kwargs
+        for key in PATH_ARGUMENTS:
+            if isinstance(kwargs.get(key), str):
+                kwargs[key] = _inside_run(run, kwargs[key], config.where(("training", "callbacks", index)))
+        callbacks.append(registry.construct("callback", spec.type, kwargs))
+    if config.output.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
+    if progress is not None:
+        callbacks.append(progress)
+    return callbacks
+
+
+def check_callbacks(config: Config) -> None:
+    """Callback names and arguments, checked before a folder exists."""
+    from dlcli import registry
+
+    problems = []
+    for index, spec in enumerate(config.training.callbacks):
+        try:
+            cls = registry.lookup("callback", spec.type)
+            registry.check_arguments(cls, spec.kwargs)
+        except registry.NameProblem as exc:
+            problems.append(config.problem(("training", "callbacks", index), str(exc)))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _best_epoch(config: Config, rows: list[dict]) -> int:
+    if not rows:
+        return 0
+    es = config.training.early_stopping
+    monitor = es.monitor if es else ("val_loss" if "val_loss" in rows[0] else "loss")
+    if monitor not in rows[0]:
+        return rows[-1]["epoch"]
+    higher = (es is not None and es.mode == "max") or (
+        (es is None or es.mode == "auto") and any(w in monitor for w in ("acc", "auc", "precision", "recall"))
+    )
+    pick = max if higher else min
+    return pick(rows, key=lambda r: r[monitor] if math.isfinite(r[monitor]) else (-math.inf if higher else math.inf))["epoch"]
+
+
+def final_metrics(config: Config, rows: list[dict], test: dict, samples_per_s: float) -> dict:
+    """metrics.json: train/val at the kept epoch (best when early stopping restored it)."""
+    best = _best_epoch(config, rows)
+    es = config.training.early_stopping
+    kept_epoch = best if es is not None and es.restore_best_weights else (rows[-1]["epoch"] if rows else 0)
+    kept = next((r for r in rows if r["epoch"] == kept_epoch), {})
+    skip = ("epoch", "lr", "epoch_time_s")
+    train = {k: v for k, v in kept.items() if k not in skip and not k.startswith("val_")}
+    val = {k[4:]: v for k, v in kept.items() if k.startswith("val_")}
+    return {
+        "train": train, "val": val, "test": test, "best_epoch": best,
+        "epochs_run": len(rows), "samples_per_s": round(samples_per_s, 1),
+    }
+
+
+def _write_labels_and_summary(prepared: Prepared, run: RunFolder) -> None:
+    if prepared.data.labels is not None:
+        run.write_json("labels.json", prepared.data.labels)
+    lines: list[str] = []
+    prepared.model.summary(print_fn=lambda text, line_break=True: lines.append(text), line_length=100)
+    run.write_text("summary.txt", "\n".join(lines) + "\n")
+
+
+def save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so the run folder can say `interrupted`."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None, progress: bool = True,
+          rich_bar: bool = False, command: str | None = None) -> TrainResult:
+    """Train a config end to end and return its run folder and final metrics.
+
+    Args:
+        config: a YAML path, a dict, or a loaded `Config`.
+        overrides: `KEY=VALUE` strings, as `--set` takes them.
+        runs_dir: where run folders go (default `runs`, or $DLCLI_RUNS_DIR).
+        console: a rich Console for progress (default: stderr).
+        progress: report each epoch.
+        rich_bar: a live progress bar instead of one line per epoch.
+    """
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    prepared = prepare(config, overrides)
+    config, data, model, keras = prepared.config, prepared.data, prepared.model, prepared.keras
+    check_callbacks(config)
+
+    run = RunFolder.create(runs_dir_from(runs_dir), config.name)
+    started = time.time()
+    run.write_text("config.yaml", config.to_yaml())
+    (run.path / "checkpoints").mkdir()
+    record = run.update(
+        id=run.id, name=config.name, status="running", started=now_iso(), ended=None, duration_s=None,
+        command=command or " ".join(sys.argv), seed=config.seed, pid=os.getpid(),
+        versions=versions(config.runtime.backend), devices=prepared.choices["devices"],
+        runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
+        data={"source": config.data.source, **data.summary()},
+        parameters=parameter_counts(model), epochs=config.training.epochs, resumes=[],
+    )
+    _write_labels_and_summary(prepared, run)
+
+    state = {"rows": [], "epochs_run": 0, "diverged": None}
+    steps = math.ceil(len(data.x_train) / config.training.batch_size)
+    reporter = None
+    if progress:
+        from dlcli.progress import progress_callback
+
+        reporter = progress_callback(keras, console, config.training.epochs, steps, rich_bar)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        callbacks = callbacks_for(prepared, run, state, reporter)
+        validation = None
+        if data.x_val is not None:
+            validation = (data.x_val, targets_for(model, data.y_val, data.n_classes))
+        fit_started = time.perf_counter()
+        model.fit(
+            data.x_train, targets_for(model, data.y_train, data.n_classes),
+            validation_data=validation, epochs=config.training.epochs,
+            batch_size=config.training.batch_size, shuffle=config.training.shuffle,
+            callbacks=callbacks, verbose=0,
+        )
+        fit_seconds = time.perf_counter() - fit_started
+        if state["diverged"]:
+            raise RunFailed(
+                f"loss became NaN/inf at epoch {state['diverged']}; the last good epoch is in "
+                f"{run.file('checkpoints')}; lower compile.optimizer.learning_rate or check the data"
+            )
+        test = model.evaluate(data.x_test, targets_for(model, data.y_test, data.n_classes),
+                              batch_size=config.training.batch_size, verbose=0, return_dict=True)
+        test = {k: float(v) for k, v in test.items()}
+        save_model(model, run.file("model.keras"))
+        samples = len(data.x_train) * state["epochs_run"] / max(fit_seconds, 1e-9)
+        metrics = final_metrics(config, state["rows"], test, samples)
+        run.write_json("metrics.json", metrics)
+        if config.output.plots:
+            from dlcli.plots import plot_curves
+
+            plot_curves(run.file("curves.png"), state["rows"], metrics["best_epoch"], config.name)
+        record = _finish(run, started, "completed")
+        return TrainResult(run, metrics, record)
+    except (KeyboardInterrupt, _Terminated):
+        _finish(run, started, "interrupted", error=f"interrupted after {state['epochs_run']} completed epochs")
+        raise Interrupted(f"interrupted; the run folder {run.path} keeps {state['epochs_run']} completed epochs") from None
+    except RunFailed as exc:
+        _finish(run, started, "failed", error=str(exc), failed_epoch=state["diverged"])
+        raise
+    except ConfigError as exc:
+        _finish(run, started, "failed", error=str(exc))
+        raise
+    except Exception as exc:
+        reason = _runtime_reason(exc)
+        _finish(run, started, "failed", error=reason)
+        raise RunFailed(reason) from exc
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _runtime_reason(exc: Exception) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if "ResourceExhausted" in name or "out of memory" in text.lower():
+        return f"out of memory ({text}); lower training.batch_size or the model's size"
+    if isinstance(exc, OSError):
+        return f"I/O error: {exc.strerror or text} ({exc.filename or ''})"
+    return f"{name}: {text}"
+
+
+def _finish(run: RunFolder, started: float, status: str, **extra) -> dict:
+    try:
+        return run.update(status=status, ended=now_iso(), duration_s=round(time.time() - started, 3), **extra)
+    except OSError:
+        return {}
+
+
+__all__ = ["Prepared", "TrainResult", "prepare", "train", "atomic_write"]
