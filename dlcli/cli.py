@@ -64,6 +64,7 @@ def command(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         as_json, debug = kwargs.get("as_json", False), kwargs.get("debug", False)
+        saved = os.environ.get("DLCLI_DEBUG")
         if debug:
             os.environ["DLCLI_DEBUG"] = "1"
         try:
@@ -74,6 +75,9 @@ def command(func):
             _fail(str(exc), exc.exit_code, as_json)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED, as_json)
+        finally:
+            if debug and saved is None:
+                os.environ.pop("DLCLI_DEBUG", None)
 
     return wrapper
 

@@ -310,6 +310,25 @@ def _line_map(node, path=(), lines=None) -> dict:
     return lines
 
 
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` as a float the way YAML 1.2 (and users) do."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def safe_load(text: str):
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
+
+
 def read_yaml(path: str | Path) -> tuple[Any, dict]:
     """Read a YAML file safely; return its data and the line of every path in it."""
     shown = str(path)
@@ -324,8 +343,8 @@ def read_yaml(path: str | Path) -> tuple[Any, dict]:
     try:
         # safe_load's constructor never builds Python objects from tags: a `!!python/...`
         # tag is a constructor error here, reported like any other YAML mistake.
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = safe_load(text)
+        node = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{shown}:{mark.line + 1}" if mark else shown
@@ -343,7 +362,7 @@ def parse_override(text: str) -> tuple[tuple, Any]:
         raise ConfigError(Problem("expected KEY=VALUE, such as training.epochs=3", where=f"--set {text}"))
     path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
+        value = safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError:
         value = raw
     return path, value

@@ -85,12 +85,32 @@ def lookup(kind: str, name: str) -> type:
     table = _classes(kind)
     if key in table:
         return table[key]
+    alias = _alias(kind, name)
+    if alias is not None:
+        return alias
     choices = _public_names(kind) + (sorted(COMPILE_METRIC_ALIASES) if kind == "metric" else [])
     lowered = {c.lower().replace("_", "") for c in choices}
     hint = did_you_mean(name, choices + [k for k in table if k not in REFUSED and k not in lowered])
     if not hint:
-        hint = f" (see `keras.{kind}s`: {', '.join(choices[:12])}, ...)"
+        hint = f" (see keras.{kind}s: {', '.join(choices[:12])}, ...)".replace("losss", "losses")
     raise NameProblem(f"unknown {kind} '{name}'{hint}")
+
+
+def _alias(kind: str, name: str) -> type | None:
+    """Keras's own short names (`mse`, `mae`, `kld`) resolve through its `get`."""
+    if kind not in ("loss", "metric"):
+        return None
+    import keras
+
+    module = keras.losses if kind == "loss" else keras.metrics
+    try:
+        found = module.get(name)
+    except Exception:
+        return None
+    target = found if isinstance(found, type) else (type(found) if not callable(found) or hasattr(found, "get_config") and not inspect.isfunction(found) else None)
+    if target is None:
+        target = _classes(kind).get(_key(getattr(found, "__name__", "")))
+    return target
 
 
 def accepted_arguments(cls: type) -> set[str] | None:
@@ -161,6 +181,15 @@ def make_metric(spec):
     """A metric for `compile`: a plain name stays a name so Keras picks the right variant."""
     if _key(spec.type) in COMPILE_METRIC_ALIASES and not spec.kwargs:
         return spec.type.lower()
+    if not spec.kwargs:
+        import keras
+
+        lookup("metric", spec.type)  # a clear error for an unknown name
+        try:
+            keras.metrics.get(spec.type)
+            return spec.type  # Keras names it as in a hand-written script ('mae' stays 'mae')
+        except Exception:
+            pass
     return construct("metric", spec.type, spec.kwargs)
 
 

@@ -95,6 +95,11 @@ def _recorder(keras, run: RunFolder, state: dict):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
 
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.model.stop_training = True  # stop now; on_epoch_end records the epoch
+
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             lr = logs.pop("learning_rate", None)
@@ -131,7 +136,8 @@ def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None
     from dlcli import registry
 
     t = config.training
-    callbacks = [keras.callbacks.TerminateOnNaN(), _recorder(keras, run, state)]
+    # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
+    callbacks = [_recorder(keras, run, state)]
     if t.early_stopping is not None:
         callbacks.append(keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()))
     if t.reduce_lr_on_plateau is not None:
@@ -270,9 +276,11 @@ def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None
         )
         fit_seconds = time.perf_counter() - fit_started
         if state["diverged"]:
+            kept = (f"epoch {state['diverged'] - 1} is kept in {run.file('checkpoints')}"
+                    if state["diverged"] > 1 else "no epoch completed before it")
             raise RunFailed(
-                f"loss became NaN/inf at epoch {state['diverged']}; the last good epoch is in "
-                f"{run.file('checkpoints')}; lower compile.optimizer.learning_rate or check the data"
+                f"loss became NaN/inf at epoch {state['diverged']} ({kept}); "
+                "lower compile.optimizer.learning_rate or check the data"
             )
         test = model.evaluate(data.x_test, targets_for(model, data.y_test, data.n_classes),
                               batch_size=config.training.batch_size, verbose=0, return_dict=True)

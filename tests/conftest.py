@@ -1,0 +1,90 @@
+"""Shared fixtures: run the real CLI in-process (Typer's runner) or as a subprocess.
+
+In-process runs share one Keras import, which keeps the suite fast; subprocess runs prove
+the installed `dlcli` command, exit codes and stream separation end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+# A small but real digits MLP: trains in a couple of seconds on 2 cores.
+TINY = {
+    "name": "tiny",
+    "seed": 7,
+    "data": {"source": "digits", "validation_split": 0.2, "test_split": 0.2},
+    "model": {"layers": [
+        {"type": "Dense", "units": 32, "activation": "relu"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]},
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+    "training": {"epochs": 3, "batch_size": 64},
+    "output": {"tensorboard": False, "plots": False},
+}
+
+
+def deep_update(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(changes=None, name='cfg.yaml', text=None) -> path of a config file."""
+
+    def write(changes: dict | None = None, name: str = "cfg.yaml", text: str | None = None) -> Path:
+        path = tmp_path / name
+        path.write_text(text if text is not None else yaml.safe_dump(deep_update(TINY, changes or {}), sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def cli():
+    """cli(*args) -> click Result with .exit_code, .stdout, .stderr (in-process)."""
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """The installed command as a user runs it (python -m dlcli, same interpreter)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "dlcli", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One real finished run (tiny digits MLP), shared by evaluate/predict/show tests."""
+    base = tmp_path_factory.mktemp("trained")
+    config = base / "tiny.yaml"
+    config.write_text(yaml.safe_dump(deep_update(TINY, {"training": {"epochs": 10}, "output": {"tensorboard": True, "plots": True}})))
+    result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(base / "runs"), "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
