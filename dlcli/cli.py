@@ -148,12 +148,13 @@ def evaluate(
     debug: DebugOption = False,
 ):
     """Evaluate a run's saved model (default: the newest run) and append it to evaluations.jsonl."""
-    from dlcli.evaluation import check_gates, evaluate as evaluate_run, parse_gate
+    from dlcli.evaluation import evaluate as evaluate_run, parse_gate
 
     for text in [*(fail_under or []), *(fail_over or [])]:
         parse_gate(text)  # a malformed gate is a usage error before any work
-    entry = evaluate_run(run, split=split, data=str(data) if data else None, runs_dir=runs_dir)
-    failures = check_gates(entry["metrics"], fail_under or [], fail_over or [])
+    entry = evaluate_run(run, split=split, data=str(data) if data else None, runs_dir=runs_dir,
+                         fail_under=fail_under or [], fail_over=fail_over or [])
+    failures = entry.pop("gate_failures", [])
     if "warning" in entry:
         _err().print(f"[yellow]warning:[/] {entry['warning']}")
     if as_json:
@@ -228,6 +229,10 @@ def validate(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# Run management and the everyday commands (runs, show, compare, init, schema, env).
+from dlcli import cli_manage  # noqa: E402,F401  (registers its commands on `app`)
 
 
 if __name__ == "__main__":

@@ -255,15 +255,17 @@ class Config(Section):
             )
         return value
 
-    @model_validator(mode="after")
-    def _monitors_exist(self):
-        wanted = [cb for cb in (self.training.early_stopping, self.training.reduce_lr_on_plateau) if cb]
-        if self.data.validation_split == 0 and any(cb.monitor.startswith("val_") for cb in wanted):
-            raise ValueError(
-                "early_stopping/reduce_lr_on_plateau monitor a val_ metric but "
-                "data.validation_split is 0: set a validation_split or monitor 'loss'"
-            )
-        return self
+    def monitor_problems(self) -> list[Problem]:
+        """Callbacks that watch a val_ metric when there is no validation split."""
+        if self.data.validation_split > 0:
+            return []
+        return [
+            self.problem(("training", key, "monitor"),
+                         f"monitors '{cb.monitor}' but data.validation_split is 0; "
+                         "set a validation_split or monitor 'loss'")
+            for key in ("early_stopping", "reduce_lr_on_plateau")
+            if (cb := getattr(self.training, key)) is not None and cb.monitor.startswith("val_")
+        ]
 
     def where(self, path: tuple) -> str:
         """'file:line' (or the `--set` that gave it) for a path into the config."""
@@ -433,6 +435,13 @@ def _model_for(path: tuple):
     return model
 
 
+def locator(lines: dict, source: str, origins: dict):
+    """where(path, message) -> Problem, for raw config data before it validates."""
+    probe = Config.model_construct()
+    probe._lines, probe._source, probe._overridden = lines, source, origins
+    return probe.problem
+
+
 def _problems_from(error: ValidationError, lines: dict, source: str, origins: dict) -> list[Problem]:
     probe = Config.model_construct()
     probe._lines, probe._source, probe._overridden = lines, source, origins
@@ -473,12 +482,34 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
     Example:
         >>> load_config({"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}})
     """
+    data, lines, shown, origins = raw_config(source, overrides)
     if isinstance(source, dict):
-        data, lines, shown, base = copy.deepcopy(source), {}, "<config>", Path.cwd()
-        stem = "run"
+        base, stem = Path.cwd(), "run"
+    else:
+        base, stem = Path(source).resolve().parent, Path(source).stem
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
+    config._source, config._lines, config._overridden = shown, lines, origins
+    if problems := config.monitor_problems():
+        raise ConfigError(problems)
+    if config.name is None:
+        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+    for key in ("path", "test_path"):
+        value = getattr(config.data, key)
+        if value:
+            setattr(config.data, key, str((base / Path(value).expanduser()).resolve()))
+    return config
+
+
+def raw_config(source: str | Path | dict, overrides=()) -> tuple[dict, dict, str, dict]:
+    """(data with overrides applied, line map, shown name, override origins) of a config."""
+    if isinstance(source, dict):
+        data, lines, shown = copy.deepcopy(source), {}, "<config>"
     else:
         data, lines = read_yaml(source)
-        shown, base, stem = str(source), Path(source).resolve().parent, Path(source).stem
+        shown = str(source)
     if data is None:
         raise ConfigError(Problem("the config is empty; start from `dlcli init`", where=shown))
     if not isinstance(data, dict):
@@ -487,18 +518,7 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
             where=shown,
         ))
     data, origins = apply_overrides(data, overrides)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
-    config._source, config._lines, config._overridden = shown, lines, origins
-    if config.name is None:
-        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
-    for key in ("path", "test_path"):
-        value = getattr(config.data, key)
-        if value:
-            setattr(config.data, key, str((base / Path(value).expanduser()).resolve()))
-    return config
+    return data, lines, shown, origins
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

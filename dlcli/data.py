@@ -180,6 +180,10 @@ def read_csv(path: str, target: str | None, features: list[str] | None, config_w
             ))
         for j, name in enumerate(wanted):
             cell = row[index[name]].strip()
+            if cell == "":
+                raise ConfigError(Problem(
+                    f"column '{name}' is empty; fill or drop missing values", where=f"{shown}:{line_no}"
+                ))
             try:
                 value = float(cell)
             except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,11 @@ def load_run_model(run: RunFolder):
     if not path.is_file():
         status = run.record.get("status", "unknown")
         raise ConfigError(Problem(f"the run has no model.keras (status: {status}); train it to completion first", where=str(run.path)))
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(Problem(
+            "is not a .keras archive (corrupted, or not written by Keras); retrain the run or restore the file",
+            where=str(path),
+        ))
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:
@@ -43,10 +49,13 @@ def load_run_model(run: RunFolder):
     return keras, model, config, run.record
 
 
-def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None) -> dict:
+def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None,
+             fail_under=(), fail_over=()) -> dict:
     """Score a run's model on a split of its data, or on a CSV/NPZ file; record it.
 
-    Returns `{"time", "split" or "data", "metrics"}` (as appended to evaluations.jsonl).
+    Gates name metrics that must exist (a ConfigError otherwise, with nothing recorded).
+    Returns `{"time", "split" or "data", "metrics", "samples"}` (as in evaluations.jsonl),
+    plus `gate_failures` when gates were given.
     """
     run = open_run(run, runs_dir)
     keras, model, config, record = load_run_model(run)
@@ -69,7 +78,10 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
                              verbose=0, return_dict=True)
     entry["metrics"] = {k: float(v) for k, v in metrics.items()}
     entry["samples"] = int(len(x))
+    failures = check_gates(entry["metrics"], fail_under, fail_over)
     run.append_evaluation(entry)
+    if fail_under or fail_over:
+        entry["gate_failures"] = failures
     return entry
 
 

@@ -120,7 +120,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         try:
             layer = registry.construct("layer", spec.type, kwargs)
         except registry.NameProblem as exc:
-            problems.append(config.problem(path, str(exc)))
+            problems.append(config.problem((*path, exc.key) if exc.key else path, str(exc)))
             continue  # keep checking the other layers
         layers.append(layer)
         if shapes_ok:
@@ -136,11 +136,11 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
     try:
         optimizer = registry.make_optimizer(config.compile.optimizer)
     except registry.NameProblem as exc:
-        problems.append(config.problem(("compile", "optimizer"), str(exc)))
+        problems.append(config.problem(("compile", "optimizer", *([exc.key] if exc.key else [])), str(exc)))
     try:
         loss = registry.make_loss(config.compile.loss)
     except registry.NameProblem as exc:
-        problems.append(config.problem(("compile", "loss"), str(exc)))
+        problems.append(config.problem(("compile", "loss", *([exc.key] if exc.key else [])), str(exc)))
     for index, spec in enumerate(config.compile.metrics):
         try:
             metrics.append(registry.make_metric(spec))

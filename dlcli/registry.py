@@ -34,7 +34,14 @@ COMPILE_METRIC_ALIASES = {"accuracy", "acc", "crossentropy", "ce"}
 
 
 class NameProblem(ValueError):
-    """A config name or argument that Keras does not accept; the message says the fix."""
+    """A config name or argument that Keras does not accept; the message says the fix.
+
+    `key` is the argument at fault, when there is one, so the error points at its line.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def _key(name: str) -> str:
@@ -137,7 +144,7 @@ def check_arguments(cls: type, kwargs: dict) -> None:
     if unknown:
         key = unknown[0]
         hint = did_you_mean(key, sorted(accepted)) or f" ({cls.__name__} takes: {', '.join(sorted(accepted))})"
-        raise NameProblem(f"unknown key '{key}' for {cls.__name__}{hint}")
+        raise NameProblem(f"unknown key '{key}' for {cls.__name__}{hint}", key=key)
 
 
 def construct(kind: str, name: str, kwargs: dict):
@@ -145,7 +152,10 @@ def construct(kind: str, name: str, kwargs: dict):
     cls = lookup(kind, name)
     check_arguments(cls, kwargs)
     if "activation" in kwargs:
-        check_activation(kwargs["activation"])
+        try:
+            check_activation(kwargs["activation"])
+        except NameProblem as exc:
+            raise NameProblem(str(exc), key="activation") from None
     try:
         return cls(**kwargs)
     except Exception as exc:  # Keras raises many types for a bad argument value
@@ -163,6 +173,51 @@ def check_activation(value) -> None:
     except Exception:
         names = [n for n in vars(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
         raise NameProblem(f"unknown activation '{value}'{did_you_mean(value, names)}") from None
+
+
+def name_problems(raw: dict) -> list[tuple[tuple, str]]:
+    """Names and arguments in raw (not yet validated) config data: [(path, message)].
+
+    Lets `validate` report Keras-level mistakes together with schema errors.
+    """
+    found = []
+
+    def check(kind, path, spec):
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            return
+        kwargs = {k: v for k, v in spec.items() if k != "type"}
+        try:
+            cls = lookup(kind, spec["type"])
+            check_arguments(cls, kwargs)
+            if kind == "layer" and "activation" in kwargs:
+                try:
+                    check_activation(kwargs["activation"])
+                except NameProblem as exc:
+                    raise NameProblem(str(exc), key="activation") from None
+        except NameProblem as exc:
+            found.append(((*path, exc.key) if exc.key else path, str(exc)))
+
+    def section(name):
+        value = raw.get(name) if isinstance(raw, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    layers = section("model").get("layers")
+    for i, spec in enumerate(layers if isinstance(layers, list) else []):
+        check("layer", ("model", "layers", i), spec)
+    compile_ = section("compile")
+    for key, kind in (("optimizer", "optimizer"), ("loss", "loss")):
+        if key in compile_:
+            check(kind, ("compile", key), compile_[key])
+    metrics = compile_.get("metrics")
+    for i, spec in enumerate(metrics if isinstance(metrics, list) else []):
+        if not (isinstance(spec, str) and _key(spec) in COMPILE_METRIC_ALIASES):
+            check("metric", ("compile", "metrics", i), spec)
+    callbacks = section("training").get("callbacks")
+    for i, spec in enumerate(callbacks if isinstance(callbacks, list) else []):
+        check("callback", ("training", "callbacks", i), spec)
+    return found
 
 
 def make_layer(spec):

@@ -60,7 +60,10 @@ def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config
 
 def prepare(config: Config | str | dict, overrides=()) -> Prepared:
     """Validate the config, load the data, build and compile the model; nothing is written."""
-    config = as_config(config, overrides)
+    try:
+        config = as_config(config, overrides)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + _keras_name_problems(config, overrides)) from None
     keras = import_keras(config.runtime.backend, config.where(("runtime", "backend")))
     enable_memory_growth(config.runtime.backend)
     data = load_data(config)
@@ -70,6 +73,22 @@ def prepare(config: Config | str | dict, overrides=()) -> Prepared:
         model = build_model(config, data, keras, choices)
     choices["jit_compile"] = bool(getattr(model, "jit_compile", False))
     return Prepared(config, data, model, choices, keras)
+
+
+def _keras_name_problems(source, overrides) -> list[Problem]:
+    """When the schema fails, still report unknown Keras names and arguments (best effort)."""
+    from dlcli import registry
+    from dlcli.config import locator, raw_config
+
+    if isinstance(source, Config):
+        return []
+    try:
+        data, lines, shown, origins = raw_config(source, overrides)
+        import_keras("tensorflow")
+    except ConfigError:
+        return []
+    where = locator(lines, shown, origins)
+    return [where(path, message) for path, message in registry.name_problems(data)]
 
 
 def versions(backend: str) -> dict:
@@ -165,7 +184,8 @@ def check_callbacks(config: Config) -> None:
             cls = registry.lookup("callback", spec.type)
             registry.check_arguments(cls, spec.kwargs)
         except registry.NameProblem as exc:
-            problems.append(config.problem(("training", "callbacks", index), str(exc)))
+            path = ("training", "callbacks", index, *([exc.key] if exc.key else []))
+            problems.append(config.problem(path, str(exc)))
     if problems:
         raise ConfigError(problems)
 

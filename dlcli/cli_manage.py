@@ -1,0 +1,1 @@
+"""Run management commands; registered on `dlcli.cli.app` (being written)."""
