@@ -174,6 +174,8 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
         folders = [Path(e.path) for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))) from None
     rows = [summarize(folder) for folder in folders]
     started = {row["path"]: _timestamp(row["started"]) or _mtime(row["path"]) for row in rows}
     rows.sort(key=lambda r: (started[r["path"]], r["id"]), reverse=True)
@@ -215,8 +217,9 @@ def run_details(ref=None, runs_dir=None) -> dict:
         history = run.history()
     except (ValueError, KeyError, TypeError):
         history = []  # a damaged history.csv: show the rest
+    record = run.record
     details.update(
-        record=run.record, config=_parse_yaml(text), config_text=text, history=history,
+        record=record if isinstance(record, dict) else {}, config=_parse_yaml(text), config_text=text, history=history,
         evaluations=_read_jsonl(run.file("evaluations.jsonl")),
     )
     return details
@@ -286,7 +289,7 @@ def write_template(path: str | os.PathLike = "config.yaml", name: str = "mlp", f
     """
     text = template_text(name)
     target = Path(path)
-    if target.is_dir():
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
         target = target / "config.yaml"
     if target.exists() and not force:
         raise ConfigError(Problem("already exists; pass --force to overwrite it, or choose another PATH", where=str(target)))

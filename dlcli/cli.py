@@ -109,7 +109,8 @@ def _metrics_table(title: str, sections: dict[str, dict]) -> Table:
 @app.command()
 @command
 def train(
-    config: Annotated[Path, typer.Argument(help="The YAML config.", show_default=False)],
+    config: Annotated[Optional[Path], typer.Argument(help="The YAML config (optional with --resume).", show_default=False)] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue RUN in place from its last completed epoch.")] = None,
     set_: SetOption = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
@@ -119,10 +120,15 @@ def train(
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
     from dlcli.training import train as train_run
 
+    from dlcli.errors import ConfigError
+
+    if config is None and resume is None:
+        raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
     err = _err()
     result = train_run(
-        str(config), overrides=set_ or [], runs_dir=runs_dir, console=err, progress=not quiet,
-        rich_bar=err.is_terminal, command=" ".join(["dlcli", *sys.argv[1:]]),
+        str(config) if config else None, overrides=set_ or [], runs_dir=runs_dir, console=err,
+        progress=not quiet, rich_bar=err.is_terminal, command=" ".join(["dlcli", *sys.argv[1:]]),
+        resume=resume,
     )
     if as_json:
         _emit_json({"run": str(result.run.path), "id": result.run.id, "status": "completed", **result.metrics})

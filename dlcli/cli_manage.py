@@ -1,1 +1,388 @@
-"""Run management commands; registered on `dlcli.cli.app` (being written)."""
+"""The everyday commands around training: runs, show, compare, init, schema, env.
+
+Each is a thin adapter over `dlcli.catalog`: parse the options, call the library, print a
+rich table (or one JSON object with `--json`). None of them but `env` imports TensorFlow
+or Keras, so they answer at once. Registered on `dlcli.cli.app` when `dlcli.cli` loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from dlcli import catalog
+from dlcli.cli import (
+    DebugOption, JsonOption, RunArgument, RunsDirOption, _emit_json, _err, app, command,
+)
+from dlcli.runfolder import runs_dir_from
+
+STATUS_STYLES = {
+    "completed": "green", "running": "cyan", "failed": "red", "killed": "red",
+    "interrupted": "yellow", "incomplete": "dim",
+}
+# Tables in logs and pipes: wide enough that ids and numbers never wrap.
+PLAIN_WIDTH = 200
+
+
+def _console() -> Console:
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console.width = max(console.width, PLAIN_WIDTH)
+    return console
+
+
+def _number(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _when(iso) -> str:
+    return str(iso)[:19].replace("T", " ") if iso else "—"
+
+
+def _epochs(row: dict) -> str:
+    done, total = row.get("epochs_run"), row.get("epochs")
+    if done is None and total is None:
+        return "—"
+    return f"{'?' if done is None else done}/{'?' if total is None else total}"
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def _value(value) -> str:
+    """A config value in a cell: scalars as YAML writes them, lists and maps in flow style."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        import yaml
+
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    return str(value)
+
+
+@app.command("runs")
+@command
+def runs_command(
+    sort: Annotated[Optional[str], typer.Option(
+        "--sort", help="Best first by a metric: accuracy, test.accuracy, val_loss, ... (split default: test); "
+                       "or started, duration, name. Default: newest first.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show only the first N runs.")] = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+):
+    """A table of the runs in the runs dir: status, start, duration, epochs, test metrics."""
+    runs = runs_dir_from(runs_dir)
+    rows = catalog.find_runs(runs, sort=sort)
+    shown = rows if limit is None else rows[:limit]
+    if as_json:
+        _emit_json({"runs_dir": str(runs), "total": len(rows), "runs": shown})
+        return
+    if not rows:
+        _err().print(f"no runs in {escape(str(runs))} yet; train one with `dlcli train CONFIG`")
+        return
+    metric_columns = list(dict.fromkeys(
+        f"test.{name}" for row in shown for name in row["metrics"].get("test", {})
+    ))
+    if sort and sort not in catalog.RUN_FIELDS:
+        split, name = catalog.parse_metric(sort)
+        if f"{split}.{name}" not in metric_columns:
+            metric_columns.insert(0, f"{split}.{name}")
+    count = f"{len(shown)} of {len(rows)}" if len(shown) < len(rows) else str(len(rows))
+    title = f"{count} run{'s' if len(rows) != 1 else ''} in {runs}"
+    if sort:
+        title += f", sorted by {sort}"
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("epochs", justify="right", no_wrap=True)
+    for column in metric_columns:
+        table.add_column(column.replace(".", " ", 1), justify="right", no_wrap=True)
+    table.add_column("best epoch", justify="right", no_wrap=True)
+    for row in shown:
+        table.add_row(
+            escape(row["id"]), escape(row["name"] or "—"), _status(row["status"]), _when(row["started"]),
+            _duration(row["duration_s"]), _epochs(row),
+            *[_number(catalog.metric_value(row, column)) for column in metric_columns],
+            _number(row["best_epoch"]),
+        )
+    _console().print(table)
+
+
+@app.command("show")
+@command
+def show_command(
+    run: RunArgument = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+):
+    """One run (default: the newest): status, timings, config, final metrics, per-epoch history."""
+    details = catalog.run_details(run, runs_dir)
+    if as_json:
+        _emit_json({k: v for k, v in details.items() if k != "config_text"})
+        return
+    out = _console()
+    record = details["record"]
+    heading = Text.assemble((details["id"], "bold"), "  ", _status(details["status"]))
+    if details.get("recorded_status"):
+        heading.append(f"  (run.json says {details['recorded_status']}; its process {record.get('pid')} is gone)")
+    out.print(heading)
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("path", escape(details["path"]))
+    facts.add_row("started", f"{_when(details['started'])}   ended {_when(details['ended'])}   "
+                             f"duration {_duration(details['duration_s'])}")
+    epochs = f"{_epochs(details)}   best epoch {_number(details['best_epoch'])}"
+    if details["samples_per_s"] is not None:
+        epochs += f"   {details['samples_per_s']:,} samples/s"
+    facts.add_row("epochs", epochs)
+    if record.get("command"):
+        facts.add_row("command", escape(str(record["command"])))
+    data = record.get("data")
+    if isinstance(data, dict):
+        samples = data.get("samples") if isinstance(data.get("samples"), dict) else {}
+        samples = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in samples.items())
+        facts.add_row("data", escape(", ".join(str(p) for p in (data.get("source"), data.get("task"), samples) if p)))
+    runtime = record.get("runtime")
+    if isinstance(runtime, dict) and runtime:
+        facts.add_row("runtime", escape(", ".join(f"{k} {v}" for k, v in runtime.items())))
+    versions = record.get("versions")
+    if isinstance(versions, dict) and versions:
+        parts = [f"dlcli {versions.get('dlcli')}", f"keras {versions.get('keras')}",
+                 f"{versions.get('backend')} {versions.get('backend_version') or ''}".strip(), f"python {versions.get('python')}"]
+        facts.add_row("versions", escape(", ".join(parts)))
+    if record.get("resumes"):
+        facts.add_row("resumed", str(len(record["resumes"])) + " time(s)")
+    if details["error"]:
+        facts.add_row("error", Text(str(details["error"]), style="red"))
+    out.print(facts)
+    if details["config_text"] is not None:
+        out.print()
+        out.print(Text("config.yaml", style="bold"))
+        from rich.syntax import Syntax  # pygments: only `show` needs it
+
+        out.print(Syntax(details["config_text"].rstrip("\n"), "yaml", theme="ansi_dark", background_color="default"))
+    metrics = details["metrics"]
+    if metrics:
+        out.print()
+        out.print(_final_metrics_table(metrics))
+    if details["history"]:
+        out.print()
+        out.print(_history_table(details["history"], details["best_epoch"]))
+    if details["evaluations"]:
+        out.print()
+        out.print(_evaluations_table(details["evaluations"]))
+
+
+def _final_metrics_table(metrics: dict) -> Table:
+    splits = [s for s in ("train", "val", "test") if metrics.get(s)]
+    names = list(dict.fromkeys(name for s in splits for name in metrics[s]))
+    table = Table(title="final metrics", title_justify="left")
+    table.add_column("split")
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for split in splits:
+        table.add_row(split, *[_number(metrics[split].get(name)) for name in names])
+    return table
+
+
+def _history_table(history: list[dict], best_epoch) -> Table:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    table = Table(title=f"history ({len(history)} epochs" + (f", best {best_epoch})" if best_epoch else ")"),
+                  title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in history:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if column == "lr" and isinstance(value, float):
+                cells.append(f"{value:.3g}")
+            elif column == "epoch_time_s" and isinstance(value, float):
+                cells.append(f"{value:.2f}")
+            else:
+                cells.append(_number(value))
+        table.add_row(*cells, style="bold" if row.get("epoch") == best_epoch else None)
+    return table
+
+
+def _evaluations_table(entries: list[dict]) -> Table:
+    names = list(dict.fromkeys(k for e in entries for k in (e.get("metrics") or {})))
+    table = Table(title=f"evaluations ({len(entries)})", title_justify="left")
+    table.add_column("time", no_wrap=True)
+    table.add_column("on")
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for entry in entries:
+        where = entry.get("split") or entry.get("data") or "—"
+        table.add_row(_when(entry.get("time")), escape(str(where)),
+                      *[_number((entry.get("metrics") or {}).get(n)) for n in names])
+    return table
+
+
+@app.command("compare")
+@command
+def compare_command(
+    runs: Annotated[list[str], typer.Argument(help="Two or more runs: folders, ids, or 'latest'.", show_default=False)],
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+):
+    """Runs side by side: the config keys that differ, and the metrics with the best in bold."""
+    result = catalog.compare_runs(runs, runs_dir)
+    if as_json:
+        _emit_json(result)
+        return
+    out = _console()
+    plain = out.color_system is None  # no bold in logs and pipes: mark the best with '*'
+    ids = [escape(row["id"]) for row in result["runs"]]
+    if result["differences"]:
+        table = Table(title="config differences", title_justify="left")
+        table.add_column("key", no_wrap=True)
+        for run_id in ids:
+            table.add_column(run_id)
+        for item in result["differences"]:
+            table.add_row(escape(item["key"]), *[escape(_value(v)) for v in item["values"]])
+        out.print(table)
+    else:
+        out.print("the configs are identical")
+    out.print()
+    table = Table(title="metrics" + (" (* best)" if plain else " (best in bold)"), title_justify="left")
+    table.add_column("", no_wrap=True)
+    for run_id in ids:
+        table.add_column(run_id, justify="right", no_wrap=True)
+    rows = result["runs"]
+    table.add_row("status", *[_status(r["status"]) for r in rows])
+    table.add_row("epochs", *[_epochs(r) for r in rows])
+    table.add_row("best epoch", *[_number(r["best_epoch"]) for r in rows])
+    table.add_row("duration", *[_duration(r["duration_s"]) for r in rows], end_section=True)
+    for item in result["metrics"]:
+        cells = []
+        for index, value in enumerate(item["values"]):
+            best = index in item["best"]
+            cells.append(Text(_number(value) + (" *" if best and plain else ""), style="bold" if best else ""))
+        table.add_row(item["metric"].replace(".", " ", 1), *cells)
+    out.print(table)
+
+
+@app.command("init")
+@command
+def init_command(
+    path: Annotated[str, typer.Argument(help="Where to write the config (a folder gets config.yaml).")] = "config.yaml",
+    template: Annotated[str, typer.Option("--template", "-t", help="The starter config; --list shows them.")] = "mlp",
+    list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    debug: DebugOption = False,
+):
+    """Write a commented starter config (default: config.yaml from the 'mlp' template)."""
+    if list_:
+        names = catalog.templates()
+        table = Table(box=None, show_header=False, padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for name, description in names.items():
+            table.add_row(name, escape(description))
+        _console().print(table)
+        return
+    written = catalog.write_template(path, template, force=force)
+    print(written)
+    _err().print(f"wrote the '{template}' template; next: dlcli validate {escape(str(written))} && "
+                 f"dlcli train {escape(str(written))}", highlight=False)
+
+
+@app.command("schema")
+@command
+def schema_command(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")] = None,
+    debug: DebugOption = False,
+):
+    """The JSON Schema of the config, for editors' YAML language servers and CI checks."""
+    text = json.dumps(catalog.config_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from dlcli.errors import ConfigError, Problem
+    from dlcli.runfolder import atomic_write
+
+    try:
+        atomic_write(output, text)
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(output))) from None
+    _err().print(f"wrote {escape(str(output))}; in a YAML config, point editors at it with the first line: "
+                 f"# yaml-language-server: $schema={escape(str(output))}", highlight=False)
+
+
+@app.command("env")
+@command
+def env_command(
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+):
+    """Versions, the Keras backend, the devices it sees and the precision they support."""
+    info = catalog.environment()
+    if as_json:
+        _emit_json(info)
+        return
+    out = _console()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("dlcli", info["dlcli"])
+    facts.add_row("python", info["python"])
+    facts.add_row("keras", info["keras"])
+    facts.add_row("backend", f"{info['backend']} {info['backend_version'] or ''}".strip()
+                  + ("  (from KERAS_BACKEND)" if info["backend_from"] == "KERAS_BACKEND" else "  (default; set KERAS_BACKEND to change)"))
+    facts.add_row("cpu cores", str(info["cpu_count"]))
+    precision = info["precision"]
+    facts.add_row("precision", f"auto picks {precision['auto']}")
+    if any(d["type"] == "GPU" for d in info["devices"]):
+        yes_no = {True: "supported", False: "not supported"}
+        facts.add_row("mixed", f"mixed_float16 {yes_no[precision['mixed_float16']]}, "
+                               f"mixed_bfloat16 {yes_no[precision['mixed_bfloat16']]}")
+    else:
+        facts.add_row("mixed", escape(precision["note"]))
+    out.print(facts)
+    table = Table(title="devices", title_justify="left")
+    for column in ("type", "name", "compute capability", "memory", "float16", "bfloat16"):
+        table.add_column(column)
+    for device in info["devices"]:
+        gpu = device["type"] == "GPU"
+        capability = ".".join(str(p) for p in device.get("compute_capability") or ()) or "—"
+        memory = f"{device['memory_gb']} GiB" if device.get("memory_gb") is not None else "—"
+        table.add_row(device["type"], escape(str(device["name"])), capability if gpu else "—", memory,
+                      ("yes" if device.get("float16") else "no") if gpu else "no (float32)",
+                      ("yes" if device.get("bfloat16") else "no") if gpu else "no (float32)")
+    out.print(table)

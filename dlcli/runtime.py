@@ -56,7 +56,9 @@ def import_keras(backend: str = "tensorflow", where: str = ""):
             ))
         return loaded
     os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ logs (even its "E" lines) are noise for a user; real failures
+    # surface as Python exceptions. `--debug` keeps them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if os.environ.get("DLCLI_DEBUG") else "3")
     try:
         with _quiet_stderr():
             import keras

@@ -107,12 +107,30 @@ def versions(backend: str) -> dict:
     }
 
 
-def _recorder(keras, run: RunFolder, state: dict):
-    """Per epoch: one history row, a checkpoint of the last good epoch, a NaN guard."""
+def _callback_state(es, rlr) -> dict:
+    out = {}
+    if es is not None:
+        out["early_stopping"] = {"wait": es.wait, "best": _float(es.best), "best_epoch": es.best_epoch,
+                                 "stopped_epoch": es.stopped_epoch}
+    if rlr is not None:
+        out["reduce_lr_on_plateau"] = {"wait": rlr.wait, "best": _float(rlr.best), "cooldown_counter": rlr.cooldown_counter}
+    return out
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
+    """Per epoch: one history row, a checkpoint of the last good epoch with the callbacks'
+    state (Keras's BackupAndRestore keeps no callback state: keras-team/keras#14862),
+    and a NaN guard. It runs after EarlyStopping and ReduceLROnPlateau each epoch."""
+    checkpoints = run.file("checkpoints")
 
     class Recorder(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.best_before = None if es is None else es.best
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
@@ -121,26 +139,65 @@ def _recorder(keras, run: RunFolder, state: dict):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            lr = logs.pop("learning_rate", None)
-            if lr is None:
-                lr = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            logs.pop("learning_rate", None)
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-            row["lr"] = float(lr)
+            row["lr"] = lr
             row["epoch_time_s"] = round(time.perf_counter() - self.started, 4)
             run.append_history(row)
             state["epochs_run"] = epoch + 1
             state["rows"].append(row)
+            if es is not None and es.restore_best_weights:
+                state["best_epoch"] = es.best_epoch + 1
             if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
                 state["diverged"] = epoch + 1
                 self.model.stop_training = True
                 return
-            checkpoint = run.file("checkpoints") / "last.keras"
-            tmp = checkpoint.with_name(".last.tmp.keras")
-            self.model.save(tmp)
-            os.replace(tmp, checkpoint)
-            run.write_json("checkpoints/state.json", {"epoch": epoch + 1, "time": now_iso()})
+            if es is not None and es.restore_best_weights and es.best is not self.best_before:
+                # EarlyStopping's own form (get_weights): no optimizer state rides along.
+                _save(lambda tmp: _save_arrays(tmp, self.model.get_weights()), checkpoints / "best_weights.npz")
+            _save(self.model.save, checkpoints / "last.keras")
+            run.write_json("checkpoints/state.json", {
+                "epoch": epoch + 1, "time": now_iso(), "lr": lr, **_callback_state(es, rlr),
+            })
 
     return Recorder()
+
+
+def _save_arrays(path: Path, arrays: list) -> None:
+    import numpy as np
+
+    with open(path, "wb") as handle:
+        np.savez(handle, **{f"w{i}": a for i, a in enumerate(arrays)})
+
+
+def _save(save, path: Path) -> None:
+    """Keras writes to a temp name (same suffix) that is then renamed over the old file."""
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    tmp = path.with_name(f".tmp{suffix}")
+    save(tmp)
+    os.replace(tmp, path)
+
+
+def _restorer(keras, checkpoints: Path, saved: dict, es=None, rlr=None):
+    """Puts the callbacks' saved state back after their on_train_begin reset it."""
+
+    class Restorer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            if es is not None and "early_stopping" in saved:
+                st = saved["early_stopping"]
+                es.wait, es.best, es.best_epoch, es.stopped_epoch = st["wait"], st["best"], st["best_epoch"], 0
+                best = checkpoints / "best_weights.npz"
+                if es.restore_best_weights and best.is_file():
+                    import numpy as np
+
+                    with np.load(best, allow_pickle=False) as arrays:
+                        es.best_weights = [arrays[f"w{i}"] for i in range(len(arrays.files))]
+            if rlr is not None and "reduce_lr_on_plateau" in saved:
+                st = saved["reduce_lr_on_plateau"]
+                rlr.wait, rlr.best, rlr.cooldown_counter = st["wait"], st["best"], st["cooldown_counter"]
+
+    return Restorer()
 
 
 def _inside_run(run: RunFolder, value: str, where: str) -> str:
@@ -150,23 +207,26 @@ def _inside_run(run: RunFolder, value: str, where: str) -> str:
     return str(run.path / path)
 
 
-def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None) -> list:
+def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None, saved: dict | None = None) -> list:
+    """EarlyStopping, ReduceLROnPlateau, extra callbacks, then dlcli's recorder (which
+    saves their state), the restorer on --resume, TensorBoard and progress."""
     keras, config = prepared.keras, prepared.config
     from dlcli import registry
 
     t = config.training
-    # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
-    callbacks = [_recorder(keras, run, state)]
-    if t.early_stopping is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()))
-    if t.reduce_lr_on_plateau is not None:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()))
+    es = keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
+    rlr = keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()) if t.reduce_lr_on_plateau else None
+    callbacks = [cb for cb in (es, rlr) if cb is not None]
     for index, spec in enumerate(t.callbacks):
         kwargs = spec.kwargs
         for key in PATH_ARGUMENTS:
             if isinstance(kwargs.get(key), str):
                 kwargs[key] = _inside_run(run, kwargs[key], config.where(("training", "callbacks", index)))
         callbacks.append(registry.construct("callback", spec.type, kwargs))
+    # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
+    callbacks.append(_recorder(keras, run, state, es, rlr))
+    if saved:
+        callbacks.append(_restorer(keras, run.file("checkpoints"), saved, es, rlr))
     if config.output.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
     if progress is not None:
@@ -204,9 +264,9 @@ def _best_epoch(config: Config, rows: list[dict]) -> int:
     return pick(rows, key=lambda r: r[monitor] if math.isfinite(r[monitor]) else (-math.inf if higher else math.inf))["epoch"]
 
 
-def final_metrics(config: Config, rows: list[dict], test: dict, samples_per_s: float) -> dict:
+def final_metrics(config: Config, rows: list[dict], test: dict, samples_per_s: float, best: int | None = None) -> dict:
     """metrics.json: train/val at the kept epoch (best when early stopping restored it)."""
-    best = _best_epoch(config, rows)
+    best = best or _best_epoch(config, rows)
     es = config.training.early_stopping
     kept_epoch = best if es is not None and es.restore_best_weights else (rows[-1]["epoch"] if rows else 0)
     kept = next((r for r in rows if r["epoch"] == kept_epoch), {})
@@ -241,40 +301,63 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None, progress: bool = True,
-          rich_bar: bool = False, command: str | None = None) -> TrainResult:
+def train(config: Config | str | dict | None, overrides=(), runs_dir=None, console=None, progress: bool = True,
+          rich_bar: bool = False, command: str | None = None, resume=None) -> TrainResult:
     """Train a config end to end and return its run folder and final metrics.
 
     Args:
-        config: a YAML path, a dict, or a loaded `Config`.
+        config: a YAML path, a dict, or a loaded `Config` (None with `resume`: the run's own).
         overrides: `KEY=VALUE` strings, as `--set` takes them.
         runs_dir: where run folders go (default `runs`, or $DLCLI_RUNS_DIR).
         console: a rich Console for progress (default: stderr).
         progress: report each epoch.
         rich_bar: a live progress bar instead of one line per epoch.
+        resume: a run (folder, id or 'latest') to continue in place from its last epoch.
     """
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    prepared = prepare(config, overrides)
+    command = command or " ".join(sys.argv)
+    if resume is not None:
+        run = RunFolder.find(resume, runs_dir)
+        prepared = prepare(config if config is not None else str(run.file("config.yaml")), overrides)
+        saved, rows = _resume_state(run, prepared)
+    else:
+        prepared = prepare(config, overrides)
+        saved, rows = None, []
     config, data, model, keras = prepared.config, prepared.data, prepared.model, prepared.keras
     check_callbacks(config)
 
-    run = RunFolder.create(runs_dir_from(runs_dir), config.name)
     started = time.time()
-    run.write_text("config.yaml", config.to_yaml())
-    (run.path / "checkpoints").mkdir()
-    record = run.update(
-        id=run.id, name=config.name, status="running", started=now_iso(), ended=None, duration_s=None,
-        command=command or " ".join(sys.argv), seed=config.seed, pid=os.getpid(),
-        versions=versions(config.runtime.backend), devices=prepared.choices["devices"],
-        runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
-        data={"source": config.data.source, **data.summary()},
-        parameters=parameter_counts(model), epochs=config.training.epochs, resumes=[],
-    )
-    _write_labels_and_summary(prepared, run)
+    if resume is None:
+        run = RunFolder.create(runs_dir_from(runs_dir), config.name)
+        run.write_text("config.yaml", config.to_yaml())
+        (run.path / "checkpoints").mkdir()
+        run.update(
+            id=run.id, name=config.name, status="running", started=now_iso(), ended=None, duration_s=None,
+            command=command, seed=config.seed, pid=os.getpid(),
+            versions=versions(config.runtime.backend), devices=prepared.choices["devices"],
+            runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
+            data={"source": config.data.source, **data.summary()},
+            parameters=parameter_counts(model), epochs=config.training.epochs, resumes=[],
+        )
+        _write_labels_and_summary(prepared, run)
+    else:
+        started -= run.record.get("duration_s") or 0  # duration counts every session
+        run.write_text("config.yaml", config.to_yaml())
+        (run.path / "checkpoints").mkdir(exist_ok=True)
+        resumes = run.record.get("resumes", []) + [{
+            "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
+            "previous_status": run.record.get("status"),
+        }]
+        run.update(status="running", ended=None, error=None, pid=os.getpid(), epochs=config.training.epochs,
+                   runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
+                   devices=prepared.choices["devices"], resumes=resumes)
 
-    state = {"rows": [], "epochs_run": 0, "diverged": None}
+    state = {"rows": list(rows), "epochs_run": len(rows), "diverged": None, "best_epoch": None}
+    initial_epoch = len(rows)
+    if initial_epoch:
+        keras.utils.set_random_seed(config.seed + initial_epoch)  # a seeded stream for the rest
     steps = math.ceil(len(data.x_train) / config.training.batch_size)
     reporter = None
     if progress:
@@ -283,14 +366,14 @@ def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None
         reporter = progress_callback(keras, console, config.training.epochs, steps, rich_bar)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
-        callbacks = callbacks_for(prepared, run, state, reporter)
+        callbacks = callbacks_for(prepared, run, state, reporter, saved)
         validation = None
         if data.x_val is not None:
             validation = (data.x_val, targets_for(model, data.y_val, data.n_classes))
         fit_started = time.perf_counter()
         model.fit(
             data.x_train, targets_for(model, data.y_train, data.n_classes),
-            validation_data=validation, epochs=config.training.epochs,
+            validation_data=validation, epochs=config.training.epochs, initial_epoch=initial_epoch,
             batch_size=config.training.batch_size, shuffle=config.training.shuffle,
             callbacks=callbacks, verbose=0,
         )
@@ -306,8 +389,8 @@ def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None
                               batch_size=config.training.batch_size, verbose=0, return_dict=True)
         test = {k: float(v) for k, v in test.items()}
         save_model(model, run.file("model.keras"))
-        samples = len(data.x_train) * state["epochs_run"] / max(fit_seconds, 1e-9)
-        metrics = final_metrics(config, state["rows"], test, samples)
+        samples = len(data.x_train) * (state["epochs_run"] - initial_epoch) / max(fit_seconds, 1e-9)
+        metrics = final_metrics(config, state["rows"], test, samples, state["best_epoch"])
         run.write_json("metrics.json", metrics)
         if config.output.plots:
             from dlcli.plots import plot_curves
@@ -317,7 +400,8 @@ def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None
         return TrainResult(run, metrics, record)
     except (KeyboardInterrupt, _Terminated):
         _finish(run, started, "interrupted", error=f"interrupted after {state['epochs_run']} completed epochs")
-        raise Interrupted(f"interrupted; the run folder {run.path} keeps {state['epochs_run']} completed epochs") from None
+        raise Interrupted(f"interrupted; the run folder {run.path} keeps {state['epochs_run']} completed epochs "
+                          f"(continue with: dlcli train --resume {run.path})") from None
     except RunFailed as exc:
         _finish(run, started, "failed", error=str(exc), failed_epoch=state["diverged"])
         raise
@@ -331,6 +415,74 @@ def train(config: Config | str | dict, overrides=(), runs_dir=None, console=None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_state(run: RunFolder, prepared: Prepared) -> tuple[dict | None, list[dict]]:
+    """Check that only resumable keys changed; load the last good epoch into the model."""
+    import yaml
+
+    from dlcli.config import config_differences
+
+    before = yaml.safe_load(run.file("config.yaml").read_text()) or {}
+    changed = [
+        key for key in config_differences(before, prepared.config.to_dict())
+        if key != "training.epochs" and not key.startswith("runtime.")
+    ]
+    if changed:
+        raise ConfigError(Problem(
+            "--resume may change only training.epochs and runtime.*; these differ from the run: "
+            + ", ".join(changed) + "; start a new run instead", where=str(run.path),
+        ))
+    if run.record.get("status") == "running" and _alive(run.record.get("pid")):
+        raise ConfigError(Problem(f"the run is still being trained by process {run.record['pid']}", where=str(run.path)))
+    saved = run.read_json("checkpoints/state.json")
+    last = run.file("checkpoints") / "last.keras"
+    if not saved or not last.is_file():
+        # No completed epoch: start the run cleanly in the same folder.
+        run.file("history.csv").unlink(missing_ok=True)
+        return None, []
+    completed = int(saved["epoch"])
+    if completed >= prepared.config.training.epochs:
+        raise ConfigError(Problem(
+            f"the run already has {completed} epochs; raise the total: --set training.epochs={completed + 10}",
+            where=str(run.path),
+        ))
+    model = prepared.model
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(last)
+    model.optimizer.learning_rate = saved.get("lr", float(prepared.keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    # history.csv keeps the rows of completed epochs; a row written after the last
+    # checkpoint (a kill between the two) is dropped and trained again.
+    rows = [r for r in run.history() if r["epoch"] <= completed]
+    _rewrite_history(run, rows)
+    return saved, rows
+
+
+def _rewrite_history(run: RunFolder, rows: list[dict]) -> None:
+    import csv
+    import io
+
+    if not rows:
+        run.file("history.csv").unlink(missing_ok=True)
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write(run.file("history.csv"), buffer.getvalue())
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _main_thread() -> bool:

@@ -161,7 +161,15 @@ def test_sigterm_marks_the_run_interrupted_with_exit_130(tmp_path, write_config)
     [run] = list(runs.iterdir())
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "interrupted"
-    assert (run / "checkpoints" / "last.keras").is_file()
+    completed = json.loads((run / "checkpoints" / "state.json").read_text())["epoch"]
+    assert completed >= 1
+
+    resumed = run_dlcli("train", "--resume", run, "--set", f"training.epochs={completed + 2}")
+    assert resumed.returncode == 0, resumed.stderr
+    with open(run / "history.csv", newline="") as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == list(range(1, completed + 3))
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["resumes"][0]["previous_status"] == "interrupted"
 
 
 def test_help_imports_neither_tensorflow_nor_keras():
