@@ -11,9 +11,20 @@ Importing dlcli imports neither TensorFlow nor Keras; the functions that need th
 
 __version__ = "0.1.0"
 
-from dlcli.config import Config, load_config  # noqa: E402
-from dlcli.errors import ConfigError, DlcliError, GateFailed, RunFailed  # noqa: E402
-from dlcli.runfolder import RunFolder  # noqa: E402
+from dlcli.errors import ConfigError, DlcliError, GateFailed, RunFailed
+
+
+def __getattr__(name):
+    # The config schema (pydantic) and RunFolder load on first use: `dlcli --help` stays quick.
+    if name in ("Config", "load_config"):
+        from dlcli import config
+
+        return getattr(config, name)
+    if name == "RunFolder":
+        from dlcli.runfolder import RunFolder
+
+        return RunFolder
+    raise AttributeError(f"module 'dlcli' has no attribute {name!r}")
 
 
 def train(config, overrides=(), runs_dir=None, **options):

@@ -21,17 +21,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import time
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from dlcli.config import Config, config_differences, safe_load
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.runfolder import RunFolder, atomic_write, runs_dir_from
+from dlcli.runfolder import RunFolder, atomic_write, effective_status, process_alive, runs_dir_from
+from dlcli.runfolder import timestamp as _timestamp
 
 SPLITS = ("test", "val", "train")
 # Metric names that grow as the model improves (Keras names: accuracy, auc, f1_score, ...);
@@ -39,7 +37,6 @@ SPLITS = ("test", "val", "train")
 HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2", "iou", "cosine_similarity")
 # --sort keys that are not metrics, and which way is "first".
 RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "a to z"}
-STATUSES = ("running", "completed", "failed", "interrupted", "killed", "incomplete")
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -53,50 +50,6 @@ def goal(metric: str) -> str:
     """
     name = metric.lower()
     return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
-
-
-def process_alive(pid) -> bool | None:
-    """Whether process `pid` is alive on this host: True, False, or None when it can't tell.
-
-    A zombie counts as dead, and so does a pid the system has since given to a program
-    that is not Python (the training process always is).
-    """
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        return None
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    except OSError:
-        return None
-    proc = Path("/proc") / str(pid)
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes().lower()
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): the pid exists, which is all we know
-    if state in ("Z", "X"):
-        return False
-    return not cmdline or b"python" in cmdline or b"dlcli" in cmdline
-
-
-def effective_status(record: dict) -> str:
-    """run.json's status, with `running` whose process is gone from this host as `killed`."""
-    status = record.get("status") or "incomplete"
-    if status != "running":
-        return str(status)
-    host = record.get("host")
-    if host and host != socket.gethostname():
-        return status  # another machine's process: nothing here to check
-    return "killed" if process_alive(record.get("pid")) is False else status
 
 
 def summarize(folder: str | os.PathLike) -> dict:
@@ -232,6 +185,8 @@ def compare_runs(refs, runs_dir=None) -> dict:
     "metrics": [{"metric", "goal", "values", "best"}]}: each `values` list follows the
     order of `runs`; `best` holds the indices of the best value (empty when all are equal).
     """
+    from dlcli.config import config_differences
+
     refs = list(refs)
     if len(refs) < 2:
         raise ConfigError(Problem(f"compare needs at least two runs, got {len(refs)}; `dlcli runs` lists them"))
@@ -308,6 +263,8 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 def config_schema() -> dict:
     """The JSON Schema of a dlcli config, from `dlcli.config.Config`, for editors and CI."""
+    from dlcli.config import Config
+
     generated = Config.model_json_schema()
     keras_object = generated.get("$defs", {}).get("KerasObject")
     if keras_object is not None:
@@ -336,7 +293,11 @@ def environment() -> dict:
     from dlcli import __version__
     from dlcli.config import RuntimeConfig
     from dlcli.runtime import (
-        MIN_CAPABILITY_BFLOAT16, MIN_CAPABILITY_FLOAT16, choose_runtime, import_keras, list_devices,
+        MIN_CAPABILITY_BFLOAT16,
+        MIN_CAPABILITY_FLOAT16,
+        choose_runtime,
+        import_keras,
+        list_devices,
     )
 
     backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
@@ -386,7 +347,7 @@ def _add_gpu_memory(devices: list[dict]) -> None:
         return
     try:
         out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10).stdout
+                             check=False, capture_output=True, text=True, timeout=10).stdout
         sizes = [round(float(line) / 1024, 1) for line in out.split()]
     except (OSError, ValueError, subprocess.SubprocessError):
         return
@@ -428,6 +389,8 @@ def _parse_yaml(text: str | None):
     if text is None:
         return None
     try:
+        from dlcli.config import safe_load
+
         data = safe_load(text)
     except yaml.YAMLError:
         return None
@@ -441,15 +404,6 @@ def _history_rows(path: Path) -> int | None:
     except OSError:
         return None
     return max(lines - 1, 0)
-
-
-def _timestamp(text) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(str(text)).timestamp()
-    except ValueError:
-        return None
 
 
 def _mtime(path: str) -> float:

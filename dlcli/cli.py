@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,17 +32,17 @@ app = typer.Typer(
 )
 
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a config key: --set training.epochs=3 (dotted path, list index, YAML value)."),
 ]
 RunsDirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--runs-dir", envvar="DLCLI_RUNS_DIR", help="Where run folders live.", show_default="runs"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout; logs go to stderr.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
-RunArgument = Annotated[Optional[str], typer.Argument(help="A run folder, its id under the runs dir, or 'latest'.")]
+RunArgument = Annotated[str | None, typer.Argument(help="A run folder, its id under the runs dir, or 'latest'.")]
 
 
 def _out() -> Console:
@@ -85,8 +85,10 @@ def command(func):
 def _fail(message: str, code: int, as_json: bool):
     err = _err()
     lines = message.splitlines() or [message]
+    from rich.markup import escape
+
     for line in lines:
-        err.print(f"[bold red]error:[/] {line}" if len(lines) == 1 else f"[bold red]error:[/] {line}", highlight=False, markup=True)
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
     if as_json:
         _emit_json({"error": message, "errors": lines, "exit_code": code})
     raise typer.Exit(code)
@@ -109,8 +111,8 @@ def _metrics_table(title: str, sections: dict[str, dict]) -> Table:
 @app.command()
 @command
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="The YAML config (optional with --resume).", show_default=False)] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue RUN in place from its last completed epoch.")] = None,
+    config: Annotated[Path | None, typer.Argument(help="The YAML config (optional with --resume).", show_default=False)] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue RUN in place from its last completed epoch.")] = None,
     set_: SetOption = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
@@ -118,9 +120,8 @@ def train(
     debug: DebugOption = False,
 ):
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
-    from dlcli.training import train as train_run
-
     from dlcli.errors import ConfigError
+    from dlcli.training import train as train_run
 
     if config is None and resume is None:
         raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
@@ -145,16 +146,17 @@ def train(
 def evaluate(
     run: RunArgument = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    data: Annotated[Optional[Path], typer.Option(help="A CSV/NPZ file with features and targets instead of a split.")] = None,
-    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower.")] = None,
-    fail_over: Annotated[Optional[list[str]], typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss).")] = None,
+    data: Annotated[Path | None, typer.Option(help="A CSV/NPZ file with features and targets instead of a split.")] = None,
+    fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower.")] = None,
+    fail_over: Annotated[list[str] | None, typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss).")] = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
 ):
     """Evaluate a run's saved model (default: the newest run) and append it to evaluations.jsonl."""
-    from dlcli.evaluation import evaluate as evaluate_run, parse_gate
+    from dlcli.evaluation import evaluate as evaluate_run
+    from dlcli.evaluation import parse_gate
 
     for text in [*(fail_under or []), *(fail_over or [])]:
         parse_gate(text)  # a malformed gate is a usage error before any work
@@ -183,7 +185,7 @@ def predict(
     run: Annotated[str, typer.Argument(help="A run folder, its id, or 'latest'.")],
     input: Annotated[Path, typer.Argument(help="A CSV (feature columns by name) or NPZ (array 'x') of features.")],
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
     runs_dir: RunsDirOption = None,
     debug: DebugOption = False,
 ):
@@ -238,8 +240,7 @@ def main() -> None:
 
 
 # Run management and the everyday commands (runs, show, compare, init, schema, env).
-from dlcli import cli_manage  # noqa: E402,F401  (registers its commands on `app`)
-
+from dlcli import cli_manage  # noqa: F401  (registers its commands on `app`)
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,7 +19,14 @@ from rich.text import Text
 
 from dlcli import catalog
 from dlcli.cli import (
-    DebugOption, JsonOption, RunArgument, RunsDirOption, _emit_json, _err, app, command,
+    DebugOption,
+    JsonOption,
+    RunArgument,
+    RunsDirOption,
+    _emit_json,
+    _err,
+    app,
+    command,
 )
 from dlcli.runfolder import runs_dir_from
 
@@ -38,6 +45,22 @@ def _console() -> Console:
     return console
 
 
+class _Facts:
+    """Key-value lines (`key   value`), keys in bold; no trailing padding in logs."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, Text]] = []
+
+    def add_row(self, key: str, value) -> None:
+        self.rows.append((key, value if isinstance(value, Text) else Text.from_markup(str(value))))
+
+    def __rich__(self):
+        from rich.console import Group
+
+        width = max((len(key) for key, _ in self.rows), default=0)
+        return Group(*[Text.assemble((key.ljust(width), "bold"), "  ", value) for key, value in self.rows])
+
+
 def _number(value) -> str:
     if value is None:
         return "—"
@@ -53,7 +76,7 @@ def _duration(seconds) -> str:
         return "—"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -91,10 +114,10 @@ def _value(value) -> str:
 @app.command("runs")
 @command
 def runs_command(
-    sort: Annotated[Optional[str], typer.Option(
+    sort: Annotated[str | None, typer.Option(
         "--sort", help="Best first by a metric: accuracy, test.accuracy, val_loss, ... (split default: test); "
                        "or started, duration, name. Default: newest first.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show only the first N runs.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show only the first N runs.")] = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -128,11 +151,11 @@ def runs_command(
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("epochs", justify="right", no_wrap=True)
     for column in metric_columns:
-        table.add_column(column.replace(".", " ", 1), justify="right", no_wrap=True)
+        table.add_column(escape(column.replace(".", " ", 1)), justify="right", no_wrap=True)
     table.add_column("best epoch", justify="right", no_wrap=True)
     for row in shown:
         table.add_row(
-            escape(row["id"]), escape(row["name"] or "—"), _status(row["status"]), _when(row["started"]),
+            escape(row["id"]), escape(str(row["name"] or "—")), _status(row["status"]), _when(row["started"]),
             _duration(row["duration_s"]), _epochs(row),
             *[_number(catalog.metric_value(row, column)) for column in metric_columns],
             _number(row["best_epoch"]),
@@ -159,9 +182,7 @@ def show_command(
     if details.get("recorded_status"):
         heading.append(f"  (run.json says {details['recorded_status']}; its process {record.get('pid')} is gone)")
     out.print(heading)
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts = _Facts()
     facts.add_row("path", escape(details["path"]))
     facts.add_row("started", f"{_when(details['started'])}   ended {_when(details['ended'])}   "
                              f"duration {_duration(details['duration_s'])}")
@@ -213,7 +234,7 @@ def _final_metrics_table(metrics: dict) -> Table:
     table = Table(title="final metrics", title_justify="left")
     table.add_column("split")
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(escape(name), justify="right", no_wrap=True)
     for split in splits:
         table.add_row(split, *[_number(metrics[split].get(name)) for name in names])
     return table
@@ -224,7 +245,7 @@ def _history_table(history: list[dict], best_epoch) -> Table:
     table = Table(title=f"history ({len(history)} epochs" + (f", best {best_epoch})" if best_epoch else ")"),
                   title_justify="left")
     for column in columns:
-        table.add_column(column, justify="right", no_wrap=True)
+        table.add_column(escape(column), justify="right", no_wrap=True)
     for row in history:
         cells = []
         for column in columns:
@@ -245,7 +266,7 @@ def _evaluations_table(entries: list[dict]) -> Table:
     table.add_column("time", no_wrap=True)
     table.add_column("on")
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(escape(name), justify="right", no_wrap=True)
     for entry in entries:
         where = entry.get("split") or entry.get("data") or "—"
         table.add_row(_when(entry.get("time")), escape(str(where)),
@@ -294,7 +315,7 @@ def compare_command(
         for index, value in enumerate(item["values"]):
             best = index in item["best"]
             cells.append(Text(_number(value) + (" *" if best and plain else ""), style="bold" if best else ""))
-        table.add_row(item["metric"].replace(".", " ", 1), *cells)
+        table.add_row(escape(item["metric"].replace(".", " ", 1)), *cells)
     out.print(table)
 
 
@@ -310,9 +331,7 @@ def init_command(
     """Write a commented starter config (default: config.yaml from the 'mlp' template)."""
     if list_:
         names = catalog.templates()
-        table = Table(box=None, show_header=False, padding=(0, 2))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column()
+        table = _Facts()
         for name, description in names.items():
             table.add_row(name, escape(description))
         _console().print(table)
@@ -326,7 +345,7 @@ def init_command(
 @app.command("schema")
 @command
 def schema_command(
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")] = None,
     debug: DebugOption = False,
 ):
     """The JSON Schema of the config, for editors' YAML language servers and CI checks."""
@@ -357,9 +376,7 @@ def env_command(
         _emit_json(info)
         return
     out = _console()
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts = _Facts()
     facts.add_row("dlcli", info["dlcli"])
     facts.add_row("python", info["python"])
     facts.add_row("keras", info["keras"])

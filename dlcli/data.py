@@ -65,7 +65,7 @@ class Dataset:
 
     def summary(self) -> dict:
         """What run.json records about the data."""
-        counts = {s: int(len(getattr(self, f"x_{s}"))) for s in ("train", "val", "test") if getattr(self, f"x_{s}") is not None}
+        counts = {s: len(getattr(self, f"x_{s}")) for s in ("train", "val", "test") if getattr(self, f"x_{s}") is not None}
         return {
             "task": self.task,
             "samples": counts,
@@ -120,7 +120,7 @@ def _load_keras(config: Config, name: str):
 
     try:
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - get_file raises plain Exception when offline
         cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras") / "datasets"
         raise ConfigError(Problem(
             f"data.source '{name}' could not be downloaded and no usable copy is cached "
@@ -236,7 +236,7 @@ def read_npz(path: str, keys: list[str], optional: tuple = (), where: str = "") 
     except ValueError as exc:
         reason = "it holds Python objects, which dlcli never unpickles" if "pickle" in str(exc) else str(exc)
         raise ConfigError(Problem(f"not a usable NPZ file: {reason}", where=shown)) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - zip, OS and numpy errors alike
         raise ConfigError(Problem(f"not a readable NPZ file ({type(exc).__name__}: {exc})", where=shown)) from None
 
 

@@ -43,7 +43,7 @@ def load_run_model(run: RunFolder):
         ))
     try:
         model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(Problem(f"not a model dlcli can load safely ({first[:200]})", where=str(path))) from None
     return keras, model, config, run.record
@@ -58,7 +58,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     plus `gate_failures` when gates were given.
     """
     run = open_run(run, runs_dir)
-    keras, model, config, record = load_run_model(run)
+    _, model, config, record = load_run_model(run)
     summary = record.get("data", {})
     labels = run.read_json("labels.json")
     entry = {"time": now_iso()}
@@ -77,7 +77,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     metrics = model.evaluate(x, targets_for(model, y, n_classes), batch_size=config.training.batch_size,
                              verbose=0, return_dict=True)
     entry["metrics"] = {k: float(v) for k, v in metrics.items()}
-    entry["samples"] = int(len(x))
+    entry["samples"] = len(x)
     failures = check_gates(entry["metrics"], fail_under, fail_over)
     run.append_evaluation(entry)
     if fail_under or fail_over:

@@ -126,7 +126,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         if shapes_ok:
             try:
                 model.add(layer)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - Keras raises many types for a shape mismatch
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 problems.append(config.problem(path, f"does not fit the output of the layer before it: {text}"))
                 shapes_ok = False

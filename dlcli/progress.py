@@ -28,7 +28,13 @@ def progress_callback(keras, console, epochs: int, steps: int, rich_bar: bool):
         def on_train_begin(self, logs=None):
             self.bar = None
             if rich_bar:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                )
 
                 self.bar = Progress(
                     TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -112,7 +112,7 @@ def _alias(kind: str, name: str) -> type | None:
     module = keras.losses if kind == "loss" else keras.metrics
     try:
         found = module.get(name)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unknown name, whatever Keras raises for it
         return None
     target = found if isinstance(found, type) else (type(found) if not callable(found) or hasattr(found, "get_config") and not inspect.isfunction(found) else None)
     if target is None:
@@ -158,7 +158,7 @@ def construct(kind: str, name: str, kwargs: dict):
             raise NameProblem(str(exc), key="activation") from None
     try:
         return cls(**kwargs)
-    except Exception as exc:  # Keras raises many types for a bad argument value
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad argument value
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NameProblem(f"{cls.__name__}: {first}") from None
 
@@ -170,7 +170,7 @@ def check_activation(value) -> None:
         return
     try:
         keras.activations.get(value)
-    except Exception:
+    except Exception:  # noqa: BLE001 - Keras raises ValueError or TypeError by version
         names = [n for n in vars(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
         raise NameProblem(f"unknown activation '{value}'{did_you_mean(value, names)}") from None
 
@@ -243,7 +243,7 @@ def make_metric(spec):
         try:
             keras.metrics.get(spec.type)
             return spec.type  # Keras names it as in a hand-written script ('mae' stays 'mae')
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - not a plain Keras name: build the class below
             pass
     return construct("metric", spec.type, spec.kwargs)
 

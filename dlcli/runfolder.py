@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import socket
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,7 +141,8 @@ class RunFolder:
 
     @property
     def record(self) -> dict:
-        return self.read_json("run.json", {}) or {}
+        record = self.read_json("run.json", {})
+        return record if isinstance(record, dict) else {}
 
     def append_history(self, row: dict) -> None:
         path = self.file("history.csv")
@@ -181,16 +183,71 @@ def latest_run(runs_dir: Path) -> RunFolder | None:
     """The newest run (by its start time in run.json) in a runs dir."""
     if not runs_dir.is_dir():
         return None
-    best, best_key = None, ""
+    best, best_key = None, None
     for folder in runs_dir.iterdir():
         run = RunFolder(folder)
-        record = run.read_json("run.json") if folder.is_dir() else None
+        record = run.record if folder.is_dir() else {}
         if not record:
             continue
-        key = f"{record.get('started', '')}|{folder.name}"
-        if key > best_key:
+        key = (timestamp(record.get("started")) or 0.0, folder.name)
+        if best_key is None or key > best_key:
             best, best_key = run, key
     return best
+
+
+def timestamp(text) -> float | None:
+    """An ISO time (any UTC offset) as seconds since the epoch; None if it is not one."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+def process_alive(pid) -> bool | None:
+    """Whether process `pid` is alive on this host: True, False, or None when it can't tell.
+
+    A zombie counts as dead, and so does a pid the system has since given to a program
+    that is not Python (the training process always is).
+    """
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        return None
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    except OSError:
+        return None
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().lower()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the pid exists, which is all we know
+    if state in ("Z", "X"):
+        return False
+    return not cmdline or b"python" in cmdline or b"dlcli" in cmdline
+
+
+def effective_status(record: dict) -> str:
+    """run.json's status, with `running` whose process is gone from this host as `killed`."""
+    status = record.get("status") or "incomplete"
+    if status != "running":
+        return str(status)
+    host = record.get("host")
+    if host and host != socket.gethostname():
+        return status  # another machine's process: nothing here to check
+    return "killed" if process_alive(record.get("pid")) is False else status
+
 
 
 def _cell(value):

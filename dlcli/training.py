@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -27,8 +28,14 @@ from dlcli.config import Config, load_config
 from dlcli.data import Dataset, load_data
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed
 from dlcli.model import build_model, parameter_counts, targets_for
-from dlcli.runfolder import RunFolder, atomic_write, now_iso, runs_dir_from
-from dlcli.runtime import apply_runtime, choose_runtime, enable_memory_growth, import_keras, list_devices
+from dlcli.runfolder import RunFolder, atomic_write, effective_status, now_iso, runs_dir_from
+from dlcli.runtime import (
+    apply_runtime,
+    choose_runtime,
+    enable_memory_growth,
+    import_keras,
+    list_devices,
+)
 
 # Keyword arguments of keras.callbacks that name files: kept inside the run folder.
 PATH_ARGUMENTS = ("filename", "filepath", "log_dir", "backup_dir")
@@ -121,16 +128,27 @@ def _float(value):
     return None if value is None else float(value)
 
 
+CHECKPOINT_INTERVAL_S = 2.0
+
+
 def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
-    """Per epoch: one history row, a checkpoint of the last good epoch with the callbacks'
-    state (Keras's BackupAndRestore keeps no callback state: keras-team/keras#14862),
-    and a NaN guard. It runs after EarlyStopping and ReduceLROnPlateau each epoch."""
+    """Per epoch: one history row, a snapshot of the epoch in memory, and a NaN guard.
+
+    The snapshot (weights, optimizer variables, callback state; Keras's BackupAndRestore
+    keeps no callback state: keras-team/keras#14862) goes to `checkpoints/` at most every
+    CHECKPOINT_INTERVAL_S, at the end of training and when training is interrupted, so
+    small models do not spend their time saving. It runs after EarlyStopping and
+    ReduceLROnPlateau each epoch, so their state is the epoch's.
+    """
     checkpoints = run.file("checkpoints")
 
     class Recorder(keras.callbacks.Callback):
+        snapshot = None
+        written_at = time.perf_counter()
+        best_written = None
+
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
-            self.best_before = None if es is None else es.best
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
@@ -153,15 +171,48 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
                 state["diverged"] = epoch + 1
                 self.model.stop_training = True
                 return
-            if es is not None and es.restore_best_weights and es.best is not self.best_before:
-                # EarlyStopping's own form (get_weights): no optimizer state rides along.
-                _save(lambda tmp: _save_arrays(tmp, self.model.get_weights()), checkpoints / "best_weights.npz")
-            _save(self.model.save, checkpoints / "last.keras")
-            run.write_json("checkpoints/state.json", {
-                "epoch": epoch + 1, "time": now_iso(), "lr": lr, **_callback_state(es, rlr),
-            })
+            self.snapshot = {
+                "weights": self.model.get_weights(),
+                "optimizer": [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables],
+                "state": {"epoch": epoch + 1, "time": now_iso(), "lr": lr, **_callback_state(es, rlr)},
+                "best_weights": es.best_weights if es is not None else None,
+            }
+            if time.perf_counter() - self.written_at >= CHECKPOINT_INTERVAL_S:
+                self.write(current=True)
 
-    return Recorder()
+        def on_train_end(self, logs=None):
+            self.write()  # EarlyStopping may have restored best weights: write the snapshot
+
+        def write(self, current: bool = False):
+            """Put the last completed epoch in checkpoints/ (last.keras + state.json)."""
+            snap, self.snapshot = self.snapshot, None
+            if snap is None:
+                return
+            model = self.model
+            if not current:  # the model has moved on (interrupt) or back (best weights)
+                now = (model.get_weights(), [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
+                _assign(model, snap["weights"], snap["optimizer"])
+            try:
+                _save(model.save, checkpoints / "last.keras")
+            finally:
+                if not current:
+                    _assign(model, *now)
+            if snap["best_weights"] is not None and snap["best_weights"] is not self.best_written:
+                # EarlyStopping's own form (get_weights): no optimizer state rides along.
+                _save(lambda tmp: _save_arrays(tmp, snap["best_weights"]), checkpoints / "best_weights.npz")
+                self.best_written = snap["best_weights"]
+            run.write_json("checkpoints/state.json", snap["state"])
+            self.written_at = time.perf_counter()
+
+    recorder = Recorder()
+    state["recorder"] = recorder
+    return recorder
+
+
+def _assign(model, weights, optimizer_values) -> None:
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, optimizer_values):
+        variable.assign(value)
 
 
 def _save_arrays(path: Path, arrays: list) -> None:
@@ -335,7 +386,7 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         (run.path / "checkpoints").mkdir()
         run.update(
             id=run.id, name=config.name, status="running", started=now_iso(), ended=None, duration_s=None,
-            command=command, seed=config.seed, pid=os.getpid(),
+            command=command, seed=config.seed, pid=os.getpid(), host=socket.gethostname(),
             versions=versions(config.runtime.backend), devices=prepared.choices["devices"],
             runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
             data={"source": config.data.source, **data.summary()},
@@ -350,11 +401,12 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
             "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
             "previous_status": run.record.get("status"),
         }]
-        run.update(status="running", ended=None, error=None, pid=os.getpid(), epochs=config.training.epochs,
+        run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
+                   epochs=config.training.epochs,
                    runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
                    devices=prepared.choices["devices"], resumes=resumes)
 
-    state = {"rows": list(rows), "epochs_run": len(rows), "diverged": None, "best_epoch": None}
+    state = {"rows": list(rows), "epochs_run": len(rows), "diverged": None, "best_epoch": None, "recorder": None}
     initial_epoch = len(rows)
     if initial_epoch:
         keras.utils.set_random_seed(config.seed + initial_epoch)  # a seeded stream for the rest
@@ -399,6 +451,8 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         record = _finish(run, started, "completed")
         return TrainResult(run, metrics, record)
     except (KeyboardInterrupt, _Terminated):
+        if state.get("recorder") is not None:
+            state["recorder"].write()  # the last completed epoch, not the half-done one
         _finish(run, started, "interrupted", error=f"interrupted after {state['epochs_run']} completed epochs")
         raise Interrupted(f"interrupted; the run folder {run.path} keeps {state['epochs_run']} completed epochs "
                           f"(continue with: dlcli train --resume {run.path})") from None
@@ -433,7 +487,7 @@ def _resume_state(run: RunFolder, prepared: Prepared) -> tuple[dict | None, list
             "--resume may change only training.epochs and runtime.*; these differ from the run: "
             + ", ".join(changed) + "; start a new run instead", where=str(run.path),
         ))
-    if run.record.get("status") == "running" and _alive(run.record.get("pid")):
+    if effective_status(run.record) == "running" and run.record.get("pid") != os.getpid():
         raise ConfigError(Problem(f"the run is still being trained by process {run.record['pid']}", where=str(run.path)))
     saved = run.read_json("checkpoints/state.json")
     last = run.file("checkpoints") / "last.keras"
@@ -473,18 +527,6 @@ def _rewrite_history(run: RunFolder, rows: list[dict]) -> None:
     atomic_write(run.file("history.csv"), buffer.getvalue())
 
 
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _main_thread() -> bool:
     import threading
 
@@ -508,4 +550,4 @@ def _finish(run: RunFolder, started: float, status: str, **extra) -> dict:
         return {}
 
 
-__all__ = ["Prepared", "TrainResult", "prepare", "train", "atomic_write"]
+__all__ = ["Prepared", "TrainResult", "atomic_write", "prepare", "train"]

@@ -75,7 +75,7 @@ def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "dlcli", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 

@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-
 from conftest import CONFIGS
+from sklearn.datasets import load_digits
 
 
 def test_evaluate_latest_prints_the_runs_test_metrics(cli, trained_run):

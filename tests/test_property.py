@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 
 import yaml
+from conftest import TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import TINY
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True, allow_infinity=True),
@@ -37,9 +36,7 @@ def _mutate(config: dict, path: tuple, value) -> dict:
             node = node[part]
         else:
             return config
-    if isinstance(node, dict):
-        node[path[-1]] = value
-    elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+    if isinstance(node, dict) or isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
         node[path[-1]] = value
     return config
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from conftest import CONFIGS, run_dlcli
 
 RUN_FILES = ["config.yaml", "run.json", "history.csv", "metrics.json", "model.keras", "labels.json",
@@ -118,7 +117,8 @@ def test_early_stopping_and_reduce_lr_take_effect(cli, write_config, runs_dir):
         lrs = [float(r["lr"]) for r in csv.DictReader(handle)]
     assert lrs[0] > lrs[-1], "ReduceLROnPlateau lowered the learning rate"
     best = metrics["best_epoch"]
-    assert metrics["val"]["loss"] == min(r["val_loss"] for r in _history(run))
+    kept = next(r for r in _history(run) if r["epoch"] == best)
+    assert metrics["val"]["loss"] == kept["val_loss"], "restore_best_weights keeps the best epoch"
     assert metrics["epochs_run"] - best <= 2 + 1
 
 
@@ -180,15 +180,16 @@ def test_help_imports_neither_tensorflow_nor_keras():
         "except SystemExit:\n    pass\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib') if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "train" in result.stdout and "evaluate" in result.stdout
 
 
 def test_python_api_uses_the_same_path(tmp_path):
-    import dlcli
     from conftest import TINY
+
+    import dlcli
 
     result = dlcli.train(TINY, overrides=["training.epochs=1"], runs_dir=tmp_path / "runs", progress=False)
     assert result.metrics["epochs_run"] == 1
