@@ -42,7 +42,7 @@ def evaluate(run=None, split="test", data=None, runs_dir=None):
 
 
 def predict(run, input_path, proba=False, runs_dir=None):
-    """Predictions for a CSV/NPZ of features; see `dlcli.evaluation.predict`."""
+    """Prediction rows (dicts) for a CSV/NPZ of features; see `dlcli.evaluation.predict`."""
     from dlcli.evaluation import predict as _predict
 
     return _predict(run, input_path, proba=proba, runs_dir=runs_dir)

@@ -187,18 +187,23 @@ def predict(
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
     runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
     """Predict labels (or values) for a file of raw features with a run's model."""
-    from dlcli.evaluation import predict as predict_run
+    from dlcli.evaluation import predict as predict_run, to_csv
     from dlcli.runfolder import atomic_write
 
-    text = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
-    if output is None:
-        sys.stdout.write(text)
+    rows = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
+    if output is not None:
+        atomic_write(output, to_csv(rows))
+    if as_json:
+        _emit_json({"run": str(run), "count": len(rows), "predictions": rows,
+                    **({"output": str(output)} if output else {})})
+    elif output is None:
+        sys.stdout.write(to_csv(rows))
     else:
-        atomic_write(output, text)
-        _err().print(f"wrote {text.count(chr(10)) - 1} predictions to {output}")
+        _err().print(f"wrote {len(rows)} predictions to {output}")
 
 
 @app.command()

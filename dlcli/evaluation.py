@@ -19,7 +19,8 @@ import numpy as np
 from dlcli.config import load_config
 from dlcli.data import load_data, read_features_file, read_labeled_file, sha256_file
 from dlcli.errors import ConfigError, GateFailed, Problem, did_you_mean
-from dlcli.model import targets_for
+from dlcli.model import class_probabilities, predicted_classes, targets_for
+from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
 from dlcli.runtime import import_keras
 
@@ -79,6 +80,12 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     entry["metrics"] = {k: float(v) for k, v in metrics.items()}
     entry["samples"] = len(x)
     failures = check_gates(entry["metrics"], fail_under, fail_over)
+    if labels:
+        suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
+        entry["confusion_matrix"] = write_confusion(
+            run, f"confusion_matrix{suffix}", y, predicted_classes(model, x, config.training.batch_size),
+            labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
+        )
     run.append_evaluation(entry)
     if fail_under or fail_over:
         entry["gate_failures"] = failures
@@ -119,40 +126,33 @@ def enforce_gates(metrics: dict, fail_under=(), fail_over=()) -> None:
         raise GateFailed("gate not met: " + "; ".join(failures))
 
 
-def _probabilities(keras, model, outputs: np.ndarray) -> np.ndarray:
-    """Model outputs -> class probabilities (applies softmax/sigmoid to logits)."""
-    outputs = outputs.astype("float64")
-    if getattr(model.loss, "from_logits", False):
-        if outputs.shape[-1] == 1:
-            outputs = 1 / (1 + np.exp(-outputs))
-        else:
-            outputs = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
-            outputs /= outputs.sum(axis=-1, keepdims=True)
-    if outputs.shape[-1] == 1:
-        outputs = np.concatenate([1 - outputs, outputs], axis=-1)
-    return outputs
-
-
-def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> str:
-    """Predictions as CSV text: `prediction` (original label, or value) and `proba_<label>`."""
+def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> list[dict]:
+    """Predictions, one dict per sample: `prediction` (the original label, or the value for
+    regression) and, with `proba`, `proba_<label>` per class. `to_csv` writes them."""
     run = open_run(run, runs_dir)
-    keras, model, config, record = load_run_model(run)
+    _, model, config, record = load_run_model(run)
     summary = record.get("data", {})
     x = read_features_file(str(input_path), summary.get("features"), tuple(summary["input_shape"]))
     outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
     labels = run.read_json("labels.json")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     if labels is None:  # regression
-        writer.writerow(["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])])
-        for row in outputs.reshape(len(outputs), -1):
-            writer.writerow([repr(float(v)) for v in row])
-        return buffer.getvalue()
-    probabilities = _probabilities(keras, model, outputs)
-    writer.writerow(["prediction"] + ([f"proba_{label}" for label in labels] if proba else []))
-    for row in probabilities:
-        cells = [labels[int(np.argmax(row))]]
+        outputs = outputs.reshape(len(outputs), -1)
+        names = ["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])]
+        return [dict(zip(names, map(float, row))) for row in outputs]
+    rows = []
+    for row in class_probabilities(model, outputs):
+        entry = {"prediction": labels[int(np.argmax(row))]}
         if proba:
-            cells += [f"{p:.6g}" for p in row]
-        writer.writerow(cells)
+            entry.update({f"proba_{label}": round(float(p), 6) for label, p in zip(labels, row)})
+        rows.append(entry)
+    return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+    """Prediction rows as CSV text (header from the first row)."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows)
     return buffer.getvalue()

@@ -200,6 +200,25 @@ def targets_for(model, y: np.ndarray, n_classes: int) -> np.ndarray:
     return y
 
 
+def class_probabilities(model, outputs: np.ndarray) -> np.ndarray:
+    """Model outputs -> one probability per class (softmax/sigmoid applied to logits)."""
+    outputs = np.asarray(outputs, dtype="float64")
+    if getattr(model.loss, "from_logits", False):
+        if outputs.shape[-1] == 1:
+            outputs = 1 / (1 + np.exp(-outputs))
+        else:
+            outputs = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+            outputs /= outputs.sum(axis=-1, keepdims=True)
+    if outputs.shape[-1] == 1:
+        outputs = np.concatenate([1 - outputs, outputs], axis=-1)
+    return outputs
+
+
+def predicted_classes(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    outputs = model.predict(x, batch_size=max(batch_size, 256), verbose=0)
+    return class_probabilities(model, outputs).argmax(axis=-1)
+
+
 def parameter_counts(model) -> dict:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))

@@ -1,7 +1,7 @@
 """Pictures of a run: `curves.png`, loss and each metric per epoch, train vs validation.
 
-matplotlib is imported here only, with the non-interactive Agg backend, so no display is
-needed and commands that draw nothing never pay for it.
+matplotlib is imported here only, through its `Figure` class (no pyplot, no GUI backend),
+so no display is needed and commands that draw nothing never pay for it.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ def plot_curves(path: Path, rows: list[dict], best_epoch: int, title: str) -> No
     """One panel per metric (loss first), train and validation, the best epoch marked."""
     if not rows:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     names = [k for k in rows[0] if k not in ("epoch", "lr", "epoch_time_s") and not k.startswith("val_")]
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         ax.plot(epochs, [r[name] for r in rows], marker="o", ms=3, label="train")
         if f"val_{name}" in rows[0]:
@@ -35,5 +33,4 @@ def plot_curves(path: Path, rows: list[dict], best_epoch: int, title: str) -> No
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=80)
-    plt.close(fig)
     tmp.replace(path)

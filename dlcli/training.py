@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -27,7 +28,7 @@ from dlcli import __version__
 from dlcli.config import Config, load_config
 from dlcli.data import Dataset, load_data
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed
-from dlcli.model import build_model, parameter_counts, targets_for
+from dlcli.model import build_model, parameter_counts, predicted_classes, targets_for
 from dlcli.runfolder import RunFolder, atomic_write, effective_status, now_iso, runs_dir_from
 from dlcli.runtime import (
     apply_runtime,
@@ -352,6 +353,20 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Ignore SIGINT/SIGTERM for the few milliseconds of writing run.json's final status."""
+    if not _main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def train(config: Config | str | dict | None, overrides=(), runs_dir=None, console=None, progress: bool = True,
           rich_bar: bool = False, command: str | None = None, resume=None) -> TrainResult:
     """Train a config end to end and return its run folder and final metrics.
@@ -441,6 +456,12 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
                               batch_size=config.training.batch_size, verbose=0, return_dict=True)
         test = {k: float(v) for k, v in test.items()}
         save_model(model, run.file("model.keras"))
+        if data.labels is not None:
+            from dlcli.reports import write_confusion
+
+            write_confusion(run, "confusion_matrix", data.y_test,
+                            predicted_classes(model, data.x_test, config.training.batch_size),
+                            data.labels, plot=config.output.plots, title=f"{run.id}: test")
         samples = len(data.x_train) * (state["epochs_run"] - initial_epoch) / max(fit_seconds, 1e-9)
         metrics = final_metrics(config, state["rows"], test, samples, state["best_epoch"])
         run.write_json("metrics.json", metrics)
@@ -451,9 +472,13 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         record = _finish(run, started, "completed")
         return TrainResult(run, metrics, record)
     except (KeyboardInterrupt, _Terminated):
-        if state.get("recorder") is not None:
-            state["recorder"].write()  # the last completed epoch, not the half-done one
-        _finish(run, started, "interrupted", error=f"interrupted after {state['epochs_run']} completed epochs")
+        try:
+            if state.get("recorder") is not None:
+                state["recorder"].write()  # the last completed epoch, not the half-done one
+        except (KeyboardInterrupt, _Terminated):
+            pass  # a second Ctrl-C stops at once: the checkpoint on disk is the previous one
+        with _signals_held():
+            _finish(run, started, "interrupted", error=f"interrupted after {state['epochs_run']} completed epochs")
         raise Interrupted(f"interrupted; the run folder {run.path} keeps {state['epochs_run']} completed epochs "
                           f"(continue with: dlcli train --resume {run.path})") from None
     except RunFailed as exc:

@@ -136,3 +136,35 @@ def test_evaluate_refuses_a_model_file_that_is_not_a_keras_model(cli, trained_ru
     result = cli("evaluate", copy)
     assert result.exit_code == 2
     assert "model.keras" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_and_evaluate_write_a_confusion_matrix(cli, trained_run, tmp_path):
+    with open(trained_run / "confusion_matrix.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["true \\ predicted", *[str(i) for i in range(10)]]
+    counts = np.array([[int(c) for c in row[1:]] for row in rows[1:]])
+    assert counts.sum() == 360  # the test split
+    accuracy = json.loads((trained_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert abs(np.trace(counts) / counts.sum() - accuracy) < 1e-6
+    assert (trained_run / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+    copy = tmp_path / "run-copy"
+    shutil.copytree(trained_run, copy)
+    result = cli("evaluate", copy, "--split", "val", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["confusion_matrix"] == "confusion_matrix_val.csv"
+    with open(copy / "confusion_matrix_val.csv", newline="") as handle:
+        val = np.array([[int(c) for c in row[1:]] for row in list(csv.reader(handle))[1:]])
+    assert val.sum() == 288
+
+
+def test_predict_json_gives_numbers(cli, trained_run, tmp_path):
+    npz = tmp_path / "x.npz"
+    np.savez(npz, x=load_digits().data[:3])
+    result = cli("predict", trained_run, npz, "--proba", "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["count"] == 3
+    first = payload["predictions"][0]
+    assert isinstance(first["prediction"], int) and isinstance(first["proba_0"], float)
+    assert abs(sum(v for k, v in first.items() if k.startswith("proba_")) - 1) < 1e-3
