@@ -125,8 +125,10 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
     runs = runs_dir_from(runs_dir)
     try:
         folders = [Path(e.path) for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return []
+    except NotADirectoryError:
+        raise ConfigError(Problem("is a file, not a runs dir; choose another with --runs-dir", where=str(runs))) from None
     except OSError as exc:
         raise ConfigError(Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))) from None
     rows = [summarize(folder) for folder in folders]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -83,6 +84,11 @@ def command(func):
 
 
 def _fail(message: str, code: int, as_json: bool):
+    if code == EXIT_INTERRUPTED:
+        # The run folder already says `interrupted`: a second Ctrl-C must not turn the exit
+        # into a traceback, and the user asked to stop, so skip TensorFlow's slow teardown.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     err = _err()
     lines = message.splitlines() or [message]
     from rich.markup import escape
@@ -91,6 +97,10 @@ def _fail(message: str, code: int, as_json: bool):
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
     if as_json:
         _emit_json({"error": message, "errors": lines, "exit_code": code})
+    if code == EXIT_INTERRUPTED and _AS_PROGRAM:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise typer.Exit(code)
 
 
@@ -191,7 +201,8 @@ def predict(
     debug: DebugOption = False,
 ):
     """Predict labels (or values) for a file of raw features with a run's model."""
-    from dlcli.evaluation import predict as predict_run, to_csv
+    from dlcli.evaluation import predict as predict_run
+    from dlcli.evaluation import to_csv
     from dlcli.runfolder import atomic_write
 
     rows = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
@@ -239,8 +250,13 @@ def validate(
               f"non-trainable: {counts['non_trainable']:,}")
 
 
+_AS_PROGRAM = False  # True when run as the `dlcli` program, not through Typer's test runner
+
+
 def main() -> None:
     """Console-script entry point."""
+    global _AS_PROGRAM
+    _AS_PROGRAM = True
     app()
 
 

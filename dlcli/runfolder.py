@@ -10,9 +10,11 @@ neither TensorFlow nor Keras.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
 from datetime import datetime, timezone
@@ -78,23 +80,42 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     @classmethod
-    def create(cls, runs_dir: str | os.PathLike, name: str) -> RunFolder:
+    def create(cls, runs_dir: str | os.PathLike, name: str, record: dict | None = None,
+               files: dict[str, str] | None = None) -> RunFolder:
+        """Claim a new run folder that appears whole: run.json (`record` plus `id`) and
+        `files` are written into a hidden staging folder, which is then renamed into
+        place. The rename fails when the name is taken (every run folder holds files), so
+        concurrent processes get distinct folders, and a kill leaves either nothing
+        visible or a folder whose run.json says what it was."""
         runs = Path(runs_dir)
         try:
             runs.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=runs))
         except OSError as exc:
             raise ConfigError(Problem(f"cannot create the runs dir: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        for attempt in range(1, 10_000):
-            folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise ConfigError(Problem(f"cannot create a run folder: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
-            return cls(folder)
-        raise ConfigError(Problem("too many runs with this name in one second", where=str(runs)))
+        try:
+            for relative, text in (files or {}).items():
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(staging / relative, text)
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            for attempt in range(1, 10_000):
+                folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
+                atomic_write(staging / "run.json", json.dumps({"id": folder.name, **(record or {})}, indent=2, default=_jsonable) + "\n")
+                if folder.exists():
+                    continue
+                try:
+                    os.rename(staging, folder)
+                except OSError as exc:
+                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                        continue
+                    raise
+                return cls(folder)
+            raise ConfigError(Problem("too many runs with this name in one second", where=str(runs)))
+        except OSError as exc:
+            raise ConfigError(Problem(f"cannot write a run folder: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def find(cls, ref: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None) -> RunFolder:
@@ -109,6 +130,12 @@ class RunFolder:
         for path in (candidate, runs / str(ref)):
             if (path / "run.json").is_file():
                 return cls(path)
+        for path in (candidate, runs / str(ref)):
+            if path.is_dir() and path.parent.resolve() == runs.resolve() or (path / "checkpoints").is_dir():
+                raise ConfigError(Problem(
+                    "this run folder has no run.json: its process was killed while creating it, "
+                    "before training began; start a new run", where=str(path),
+                ))
         hint = ""
         if runs.is_dir():
             from dlcli.errors import did_you_mean

@@ -146,7 +146,6 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
     class Recorder(keras.callbacks.Callback):
         snapshot = None
         written_at = time.perf_counter()
-        best_written = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
@@ -173,10 +172,12 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
                 self.model.stop_training = True
                 return
             self.snapshot = {
+                "rng": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)],
                 "weights": self.model.get_weights(),
                 "optimizer": [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables],
                 "state": {"epoch": epoch + 1, "time": now_iso(), "lr": lr, **_callback_state(es, rlr)},
                 "best_weights": es.best_weights if es is not None else None,
+                "best_epoch": es.best_epoch + 1 if es is not None else None,
             }
             if time.perf_counter() - self.written_at >= CHECKPOINT_INTERVAL_S:
                 self.write(current=True)
@@ -185,29 +186,45 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
             self.write()  # EarlyStopping may have restored best weights: write the snapshot
 
         def write(self, current: bool = False):
-            """Put the last completed epoch in checkpoints/ (last.keras + state.json)."""
+            """Put the last completed epoch in checkpoints/: `epoch-NNNN.keras` (weights and
+            optimizer), `best-NNNN.npz` (early stopping's best weights), then `state.json`,
+            which names them: it is the commit point, so a kill between writes leaves the
+            previous, consistent checkpoint in force."""
             snap, self.snapshot = self.snapshot, None
             if snap is None:
                 return
-            model = self.model
+            model, epoch = self.model, snap["state"]["epoch"]
             if not current:  # the model has moved on (interrupt) or back (best weights)
                 now = (model.get_weights(), [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
                 _assign(model, snap["weights"], snap["optimizer"])
+            name = f"epoch-{epoch:04d}.keras"
             try:
-                _save(model.save, checkpoints / "last.keras")
+                _save(model.save, checkpoints / name)
             finally:
                 if not current:
                     _assign(model, *now)
-            if snap["best_weights"] is not None and snap["best_weights"] is not self.best_written:
-                # EarlyStopping's own form (get_weights): no optimizer state rides along.
-                _save(lambda tmp: _save_arrays(tmp, snap["best_weights"]), checkpoints / "best_weights.npz")
-                self.best_written = snap["best_weights"]
-            run.write_json("checkpoints/state.json", snap["state"])
+            best = None
+            if snap["best_weights"] is not None:
+                best = f"best-{snap['best_epoch']:04d}.npz"
+                if not (checkpoints / best).exists():
+                    # EarlyStopping's own form (get_weights): no optimizer state rides along.
+                    _save(lambda tmp: _save_arrays(tmp, snap["best_weights"]), checkpoints / best)
+            run.write_json("checkpoints/state.json", {
+                **snap["state"], "checkpoint": name, "best_weights": best, "rng": snap["rng"],
+            })
+            for stale in checkpoints.iterdir():
+                if stale.name not in (name, best, "state.json"):
+                    stale.unlink(missing_ok=True)
             self.written_at = time.perf_counter()
 
     recorder = Recorder()
     state["recorder"] = recorder
     return recorder
+
+
+def _seed_states(model) -> list:
+    """The layers' random-number state (Dropout's seed generators): Keras does not save it."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
 def _assign(model, weights, optimizer_values) -> None:
@@ -225,8 +242,7 @@ def _save_arrays(path: Path, arrays: list) -> None:
 
 def _save(save, path: Path) -> None:
     """Keras writes to a temp name (same suffix) that is then renamed over the old file."""
-    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-    tmp = path.with_name(f".tmp{suffix}")
+    tmp = path.with_name(f".tmp{path.suffix}")
     save(tmp)
     os.replace(tmp, path)
 
@@ -239,7 +255,7 @@ def _restorer(keras, checkpoints: Path, saved: dict, es=None, rlr=None):
             if es is not None and "early_stopping" in saved:
                 st = saved["early_stopping"]
                 es.wait, es.best, es.best_epoch, es.stopped_epoch = st["wait"], st["best"], st["best_epoch"], 0
-                best = checkpoints / "best_weights.npz"
+                best = checkpoints / (saved.get("best_weights") or "-")
                 if es.restore_best_weights and best.is_file():
                     import numpy as np
 
@@ -252,11 +268,15 @@ def _restorer(keras, checkpoints: Path, saved: dict, es=None, rlr=None):
     return Restorer()
 
 
-def _inside_run(run: RunFolder, value: str, where: str) -> str:
+def _stays_inside(value: str) -> bool:
     path = Path(value)
-    if path.is_absolute() or ".." in path.parts:
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _inside_run(run: RunFolder, value: str, where: str) -> str:
+    if not _stays_inside(value):
         raise ConfigError(Problem(f"file arguments of callbacks are names inside the run folder, got {value!r}", where=where))
-    return str(run.path / path)
+    return str(run.path / value)
 
 
 def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None, saved: dict | None = None) -> list:
@@ -298,6 +318,13 @@ def check_callbacks(config: Config) -> None:
         except registry.NameProblem as exc:
             path = ("training", "callbacks", index, *([exc.key] if exc.key else []))
             problems.append(config.problem(path, str(exc)))
+        for key in PATH_ARGUMENTS:
+            value = spec.kwargs.get(key)
+            if isinstance(value, str) and not _stays_inside(value):
+                problems.append(config.problem(
+                    ("training", "callbacks", index, key),
+                    f"{key} {value!r} leaves the run folder; give a name inside it, such as 'log.csv'",
+                ))
     if problems:
         raise ConfigError(problems)
 
@@ -396,17 +423,19 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
 
     started = time.time()
     if resume is None:
-        run = RunFolder.create(runs_dir_from(runs_dir), config.name)
-        run.write_text("config.yaml", config.to_yaml())
+        record = {
+            "name": config.name, "status": "running", "ended": None, "duration_s": None,
+            "command": command, "seed": config.seed, "pid": os.getpid(), "host": socket.gethostname(),
+            "versions": versions(config.runtime.backend), "devices": prepared.choices["devices"],
+            "runtime": {k: v for k, v in prepared.choices.items() if k != "devices"},
+            "data": {"source": config.data.source, **data.summary()},
+            "parameters": parameter_counts(model), "epochs": config.training.epochs, "resumes": [],
+        }
+        # The folder appears with run.json and config.yaml in it: a crash or kill from here
+        # on leaves a folder that says what it was.
+        run = RunFolder.create(runs_dir_from(runs_dir), config.name, {"started": now_iso(), **record},
+                               {"config.yaml": config.to_yaml()})
         (run.path / "checkpoints").mkdir()
-        run.update(
-            id=run.id, name=config.name, status="running", started=now_iso(), ended=None, duration_s=None,
-            command=command, seed=config.seed, pid=os.getpid(), host=socket.gethostname(),
-            versions=versions(config.runtime.backend), devices=prepared.choices["devices"],
-            runtime={k: v for k, v in prepared.choices.items() if k != "devices"},
-            data={"source": config.data.source, **data.summary()},
-            parameters=parameter_counts(model), epochs=config.training.epochs, resumes=[],
-        )
         _write_labels_and_summary(prepared, run)
     else:
         started -= run.record.get("duration_s") or 0  # duration counts every session
@@ -414,7 +443,7 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         (run.path / "checkpoints").mkdir(exist_ok=True)
         resumes = run.record.get("resumes", []) + [{
             "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
-            "previous_status": run.record.get("status"),
+            "previous_status": effective_status(run.record),
         }]
         run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
                    epochs=config.training.epochs,
@@ -514,8 +543,9 @@ def _resume_state(run: RunFolder, prepared: Prepared) -> tuple[dict | None, list
         ))
     if effective_status(run.record) == "running" and run.record.get("pid") != os.getpid():
         raise ConfigError(Problem(f"the run is still being trained by process {run.record['pid']}", where=str(run.path)))
+    _remove_temp_files(run)
     saved = run.read_json("checkpoints/state.json")
-    last = run.file("checkpoints") / "last.keras"
+    last = run.file("checkpoints") / str((saved or {}).get("checkpoint", "-"))
     if not saved or not last.is_file():
         # No completed epoch: start the run cleanly in the same folder.
         run.file("history.csv").unlink(missing_ok=True)
@@ -530,11 +560,22 @@ def _resume_state(run: RunFolder, prepared: Prepared) -> tuple[dict | None, list
     model.optimizer.build(model.trainable_variables)
     model.load_weights(last)
     model.optimizer.learning_rate = saved.get("lr", float(prepared.keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    for variable, value in zip(_seed_states(model), saved.get("rng") or []):
+        variable.assign(value)
     # history.csv keeps the rows of completed epochs; a row written after the last
     # checkpoint (a kill between the two) is dropped and trained again.
     rows = [r for r in run.history() if r["epoch"] <= completed]
     _rewrite_history(run, rows)
     return saved, rows
+
+
+def _remove_temp_files(run: RunFolder) -> None:
+    """Temp files a killed process left (`.name.tmp...`): never read, safe to drop."""
+    for folder in (run.path, run.file("checkpoints")):
+        if folder.is_dir():
+            for path in folder.glob(".*tmp*"):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
 
 
 def _rewrite_history(run: RunFolder, rows: list[dict]) -> None:

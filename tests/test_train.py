@@ -27,7 +27,9 @@ def test_digits_mlp_trains_offline_to_095_and_writes_every_file(tmp_path):
     for name in RUN_FILES:
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
-    assert (run / "checkpoints" / "last.keras").is_file()
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert (run / "checkpoints" / state["checkpoint"]).is_file()
+    assert state["best_weights"] and (run / "checkpoints" / state["best_weights"]).is_file()
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     metrics = json.loads((run / "metrics.json").read_text())
