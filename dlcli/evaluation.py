@@ -83,7 +83,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     if labels:
         suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
         entry["confusion_matrix"] = write_confusion(
-            run, f"confusion_matrix{suffix}", y, predicted_classes(model, x, config.training.batch_size),
+            run, f"confusion_matrix{suffix}", y, predicted_classes(model, x),
             labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
         )
     run.append_evaluation(entry)

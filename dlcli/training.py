@@ -489,7 +489,7 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
             from dlcli.reports import write_confusion
 
             write_confusion(run, "confusion_matrix", data.y_test,
-                            predicted_classes(model, data.x_test, config.training.batch_size),
+                            predicted_classes(model, data.x_test),
                             data.labels, plot=config.output.plots, title=f"{run.id}: test")
         samples = len(data.x_train) * (state["epochs_run"] - initial_epoch) / max(fit_seconds, 1e-9)
         metrics = final_metrics(config, state["rows"], test, samples, state["best_epoch"])
