@@ -30,7 +30,8 @@ def plot_curves(path: Path, rows: list[dict], best_epoch: int, title: str) -> No
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    # Fixed margins: fig.tight_layout() would cost more than the drawing.
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.15, top=0.82, wspace=0.25)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=80)
     tmp.replace(path)

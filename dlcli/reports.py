@@ -54,7 +54,10 @@ def _plot(path, matrix: np.ndarray, labels: list, title: str) -> None:
             for j, count in enumerate(row):
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                         color="white" if count > threshold else "black")
-    fig.tight_layout()
+    # Margins from the longest label: fig.tight_layout() would cost more than the drawing.
+    longest = max(len(str(label)) for label in labels)
+    margin = min(0.08 + 0.011 * longest, 0.35)
+    fig.subplots_adjust(left=margin, bottom=margin + 0.07, right=0.97, top=0.93)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=80)
     tmp.replace(path)
