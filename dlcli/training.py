@@ -20,6 +20,7 @@ import platform
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,7 +301,7 @@ def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None
     if saved:
         callbacks.append(_restorer(keras, run.file("checkpoints"), saved, es, rlr))
     if config.output.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard")), write_graph=False))
     if progress is not None:
         callbacks.append(progress)
     return callbacks
@@ -481,23 +482,19 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
                 f"loss became NaN/inf at epoch {state['diverged']} ({kept}); "
                 "lower compile.optimizer.learning_rate or check the data"
             )
+        # The pictures are drawn on a worker thread while the model is scored and saved:
+        # TensorFlow releases the GIL in its ops, so the two overlap on a second core.
+        best_epoch = state["best_epoch"] or _best_epoch(config, state["rows"])
+        predictions = predicted_classes(model, data.x_test) if data.labels is not None else None
+        reports = _start(_write_reports, run, config, data, state["rows"], best_epoch, predictions)
         test = model.evaluate(data.x_test, targets_for(model, data.y_test, data.n_classes),
                               batch_size=config.training.batch_size, verbose=0, return_dict=True)
         test = {k: float(v) for k, v in test.items()}
         save_model(model, run.file("model.keras"))
-        if data.labels is not None:
-            from dlcli.reports import write_confusion
-
-            write_confusion(run, "confusion_matrix", data.y_test,
-                            predicted_classes(model, data.x_test),
-                            data.labels, plot=config.output.plots, title=f"{run.id}: test")
         samples = len(data.x_train) * (state["epochs_run"] - initial_epoch) / max(fit_seconds, 1e-9)
-        metrics = final_metrics(config, state["rows"], test, samples, state["best_epoch"])
+        metrics = final_metrics(config, state["rows"], test, samples, best_epoch)
         run.write_json("metrics.json", metrics)
-        if config.output.plots:
-            from dlcli.plots import plot_curves
-
-            plot_curves(run.file("curves.png"), state["rows"], metrics["best_epoch"], config.name)
+        reports.join()
         record = _finish(run, started, "completed")
         return TrainResult(run, metrics, record)
     except (KeyboardInterrupt, _Terminated):
@@ -593,9 +590,46 @@ def _rewrite_history(run: RunFolder, rows: list[dict]) -> None:
     atomic_write(run.file("history.csv"), buffer.getvalue())
 
 
-def _main_thread() -> bool:
-    import threading
+def _write_reports(run: RunFolder, config: Config, data: Dataset, rows: list[dict], best_epoch: int,
+                   predictions) -> None:
+    """confusion_matrix.csv/.png (classification) and curves.png."""
+    if predictions is not None:
+        from dlcli.reports import write_confusion
 
+        write_confusion(run, "confusion_matrix", data.y_test, predictions, data.labels,
+                        plot=config.output.plots, title=f"{run.id}: test")
+    if config.output.plots:
+        from dlcli.plots import plot_curves
+
+        plot_curves(run.file("curves.png"), rows, best_epoch, config.name)
+
+
+class _Worker(threading.Thread):
+    """A thread whose exception is raised again by join()."""
+
+    def __init__(self, target, *args):
+        super().__init__(daemon=True)
+        self.work, self.args, self.error = target, args, None
+
+    def run(self):
+        try:
+            self.work(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to join()
+            self.error = exc
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+def _start(target, *args) -> _Worker:
+    worker = _Worker(target, *args)
+    worker.start()
+    return worker
+
+
+def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 

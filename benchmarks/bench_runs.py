@@ -1,0 +1,165 @@
+"""How fast `dlcli runs` answers over a runs dir of many runs (no training involved).
+
+Writes N synthetic run folders (default 500) shaped like real ones (run.json, metrics.json,
+config.yaml, history.csv; mostly completed, some failed, some `running` with a process that
+is gone, a few half-created) into a temporary runs dir, then times:
+
+  - `python -m dlcli --help`                              start-up alone, for reference
+  - `python -m dlcli runs --runs-dir TMP --limit 20`      end to end, a fresh process each time
+  - `python -m dlcli runs --runs-dir TMP --sort accuracy --limit 20`
+  - `dlcli.catalog.list_runs(TMP, limit=20)`              the library call, in this process
+
+Each figure is the median of --repeats runs after one untimed warm-up (so the files are in
+the page cache, as they are for a user listing their runs). The exit status is 1 when the
+median of the end-to-end `runs` command exceeds --max-seconds (the requirement: 0.5 s).
+
+    python benchmarks/bench_runs.py
+    python benchmarks/bench_runs.py --runs 2000 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# A real run's files, trimmed (tiny digits MLP, 3 epochs); each synthetic run varies them.
+RUN_JSON = {
+    "id": None, "name": None, "status": "completed",
+    "started": None, "ended": None, "duration_s": None,
+    "command": "dlcli train tiny.yaml --runs-dir runs --quiet", "seed": 7, "pid": None,
+    "versions": {"dlcli": "0.1.0", "keras": "3.15.1", "backend": "tensorflow",
+                 "backend_version": "2.21.0", "python": "3.11.7"},
+    "devices": [{"type": "CPU", "name": "/physical_device:CPU:0"}],
+    "runtime": {"backend": "tensorflow", "precision": "float32", "jit_compile": False,
+                "steps_per_execution": 18, "distribution": "none", "deterministic": False},
+    "data": {"source": "digits", "task": "classification", "samples": {"train": 1149, "val": 288, "test": 360},
+             "classes": 10, "input_shape": [64], "features": [f"pixel_{i}_{j}" for i in range(8) for j in range(8)],
+             "target": None, "files": {}, "fingerprint": "cc5915344aeb57157c473c8d07ece3e3c5588f866b518e3203172496a6888152"},
+    "parameters": {"total": 2410, "trainable": 2410, "non_trainable": 0},
+    "epochs": 3, "resumes": [],
+}
+METRICS_JSON = {
+    "train": {"accuracy": 0.5039, "loss": 1.5830}, "val": {"accuracy": 0.6007, "loss": 1.4088},
+    "test": {"accuracy": 0.5583, "loss": 1.5824}, "best_epoch": 3, "epochs_run": 3, "samples_per_s": 1098.6,
+}
+CONFIG_YAML = """name: {name}
+seed: 7
+data: {{source: digits, validation_split: 0.2, test_split: 0.2, normalize: standard}}
+model:
+  input_shape: [64]
+  layers:
+  - {{type: Dense, units: {units}, activation: relu}}
+  - {{type: Dense, units: 10, activation: softmax}}
+compile: {{optimizer: {{type: adam}}, loss: {{type: sparse_categorical_crossentropy}}, metrics: [{{type: accuracy}}]}}
+training: {{epochs: {epochs}, batch_size: 64}}
+"""
+DEAD_PID = 999_999_999  # above any pid_max: never a live process
+
+
+def make_runs(runs: Path, count: int, seed: int = 0) -> None:
+    """Write `count` run folders into `runs`, shaped like dlcli's own."""
+    rng = random.Random(seed)
+    start = time.time() - count * 600
+    for index in range(count):
+        name = rng.choice(["digits-mlp", "wine-csv", "diabetes", "tiny"])
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(start + index * 600))
+        folder = runs / f"{name}-{stamp}"
+        folder.mkdir(parents=True)
+        kind = rng.random()
+        if kind < 0.01:
+            continue  # half-created: the folder and nothing else
+        epochs = rng.randint(3, 30)
+        epochs_run = epochs if kind < 0.9 else rng.randint(1, epochs)
+        record = copy.deepcopy(RUN_JSON)
+        started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start + index * 600))
+        record.update(id=folder.name, name=name, started=started, epochs=epochs, pid=DEAD_PID)
+        (folder / "config.yaml").write_text(CONFIG_YAML.format(name=name, units=rng.choice([16, 32, 64, 128]), epochs=epochs))
+        history = ["epoch,accuracy,loss,val_accuracy,val_loss,lr,epoch_time_s"]
+        history += [f"{e},{0.5 + e / 100},{1.5 - e / 50},{0.55 + e / 100},{1.4 - e / 50},0.001,0.1" for e in range(1, epochs_run + 1)]
+        (folder / "history.csv").write_text("\n".join(history) + "\n")
+        if kind < 0.9:
+            duration = round(rng.uniform(2, 300), 3)
+            ended = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start + index * 600 + duration))
+            record.update(status="completed", ended=ended, duration_s=duration)
+            metrics = copy.deepcopy(METRICS_JSON)
+            for split in ("train", "val", "test"):
+                metrics[split] = {"accuracy": rng.uniform(0.5, 0.99), "loss": rng.uniform(0.05, 2.0)}
+            metrics.update(best_epoch=rng.randint(1, epochs), epochs_run=epochs)
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        elif kind < 0.95:
+            record.update(status="failed", ended=started, duration_s=1.0, error="loss became NaN/inf at epoch 2")
+        else:
+            record.update(status="running")  # its process (DEAD_PID) is gone: `killed`
+        (folder / "run.json").write_text(json.dumps(record, indent=2))
+
+
+def time_command(args: list[str], repeats: int) -> list[float]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    times = []
+    for attempt in range(repeats + 1):
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "dlcli", *args], check=False, capture_output=True, text=True, env=env)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            sys.exit(f"dlcli {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        if attempt:  # the first run warms the page cache and .pyc files
+            times.append(elapsed)
+    return times
+
+
+def time_library(runs: Path, repeats: int) -> tuple[list[float], int]:
+    from dlcli import catalog
+
+    times, shown = [], 0
+    for attempt in range(repeats + 1):
+        started = time.perf_counter()
+        shown = len(catalog.list_runs(runs, limit=20))
+        elapsed = time.perf_counter() - started
+        if attempt:
+            times.append(elapsed)
+    return times, shown
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=500, help="how many run folders to create")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
+    parser.add_argument("--max-seconds", type=float, default=0.5, help="fail when `dlcli runs` is slower")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="dlcli-bench-runs-") as tmp:
+        runs = Path(tmp) / "runs"
+        make_runs(runs, options.runs)
+        print(f"{options.runs} run folders in {runs}; median of {options.repeats} (after one warm-up)")
+        figures = {
+            "python -m dlcli --help": time_command(["--help"], options.repeats),
+            "python -m dlcli runs --limit 20": time_command(["runs", "--runs-dir", str(runs), "--limit", "20"], options.repeats),
+            "python -m dlcli runs --sort accuracy --limit 20": time_command(
+                ["runs", "--runs-dir", str(runs), "--sort", "accuracy", "--limit", "20"], options.repeats),
+        }
+        library, shown = time_library(runs, options.repeats)
+        figures["catalog.list_runs(limit=20), in-process"] = library
+        width = max(map(len, figures))
+        for label, times in figures.items():
+            print(f"  {label:<{width}}  median {statistics.median(times):.3f} s   "
+                  f"(min {min(times):.3f}, max {max(times):.3f})")
+        assert shown == 20, shown
+        end_to_end = statistics.median(figures["python -m dlcli runs --limit 20"])
+    if end_to_end > options.max_seconds:
+        print(f"FAIL: `dlcli runs` took {end_to_end:.3f} s > {options.max_seconds} s")
+        return 1
+    print(f"ok: `dlcli runs` {end_to_end:.3f} s <= {options.max_seconds} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

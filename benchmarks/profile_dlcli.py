@@ -1,0 +1,180 @@
+"""Where `dlcli train` spends its time: one run in this process, its phases timed.
+
+dlcli itself is not changed: its functions (and a few Keras methods) are wrapped with
+timers before `dlcli train` runs, exactly as `python -m dlcli train CFG --quiet` would.
+Phases are reported in the order they happen, then the time inside `model.fit` that goes
+to dlcli's per-epoch work (the checkpoint `model.save`, history/state files) and to the
+TensorBoard callback.
+
+    python benchmarks/profile_dlcli.py                        # the digits workload
+    python benchmarks/profile_dlcli.py --workload large
+
+Times are of one run (the first of its process), so they include each import's first cost.
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import functools  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+TIMES: dict[str, list[float]] = collections.defaultdict(list)
+
+
+def timer(name, func, classify=None):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            key = classify(*args, **kwargs) if classify else name
+            TIMES[key].append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def patch(owner, attr, name=None, classify=None):
+    """Wrap owner.attr with a timer; a name dlcli no longer has is skipped, with a note."""
+    if not hasattr(owner, attr):
+        print(f"note: {getattr(owner, '__name__', owner)}.{attr} not found; not timed", file=sys.stderr)
+        return
+    setattr(owner, attr, timer(name or f"{getattr(owner, '__name__', owner)}.{attr}", getattr(owner, attr), classify))
+
+
+IN_FIT = [False]
+
+
+def fit_flag(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        IN_FIT[0] = True
+        try:
+            return func(*args, **kwargs)
+        finally:
+            IN_FIT[0] = False
+
+    return wrapper
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--workload", choices=["digits", "large"], default="digits")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to dlcli train")
+    args = p.parse_args()
+    sys.path.insert(0, str(HERE))
+    from bench_train import WORKLOADS, make_npz
+
+    tmp = Path(tempfile.mkdtemp(prefix="dlcli-profile-"))
+    config = WORKLOADS[args.workload]["config"]
+    extra = []
+    if WORKLOADS[args.workload]["npz"]:
+        extra = ["--set", f"data.path={make_npz(tmp / 'large.npz')}"]
+    for item in args.overrides:
+        extra += ["--set", item]
+    t_setup = time.perf_counter()
+
+    # -- the CLI layer: typer, rich, pydantic, yaml (what `dlcli --help` imports)
+    started = time.perf_counter()
+    import dlcli.cli
+
+    TIMES["import dlcli.cli (typer, rich)"].append(time.perf_counter() - started)
+    started = time.perf_counter()
+    import dlcli.training as training
+    import dlcli.plots as plots
+    from dlcli.runfolder import RunFolder
+
+    TIMES["import dlcli.training (pydantic, yaml, numpy, ...)"].append(time.perf_counter() - started)
+
+    def after_keras(keras):
+        keras.Model.fit = fit_flag(keras.Model.fit)
+        patch(keras.Model, "fit", "model.fit (all epochs, with callbacks)")
+        patch(keras.Model, "evaluate", "model.evaluate (validation per epoch inside fit, + test)")
+        patch(keras.Model, "summary", "model.summary -> summary.txt")
+        patch(keras.Model, "save", classify=lambda *a, **k: (
+            "  per-epoch checkpoint model.save (Recorder)" if IN_FIT[0] else "final model.save"))
+        patch(keras.Model, "get_weights", classify=lambda *a, **k: (
+            "    model.get_weights (in fit: checkpoint snapshot)" if IN_FIT[0] else "model.get_weights"))
+        for hook in ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+                     "on_test_begin", "on_test_end", "on_train_batch_begin", "on_train_batch_end",
+                     "on_test_batch_begin", "on_test_batch_end"):
+            patch(keras.callbacks.TensorBoard, hook, "  TensorBoard callback (all hooks)")
+        for method, label in (("_write_keras_model_summary", "model summary event (set_model)"),
+                              ("_write_keras_model_train_graph", "train graph event (first batch)"),
+                              ("_log_epoch_metrics", "epoch scalars"),
+                              ("_close_writers", "close writers (train end)")):
+            patch(keras.callbacks.TensorBoard, method, f"    TensorBoard: {label}")
+        started = time.perf_counter()
+        keras.callbacks.TensorBoard(log_dir=str(tmp / "probe")).summary  # noqa: B018 (imports tf.summary)
+        TIMES["  TensorBoard: import tf.summary (first use)"].append(time.perf_counter() - started)
+        return keras
+
+    import_keras = training.import_keras
+    training.import_keras = lambda *a, **k: after_keras(
+        timer("import keras + tensorflow (import_keras)", import_keras)(*a, **k))
+    for name, label in (("enable_memory_growth", "enable_memory_growth"),
+                        ("load_data", "load_data (incl. sklearn import)"),
+                        ("list_devices", "list_devices"),
+                        ("build_model", "build_model + compile"),
+                        ("check_callbacks", "check_callbacks"),
+                        ("versions", "versions() (importlib.metadata)"),
+                        ("_write_labels_and_summary", "labels.json + summary.txt"),
+                        ("callbacks_for", "callbacks_for (construct callbacks)"),
+                        ("final_metrics", "final_metrics")):
+        patch(training, name, label)
+    if hasattr(training, "_recorder"):  # dlcli's per-epoch callback: time its hooks
+        make_recorder = training._recorder
+
+        def timed_recorder(*a, **k):
+            recorder = make_recorder(*a, **k)
+            for hook in ("on_epoch_end", "on_train_end", "on_train_batch_end"):
+                if hook in type(recorder).__dict__:
+                    setattr(recorder, hook, timer(f"  Recorder.{hook} (dlcli: history, snapshot, saves)",
+                                                  getattr(recorder, hook)))
+            return recorder
+
+        training._recorder = timed_recorder
+    patch(training.RunFolder, "create", "RunFolder.create")
+    patch(RunFolder, "append_history", "  history.csv append (fsync)")
+    patch(RunFolder, "write_json", classify=lambda self, name, data: (
+        "  checkpoints/state.json (fsync)" if "state" in name else f"write {name} (fsync)"))
+    patch(plots, "plot_curves", "curves.png (draw + savefig)")
+    try:  # confusion matrix of the test split (newer dlcli)
+        import dlcli.reports as reports
+
+        patch(reports, "write_confusion", "confusion_matrix.csv + .png (total)")
+        patch(reports, "_plot", "  confusion_matrix.png (draw + savefig)")
+    except ImportError:
+        pass
+    if hasattr(training, "predicted_classes"):
+        patch(training, "predicted_classes", "predict test split (for the confusion matrix)")
+
+    argv = ["dlcli", "train", str(config), "--quiet", "--runs-dir", str(tmp / "runs"), *extra]
+    sys.argv = argv
+    started = time.perf_counter()
+    try:
+        dlcli.cli.main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    TIMES["(dlcli train command, total)"].append(time.perf_counter() - started)
+    total = time.perf_counter() - T0 - (t_setup - T0)
+
+    print(f"\nprofile of: {' '.join(argv)}", file=sys.stderr)
+    print(f"{'phase':<64} {'calls':>5} {'total s':>8} {'per call':>9}", file=sys.stderr)
+    for name, values in TIMES.items():
+        print(f"{name:<64} {len(values):>5} {sum(values):>8.3f} {sum(values) / len(values):>9.4f}", file=sys.stderr)
+    print(f"{'(script: import dlcli.cli .. exit, not counting setup)':<64} {'':>5} {total:>8.3f}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
