@@ -636,7 +636,7 @@ def _main_thread() -> bool:
 def _runtime_reason(exc: Exception) -> str:
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    if "ResourceExhausted" in name or "out of memory" in text.lower():
+    if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "out of memory" in text.lower():
         return f"out of memory ({text}); lower training.batch_size or the model's size"
     if isinstance(exc, OSError):
         return f"I/O error: {exc.strerror or text} ({exc.filename or ''})"
