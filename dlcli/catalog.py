@@ -28,29 +28,22 @@ from pathlib import Path
 import yaml
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.runfolder import RunFolder, atomic_write, effective_status, process_alive, runs_dir_from
+from dlcli.runfolder import (
+    RunFolder,
+    atomic_write,
+    effective_status,
+    goal,
+    process_alive,
+    runs_dir_from,
+)
 from dlcli.runfolder import timestamp as _timestamp
 
 SPLITS = ("test", "val", "train")
-# Metric names that grow as the model improves (Keras names: accuracy, auc, f1_score, ...);
-# every other metric (loss, mean_absolute_error, ...) is better lower.
-HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2", "iou", "cosine_similarity")
 # --sort keys that are not metrics, and which way is "first".
 RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "a to z"}
 
 
 # -- one run -------------------------------------------------------------------------------
-
-def goal(metric: str) -> str:
-    """'max' for metrics where higher is better (accuracy, auc, ...), else 'min' (loss).
-
-    Example:
-        >>> goal("val_accuracy"), goal("loss")
-        ('max', 'min')
-    """
-    name = metric.lower()
-    return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
-
 
 def summarize(folder: str | os.PathLike) -> dict:
     """One row of `dlcli runs` from a folder's run.json and metrics.json; never raises.

@@ -105,17 +105,28 @@ def _fail(message: str, code: int, as_json: bool):
 
 
 def _metrics_table(title: str, sections: dict[str, dict]) -> Table:
-    names = []
-    for values in sections.values():
-        names += [k for k in values if k not in names]
-    table = Table(title=title, title_justify="left")
+    """One row per split (train/val/test, or an evaluation), one column per metric."""
+    from rich.markup import escape
+
+    names = list(dict.fromkeys(name for values in sections.values() if values for name in values))
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("split")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right", no_wrap=True)
     for split, values in sections.items():
         if values:
-            table.add_row(split, *[f"{values[n]:.4f}" if n in values else "" for n in names])
+            table.add_row(escape(str(split)), *[_number(values.get(n)) for n in names])
     return table
+
+
+def _number(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
 @app.command()

@@ -25,6 +25,8 @@ from dlcli.cli import (
     RunsDirOption,
     _emit_json,
     _err,
+    _metrics_table,
+    _number,
     app,
     command,
 )
@@ -59,16 +61,6 @@ class _Facts:
 
         width = max((len(key) for key, _ in self.rows), default=0)
         return Group(*[Text.assemble((key.ljust(width), "bold"), "  ", value) for key, value in self.rows])
-
-
-def _number(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
 def _duration(seconds) -> str:
@@ -219,25 +211,13 @@ def show_command(
     metrics = details["metrics"]
     if metrics:
         out.print()
-        out.print(_final_metrics_table(metrics))
+        out.print(_metrics_table("final metrics", {split: metrics.get(split) for split in ("train", "val", "test")}))
     if details["history"]:
         out.print()
         out.print(_history_table(details["history"], details["best_epoch"]))
     if details["evaluations"]:
         out.print()
         out.print(_evaluations_table(details["evaluations"]))
-
-
-def _final_metrics_table(metrics: dict) -> Table:
-    splits = [s for s in ("train", "val", "test") if metrics.get(s)]
-    names = list(dict.fromkeys(name for s in splits for name in metrics[s]))
-    table = Table(title="final metrics", title_justify="left")
-    table.add_column("split")
-    for name in names:
-        table.add_column(escape(name), justify="right", no_wrap=True)
-    for split in splits:
-        table.add_row(split, *[_number(metrics[split].get(name)) for name in names])
-    return table
 
 
 def _history_table(history: list[dict], best_epoch) -> Table:

@@ -435,16 +435,20 @@ def _model_for(path: tuple):
     return model
 
 
-def locator(lines: dict, source: str, origins: dict):
-    """where(path, message) -> Problem, for raw config data before it validates."""
+def _probe(lines: dict, source: str, origins: dict) -> Config:
+    """An empty Config that knows where each path of the file is, to place problems."""
     probe = Config.model_construct()
     probe._lines, probe._source, probe._overridden = lines, source, origins
-    return probe.problem
+    return probe
+
+
+def locator(lines: dict, source: str, origins: dict):
+    """problem(path, message) -> Problem, for raw config data before it validates."""
+    return _probe(lines, source, origins).problem
 
 
 def _problems_from(error: ValidationError, lines: dict, source: str, origins: dict) -> list[Problem]:
-    probe = Config.model_construct()
-    probe._lines, probe._source, probe._overridden = lines, source, origins
+    probe = _probe(lines, source, origins)
     problems = []
     for item in error.errors():
         loc = tuple(item["loc"])
@@ -491,7 +495,7 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
-    config._source, config._lines, config._overridden = shown, lines, origins
+    config._source, config._lines, config._overridden = shown, lines, origins  # where() for later checks
     if problems := config.monitor_problems():
         raise ConfigError(problems)
     if config.name is None:

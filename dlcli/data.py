@@ -215,12 +215,15 @@ def _typed_targets(cells: list[str]) -> np.ndarray:
     return np.asarray(cells, dtype=object)
 
 
-def read_npz(path: str, keys: list[str], optional: tuple = (), where: str = "") -> dict:
-    """Arrays from an NPZ file (never unpickled); a missing key names the ones there."""
+def read_npz(path: str, keys: list[str] | None, optional: tuple = (), where: str = "") -> dict:
+    """Arrays from an NPZ file (never unpickled): `keys` (a missing one names those there)
+    and the `optional` ones present, or every array when `keys` is None."""
     shown = path
     try:
         with np.load(path, allow_pickle=False) as archive:
             present = list(archive.files)
+            if keys is None:
+                return {k: archive[k] for k in present}
             missing = [k for k in keys if k not in present]
             if missing:
                 raise ConfigError(Problem(
@@ -364,14 +367,12 @@ def load_data(config: Config) -> Dataset:
 def read_features_file(path: str, feature_names: list[str] | None, input_shape: tuple) -> np.ndarray:
     """Features for `predict` from a CSV (by column name, or by position without a header) or NPZ."""
     if path.endswith(".npz"):
-        arrays = read_npz(path, [])
+        arrays = read_npz(path, None)
         key = next((k for k in ("x", "x_test", "x_train") if k in arrays), None)
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            key = key or (names[0] if len(names) == 1 else None)
-            if key is None:
-                raise ConfigError(Problem(f"name the features array 'x' (it holds: {', '.join(names)})", where=path))
-            x = _check_features(archive[key], path)
+        key = key or (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is None:
+            raise ConfigError(Problem(f"name the features array 'x' (it holds: {', '.join(arrays) or 'nothing'})", where=path))
+        x = _check_features(arrays[key], path)
     else:
         header = _csv_header(path)
         if feature_names and all(f in header for f in feature_names):
@@ -393,7 +394,7 @@ def read_labeled_file(path: str, config: Config, summary: dict, labels: list | N
     target = summary.get("target") or "target"
     if path.endswith(".npz"):
         k = config.data.keys
-        arrays = read_npz(path, [])
+        arrays = read_npz(path, None)
         pair = next(((a, b) for a, b in ((k.x_test, k.y_test), ("x", "y"), (k.x_train, k.y_train)) if a in arrays and b in arrays), None)
         if pair is None:
             raise ConfigError(Problem(f"expected arrays x_test and y_test (or x and y); it holds: {', '.join(arrays)}", where=path))

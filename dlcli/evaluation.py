@@ -18,7 +18,7 @@ import numpy as np
 
 from dlcli.config import load_config
 from dlcli.data import load_data, read_features_file, read_labeled_file, sha256_file
-from dlcli.errors import ConfigError, GateFailed, Problem, did_you_mean
+from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.model import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
@@ -118,12 +118,6 @@ def check_gates(metrics: dict, fail_under=(), fail_over=()) -> list[str]:
             if (under and not value >= bound) or (not under and not value <= bound) or not math.isfinite(value):
                 failures.append(f"{name} {value:.4g} is {'under' if under else 'over'} {bound:g}")
     return failures
-
-
-def enforce_gates(metrics: dict, fail_under=(), fail_over=()) -> None:
-    failures = check_gates(metrics, fail_under, fail_over)
-    if failures:
-        raise GateFailed("gate not met: " + "; ".join(failures))
 
 
 def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> list[dict]:

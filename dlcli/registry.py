@@ -9,7 +9,7 @@ Anything that would run code named in a config (`Lambda`, `LambdaCallback`, a
 `TFSMLayer`, a `RemoteMonitor`) is refused.
 
 Example:
-    >>> make_layer(KerasObject(type="dense", units=3))
+    >>> construct("layer", "dense", {"units": 3})
     <Dense name=dense, built=False>
 """
 
@@ -218,10 +218,6 @@ def name_problems(raw: dict) -> list[tuple[tuple, str]]:
     for i, spec in enumerate(callbacks if isinstance(callbacks, list) else []):
         check("callback", ("training", "callbacks", i), spec)
     return found
-
-
-def make_layer(spec):
-    return construct("layer", spec.type, spec.kwargs)
 
 
 def make_optimizer(spec):

@@ -23,6 +23,9 @@ from pathlib import Path
 from dlcli.errors import ConfigError, Problem
 
 DEFAULT_RUNS_DIR = "runs"
+# Metric names that grow as the model improves (Keras names: accuracy, auc, f1_score, ...);
+# every other metric (loss, mean_absolute_error, ...) is better lower.
+HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2", "iou", "cosine_similarity")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -204,6 +207,17 @@ class RunFolder:
 
     def append_evaluation(self, record: dict) -> None:
         append_line(self.file("evaluations.jsonl"), json.dumps(record, default=_jsonable))
+
+
+def goal(metric: str) -> str:
+    """'max' for metrics where higher is better (accuracy, auc, ...), else 'min' (loss).
+
+    Example:
+        >>> goal("val_accuracy"), goal("loss")
+        ('max', 'min')
+    """
+    name = metric.lower()
+    return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
 
 
 def latest_run(runs_dir: Path) -> RunFolder | None:

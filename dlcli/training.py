@@ -30,7 +30,7 @@ from dlcli.config import Config, load_config
 from dlcli.data import Dataset, load_data
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed
 from dlcli.model import build_model, parameter_counts, predicted_classes, targets_for
-from dlcli.runfolder import RunFolder, atomic_write, effective_status, now_iso, runs_dir_from
+from dlcli.runfolder import RunFolder, atomic_write, effective_status, goal, now_iso, runs_dir_from
 from dlcli.runtime import (
     apply_runtime,
     choose_runtime,
@@ -337,9 +337,8 @@ def _best_epoch(config: Config, rows: list[dict]) -> int:
     monitor = es.monitor if es else ("val_loss" if "val_loss" in rows[0] else "loss")
     if monitor not in rows[0]:
         return rows[-1]["epoch"]
-    higher = (es is not None and es.mode == "max") or (
-        (es is None or es.mode == "auto") and any(w in monitor for w in ("acc", "auc", "precision", "recall"))
-    )
+    mode = es.mode if es is not None else "auto"
+    higher = mode == "max" or (mode == "auto" and goal(monitor) == "max")
     pick = max if higher else min
     return pick(rows, key=lambda r: r[monitor] if math.isfinite(r[monitor]) else (-math.inf if higher else math.inf))["epoch"]
 
@@ -526,12 +525,12 @@ def _resume_state(run: RunFolder, prepared: Prepared) -> tuple[dict | None, list
     """Check that only resumable keys changed; load the last good epoch into the model."""
     import yaml
 
-    from dlcli.config import config_differences
+    from dlcli.config import RESUMABLE_KEYS, config_differences
 
     before = yaml.safe_load(run.file("config.yaml").read_text()) or {}
     changed = [
         key for key in config_differences(before, prepared.config.to_dict())
-        if key != "training.epochs" and not key.startswith("runtime.")
+        if not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
     ]
     if changed:
         raise ConfigError(Problem(

@@ -168,3 +168,16 @@ def test_predict_json_gives_numbers(cli, trained_run, tmp_path):
     first = payload["predictions"][0]
     assert isinstance(first["prediction"], int) and isinstance(first["proba_0"], float)
     assert abs(sum(v for k, v in first.items() if k.startswith("proba_")) - 1) < 1e-3
+
+
+def test_evaluate_on_an_npz_file(cli, trained_run, tmp_path):
+    digits = load_digits()
+    npz = tmp_path / "labeled.npz"
+    np.savez(npz, x_test=digits.data[:120], y_test=digits.target[:120])
+    copy = tmp_path / "run-copy"
+    shutil.copytree(trained_run, copy)
+    result = cli("evaluate", copy, "--data", npz, "--json")
+    assert result.exit_code == 0, result.stderr
+    entry = json.loads(result.stdout)
+    assert entry["samples"] == 120 and entry["metrics"]["accuracy"] > 0.5
+    assert (copy / "confusion_matrix_data.csv").is_file()
