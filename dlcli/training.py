@@ -452,8 +452,11 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
 
     state = {"rows": list(rows), "epochs_run": len(rows), "diverged": None, "best_epoch": None, "recorder": None}
     initial_epoch = len(rows)
-    if initial_epoch:
-        keras.utils.set_random_seed(config.seed + initial_epoch)  # a seeded stream for the rest
+    # Seeded again right before fit, on a fresh run and on a resume alike: Keras's shuffle
+    # of in-memory arrays (a random op in its tf.data pipeline) is then a function of the
+    # seed alone, so a resumed run sees the data in the same order as an uninterrupted one.
+    # (With a seed set, TensorFlow repeats that order each epoch: tensorflow#35682.)
+    keras.utils.set_random_seed(config.seed)
     steps = math.ceil(len(data.x_train) / config.training.batch_size)
     reporter = None
     if progress:
