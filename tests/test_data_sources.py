@@ -107,3 +107,35 @@ def test_same_seed_gives_the_same_split(cli, write_config, runs_dir):
     assert len(fingerprints) == 1
     other = cli("train", config, "--runs-dir", runs_dir, "--quiet", "--set", "seed=8")
     assert json.loads((Path(other.stdout.strip()) / "run.json").read_text())["data"]["fingerprint"] not in fingerprints
+
+
+def test_cifar10_colour_images_with_column_labels(cli, runs_dir, monkeypatch):
+    """keras.datasets.cifar10 gives (N, 32, 32, 3) uint8 images and (N, 1) labels."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    y_train, y_test = rng.integers(0, 10, (300, 1)), rng.integers(0, 10, (60, 1))
+
+    def images(labels):  # a learnable colour cue per class
+        base = rng.integers(0, 60, (len(labels), 32, 32, 3))
+        base[..., 0] += (labels[:, 0, None, None] * 20).astype(base.dtype)
+        return base.astype("uint8")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data",
+                        lambda: ((images(y_train), y_train), (images(y_test), y_test)))
+    config = {"data": {"source": "cifar10", "normalize": "standard"},
+              "model": {"layers": [{"type": "Dense", "units": 32, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]},
+              "training": {"epochs": 3}, "output": {"tensorboard": False, "plots": False}}
+    path = runs_dir.parent / "cifar.yaml"
+    runs_dir.parent.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    path.write_text(yaml.safe_dump(config))
+    result = cli("train", path, "--runs-dir", runs_dir, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip())
+    record = json.loads((run / "run.json").read_text())
+    assert record["data"]["input_shape"] == [32, 32, 3] and record["data"]["classes"] == 10
+    summary = (run / "summary.txt").read_text()
+    assert "(None, 3072)" in summary  # flattened for the Dense stack
+    assert json.loads((run / "labels.json").read_text()) == list(range(10))
