@@ -306,17 +306,24 @@ def init_command(
     template: Annotated[str, typer.Option("--template", "-t", help="The starter config; --list shows them.")] = "mlp",
     list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
     """Write a commented starter config (default: config.yaml from the 'mlp' template)."""
     if list_:
         names = catalog.templates()
+        if as_json:
+            _emit_json({"templates": names})
+            return
         table = _Facts()
         for name, description in names.items():
             table.add_row(name, escape(description))
         _console().print(table)
         return
     written = catalog.write_template(path, template, force=force)
+    if as_json:
+        _emit_json({"written": str(written), "template": template})
+        return
     print(written)
     _err().print(f"wrote the '{template}' template; next: dlcli validate {escape(str(written))} && "
                  f"dlcli train {escape(str(written))}", highlight=False)
@@ -326,12 +333,16 @@ def init_command(
 @command
 def schema_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")] = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
-    """The JSON Schema of the config, for editors' YAML language servers and CI checks."""
-    text = json.dumps(catalog.config_schema(), indent=2) + "\n"
+    """The JSON Schema of the config, for editors' YAML language servers and CI checks.
+
+    Its output is JSON already; `--json` prints it on one line (or, with --output, where it went)."""
+    schema = catalog.config_schema()
+    text = json.dumps(schema, indent=2) + "\n"
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo(json.dumps(schema) + "\n" if as_json else text, nl=False)
         return
     from dlcli.errors import ConfigError, Problem
     from dlcli.runfolder import atomic_write
@@ -340,6 +351,9 @@ def schema_command(
         atomic_write(output, text)
     except OSError as exc:
         raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(output))) from None
+    if as_json:
+        _emit_json({"written": str(output)})
+        return
     _err().print(f"wrote {escape(str(output))}; in a YAML config, point editors at it with the first line: "
                  f"# yaml-language-server: $schema={escape(str(output))}", highlight=False)
 
