@@ -7,9 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-
 from conftest import CONFIGS
+from sklearn.datasets import load_digits
 
 
 @pytest.fixture(scope="module")
