@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -52,8 +51,9 @@ def summarize(folder: str | os.PathLike) -> dict:
     configured total), epochs_run, best_epoch, metrics ({train, val, test}),
     samples_per_s and error. A folder without a readable run.json is `incomplete`.
     """
-    folder = Path(folder)
-    record = _read_json(folder / "run.json")
+    run = RunFolder(folder)
+    folder = run.path
+    record = run.read_json("run.json")
     row = {
         "id": folder.name, "name": None, "path": str(folder), "status": "incomplete",
         "started": None, "ended": None, "duration_s": None, "epochs": None, "epochs_run": None,
@@ -61,7 +61,7 @@ def summarize(folder: str | os.PathLike) -> dict:
     }
     if not isinstance(record, dict) or not record:
         return row
-    metrics = _read_json(folder / "metrics.json")
+    metrics = run.read_json("metrics.json")
     metrics = metrics if isinstance(metrics, dict) else {}
     status = effective_status(record)
     duration = record.get("duration_s")
@@ -168,7 +168,7 @@ def run_details(ref=None, runs_dir=None) -> dict:
     record = run.record
     details.update(
         record=record if isinstance(record, dict) else {}, config=_parse_yaml(text), config_text=text, history=history,
-        evaluations=_read_jsonl(run.file("evaluations.jsonl")),
+        evaluations=run.evaluations(),
     )
     return details
 
@@ -282,10 +282,6 @@ def environment() -> dict:
     The backend is $KERAS_BACKEND, else tensorflow. Mixed precision: float16 from GPU
     compute capability 7.0, bfloat16 from 8.0; on CPU only float32 pays off.
     """
-    import importlib.metadata as md
-    import platform
-
-    from dlcli import __version__
     from dlcli.config import RuntimeConfig
     from dlcli.runtime import (
         MIN_CAPABILITY_BFLOAT16,
@@ -293,13 +289,14 @@ def environment() -> dict:
         choose_runtime,
         import_keras,
         list_devices,
+        versions,
     )
 
     backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
     source = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "default"
     if backend not in BACKENDS:
         raise ConfigError(Problem(f"dlcli runs on {', '.join(BACKENDS)}, got '{backend}'", where="KERAS_BACKEND"))
-    keras = import_keras(backend, where="KERAS_BACKEND" if source != "default" else "")
+    import_keras(backend, where="KERAS_BACKEND" if source != "default" else "")
     devices = list_devices(backend)
     _add_gpu_memory(devices)
     gpus = [d for d in devices if d["type"] == "GPU"]
@@ -308,17 +305,12 @@ def environment() -> dict:
         gpu["float16"] = capability >= MIN_CAPABILITY_FLOAT16
         gpu["bfloat16"] = capability >= MIN_CAPABILITY_BFLOAT16
     auto = choose_runtime(RuntimeConfig(backend=backend), devices, 1)["precision"]
-    try:
-        backend_version = md.version(backend)
-    except md.PackageNotFoundError:
-        backend_version = None
     if not gpus:
         note = "no GPU: mixed precision is not supported here; runs use float32"
     else:
         note = f"precision: auto picks {auto} on these GPUs"
     return {
-        "dlcli": __version__, "python": platform.python_version(), "keras": keras.__version__,
-        "backend": backend, "backend_version": backend_version, "backend_from": source,
+        **versions(backend), "backend_from": source,
         "cpu_count": os.cpu_count(), "devices": devices,
         "precision": {
             "auto": auto,
@@ -353,31 +345,11 @@ def _add_gpu_memory(devices: list[dict]) -> None:
 
 # -- helpers -------------------------------------------------------------------------------
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    text = _read_text(path) or ""
-    out = []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a torn last line from a killed writer
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out
 
 
 def _parse_yaml(text: str | None):

@@ -73,7 +73,7 @@ def command(func):
         except DlcliError as exc:
             if debug:
                 traceback.print_exc()
-            _fail(str(exc), exc.exit_code, as_json)
+            _fail(str(exc), exc.exit_code, as_json, exc.payload)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED, as_json)
         finally:
@@ -83,7 +83,7 @@ def command(func):
     return wrapper
 
 
-def _fail(message: str, code: int, as_json: bool):
+def _fail(message: str, code: int, as_json: bool, payload: dict | None = None):
     if code == EXIT_INTERRUPTED:
         # The run folder already says `interrupted`: a second Ctrl-C must not turn the exit
         # into a traceback, and the user asked to stop, so skip TensorFlow's slow teardown.
@@ -96,7 +96,7 @@ def _fail(message: str, code: int, as_json: bool):
     for line in lines:
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
     if as_json:
-        _emit_json({"error": message, "errors": lines, "exit_code": code})
+        _emit_json({**(payload or {}), "error": message, "errors": lines, "exit_code": code})
     if code == EXIT_INTERRUPTED and _AS_PROGRAM:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -185,19 +185,18 @@ def evaluate(
                          fail_under=fail_under or [], fail_over=fail_over or [])
     failures = entry.pop("gate_failures", [])
     if "warning" in entry:
-        _err().print(f"[yellow]warning:[/] {entry['warning']}")
-    if as_json:
-        _emit_json({**entry, "passed": not failures, **({"error": "gate not met: " + "; ".join(failures)} if failures else {})})
-    elif not quiet:
+        from rich.markup import escape
+
+        _err().print(f"[yellow]warning:[/] {escape(entry['warning'])}")
+    if not as_json and not quiet:
         label = entry.get("split") or entry.get("data")
         _out().print(_metrics_table(f"evaluation on {label} ({entry['samples']} samples)", {label: entry["metrics"]}))
     if failures:
         from dlcli.errors import GateFailed
 
-        if as_json:
-            _err().print("[bold red]error:[/] gate not met: " + "; ".join(failures))
-            raise typer.Exit(GateFailed.exit_code)
-        raise GateFailed("gate not met: " + "; ".join(failures))
+        raise GateFailed("gate not met: " + "; ".join(failures), payload={**entry, "passed": False})
+    if as_json:
+        _emit_json({**entry, "passed": True})
 
 
 @app.command()
@@ -239,10 +238,9 @@ def validate(
 ):
     """Check CONFIG and build its model without training: every problem, or the layer table."""
     from dlcli.model import layer_table, parameter_counts
-    from dlcli.training import check_callbacks, prepare
+    from dlcli.training import prepare
 
     prepared = prepare(str(config), set_ or [])
-    check_callbacks(prepared.config)
     rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)
     if as_json:
         _emit_json({"valid": True, "layers": rows, "parameters": counts, "data": prepared.data.summary(),

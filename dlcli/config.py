@@ -377,33 +377,31 @@ def apply_overrides(data: dict, overrides) -> tuple[dict, dict]:
     for text in overrides:
         path, value = parse_override(text)
         node = data
-        for depth, part in enumerate(path[:-1]):
-            step = node[part] if _has(node, part) else None
+        for depth, part in enumerate(path):
+            _check_settable(node, part, path[:depth], text)
+            if depth == len(path) - 1:
+                node[part] = value
+                break
+            step = node[part] if _has(node, part) else {}
             if isinstance(step, str) and isinstance(path[depth + 1], str):
                 step = {"type": step}  # `optimizer: adam` then `--set compile.optimizer.lr=..`
-            if step is None:
-                step = {}
-            if isinstance(node, list) and not _has(node, part):
-                raise ConfigError(Problem(
-                    f"index {part} is out of range (the list has {len(node)} items)",
-                    where=f"--set {text}",
-                ))
-            if not isinstance(node, (dict, list)) or (isinstance(node, list) and isinstance(part, str)):
-                raise ConfigError(Problem(
-                    f"'{format_path(path[:depth])}' holds no keys to set", where=f"--set {text}"
-                ))
             node[part] = step
             node = step
-        last = path[-1]
-        if isinstance(node, list) and not _has(node, last):
-            raise ConfigError(Problem(
-                f"index {last} is out of range (the list has {len(node)} items)", where=f"--set {text}"
-            ))
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(Problem(f"'{format_path(path[:-1])}' holds no keys to set", where=f"--set {text}"))
-        node[last] = value
         origins[path] = text
     return data, origins
+
+
+def _check_settable(node, part, parent: tuple, text: str) -> None:
+    """`node[part] = ...` is possible: a mapping, or a list with that index."""
+    if isinstance(node, dict):
+        return
+    if isinstance(node, list) and isinstance(part, int):
+        if part < len(node):
+            return
+        raise ConfigError(Problem(
+            f"index {part} is out of range (the list has {len(node)} items)", where=f"--set {text}"
+        ))
+    raise ConfigError(Problem(f"'{format_path(parent)}' holds no keys to set", where=f"--set {text}"))
 
 
 def _has(node, part) -> bool:

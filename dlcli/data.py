@@ -310,13 +310,9 @@ def load_data(config: Config) -> Dataset:
     """
     d = config.data
     files: dict[str, str] = {}
-    feature_names = None
-    own_test = True
-    labels = None
+    feature_names = labels = x_test = y_test = None  # x_test stays None: no test set of its own
     if d.source in SKLEARN_SOURCES:
         x, y, feature_names, labels = _load_sklearn(d.source)
-        x_test = y_test = None
-        own_test = False
     elif d.source in KERAS_SOURCES:
         x, y, x_test, y_test = _load_keras(config, d.source)
     elif d.source == "csv":
@@ -325,9 +321,6 @@ def load_data(config: Config) -> Dataset:
         if d.test_path:
             x_test, y_test, _ = read_csv(d.test_path, d.target, feature_names, _where(config, "target"))
             files[d.test_path] = sha256_file(d.test_path)
-        else:
-            x_test = y_test = None
-            own_test = False
     else:  # npz
         k = d.keys
         arrays = read_npz(d.path, [k.x_train, k.y_train], (k.x_test, k.y_test), _where(config, "path"))
@@ -337,15 +330,12 @@ def load_data(config: Config) -> Dataset:
             raise ConfigError(Problem(f"{k.x_train} has {len(x)} samples but {k.y_train} has {len(y)}", where=d.path))
         if (k.x_test in arrays) != (k.y_test in arrays):
             raise ConfigError(Problem(f"the NPZ has only one of {k.x_test} / {k.y_test}; add both or neither", where=d.path))
-        own_test = k.x_test in arrays
-        x_test = _check_features(arrays[k.x_test], d.path) if own_test else None
-        y_test = arrays.get(k.y_test)
+        if k.x_test in arrays:
+            x_test, y_test = _check_features(arrays[k.x_test], d.path), arrays[k.y_test]
     if len(x) < 4:
         raise ConfigError(Problem(f"only {len(x)} samples; too few to split and train", where=_where(config, "source")))
     task = infer_task(config, y)
-    if d.source in SKLEARN_SOURCES and labels is not None and task == "regression":
-        labels = None
-    if not own_test:
+    if x_test is None:
         x, x_test, y, y_test = _split(x, y, d.test_split, config.seed, task == "classification")
     y, y_test, classes = _encode(np.asarray(y), np.asarray(y_test), task, _where(config, "target" if d.target else "source"))
     if task == "classification":

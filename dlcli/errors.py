@@ -39,9 +39,14 @@ class Problem:
 
 
 class DlcliError(Exception):
-    """Base of the errors that map to an exit code and print without a traceback."""
+    """Base of the errors that map to an exit code and print without a traceback.
+
+    `payload` is what the command had to say besides the error (the metrics of an
+    evaluation whose gate failed); with `--json` it goes into the one JSON object.
+    """
 
     exit_code = EXIT_FAILED
+    payload: dict | None = None
 
 
 class ConfigError(DlcliError):
@@ -66,6 +71,10 @@ class GateFailed(DlcliError):
     """A `--fail-under` / `--fail-over` gate was not met (exit 3)."""
 
     exit_code = EXIT_GATE
+
+    def __init__(self, message: str, payload: dict | None = None):
+        super().__init__(message)
+        self.payload = payload or {}
 
 
 class Interrupted(DlcliError):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.config import load_config
-from dlcli.data import load_data, read_features_file, read_labeled_file, sha256_file
+from dlcli.data import load_data, read_features_file, read_labeled_file
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.model import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
@@ -58,6 +58,8 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     Returns `{"time", "split" or "data", "metrics", "samples"}` (as in evaluations.jsonl),
     plus `gate_failures` when gates were given.
     """
+    if data is None and split not in ("train", "val", "test"):
+        raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
     run = open_run(run, runs_dir)
     _, model, config, record = load_run_model(run)
     summary = record.get("data", {})
@@ -67,12 +69,12 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
         x, y = read_labeled_file(str(data), config, summary, labels)
         entry["data"] = str(Path(data).resolve())
     else:
-        if split not in ("train", "val", "test"):
-            raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
-        for path, digest in (summary.get("files") or {}).items():
-            if Path(path).is_file() and sha256_file(path) != digest:
-                entry["warning"] = f"{path} changed since the run was trained"
-        x, y = load_data(config).split(split)
+        dataset = load_data(config)
+        trained_on = summary.get("files") or {}
+        changed = [path for path, digest in dataset.files.items() if trained_on.get(path) != digest]
+        if changed:
+            entry["warning"] = f"{changed[0]} changed since the run was trained"
+        x, y = dataset.split(split)
         entry["split"] = split
     n_classes = len(labels) if labels else 0
     metrics = model.evaluate(x, targets_for(model, y, n_classes), batch_size=config.training.batch_size,

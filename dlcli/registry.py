@@ -147,8 +147,8 @@ def check_arguments(cls: type, kwargs: dict) -> None:
         raise NameProblem(f"unknown key '{key}' for {cls.__name__}{hint}", key=key)
 
 
-def construct(kind: str, name: str, kwargs: dict):
-    """Look a class up, check its arguments, build it; Keras's complaint becomes a NameProblem."""
+def check(kind: str, name: str, kwargs: dict) -> type:
+    """The class a name stands for, with its argument names (and activation) checked."""
     cls = lookup(kind, name)
     check_arguments(cls, kwargs)
     if "activation" in kwargs:
@@ -156,6 +156,12 @@ def construct(kind: str, name: str, kwargs: dict):
             check_activation(kwargs["activation"])
         except NameProblem as exc:
             raise NameProblem(str(exc), key="activation") from None
+    return cls
+
+
+def construct(kind: str, name: str, kwargs: dict):
+    """Look a class up, check its arguments, build it; Keras's complaint becomes a NameProblem."""
+    cls = check(kind, name, kwargs)
     try:
         return cls(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad argument value
@@ -182,20 +188,13 @@ def name_problems(raw: dict) -> list[tuple[tuple, str]]:
     """
     found = []
 
-    def check(kind, path, spec):
+    def check_spec(kind, path, spec):
         if isinstance(spec, str):
             spec = {"type": spec}
         if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
             return
-        kwargs = {k: v for k, v in spec.items() if k != "type"}
         try:
-            cls = lookup(kind, spec["type"])
-            check_arguments(cls, kwargs)
-            if kind == "layer" and "activation" in kwargs:
-                try:
-                    check_activation(kwargs["activation"])
-                except NameProblem as exc:
-                    raise NameProblem(str(exc), key="activation") from None
+            check(kind, spec["type"], {k: v for k, v in spec.items() if k != "type"})
         except NameProblem as exc:
             found.append(((*path, exc.key) if exc.key else path, str(exc)))
 
@@ -205,18 +204,18 @@ def name_problems(raw: dict) -> list[tuple[tuple, str]]:
 
     layers = section("model").get("layers")
     for i, spec in enumerate(layers if isinstance(layers, list) else []):
-        check("layer", ("model", "layers", i), spec)
+        check_spec("layer", ("model", "layers", i), spec)
     compile_ = section("compile")
-    for key, kind in (("optimizer", "optimizer"), ("loss", "loss")):
-        if key in compile_:
-            check(kind, ("compile", key), compile_[key])
+    for kind in ("optimizer", "loss"):
+        if kind in compile_:
+            check_spec(kind, ("compile", kind), compile_[kind])
     metrics = compile_.get("metrics")
     for i, spec in enumerate(metrics if isinstance(metrics, list) else []):
         if not (isinstance(spec, str) and _key(spec) in COMPILE_METRIC_ALIASES):
-            check("metric", ("compile", "metrics", i), spec)
+            check_spec("metric", ("compile", "metrics", i), spec)
     callbacks = section("training").get("callbacks")
     for i, spec in enumerate(callbacks if isinstance(callbacks, list) else []):
-        check("callback", ("training", "callbacks", i), spec)
+        check_spec("callback", ("training", "callbacks", i), spec)
     return found
 
 

@@ -20,7 +20,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, did_you_mean
 
 DEFAULT_RUNS_DIR = "runs"
 # Metric names that grow as the model improves (Keras names: accuracy, auc, f1_score, ...);
@@ -133,16 +133,8 @@ class RunFolder:
         for path in (candidate, runs / str(ref)):
             if (path / "run.json").is_file():
                 return cls(path)
-        for path in (candidate, runs / str(ref)):
-            if path.is_dir() and path.parent.resolve() == runs.resolve() or (path / "checkpoints").is_dir():
-                raise ConfigError(Problem(
-                    "this run folder has no run.json: its process was killed while creating it, "
-                    "before training began; start a new run", where=str(path),
-                ))
         hint = ""
         if runs.is_dir():
-            from dlcli.errors import did_you_mean
-
             hint = did_you_mean(str(ref), [p.name for p in runs.iterdir() if p.is_dir()])
         raise ConfigError(Problem(f"no run '{ref}' (neither a run folder nor an id in {runs}){hint}; `dlcli runs` lists them"))
 
@@ -151,9 +143,10 @@ class RunFolder:
         return self.path / name
 
     def read_json(self, name: str, default=None):
+        """A JSON file's content, or `default` when it is missing or unreadable."""
         try:
             return json.loads(self.file(name).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
             return default
 
     def write_json(self, name: str, data) -> None:
@@ -207,6 +200,22 @@ class RunFolder:
 
     def append_evaluation(self, record: dict) -> None:
         append_line(self.file("evaluations.jsonl"), json.dumps(record, default=_jsonable))
+
+    def evaluations(self) -> list[dict]:
+        """evaluations.jsonl's entries (a torn last line from a killed writer is skipped)."""
+        try:
+            lines = self.file("evaluations.jsonl").read_text(encoding="utf-8").splitlines()
+        except (OSError, ValueError):
+            return []
+        out = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
 
 
 def goal(metric: str) -> str:

@@ -75,6 +75,25 @@ def import_keras(backend: str = "tensorflow", where: str = ""):
     return keras
 
 
+def versions(backend: str) -> dict:
+    """dlcli, Keras, backend and Python versions, as run.json and `dlcli env` report them."""
+    import importlib.metadata as md
+    import platform
+
+    import keras
+
+    from dlcli import __version__
+
+    try:
+        backend_version = md.version(backend)  # the backends' package names are their names
+    except md.PackageNotFoundError:
+        backend_version = None
+    return {
+        "dlcli": __version__, "keras": keras.__version__, "backend": backend,
+        "backend_version": backend_version, "python": platform.python_version(),
+    }
+
+
 def list_devices(backend: str) -> list[dict]:
     """Devices the backend sees: [{'type': 'CPU'|'GPU', 'name': ..., 'memory_gb': ...}]."""
     with _quiet_stderr():  # probing for CUDA logs errors on machines without it

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
 import signal
 import socket
 import sys
@@ -25,7 +24,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcli import __version__
 from dlcli.config import Config, load_config
 from dlcli.data import Dataset, load_data
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed
@@ -37,6 +35,7 @@ from dlcli.runtime import (
     enable_memory_growth,
     import_keras,
     list_devices,
+    versions,
 )
 
 # Keyword arguments of keras.callbacks that name files: kept inside the run folder.
@@ -74,6 +73,7 @@ def prepare(config: Config | str | dict, overrides=()) -> Prepared:
     except ConfigError as exc:
         raise ConfigError(exc.problems + _keras_name_problems(config, overrides)) from None
     keras = import_keras(config.runtime.backend, config.where(("runtime", "backend")))
+    check_callbacks(config)
     enable_memory_growth(config.runtime.backend)
     data = load_data(config)
     steps = math.ceil(len(data.x_train) / config.training.batch_size)
@@ -98,22 +98,6 @@ def _keras_name_problems(source, overrides) -> list[Problem]:
         return []
     where = locator(lines, shown, origins)
     return [where(path, message) for path, message in registry.name_problems(data)]
-
-
-def versions(backend: str) -> dict:
-    import importlib.metadata as md
-
-    import keras
-
-    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-    try:
-        backend_version = md.version(package)
-    except md.PackageNotFoundError:
-        backend_version = None
-    return {
-        "dlcli": __version__, "keras": keras.__version__, "backend": backend,
-        "backend_version": backend_version, "python": platform.python_version(),
-    }
 
 
 def _callback_state(es, rlr) -> dict:
@@ -172,10 +156,11 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
                 state["diverged"] = epoch + 1
                 self.model.stop_training = True
                 return
+            weights, optimizer = _values(keras, self.model)
             self.snapshot = {
                 "rng": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)],
-                "weights": self.model.get_weights(),
-                "optimizer": [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables],
+                "weights": weights,
+                "optimizer": optimizer,
                 "state": {"epoch": epoch + 1, "time": now_iso(), "lr": lr, **_callback_state(es, rlr)},
                 "best_weights": es.best_weights if es is not None else None,
                 "best_epoch": es.best_epoch + 1 if es is not None else None,
@@ -196,7 +181,7 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
                 return
             model, epoch = self.model, snap["state"]["epoch"]
             if not current:  # the model has moved on (interrupt) or back (best weights)
-                now = (model.get_weights(), [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
+                now = _values(keras, model)
                 _assign(model, snap["weights"], snap["optimizer"])
             name = f"epoch-{epoch:04d}.keras"
             try:
@@ -226,6 +211,11 @@ def _recorder(keras, run: RunFolder, state: dict, es=None, rlr=None):
 def _seed_states(model) -> list:
     """The layers' random-number state (Dropout's seed generators): Keras does not save it."""
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def _values(keras, model) -> tuple[list, list]:
+    """The model's weights and optimizer variables as numpy arrays (what `_assign` restores)."""
+    return model.get_weights(), [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
 
 
 def _assign(model, weights, optimizer_values) -> None:
@@ -274,12 +264,6 @@ def _stays_inside(value: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts
 
 
-def _inside_run(run: RunFolder, value: str, where: str) -> str:
-    if not _stays_inside(value):
-        raise ConfigError(Problem(f"file arguments of callbacks are names inside the run folder, got {value!r}", where=where))
-    return str(run.path / value)
-
-
 def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None, saved: dict | None = None) -> list:
     """EarlyStopping, ReduceLROnPlateau, extra callbacks, then dlcli's recorder (which
     saves their state), the restorer on --resume, TensorBoard and progress."""
@@ -290,11 +274,11 @@ def callbacks_for(prepared: Prepared, run: RunFolder, state: dict, progress=None
     es = keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
     rlr = keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()) if t.reduce_lr_on_plateau else None
     callbacks = [cb for cb in (es, rlr) if cb is not None]
-    for index, spec in enumerate(t.callbacks):
-        kwargs = spec.kwargs
+    for spec in t.callbacks:
+        kwargs = spec.kwargs  # file names were checked to stay inside (check_callbacks)
         for key in PATH_ARGUMENTS:
             if isinstance(kwargs.get(key), str):
-                kwargs[key] = _inside_run(run, kwargs[key], config.where(("training", "callbacks", index)))
+                kwargs[key] = str(run.path / kwargs[key])
         callbacks.append(registry.construct("callback", spec.type, kwargs))
     # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
     callbacks.append(_recorder(keras, run, state, es, rlr))
@@ -314,8 +298,7 @@ def check_callbacks(config: Config) -> None:
     problems = []
     for index, spec in enumerate(config.training.callbacks):
         try:
-            cls = registry.lookup("callback", spec.type)
-            registry.check_arguments(cls, spec.kwargs)
+            registry.check("callback", spec.type, spec.kwargs)
         except registry.NameProblem as exc:
             path = ("training", "callbacks", index, *([exc.key] if exc.key else []))
             problems.append(config.problem(path, str(exc)))
@@ -343,9 +326,8 @@ def _best_epoch(config: Config, rows: list[dict]) -> int:
     return pick(rows, key=lambda r: r[monitor] if math.isfinite(r[monitor]) else (-math.inf if higher else math.inf))["epoch"]
 
 
-def final_metrics(config: Config, rows: list[dict], test: dict, samples_per_s: float, best: int | None = None) -> dict:
+def final_metrics(config: Config, rows: list[dict], test: dict, samples_per_s: float, best: int) -> dict:
     """metrics.json: train/val at the kept epoch (best when early stopping restored it)."""
-    best = best or _best_epoch(config, rows)
     es = config.training.early_stopping
     kept_epoch = best if es is not None and es.restore_best_weights else (rows[-1]["epoch"] if rows else 0)
     kept = next((r for r in rows if r["epoch"] == kept_epoch), {})
@@ -364,12 +346,6 @@ def _write_labels_and_summary(prepared: Prepared, run: RunFolder) -> None:
     lines: list[str] = []
     prepared.model.summary(print_fn=lambda text, line_break=True: lines.append(text), line_length=100)
     run.write_text("summary.txt", "\n".join(lines) + "\n")
-
-
-def save_model(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 class _Terminated(BaseException):
@@ -419,7 +395,6 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         prepared = prepare(config, overrides)
         saved, rows = None, []
     config, data, model, keras = prepared.config, prepared.data, prepared.model, prepared.keras
-    check_callbacks(config)
 
     started = time.time()
     if resume is None:
@@ -492,7 +467,7 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         test = model.evaluate(data.x_test, targets_for(model, data.y_test, data.n_classes),
                               batch_size=config.training.batch_size, verbose=0, return_dict=True)
         test = {k: float(v) for k, v in test.items()}
-        save_model(model, run.file("model.keras"))
+        _save(model.save, run.file("model.keras"))
         samples = len(data.x_train) * (state["epochs_run"] - initial_epoch) / max(fit_seconds, 1e-9)
         metrics = final_metrics(config, state["rows"], test, samples, best_epoch)
         run.write_json("metrics.json", metrics)

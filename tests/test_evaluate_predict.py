@@ -181,3 +181,21 @@ def test_evaluate_on_an_npz_file(cli, trained_run, tmp_path):
     entry = json.loads(result.stdout)
     assert entry["samples"] == 120 and entry["metrics"]["accuracy"] > 0.5
     assert (copy / "confusion_matrix_data.csv").is_file()
+
+
+def test_evaluate_warns_when_the_data_file_changed_since_training(cli, write_config, runs_dir, tmp_path):
+    data = tmp_path / "wine.csv"
+    shutil.copy(CONFIGS / "data" / "wine.csv", data)
+    config = write_config({"data": {"source": "csv", "path": str(data), "target": "cultivar"},
+                           "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
+                                                {"type": "Dense", "activation": "softmax"}]}})
+    train = cli("train", config, "--runs-dir", runs_dir, "--quiet")
+    assert train.exit_code == 0, train.stderr
+    run = train.stdout.strip()
+    unchanged = json.loads(cli("evaluate", run, "--json").stdout)
+    assert "warning" not in unchanged
+    data.write_text(data.read_text() + data.read_text().splitlines()[1] + "\n")
+    changed = cli("evaluate", run, "--json")
+    assert changed.exit_code == 0, changed.stderr
+    assert json.loads(changed.stdout)["warning"] == f"{data.resolve()} changed since the run was trained"
+    assert "changed since the run was trained" in changed.stderr
