@@ -1,10 +1,8 @@
 """Reading runs back: the table of `dlcli runs`, one run for `show`, several for `compare`.
 
-It also holds what the other everyday commands serve: the starter configs of `dlcli init`
-(`dlcli/templates/*.yaml`), the config's JSON Schema (`dlcli schema`) and the environment
-report (`dlcli env`). It reads run folders and never writes to one. Everything but
-`environment()` reads files only and imports neither TensorFlow nor Keras (nor scikit-learn
-or matplotlib), so the commands built on it answer at once.
+It reads run folders and never writes to one; it imports neither TensorFlow nor Keras (nor
+scikit-learn or matplotlib), so the commands built on it answer at once. Which way a metric
+is better comes from the run's own record (`dlcli.metrics`).
 
 A run's status is what its run.json says, with two corrections a reader needs:
 `running` whose process is gone from this host is `killed`, and a folder without a
@@ -21,20 +19,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from dlcli.config_text import config_differences, safe_load
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.runfolder import (
-    RunFolder,
-    atomic_write,
-    effective_status,
-    goal,
-    process_alive,
-    runs_dir_from,
-)
+from dlcli.metrics import direction
+from dlcli.runfolder import RunFolder, effective_status, runs_dir_from
 from dlcli.runfolder import timestamp as _timestamp
 
 SPLITS = ("test", "val", "train")
@@ -57,7 +49,7 @@ def summarize(folder: str | os.PathLike) -> dict:
     row = {
         "id": folder.name, "name": None, "path": str(folder), "status": "incomplete",
         "started": None, "ended": None, "duration_s": None, "epochs": None, "epochs_run": None,
-        "best_epoch": None, "metrics": {}, "samples_per_s": None, "error": None,
+        "best_epoch": None, "metrics": {}, "samples_per_s": None, "error": None, "directions": {},
     }
     if not isinstance(record, dict) or not record:
         return row
@@ -77,6 +69,7 @@ def summarize(folder: str | os.PathLike) -> dict:
         best_epoch=metrics.get("best_epoch"),
         metrics={split: metrics[split] for split in ("train", "val", "test") if isinstance(metrics.get(split), dict)},
         samples_per_s=metrics.get("samples_per_s"), error=record.get("error"),
+        directions=record.get("metric_directions") if isinstance(record.get("metric_directions"), dict) else {},
     )
     if status != record.get("status"):
         row["recorded_status"] = record.get("status")
@@ -142,8 +135,15 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
             f"sort by one of: {', '.join(choices)}",
             where="--sort",
         ))
-    sign = -1.0 if goal(parse_metric(sort)[1]) == "max" else 1.0
+    way = _direction(parse_metric(sort)[1], rows)
+    sign = -1.0 if way == "max" else 1.0
     return sorted(rows, key=lambda r: (values[r["path"]] is None, sign * (values[r["path"]] or 0.0)))
+
+
+def _direction(metric: str, rows: list[dict]) -> str:
+    """The metric's direction as the runs recorded it (the first that did), else a guess."""
+    known = next((row["directions"] for row in rows if metric in row.get("directions", {})), None)
+    return direction(metric, known)
 
 
 def list_runs(runs_dir=None, sort: str | None = None, limit: int | None = None) -> list[dict]:
@@ -180,8 +180,6 @@ def compare_runs(refs, runs_dir=None) -> dict:
     "metrics": [{"metric", "goal", "values", "best"}]}: each `values` list follows the
     order of `runs`; `best` holds the indices of the best value (empty when all are equal).
     """
-    from dlcli.config import config_differences
-
     refs = list(refs)
     if len(refs) < 2:
         raise ConfigError(Problem(f"compare needs at least two runs, got {len(refs)}; `dlcli runs` lists them"))
@@ -201,146 +199,9 @@ def compare_runs(refs, runs_dir=None) -> dict:
         for name in names:
             spec = f"{split}.{name}"
             values = [metric_value(row, spec) for row in rows]
-            metrics.append({"metric": spec, "goal": goal(name), "values": values, "best": _best(values, goal(name))})
+            way = _direction(name, rows)
+            metrics.append({"metric": spec, "goal": way, "values": values, "best": _best(values, way)})
     return {"runs": rows, "differences": differences, "metrics": metrics}
-
-
-# -- starter configs (`dlcli init`) --------------------------------------------------------
-
-def _templates_dir():
-    return resources.files("dlcli") / "templates"
-
-
-def templates() -> dict[str, str]:
-    """Template name -> its one-line description (the first comment line of the file)."""
-    out = {}
-    for entry in sorted(_templates_dir().iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            first = next((line for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()), "")
-            out[entry.name[: -len(".yaml")]] = first.lstrip("#").strip()
-    return out
-
-
-def template_text(name: str) -> str:
-    """The commented YAML of a template; a ConfigError naming the templates if unknown."""
-    names = templates()
-    if name not in names:
-        raise ConfigError(Problem(
-            f"no template '{name}'{did_you_mean(name, names)}; choose one of: {', '.join(names)}",
-            where="--template",
-        ))
-    return (_templates_dir() / f"{name}.yaml").read_text(encoding="utf-8")
-
-
-def write_template(path: str | os.PathLike = "config.yaml", name: str = "mlp", force: bool = False) -> Path:
-    """Write template `name` to `path` (a folder gets `config.yaml` inside); return the file.
-
-    Refuses (ConfigError, exit 2) to overwrite an existing file unless `force`.
-    """
-    text = template_text(name)
-    target = Path(path)
-    if target.is_dir() or str(path).endswith(("/", os.sep)):
-        target = target / "config.yaml"
-    if target.exists() and not force:
-        raise ConfigError(Problem("already exists; pass --force to overwrite it, or choose another PATH", where=str(target)))
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, text)
-    except OSError as exc:
-        raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(target))) from None
-    return target
-
-
-# -- the config's JSON Schema (`dlcli schema`) ---------------------------------------------
-
-SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
-
-def config_schema() -> dict:
-    """The JSON Schema of a dlcli config, from `dlcli.config.Config`, for editors and CI."""
-    from dlcli.config import Config
-
-    generated = Config.model_json_schema()
-    keras_object = generated.get("$defs", {}).get("KerasObject")
-    if keras_object is not None:
-        # The config accepts a bare name wherever it takes a Keras object (`optimizer: adam`).
-        generated["$defs"]["KerasObject"] = {
-            "description": keras_object.pop("description", ""),
-            "anyOf": [{"type": "string", "description": "a Keras class or alias, case-insensitive"}, keras_object],
-        }
-    return {"$schema": SCHEMA_DIALECT, "title": "dlcli config", **{k: v for k, v in generated.items() if k != "title"}}
-
-
-# -- the environment (`dlcli env`): the one part here that imports Keras --------------------
-
-BACKENDS = ("tensorflow", "jax", "torch")
-
-
-def environment() -> dict:
-    """Versions, the Keras backend, the devices it sees and the precision each supports.
-
-    The backend is $KERAS_BACKEND, else tensorflow. Mixed precision: float16 from GPU
-    compute capability 7.0, bfloat16 from 8.0; on CPU only float32 pays off.
-    """
-    from dlcli.config import RuntimeConfig
-    from dlcli.runtime import (
-        MIN_CAPABILITY_BFLOAT16,
-        MIN_CAPABILITY_FLOAT16,
-        choose_runtime,
-        import_keras,
-        list_devices,
-        versions,
-    )
-
-    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
-    source = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "default"
-    if backend not in BACKENDS:
-        raise ConfigError(Problem(f"dlcli runs on {', '.join(BACKENDS)}, got '{backend}'", where="KERAS_BACKEND"))
-    import_keras(backend, where="KERAS_BACKEND" if source != "default" else "")
-    devices = list_devices(backend)
-    _add_gpu_memory(devices)
-    gpus = [d for d in devices if d["type"] == "GPU"]
-    for gpu in gpus:
-        capability = tuple(gpu.get("compute_capability") or (0, 0))
-        gpu["float16"] = capability >= MIN_CAPABILITY_FLOAT16
-        gpu["bfloat16"] = capability >= MIN_CAPABILITY_BFLOAT16
-    auto = choose_runtime(RuntimeConfig(backend=backend), devices, 1)["precision"]
-    if not gpus:
-        note = "no GPU: mixed precision is not supported here; runs use float32"
-    else:
-        note = f"precision: auto picks {auto} on these GPUs"
-    return {
-        **versions(backend), "backend_from": source,
-        "cpu_count": os.cpu_count(), "devices": devices,
-        "precision": {
-            "auto": auto,
-            "mixed_float16": bool(gpus) and all(g["float16"] for g in gpus),
-            "mixed_bfloat16": bool(gpus) and all(g["bfloat16"] for g in gpus),
-            "note": note,
-        },
-    }
-
-
-def _add_gpu_memory(devices: list[dict]) -> None:
-    """Fill in GPU memory from nvidia-smi where the backend did not report it."""
-    gpus = [d for d in devices if d["type"] == "GPU"]
-    if not gpus or all("memory_gb" in g for g in gpus):
-        return
-    import shutil
-    import subprocess
-
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return
-    try:
-        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             check=False, capture_output=True, text=True, timeout=10).stdout
-        sizes = [round(float(line) / 1024, 1) for line in out.split()]
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return
-    if len(sizes) == len(gpus):
-        for gpu, size in zip(gpus, sizes):
-            gpu.setdefault("memory_gb", size)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -356,8 +217,6 @@ def _parse_yaml(text: str | None):
     if text is None:
         return None
     try:
-        from dlcli.config import safe_load
-
         data = safe_load(text)
     except yaml.YAMLError:
         return None
@@ -406,7 +265,5 @@ def _best(values: list, direction: str) -> list[int]:
 
 
 __all__ = [
-    "compare_runs", "config_schema", "effective_status", "environment", "find_runs", "goal",
-    "list_runs", "metric_value", "parse_metric", "process_alive", "run_details", "summarize",
-    "template_text", "templates", "write_template",
+    "compare_runs", "find_runs", "list_runs", "metric_value", "parse_metric", "run_details", "summarize",
 ]

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,15 +30,13 @@ from pydantic import (
     model_validator,
 )
 
+from dlcli.config_text import format_path, raw_config
 from dlcli.errors import ConfigError, Problem, did_you_mean
 
 SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 FILE_SOURCES = ("csv", "npz")
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-# Keys a resumed run may change; everything else must match the run's config.
-RESUMABLE_KEYS = ("training.epochs", "runtime")
 
 
 def _auto_or(kind: str, check):
@@ -288,130 +285,6 @@ class Config(Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-def format_path(path) -> str:
-    """('model', 'layers', 1, 'units') -> 'model.layers[1].units'."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _line_map(node, path=(), lines=None) -> dict:
-    """Map each path in a composed YAML node tree to the 1-based line it starts on."""
-    lines = {} if lines is None else lines
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, key_node.value)
-            lines[child] = key_node.start_mark.line + 1
-            _line_map(value_node, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            lines[child] = item.start_mark.line + 1
-            _line_map(item, child, lines)
-    return lines
-
-
-class Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading `1e-3` as a float the way YAML 1.2 (and users) do."""
-
-
-Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
-    list("-+0123456789."),
-)
-
-
-def safe_load(text: str):
-    return yaml.load(text, Loader=Loader)
-
-
-def read_yaml(path: str | Path) -> tuple[Any, dict]:
-    """Read a YAML file safely; return its data and the line of every path in it."""
-    shown = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(Problem("no such file; check the path", where=shown)) from None
-    except IsADirectoryError:
-        raise ConfigError(Problem("is a folder, not a YAML file", where=shown)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(Problem(f"cannot read it: {exc}", where=shown)) from None
-    try:
-        # safe_load's constructor never builds Python objects from tags: a `!!python/...`
-        # tag is a constructor error here, reported like any other YAML mistake.
-        data = safe_load(text)
-        node = yaml.compose(text, Loader=Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}" if mark else shown
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        context = getattr(exc, "context", None)
-        message = f"invalid YAML: {reason}" + (f" ({context})" if context else "")
-        raise ConfigError(Problem(message + "; fix the syntax on that line", where=where)) from None
-    return data, _line_map(node)
-
-
-def parse_override(text: str) -> tuple[tuple, Any]:
-    """'model.layers.0.units=256' -> (('model', 'layers', 0, 'units'), 256)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(Problem("expected KEY=VALUE, such as training.epochs=3", where=f"--set {text}"))
-    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
-    try:
-        value = safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    return path, value
-
-
-def apply_overrides(data: dict, overrides) -> tuple[dict, dict]:
-    """Apply `--set` overrides to raw config data; return it and where each came from."""
-    data = copy.deepcopy(data)
-    origins = {}
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for depth, part in enumerate(path):
-            _check_settable(node, part, path[:depth], text)
-            if depth == len(path) - 1:
-                node[part] = value
-                break
-            step = node[part] if _has(node, part) else {}
-            if isinstance(step, str) and isinstance(path[depth + 1], str):
-                step = {"type": step}  # `optimizer: adam` then `--set compile.optimizer.lr=..`
-            node[part] = step
-            node = step
-        origins[path] = text
-    return data, origins
-
-
-def _check_settable(node, part, parent: tuple, text: str) -> None:
-    """`node[part] = ...` is possible: a mapping, or a list with that index."""
-    if isinstance(node, dict):
-        return
-    if isinstance(node, list) and isinstance(part, int):
-        if part < len(node):
-            return
-        raise ConfigError(Problem(
-            f"index {part} is out of range (the list has {len(node)} items)", where=f"--set {text}"
-        ))
-    raise ConfigError(Problem(f"'{format_path(parent)}' holds no keys to set", where=f"--set {text}"))
-
-
-def _has(node, part) -> bool:
-    if isinstance(node, dict):
-        return part in node
-    if isinstance(node, list):
-        return isinstance(part, int) and part < len(node)
-    return False
-
-
 def _model_for(path: tuple):
     """The pydantic model class that owns `path` (for did-you-mean on unknown keys)."""
     model = Config
@@ -505,36 +378,17 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
     return config
 
 
-def raw_config(source: str | Path | dict, overrides=()) -> tuple[dict, dict, str, dict]:
-    """(data with overrides applied, line map, shown name, override origins) of a config."""
-    if isinstance(source, dict):
-        data, lines, shown = copy.deepcopy(source), {}, "<config>"
-    else:
-        data, lines = read_yaml(source)
-        shown = str(source)
-    if data is None:
-        raise ConfigError(Problem("the config is empty; start from `dlcli init`", where=shown))
-    if not isinstance(data, dict):
-        raise ConfigError(Problem(
-            f"the config must be a mapping of keys (data:, model:, ...), not a {type(data).__name__}",
-            where=shown,
-        ))
-    data, origins = apply_overrides(data, overrides)
-    return data, lines, shown, origins
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted paths whose values differ between two resolved configs."""
-    keys = sorted(set(old) | set(new)) if isinstance(old, dict) and isinstance(new, dict) else None
-    if keys is None:
-        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-            out = []
-            for i, (a, b) in enumerate(zip(old, new)):
-                out += config_differences(a, b, f"{prefix}.{i}")
-            return out
-        return [prefix] if old != new else []
-    out = []
-    for key in keys:
-        path = f"{prefix}.{key}" if prefix else str(key)
-        out += config_differences(old.get(key), new.get(key), path)
-    return out
+def config_schema() -> dict:
+    """The JSON Schema of a dlcli config (`dlcli schema`), for editors and CI checks."""
+    generated = Config.model_json_schema()
+    keras_object = generated.get("$defs", {}).get("KerasObject")
+    if keras_object is not None:
+        # The config accepts a bare name wherever it takes a Keras object (`optimizer: adam`).
+        generated["$defs"]["KerasObject"] = {
+            "description": keras_object.pop("description", ""),
+            "anyOf": [{"type": "string", "description": "a Keras class or alias, case-insensitive"}, keras_object],
+        }
+    return {"$schema": SCHEMA_DIALECT, "title": "dlcli config", **{k: v for k, v in generated.items() if k != "title"}}

@@ -83,6 +83,17 @@ class Interrupted(DlcliError):
     exit_code = EXIT_INTERRUPTED
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none.
+
+    Example:
+        >>> first_line(ValueError("bad shape\\nmore detail"))
+        'bad shape'
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def did_you_mean(word: str, choices, n: int = 1) -> str:
     """A ` (did you mean 'x'?)` suffix for the closest choice, or '' when none is close.
 

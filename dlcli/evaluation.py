@@ -8,8 +8,6 @@ val` / `train` the very samples the run used. Each evaluation is appended to the
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import zipfile
 from pathlib import Path
@@ -18,8 +16,9 @@ import numpy as np
 
 from dlcli.config import load_config
 from dlcli.data import load_data, read_features_file, read_labeled_file
-from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.model import class_probabilities, predicted_classes, targets_for
+from dlcli.errors import ConfigError, Problem, did_you_mean, first_line
+from dlcli.files import csv_text
+from dlcli.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
 from dlcli.runtime import import_keras
@@ -45,8 +44,7 @@ def load_run_model(run: RunFolder):
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(Problem(f"not a model dlcli can load safely ({first[:200]})", where=str(path))) from None
+        raise ConfigError(Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))) from None
     return keras, model, config, run.record
 
 
@@ -66,7 +64,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     labels = run.read_json("labels.json")
     entry = {"time": now_iso()}
     if data is not None:
-        x, y = read_labeled_file(str(data), config, summary, labels)
+        split_data = read_labeled_file(str(data), config, summary, labels)
         entry["data"] = str(Path(data).resolve())
     else:
         dataset = load_data(config)
@@ -74,18 +72,19 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
         changed = [path for path, digest in dataset.files.items() if trained_on.get(path) != digest]
         if changed:
             entry["warning"] = f"{changed[0]} changed since the run was trained"
-        x, y = dataset.split(split)
+        split_data = dataset.split(split)
         entry["split"] = split
     n_classes = len(labels) if labels else 0
-    metrics = model.evaluate(x, targets_for(model, y, n_classes), batch_size=config.training.batch_size,
+    metrics = model.evaluate(**split_data.keras_inputs(lambda y: targets_for(model, y, n_classes),
+                                                       config.training.batch_size),
                              verbose=0, return_dict=True)
     entry["metrics"] = {k: float(v) for k, v in metrics.items()}
-    entry["samples"] = len(x)
+    entry["samples"] = len(split_data)
     failures = check_gates(entry["metrics"], fail_under, fail_over)
     if labels:
         suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
         entry["confusion_matrix"] = write_confusion(
-            run, f"confusion_matrix{suffix}", y, predicted_classes(model, x),
+            run, f"confusion_matrix{suffix}", split_data.y, predicted_classes(model, split_data.feature_batches()),
             labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
         )
     run.append_evaluation(entry)
@@ -146,9 +145,4 @@ def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> list[di
 
 def to_csv(rows: list[dict]) -> str:
     """Prediction rows as CSV text (header from the first row)."""
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows)
-    return buffer.getvalue()
+    return csv_text(rows) if rows else ""

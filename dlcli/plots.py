@@ -1,21 +1,21 @@
-"""Pictures of a run: `curves.png`, loss and each metric per epoch, train vs validation.
+"""Figures: the curves of a run and a confusion matrix, as matplotlib `Figure`s.
 
 matplotlib is imported here only, through its `Figure` class (no pyplot, no GUI backend),
-so no display is needed and commands that draw nothing never pay for it.
+so no display is needed and commands that draw nothing never pay for it. Where they are
+saved is `dlcli.reports`' business.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dlcli.metrics import HISTORY_EXTRA
 
 
-def plot_curves(path: Path, rows: list[dict], best_epoch: int, title: str) -> None:
-    """One panel per metric (loss first), train and validation, the best epoch marked."""
-    if not rows:
-        return
+def curves_figure(rows: list[dict], best_epoch: int, title: str):
+    """Loss and each metric per epoch (one panel each, loss first), train and validation,
+    the best epoch marked."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
-    names = [k for k in rows[0] if k not in ("epoch", "lr", "epoch_time_s") and not k.startswith("val_")]
+    names = [k for k in rows[0] if k not in HISTORY_EXTRA and not k.startswith("val_")]
     epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(4.5 * len(names), 3.4))
     axes = fig.subplots(1, len(names), squeeze=False)
@@ -32,6 +32,32 @@ def plot_curves(path: Path, rows: list[dict], best_epoch: int, title: str) -> No
     fig.suptitle(title)
     # Fixed margins: fig.tight_layout() would cost more than the drawing.
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.15, top=0.82, wspace=0.25)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    tmp.replace(path)
+    return fig
+
+
+def confusion_figure(matrix, labels: list, title: str):
+    """Counts per (true, predicted) class, written in the cells for up to 30 classes."""
+    from matplotlib.figure import Figure
+
+    size = min(3 + 0.45 * len(labels), 14)
+    fig = Figure(figsize=(size, size * 0.85))
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, [str(label) for label in labels], rotation=45, ha="right")
+    ax.set_yticks(ticks, [str(label) for label in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
+    if len(labels) <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if count > threshold else "black")
+    # Margins from the longest label: fig.tight_layout() would cost more than the drawing.
+    longest = max(len(str(label)) for label in labels)
+    margin = min(0.08 + 0.011 * longest, 0.35)
+    fig.subplots_adjust(left=margin, bottom=margin + 0.07, right=0.97, top=0.93)
+    return fig

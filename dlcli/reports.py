@@ -1,16 +1,17 @@
-"""Reports on a model's predictions: the confusion matrix of a split, as CSV and PNG.
+"""Reports on a finished model: `curves.png` and the confusion matrix of a split (CSV and
+PNG), drawn on a worker thread while the model is scored and saved.
 
 `confusion_matrix.csv` has one row per true class and one column per predicted class,
-named by the original labels; the PNG shows the same counts. scikit-learn computes it.
+named by the original labels; scikit-learn computes it, `dlcli.plots` draws the pictures.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import threading
 
 import numpy as np
 
+from dlcli.files import csv_text
 from dlcli.runfolder import RunFolder
 
 
@@ -23,41 +24,44 @@ def write_confusion(run: RunFolder, stem: str, y_true: np.ndarray, y_pred: np.nd
     if y_true.ndim == 2:  # one-hot
         y_true = y_true.argmax(axis=-1)
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *labels])
-    for label, row in zip(labels, matrix):
-        writer.writerow([label, *row.tolist()])
-    run.write_text(f"{stem}.csv", buffer.getvalue())
+    rows = [[label, *row.tolist()] for label, row in zip(labels, matrix)]
+    run.write_text(f"{stem}.csv", csv_text(rows, ["true \\ predicted", *labels]))
     if plot:
-        _plot(run.file(f"{stem}.png"), matrix, labels, title)
+        from dlcli.plots import confusion_figure
+
+        figure = confusion_figure(matrix, labels, title)
+        run.save(f"{stem}.png", lambda tmp: figure.savefig(tmp, dpi=80))
     return f"{stem}.csv"
 
 
-def _plot(path, matrix: np.ndarray, labels: list, title: str) -> None:
-    from matplotlib.figure import Figure
+def write_run_reports(run: RunFolder, rows: list[dict], best_epoch: int, title: str, plots: bool,
+                      y_test=None, predictions=None, labels=None) -> None:
+    """confusion_matrix.csv/.png of the test split (classification) and curves.png."""
+    if predictions is not None:
+        write_confusion(run, "confusion_matrix", y_test, predictions, labels, plot=plots, title=f"{run.id}: test")
+    if plots and rows:
+        from dlcli.plots import curves_figure
 
-    size = min(3 + 0.45 * len(labels), 14)
-    fig = Figure(figsize=(size, size * 0.85))
-    ax = fig.subplots()
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ticks = range(len(labels))
-    ax.set_xticks(ticks, [str(label) for label in labels], rotation=45, ha="right")
-    ax.set_yticks(ticks, [str(label) for label in labels])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or "confusion matrix")
-    if len(labels) <= 30:
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for i, row in enumerate(matrix):
-            for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if count > threshold else "black")
-    # Margins from the longest label: fig.tight_layout() would cost more than the drawing.
-    longest = max(len(str(label)) for label in labels)
-    margin = min(0.08 + 0.011 * longest, 0.35)
-    fig.subplots_adjust(left=margin, bottom=margin + 0.07, right=0.97, top=0.93)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    tmp.replace(path)
+        figure = curves_figure(rows, best_epoch, title)
+        run.save("curves.png", lambda tmp: figure.savefig(tmp, dpi=80))
+
+
+class Background(threading.Thread):
+    """Work on a daemon thread whose exception `join()` raises again. TensorFlow and
+    matplotlib release the GIL for much of their work, so drawing overlaps scoring."""
+
+    def __init__(self, target, *args, **kwargs):
+        super().__init__(daemon=True)
+        self.work, self.args, self.kwargs, self.error = target, args, kwargs, None
+        self.start()
+
+    def run(self):
+        try:
+            self.work(*self.args, **self.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to join()
+            self.error = exc
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error

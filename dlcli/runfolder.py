@@ -1,17 +1,16 @@
 """The run folder: `<runs dir>/<name>-<YYYYMMDD-HHMMSS>[-N]/` and the files in it.
 
-A new folder is claimed with an exclusive `mkdir`, so any number of processes starting at
-once get distinct folders. JSON files are written to a temporary file and renamed into
-place, so a reader (or a `kill -9`) never sees half a file; `history.csv` and
-`evaluations.jsonl` are append-only, one complete line per write. This module imports
-neither TensorFlow nor Keras.
+A new folder is staged and claimed by a rename, so any number of processes starting at
+once get distinct folders. Every file goes through `dlcli.files` (temp file + rename), so a
+reader (or a `kill -9`) never sees half a file; `history.csv` and `evaluations.jsonl` are
+append-only, one complete line per write. A run's status is read here too: `running` whose
+process is gone from this host is `killed`. This module is storage: it imports neither
+TensorFlow nor Keras and knows nothing of how a run trains or what its metrics mean.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
 import os
 import shutil
@@ -21,13 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
+from dlcli.files import append_line, atomic_write, csv_text, jsonable, read_csv_rows, save
 
 DEFAULT_RUNS_DIR = "runs"
-# Metric names that grow as the model improves (Keras names: accuracy, auc, f1_score, ...);
-# every other metric (loss, mean_absolute_error, ...) is better lower.
-HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2", "iou", "cosine_similarity")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def runs_dir_from(option: str | os.PathLike | None) -> Path:
@@ -37,31 +32,6 @@ def runs_dir_from(option: str | os.PathLike | None) -> Path:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    data = text.encode() if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is for sharing
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def append_line(path: Path, line: str) -> None:
-    """Append one complete line with a single write, flushed to disk."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line if line.endswith("\n") else line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 class RunFolder:
@@ -103,7 +73,7 @@ class RunFolder:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             for attempt in range(1, 10_000):
                 folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-                atomic_write(staging / "run.json", json.dumps({"id": folder.name, **(record or {})}, indent=2, default=_jsonable) + "\n")
+                atomic_write(staging / "run.json", json.dumps({"id": folder.name, **(record or {})}, indent=2, default=jsonable) + "\n")
                 if folder.exists():
                     continue
                 try:
@@ -150,10 +120,23 @@ class RunFolder:
             return default
 
     def write_json(self, name: str, data) -> None:
-        atomic_write(self.file(name), json.dumps(data, indent=2, default=_jsonable) + "\n")
+        atomic_write(self.file(name), json.dumps(data, indent=2, default=jsonable) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write(self.file(name), text)
+
+    def save(self, name: str, write) -> None:
+        """Write a file with `write(tmp_path)` (Keras's `model.save`, a figure's `savefig`)
+        and rename it into place: see `dlcli.files.save`."""
+        save(self.file(name), write)
+
+    def remove_temp_files(self) -> None:
+        """Temp files a killed writer left (`.name.XXXX.tmp...`): never read, safe to drop."""
+        for folder in (self.path, self.file("checkpoints")):
+            if folder.is_dir():
+                for path in folder.glob(".*tmp*"):
+                    if path.is_file():
+                        path.unlink(missing_ok=True)
 
     def update(self, **fields) -> dict:
         """Merge fields into run.json (atomically) and return the whole record."""
@@ -168,38 +151,41 @@ class RunFolder:
         return record if isinstance(record, dict) else {}
 
     def append_history(self, row: dict) -> None:
+        """One epoch's row, appended whole; the first row writes the header."""
         path = self.file("history.csv")
-        new = not path.exists() or path.stat().st_size == 0
-        buffer = io.StringIO()
-        if new:
+        if not path.exists() or path.stat().st_size == 0:
             self._history_columns = list(row)
-            csv.writer(buffer).writerow(self._history_columns)
-        else:
-            self._history_columns = getattr(self, "_history_columns", None) or self._read_header(path)
-        csv.writer(buffer).writerow([_cell(row.get(c)) for c in self._history_columns])
-        append_line(path, buffer.getvalue())
+            append_line(path, csv_text([row], self._history_columns))
+            return
+        if getattr(self, "_history_columns", None) is None:
+            self._history_columns = next(iter(read_csv_rows(path)), [])
+        append_line(path, csv_text([row], self._history_columns).split("\n", 1)[1])
 
-    @staticmethod
-    def _read_header(path: Path) -> list[str]:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return next(csv.reader(handle), [])
+    def rewrite_history(self, rows: list[dict]) -> None:
+        """Replace history.csv with `rows` (a resume drops rows past the last checkpoint)."""
+        self._history_columns = None
+        if not rows:
+            self.file("history.csv").unlink(missing_ok=True)
+            return
+        atomic_write(self.file("history.csv"), csv_text(rows))
 
     def history(self) -> list[dict]:
         """history.csv as a list of rows with numbers as floats (epoch as int)."""
         path = self.file("history.csv")
         if not path.exists():
             return []
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [r for r in csv.DictReader(handle) if None not in r.values()]
-        out = []
-        for row in rows:
-            parsed = {k: _number(v) for k, v in row.items()}
+        rows = read_csv_rows(path)
+        header, out = (rows[0] if rows else []), []
+        for cells in rows[1:]:
+            if len(cells) != len(header):
+                continue  # a torn last line from a killed writer
+            parsed = {k: _number(v) for k, v in zip(header, cells)}
             parsed["epoch"] = int(parsed["epoch"])
             out.append(parsed)
         return out
 
     def append_evaluation(self, record: dict) -> None:
-        append_line(self.file("evaluations.jsonl"), json.dumps(record, default=_jsonable))
+        append_line(self.file("evaluations.jsonl"), json.dumps(record, default=jsonable))
 
     def evaluations(self) -> list[dict]:
         """evaluations.jsonl's entries (a torn last line from a killed writer is skipped)."""
@@ -216,17 +202,6 @@ class RunFolder:
             if isinstance(entry, dict):
                 out.append(entry)
         return out
-
-
-def goal(metric: str) -> str:
-    """'max' for metrics where higher is better (accuracy, auc, ...), else 'min' (loss).
-
-    Example:
-        >>> goal("val_accuracy"), goal("loss")
-        ('max', 'min')
-    """
-    name = metric.lower()
-    return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
 
 
 def latest_run(runs_dir: Path) -> RunFolder | None:
@@ -300,24 +275,8 @@ def effective_status(record: dict) -> str:
 
 
 
-def _cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return value
-
-
 def _number(text: str):
     try:
         return float(text)
     except (TypeError, ValueError):
         return text
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

@@ -1,19 +1,28 @@
-"""Runtime: which Keras backend, which devices, and the fast settings chosen for them.
+"""Runtime: which Keras backend, which devices, the settings chosen for them, which process leads.
 
-`import_keras` is the one place dlcli imports Keras: it sets `KERAS_BACKEND` from the config
-first (Keras reads it once, at import) and keeps the C++ start-up chatter of TensorFlow off
-the user's terminal. `choose_runtime` turns `runtime: auto` settings into concrete choices
-(precision, XLA, steps per execution, distribution), which run.json records.
+`import_keras` is where Keras is first imported: it sets `KERAS_BACKEND` from the config
+(Keras reads it once, at import), the backends' determinism switches that must precede
+their start, and keeps TensorFlow's C++ start-up chatter off the user's terminal. Other
+modules reach Keras through `keras_module()` inside the functions that need it (and
+`dlcli.callbacks`, which subclasses Keras's classes, is only imported after this), so
+importing dlcli never imports Keras. `runtime_problems` finds the settings a backend cannot
+honour before anything is imported; `choose_runtime` turns `auto` into concrete choices
+(precision, XLA, steps per execution, distribution), which run.json records;
+`apply_runtime` applies them. `process_index` / `leads` say which process of a
+multi-process run writes the run folder (process 0). `environment()` is `dlcli env`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import tempfile
 
 from dlcli.errors import ConfigError, Problem
+
+BACKENDS = ("tensorflow", "jax", "torch")
 
 # Mixed precision pays off from Volta (7.0) on; bfloat16 from Ampere (8.0) on.
 MIN_CAPABILITY_FLOAT16 = (7, 0)
@@ -43,8 +52,15 @@ def _quiet_stderr():
             os.close(saved)
 
 
-def import_keras(backend: str = "tensorflow", where: str = ""):
-    """Import Keras on `backend`; a ConfigError if Keras is already up on another one."""
+def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bool = False):
+    """Import Keras on `backend`; a ConfigError if Keras is already up on another one.
+
+    Args:
+        backend: tensorflow, jax or torch.
+        where: the config place to name in an error (`cfg.yaml:30`).
+        deterministic: set the switches a backend reads only at start (XLA's flag for
+            deterministic GPU ops on JAX, cuBLAS's workspace on torch).
+    """
     loaded = sys.modules.get("keras")
     if loaded is not None:
         current = loaded.backend.backend()
@@ -59,6 +75,10 @@ def import_keras(backend: str = "tensorflow", where: str = ""):
     # TensorFlow's C++ logs (even its "E" lines) are noise for a user; real failures
     # surface as Python exceptions. `--debug` keeps them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if os.environ.get("DLCLI_DEBUG") else "3")
+    if deterministic:
+        for name, value in DETERMINISM_ENV.get(backend, {}).items():
+            if value not in os.environ.get(name, ""):
+                os.environ[name] = f"{os.environ.get(name, '')} {value}".strip() if name == "XLA_FLAGS" else value
     try:
         with _quiet_stderr():
             import keras
@@ -67,12 +87,34 @@ def import_keras(backend: str = "tensorflow", where: str = ""):
                 import tensorflow as tf
 
                 tf.config.list_physical_devices()
+            elif importlib.util.find_spec("tensorflow") is not None:
+                # Keras imports TensorFlow where it is installed, whatever the backend
+                # (`keras.utils.set_random_seed` seeds it, TensorBoard writes with it); its
+                # C++ start-up lines bypass TF_CPP_MIN_LOG_LEVEL, so it is imported here,
+                # quietly, rather than mid-run.
+                import tensorflow  # noqa: F401
     except ImportError as exc:
         extra = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}.get(backend, "pip install -e .")
         raise ConfigError(Problem(
             f"runtime.backend '{backend}' is not installed ({exc}); install it: {extra}", where=where
         )) from None
     return keras
+
+
+# Environment switches for `deterministic: true` that a backend reads only when it starts.
+DETERMINISM_ENV = {
+    "jax": {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"},
+    "torch": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
+}
+
+
+def keras_module():
+    """Keras as `import_keras` set it up (on $KERAS_BACKEND or TensorFlow if none has)."""
+    loaded = sys.modules.get("keras")
+    if loaded is not None:
+        return loaded
+    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
+    return import_keras(backend if backend in BACKENDS else "tensorflow")
 
 
 def versions(backend: str) -> dict:
@@ -153,8 +195,31 @@ def enable_memory_growth(backend: str) -> None:
             tf.config.experimental.set_memory_growth(gpu, True)
 
 
+def runtime_problems(runtime) -> list[tuple[tuple, str]]:
+    """Settings the chosen backend cannot honour, as [(config path, message)]: found before
+    any backend is imported, so `validate` reports them even where it is not installed."""
+    found = []
+    backend, distribution = runtime.backend, runtime.distribution
+    if distribution == "mirrored" and backend != "tensorflow":
+        found.append((("runtime", "distribution"),
+                      f"'mirrored' is TensorFlow's MirroredStrategy; on {backend} use distribution: "
+                      + ("data_parallel" if backend == "jax" else "none")))
+    if distribution == "data_parallel" and backend != "jax":
+        found.append((("runtime", "distribution"),
+                      f"'data_parallel' (keras.distribution) runs on runtime.backend: jax; on {backend} use "
+                      + ("mirrored" if backend == "tensorflow" else "none")))
+    steps = runtime.steps_per_execution
+    if backend == "torch" and steps not in ("auto", 1):
+        found.append((("runtime", "steps_per_execution"),
+                      f"Keras's torch backend runs one step per execution, got {steps}; set 1 or auto"))
+    return found
+
+
 def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int) -> dict:
-    """Concrete settings for `runtime:`; 'auto' picks what is fast on these devices."""
+    """Concrete settings for `runtime:`; 'auto' picks what is fast on these devices.
+
+    Call `runtime_problems` first: a setting the backend cannot honour is an error there.
+    """
     gpus = [d for d in devices if d["type"] == "GPU"]
     precision = runtime.precision
     if precision == "auto":
@@ -166,16 +231,14 @@ def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int) -> dict:
         )
     distribution = runtime.distribution
     if distribution == "auto":
-        distribution = "none" if len(gpus) < 2 else ("mirrored" if runtime.backend == "tensorflow" else "data_parallel")
-    if distribution == "mirrored" and runtime.backend != "tensorflow":
-        raise ConfigError("runtime.distribution 'mirrored' needs runtime.backend: tensorflow; use data_parallel")
-    if distribution == "data_parallel" and runtime.backend == "tensorflow":
-        raise ConfigError("runtime.distribution 'data_parallel' needs runtime.backend: jax; use mirrored on tensorflow")
+        several = len(gpus) >= 2
+        distribution = {"tensorflow": "mirrored", "jax": "data_parallel"}.get(runtime.backend, "none") if several else "none"
     steps = runtime.steps_per_execution
     if steps == "auto":
         # Running several steps per call to the compiled function removes most per-step
         # Python overhead; callbacks then see progress every few steps, not every step.
-        steps = max(1, min(steps_per_epoch, STEPS_PER_EXECUTION_CAP))
+        # Keras's torch backend takes only one.
+        steps = 1 if runtime.backend == "torch" else max(1, min(steps_per_epoch, STEPS_PER_EXECUTION_CAP))
     return {
         "backend": runtime.backend,
         "precision": precision,
@@ -191,10 +254,8 @@ def apply_runtime(keras, choices: dict, seed: int):
     """Set seeds, precision and determinism; return the scope to build the model in."""
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(choices["precision"])
-    if choices["deterministic"] and choices["backend"] == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    if choices["deterministic"]:
+        make_deterministic(choices["backend"])
     if choices["distribution"] == "mirrored":
         import tensorflow as tf
 
@@ -202,3 +263,108 @@ def apply_runtime(keras, choices: dict, seed: int):
     if choices["distribution"] == "data_parallel":
         keras.distribution.set_distribution(keras.distribution.DataParallel())
     return contextlib.nullcontext()
+
+
+def make_deterministic(backend: str) -> None:
+    """Same seed, same numbers: each backend's switch for deterministic ops (JAX's XLA
+    flag is set by `import_keras`, since XLA reads it once at start)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+    elif "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", ""):
+        raise ConfigError(Problem(
+            "runtime.deterministic on JAX must be set before JAX starts; run it in a process of its own"
+        ))
+
+
+def process_index() -> int:
+    """This process's index in a multi-process run (0 when it runs alone).
+
+    JAX's distributed runtime knows it once initialised; before that, the
+    `DLCLI_PROCESS_ID` the launcher set (SPEC 6)."""
+    jax = sys.modules.get("jax")
+    if jax is not None and os.environ.get("KERAS_BACKEND") == "jax":
+        with contextlib.suppress(Exception):  # not initialised: fall through
+            if jax.process_count() > 1:
+                return int(jax.process_index())
+    try:
+        return int(os.environ.get("DLCLI_PROCESS_ID") or 0)
+    except ValueError:
+        raise ConfigError(Problem("must be a whole number (0 for the first process)", where="DLCLI_PROCESS_ID")) from None
+
+
+def leads() -> bool:
+    """Whether this process writes the run folder and prints the result: process 0."""
+    return process_index() == 0
+
+
+
+def environment() -> dict:
+    """Versions, the Keras backend, the devices it sees and the precision each supports.
+
+    The backend is $KERAS_BACKEND, else tensorflow. Mixed precision: float16 from GPU
+    compute capability 7.0, bfloat16 from 8.0; on CPU only float32 pays off.
+    """
+    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
+    source = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "default"
+    if backend not in BACKENDS:
+        raise ConfigError(Problem(f"dlcli runs on {', '.join(BACKENDS)}, got '{backend}'", where="KERAS_BACKEND"))
+    import_keras(backend, where="KERAS_BACKEND" if source != "default" else "")
+    devices = list_devices(backend)
+    _add_gpu_memory(devices)
+    gpus = [d for d in devices if d["type"] == "GPU"]
+    for gpu in gpus:
+        capability = tuple(gpu.get("compute_capability") or (0, 0))
+        gpu["float16"] = capability >= MIN_CAPABILITY_FLOAT16
+        gpu["bfloat16"] = capability >= MIN_CAPABILITY_BFLOAT16
+    auto = choose_runtime(_AutoRuntime(backend), devices, 1)["precision"]
+    if not gpus:
+        note = "no GPU: mixed precision is not supported here; runs use float32"
+    else:
+        note = f"precision: auto picks {auto} on these GPUs"
+    return {
+        **versions(backend), "backend_from": source,
+        "cpu_count": os.cpu_count(), "devices": devices,
+        "precision": {
+            "auto": auto,
+            "mixed_float16": bool(gpus) and all(g["float16"] for g in gpus),
+            "mixed_bfloat16": bool(gpus) and all(g["bfloat16"] for g in gpus),
+            "note": note,
+        },
+    }
+
+
+class _AutoRuntime:
+    """`runtime:` left at its defaults, for what `auto` picks on a backend."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.precision = self.jit_compile = self.steps_per_execution = self.distribution = "auto"
+        self.deterministic = False
+
+
+def _add_gpu_memory(devices: list[dict]) -> None:
+    """Fill in GPU memory from nvidia-smi where the backend did not report it."""
+    gpus = [d for d in devices if d["type"] == "GPU"]
+    if not gpus or all("memory_gb" in g for g in gpus):
+        return
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return
+    try:
+        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             check=False, capture_output=True, text=True, timeout=10).stdout
+        sizes = [round(float(line) / 1024, 1) for line in out.split()]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return
+    if len(sizes) == len(gpus):
+        for gpu, size in zip(gpus, sizes):
+            gpu.setdefault("memory_gb", size)

@@ -185,8 +185,8 @@ def _after_a_few_epochs(t: Training):
 def _during_a_checkpoint_write(t: Training):  # after one checkpoint, while the next is written
     t.wait_until(lambda: t.folder() is not None and (t.folder() / "checkpoints" / "state.json").exists(),
                  what="a first checkpoint")
-    tmp = t.folder() / "checkpoints" / ".tmp.keras"
-    t.wait_until(tmp.exists, what="a checkpoint being written")
+    checkpoints = t.folder() / "checkpoints"
+    t.wait_until(lambda: any(checkpoints.glob(".*.tmp.keras")), what="a checkpoint being written")
 
 
 def _later(t: Training):

@@ -4,7 +4,9 @@
 `metrics: [AUC]` are looked up case-insensitively (and with or without underscores) in
 `keras.layers`, `keras.optimizers`, `keras.losses`, `keras.metrics` and
 `keras.callbacks`; keyword arguments are checked against the class's constructor and
-then handed to Keras, which checks their values. Nothing here mirrors Keras's lists.
+then handed to Keras, which checks their values. Nothing here mirrors Keras's lists. A
+misspelt name gets a did-you-mean in the spelling the user chose: `sparse_categorical_crossentrpy`
+suggests `sparse_categorical_crossentropy`, `Desne` suggests `Dense`, `adamw2` suggests `adamw`.
 Anything that would run code named in a config (`Lambda`, `LambdaCallback`, a
 `TFSMLayer`, a `RemoteMonitor`) is refused.
 
@@ -18,7 +20,8 @@ from __future__ import annotations
 import functools
 import inspect
 
-from dlcli.errors import did_you_mean
+from dlcli.errors import did_you_mean, first_line
+from dlcli.runtime import keras_module
 
 REFUSED = {
     "lambda": "runs Python code from the config; use a built-in layer",
@@ -51,7 +54,7 @@ def _key(name: str) -> str:
 @functools.cache
 def _classes(kind: str) -> dict[str, type]:
     """Normalised name -> class for every public class of one Keras module."""
-    import keras
+    keras = keras_module()
 
     module, base = {
         "layer": (keras.layers, keras.layers.Layer),
@@ -96,18 +99,43 @@ def lookup(kind: str, name: str) -> type:
     if alias is not None:
         return alias
     choices = _public_names(kind) + (sorted(COMPILE_METRIC_ALIASES) if kind == "metric" else [])
-    lowered = {c.lower().replace("_", "") for c in choices}
-    hint = did_you_mean(name, choices + [k for k in table if k not in REFUSED and k not in lowered])
+    hint = suggest(name, {k: cls.__name__ for k, cls in table.items() if k not in REFUSED}
+                   | {_key(a): a for a in (COMPILE_METRIC_ALIASES if kind == "metric" else ())})
     if not hint:
         hint = f" (see keras.{kind}s: {', '.join(choices[:12])}, ...)".replace("losss", "losses")
     raise NameProblem(f"unknown {kind} '{name}'{hint}")
+
+
+def suggest(word: str, names: dict[str, str]) -> str:
+    """A did-you-mean for `word` among `names` (normalised key -> Keras's spelling), written
+    the way the user writes: snake_case (`mean_squared_error`), lower case (`adamw`), or
+    Keras's CamelCase (`Dense`).
+
+    Example:
+        >>> suggest("sparse_categorical_crossentrpy", {"sparsecategoricalcrossentropy": "SparseCategoricalCrossentropy"})
+        " (did you mean 'sparse_categorical_crossentropy'?)"
+    """
+    closest = did_you_mean(_key(word), list(names))
+    if not closest:
+        return ""
+    key = closest.split("'")[1]
+    return f" (did you mean '{in_style_of(word, names[key])}'?)"
+
+
+def in_style_of(word: str, name: str) -> str:
+    """`name` spelt in `word`'s style: snake_case, all lower case, or as Keras spells it."""
+    if "_" in word:
+        return keras_module().src.utils.naming.to_snake_case(name)  # Keras's own rule
+    if word == word.lower():
+        return name.lower()
+    return name
 
 
 def _alias(kind: str, name: str) -> type | None:
     """Keras's own short names (`mse`, `mae`, `kld`) resolve through its `get`."""
     if kind not in ("loss", "metric"):
         return None
-    import keras
+    keras = keras_module()
 
     module = keras.losses if kind == "loss" else keras.metrics
     try:
@@ -165,20 +193,18 @@ def construct(kind: str, name: str, kwargs: dict):
     try:
         return cls(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad argument value
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NameProblem(f"{cls.__name__}: {first}") from None
+        raise NameProblem(f"{cls.__name__}: {first_line(exc)}") from None
 
 
 def check_activation(value) -> None:
-    import keras
-
+    keras = keras_module()
     if value is None or not isinstance(value, str):
         return
     try:
         keras.activations.get(value)
     except Exception:  # noqa: BLE001 - Keras raises ValueError or TypeError by version
         names = [n for n in vars(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
-        raise NameProblem(f"unknown activation '{value}'{did_you_mean(value, names)}") from None
+        raise NameProblem(f"unknown activation '{value}'{suggest(value, {_key(n): n for n in names})}") from None
 
 
 def name_problems(raw: dict) -> list[tuple[tuple, str]]:
@@ -232,8 +258,7 @@ def make_metric(spec):
     if _key(spec.type) in COMPILE_METRIC_ALIASES and not spec.kwargs:
         return spec.type.lower()
     if not spec.kwargs:
-        import keras
-
+        keras = keras_module()
         lookup("metric", spec.type)  # a clear error for an unknown name
         try:
             keras.metrics.get(spec.type)
@@ -241,8 +266,3 @@ def make_metric(spec):
         except Exception:  # noqa: BLE001, S110 - not a plain Keras name: build the class below
             pass
     return construct("metric", spec.type, spec.kwargs)
-
-
-def loss_name(spec) -> str:
-    """The canonical snake-free class name of a loss (`SparseCategoricalCrossentropy`)."""
-    return lookup("loss", spec.type).__name__

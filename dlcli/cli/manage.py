@@ -1,8 +1,9 @@
 """The everyday commands around training: runs, show, compare, init, schema, env.
 
-Each is a thin adapter over `dlcli.catalog`: parse the options, call the library, print a
-rich table (or one JSON object with `--json`). None of them but `env` imports TensorFlow
-or Keras, so they answer at once. Registered on `dlcli.cli.app` when `dlcli.cli` loads.
+Thin adapters over `dlcli.catalog`, `dlcli.templates`, `dlcli.config.config_schema` and
+`dlcli.runtime.environment`: parse the options, call the library, print a rich table (or
+one JSON object with `--json`). None of them but `env` imports TensorFlow or Keras, so they
+answer at once.
 """
 
 from __future__ import annotations
@@ -12,98 +13,32 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dlcli import catalog
-from dlcli.cli import (
+from dlcli import catalog, templates
+from dlcli.cli.common import (
     DebugOption,
+    Facts,
     JsonOption,
     RunArgument,
     RunsDirOption,
-    _emit_json,
-    _err,
-    _metrics_table,
-    _number,
-    app,
     command,
+    console,
+    emit_json,
+    err,
+    metrics_table,
+    number,
+    show_duration,
+    show_epochs,
+    show_status,
+    show_value,
+    show_when,
 )
 from dlcli.runfolder import runs_dir_from
 
-STATUS_STYLES = {
-    "completed": "green", "running": "cyan", "failed": "red", "killed": "red",
-    "interrupted": "yellow", "incomplete": "dim",
-}
-# Tables in logs and pipes: wide enough that ids and numbers never wrap.
-PLAIN_WIDTH = 200
 
-
-def _console() -> Console:
-    console = Console(soft_wrap=True)
-    if not console.is_terminal:
-        console.width = max(console.width, PLAIN_WIDTH)
-    return console
-
-
-class _Facts:
-    """Key-value lines (`key   value`), keys in bold; no trailing padding in logs."""
-
-    def __init__(self):
-        self.rows: list[tuple[str, Text]] = []
-
-    def add_row(self, key: str, value) -> None:
-        self.rows.append((key, value if isinstance(value, Text) else Text.from_markup(str(value))))
-
-    def __rich__(self):
-        from rich.console import Group
-
-        width = max((len(key) for key, _ in self.rows), default=0)
-        return Group(*[Text.assemble((key.ljust(width), "bold"), "  ", value) for key, value in self.rows])
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _when(iso) -> str:
-    return str(iso)[:19].replace("T", " ") if iso else "—"
-
-
-def _epochs(row: dict) -> str:
-    done, total = row.get("epochs_run"), row.get("epochs")
-    if done is None and total is None:
-        return "—"
-    return f"{'?' if done is None else done}/{'?' if total is None else total}"
-
-
-def _status(status: str) -> Text:
-    return Text(status, style=STATUS_STYLES.get(status, ""))
-
-
-def _value(value) -> str:
-    """A config value in a cell: scalars as YAML writes them, lists and maps in flow style."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        import yaml
-
-        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
-    return str(value)
-
-
-@app.command("runs")
 @command
 def runs_command(
     sort: Annotated[str | None, typer.Option(
@@ -119,10 +54,10 @@ def runs_command(
     rows = catalog.find_runs(runs, sort=sort)
     shown = rows if limit is None else rows[:limit]
     if as_json:
-        _emit_json({"runs_dir": str(runs), "total": len(rows), "runs": shown})
+        emit_json({"runs_dir": str(runs), "total": len(rows), "runs": shown})
         return
     if not rows:
-        _err().print(f"no runs in {escape(str(runs))} yet; train one with `dlcli train CONFIG`")
+        err().print(f"no runs in {escape(str(runs))} yet; train one with `dlcli train CONFIG`")
         return
     metric_columns = list(dict.fromkeys(
         f"test.{name}" for row in shown for name in row["metrics"].get("test", {})
@@ -147,15 +82,14 @@ def runs_command(
     table.add_column("best epoch", justify="right", no_wrap=True)
     for row in shown:
         table.add_row(
-            escape(row["id"]), escape(str(row["name"] or "—")), _status(row["status"]), _when(row["started"]),
-            _duration(row["duration_s"]), _epochs(row),
-            *[_number(catalog.metric_value(row, column)) for column in metric_columns],
-            _number(row["best_epoch"]),
+            escape(row["id"]), escape(str(row["name"] or "—")), show_status(row["status"]), show_when(row["started"]),
+            show_duration(row["duration_s"]), show_epochs(row),
+            *[number(catalog.metric_value(row, column)) for column in metric_columns],
+            number(row["best_epoch"]),
         )
-    _console().print(table)
+    console().print(table)
 
 
-@app.command("show")
 @command
 def show_command(
     run: RunArgument = None,
@@ -166,19 +100,19 @@ def show_command(
     """One run (default: the newest): status, timings, config, final metrics, per-epoch history."""
     details = catalog.run_details(run, runs_dir)
     if as_json:
-        _emit_json({k: v for k, v in details.items() if k != "config_text"})
+        emit_json({k: v for k, v in details.items() if k != "config_text"})
         return
-    out = _console()
+    out = console()
     record = details["record"]
-    heading = Text.assemble((details["id"], "bold"), "  ", _status(details["status"]))
+    heading = Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]))
     if details.get("recorded_status"):
         heading.append(f"  (run.json says {details['recorded_status']}; its process {record.get('pid')} is gone)")
     out.print(heading)
-    facts = _Facts()
+    facts = Facts()
     facts.add_row("path", escape(details["path"]))
-    facts.add_row("started", f"{_when(details['started'])}   ended {_when(details['ended'])}   "
-                             f"duration {_duration(details['duration_s'])}")
-    epochs = f"{_epochs(details)}   best epoch {_number(details['best_epoch'])}"
+    facts.add_row("started", f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
+                             f"duration {show_duration(details['duration_s'])}")
+    epochs = f"{show_epochs(details)}   best epoch {number(details['best_epoch'])}"
     if details["samples_per_s"] is not None:
         epochs += f"   {details['samples_per_s']:,} samples/s"
     facts.add_row("epochs", epochs)
@@ -211,7 +145,7 @@ def show_command(
     metrics = details["metrics"]
     if metrics:
         out.print()
-        out.print(_metrics_table("final metrics", {split: metrics.get(split) for split in ("train", "val", "test")}))
+        out.print(metrics_table("final metrics", {split: metrics.get(split) for split in ("train", "val", "test")}))
     if details["history"]:
         out.print()
         out.print(_history_table(details["history"], details["best_epoch"]))
@@ -235,7 +169,7 @@ def _history_table(history: list[dict], best_epoch) -> Table:
             elif column == "epoch_time_s" and isinstance(value, float):
                 cells.append(f"{value:.2f}")
             else:
-                cells.append(_number(value))
+                cells.append(number(value))
         table.add_row(*cells, style="bold" if row.get("epoch") == best_epoch else None)
     return table
 
@@ -249,12 +183,11 @@ def _evaluations_table(entries: list[dict]) -> Table:
         table.add_column(escape(name), justify="right", no_wrap=True)
     for entry in entries:
         where = entry.get("split") or entry.get("data") or "—"
-        table.add_row(_when(entry.get("time")), escape(str(where)),
-                      *[_number((entry.get("metrics") or {}).get(n)) for n in names])
+        table.add_row(show_when(entry.get("time")), escape(str(where)),
+                      *[number((entry.get("metrics") or {}).get(n)) for n in names])
     return table
 
 
-@app.command("compare")
 @command
 def compare_command(
     runs: Annotated[list[str], typer.Argument(help="Two or more runs: folders, ids, or 'latest'.", show_default=False)],
@@ -265,9 +198,9 @@ def compare_command(
     """Runs side by side: the config keys that differ, and the metrics with the best in bold."""
     result = catalog.compare_runs(runs, runs_dir)
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
-    out = _console()
+    out = console()
     plain = out.color_system is None  # no bold in logs and pipes: mark the best with '*'
     ids = [escape(row["id"]) for row in result["runs"]]
     if result["differences"]:
@@ -276,7 +209,7 @@ def compare_command(
         for run_id in ids:
             table.add_column(run_id)
         for item in result["differences"]:
-            table.add_row(escape(item["key"]), *[escape(_value(v)) for v in item["values"]])
+            table.add_row(escape(item["key"]), *[escape(show_value(v)) for v in item["values"]])
         out.print(table)
     else:
         out.print("the configs are identical")
@@ -286,20 +219,19 @@ def compare_command(
     for run_id in ids:
         table.add_column(run_id, justify="right", no_wrap=True)
     rows = result["runs"]
-    table.add_row("status", *[_status(r["status"]) for r in rows])
-    table.add_row("epochs", *[_epochs(r) for r in rows])
-    table.add_row("best epoch", *[_number(r["best_epoch"]) for r in rows])
-    table.add_row("duration", *[_duration(r["duration_s"]) for r in rows], end_section=True)
+    table.add_row("status", *[show_status(r["status"]) for r in rows])
+    table.add_row("epochs", *[show_epochs(r) for r in rows])
+    table.add_row("best epoch", *[number(r["best_epoch"]) for r in rows])
+    table.add_row("duration", *[show_duration(r["duration_s"]) for r in rows], end_section=True)
     for item in result["metrics"]:
         cells = []
         for index, value in enumerate(item["values"]):
             best = index in item["best"]
-            cells.append(Text(_number(value) + (" *" if best and plain else ""), style="bold" if best else ""))
+            cells.append(Text(number(value) + (" *" if best and plain else ""), style="bold" if best else ""))
         table.add_row(escape(item["metric"].replace(".", " ", 1)), *cells)
     out.print(table)
 
 
-@app.command("init")
 @command
 def init_command(
     path: Annotated[str, typer.Argument(help="Where to write the config (a folder gets config.yaml).")] = "config.yaml",
@@ -311,25 +243,24 @@ def init_command(
 ):
     """Write a commented starter config (default: config.yaml from the 'mlp' template)."""
     if list_:
-        names = catalog.templates()
+        names = templates.templates()
         if as_json:
-            _emit_json({"templates": names})
+            emit_json({"templates": names})
             return
-        table = _Facts()
+        table = Facts()
         for name, description in names.items():
             table.add_row(name, escape(description))
-        _console().print(table)
+        console().print(table)
         return
-    written = catalog.write_template(path, template, force=force)
+    written = templates.write_template(path, template, force=force)
     if as_json:
-        _emit_json({"written": str(written), "template": template})
+        emit_json({"written": str(written), "template": template})
         return
     print(written)
-    _err().print(f"wrote the '{template}' template; next: dlcli validate {escape(str(written))} && "
+    err().print(f"wrote the '{template}' template; next: dlcli validate {escape(str(written))} && "
                  f"dlcli train {escape(str(written))}", highlight=False)
 
 
-@app.command("schema")
 @command
 def schema_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")] = None,
@@ -339,38 +270,41 @@ def schema_command(
     """The JSON Schema of the config, for editors' YAML language servers and CI checks.
 
     Its output is JSON already; `--json` prints it on one line (or, with --output, where it went)."""
-    schema = catalog.config_schema()
+    from dlcli.config import config_schema
+
+    schema = config_schema()
     text = json.dumps(schema, indent=2) + "\n"
     if output is None:
         typer.echo(json.dumps(schema) + "\n" if as_json else text, nl=False)
         return
     from dlcli.errors import ConfigError, Problem
-    from dlcli.runfolder import atomic_write
+    from dlcli.files import atomic_write
 
     try:
         atomic_write(output, text)
     except OSError as exc:
         raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(output))) from None
     if as_json:
-        _emit_json({"written": str(output)})
+        emit_json({"written": str(output)})
         return
-    _err().print(f"wrote {escape(str(output))}; in a YAML config, point editors at it with the first line: "
+    err().print(f"wrote {escape(str(output))}; in a YAML config, point editors at it with the first line: "
                  f"# yaml-language-server: $schema={escape(str(output))}", highlight=False)
 
 
-@app.command("env")
 @command
 def env_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
     """Versions, the Keras backend, the devices it sees and the precision they support."""
-    info = catalog.environment()
+    from dlcli.runtime import environment
+
+    info = environment()
     if as_json:
-        _emit_json(info)
+        emit_json(info)
         return
-    out = _console()
-    facts = _Facts()
+    out = console()
+    facts = Facts()
     facts.add_row("dlcli", info["dlcli"])
     facts.add_row("python", info["python"])
     facts.add_row("keras", info["keras"])

@@ -1,0 +1,154 @@
+"""dlcli's own Keras callbacks, each keeping its state on itself, and the list a run trains with.
+
+- `Recorder`: per epoch, one history row (every metric, `lr`, `epoch_time_s`), a NaN/inf
+  guard, and a snapshot of the epoch that goes to `checkpoints/` (`dlcli.checkpoint`) at
+  most every `CHECKPOINT_INTERVAL_S`, at the end of training and on interrupt, so small
+  models do not spend their time saving. It runs after EarlyStopping and ReduceLROnPlateau,
+  so the state it saves is the epoch's.
+- `Restorer`: on `--resume`, puts EarlyStopping's and ReduceLROnPlateau's saved state back
+  after their `on_train_begin` reset it.
+- `callbacks_for`: the configured callbacks in order (early stopping, reduce-LR, the extra
+  `training.callbacks` by name, recorder, restorer, TensorBoard, progress).
+
+A new callback: a class here (or a Keras one named in `training.callbacks`), added in
+`callbacks_for`. This module subclasses Keras's `Callback`, so it is imported only after
+`dlcli.runtime.import_keras` has chosen the backend (as `dlcli.training` does).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from dlcli import checkpoint, keras_names
+from dlcli.checks import PATH_ARGUMENTS
+from dlcli.runfolder import RunFolder
+from dlcli.runtime import keras_module
+
+keras = keras_module()
+
+CHECKPOINT_INTERVAL_S = 2.0
+
+
+def callback_state(es, rlr) -> dict:
+    """EarlyStopping's and ReduceLROnPlateau's counters, as state.json keeps them."""
+    out = {}
+    if es is not None:
+        out["early_stopping"] = {"wait": es.wait, "best": _float(es.best), "best_epoch": es.best_epoch,
+                                 "stopped_epoch": es.stopped_epoch}
+    if rlr is not None:
+        out["reduce_lr_on_plateau"] = {"wait": rlr.wait, "best": _float(rlr.best), "cooldown_counter": rlr.cooldown_counter}
+    return out
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+class Recorder(keras.callbacks.Callback):
+    """History rows, the NaN guard and epoch snapshots of one run.
+
+    Attributes:
+        rows: every history row so far (those of earlier sessions on `--resume` first).
+        diverged: the epoch whose loss became NaN/inf, or None.
+        best_epoch: early stopping's best epoch when it restores best weights, else None.
+    """
+
+    def __init__(self, run: RunFolder, rows: list[dict], es=None, rlr=None):
+        super().__init__()
+        self.run, self.rows, self.es, self.rlr = run, list(rows), es, rlr
+        self.diverged = None
+        self.best_epoch = None
+        self.snapshot = None
+        self.written_at = time.perf_counter()
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.rows)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True  # stop now; on_epoch_end records the epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs.pop("learning_rate", None)
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        row["lr"] = lr
+        row["epoch_time_s"] = round(time.perf_counter() - self.started, 4)
+        self.run.append_history(row)
+        self.rows.append(row)
+        es = self.es
+        if es is not None and es.restore_best_weights:
+            self.best_epoch = es.best_epoch + 1
+        if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
+            self.diverged = epoch + 1
+            self.model.stop_training = True
+            return
+        self.snapshot = checkpoint.take(
+            keras, self.model, epoch + 1, lr, callback_state(es, self.rlr),
+            best_weights=es.best_weights if es is not None else None,
+            best_epoch=es.best_epoch + 1 if es is not None else None,
+        )
+        if time.perf_counter() - self.written_at >= CHECKPOINT_INTERVAL_S:
+            self.write(current=True)
+
+    def on_train_end(self, logs=None):
+        self.write()  # EarlyStopping may have restored best weights: write the snapshot
+
+    def write(self, current: bool = False):
+        """Put the last completed epoch in checkpoints/ (nothing when it is there already)."""
+        snap, self.snapshot = self.snapshot, None
+        if snap is not None:
+            checkpoint.write(keras, self.run, self.model, snap, current)
+            self.written_at = time.perf_counter()
+
+
+class Restorer(keras.callbacks.Callback):
+    """Puts the callbacks' saved state (state.json) back after on_train_begin reset it."""
+
+    def __init__(self, run: RunFolder, saved: dict, es=None, rlr=None):
+        super().__init__()
+        self.run, self.saved, self.es, self.rlr = run, saved, es, rlr
+
+    def on_train_begin(self, logs=None):
+        saved, es, rlr = self.saved, self.es, self.rlr
+        if es is not None and "early_stopping" in saved:
+            st = saved["early_stopping"]
+            es.wait, es.best, es.best_epoch, es.stopped_epoch = st["wait"], st["best"], st["best_epoch"], 0
+            if es.restore_best_weights:
+                best = checkpoint.best_weights(self.run, saved)
+                if best is not None:
+                    es.best_weights = best
+        if rlr is not None and "reduce_lr_on_plateau" in saved:
+            st = saved["reduce_lr_on_plateau"]
+            rlr.wait, rlr.best, rlr.cooldown_counter = st["wait"], st["best"], st["cooldown_counter"]
+
+
+def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None = None, progress=None) -> tuple[list, Recorder]:
+    """The run's callbacks in order, and its Recorder (which the trainer asks for the rows)."""
+    t = config.training
+    es = keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
+    rlr = keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()) if t.reduce_lr_on_plateau else None
+    callbacks = [cb for cb in (es, rlr) if cb is not None]
+    for spec in t.callbacks:
+        kwargs = spec.kwargs  # file names were checked to stay inside (dlcli.checks)
+        for key in PATH_ARGUMENTS:
+            if isinstance(kwargs.get(key), str):
+                kwargs[key] = str(run.path / kwargs[key])
+        callbacks.append(keras_names.construct("callback", spec.type, kwargs))
+    # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
+    recorder = Recorder(run, rows, es, rlr)
+    callbacks.append(recorder)
+    if saved:
+        callbacks.append(Restorer(run, saved, es, rlr))
+    if config.output.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard")), write_graph=False))
+    if progress is not None:
+        callbacks.append(progress)
+    return callbacks, recorder

@@ -1,0 +1,50 @@
+"""The `dlcli` command: one table of subcommands over the library.
+
+The CLI parses arguments, calls the library and formats the result (rich or JSON); it holds
+no training logic, and the same library calls serve `import dlcli` users. Errors the
+library raises on purpose become one line on stderr (and `{"error": ...}` with `--json`)
+and their exit code: 1 run failed, 2 usage or config error, 3 gate not met, 130
+interrupted; `--debug` adds the traceback (`dlcli.cli.common.command`).
+
+A new command: a function in `run.py` (it trains or uses a model) or `manage.py` (it reads
+run folders or the environment), and a row in `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from dlcli.cli import common, manage, run
+
+app = typer.Typer(
+    name="dlcli",
+    help="Train Keras models from YAML files; every run lands in a folder you can trust.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+COMMANDS = {
+    "train": run.train,
+    "evaluate": run.evaluate,
+    "predict": run.predict,
+    "validate": run.validate,
+    "runs": manage.runs_command,
+    "show": manage.show_command,
+    "compare": manage.compare_command,
+    "init": manage.init_command,
+    "schema": manage.schema_command,
+    "env": manage.env_command,
+}
+for _name, _function in COMMANDS.items():
+    app.command(_name)(_function)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    common.AS_PROGRAM = True
+    app()
+
+
+__all__ = ["COMMANDS", "app", "main"]

@@ -1,0 +1,193 @@
+"""What every command shares: its options, how errors become one line and an exit code,
+`--json` output, and the rich tables and number formats.
+
+A command is a plain function with typed parameters, wrapped in `command`; the work happens
+in library calls. Nothing here knows how training works.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from dlcli.errors import EXIT_INTERRUPTED, DlcliError
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set training.epochs=3 (dotted path, list index, YAML value)."),
+]
+RunsDirOption = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", envvar="DLCLI_RUNS_DIR", help="Where run folders live.", show_default="runs"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout; logs go to stderr.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+RunArgument = Annotated[str | None, typer.Argument(help="A run folder, its id under the runs dir, or 'latest'.")]
+
+
+def out() -> Console:
+    return Console(soft_wrap=True)
+
+
+def err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def emit_json(data: dict) -> None:
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def command(func):
+    """Run a command; turn dlcli's own errors into one line and their exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        as_json, debug = kwargs.get("as_json", False), kwargs.get("debug", False)
+        saved = os.environ.get("DLCLI_DEBUG")
+        if debug:
+            os.environ["DLCLI_DEBUG"] = "1"
+        try:
+            return func(*args, **kwargs)
+        except DlcliError as exc:
+            if debug:
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code, as_json, exc.payload)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED, as_json)
+        finally:
+            if debug and saved is None:
+                os.environ.pop("DLCLI_DEBUG", None)
+
+    return wrapper
+
+
+def _fail(message: str, code: int, as_json: bool, payload: dict | None = None):
+    if code == EXIT_INTERRUPTED:
+        # The run folder already says `interrupted`: a second Ctrl-C must not turn the exit
+        # into a traceback, and the user asked to stop, so skip TensorFlow's slow teardown.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    stderr = err()
+    lines = message.splitlines() or [message]
+    for line in lines:
+        stderr.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+    if as_json:
+        emit_json({**(payload or {}), "error": message, "errors": lines, "exit_code": code})
+    if code == EXIT_INTERRUPTED and AS_PROGRAM:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def metrics_table(title: str, sections: dict[str, dict]) -> Table:
+    """One row per split (train/val/test, or an evaluation), one column per metric."""
+    names = list(dict.fromkeys(name for values in sections.values() if values for name in values))
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("split")
+    for name in names:
+        table.add_column(escape(name), justify="right", no_wrap=True)
+    for split, values in sections.items():
+        if values:
+            table.add_row(escape(str(split)), *[number(values.get(n)) for n in names])
+    return table
+
+
+def number(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+
+
+STATUS_STYLES = {
+    "completed": "green", "running": "cyan", "failed": "red", "killed": "red",
+    "interrupted": "yellow", "incomplete": "dim",
+}
+# Tables in logs and pipes: wide enough that ids and numbers never wrap.
+PLAIN_WIDTH = 200
+
+
+def console() -> Console:
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console.width = max(console.width, PLAIN_WIDTH)
+    return console
+
+
+class Facts:
+    """Key-value lines (`key   value`), keys in bold; no trailing padding in logs."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, Text]] = []
+
+    def add_row(self, key: str, value) -> None:
+        self.rows.append((key, value if isinstance(value, Text) else Text.from_markup(str(value))))
+
+    def __rich__(self):
+        from rich.console import Group
+
+        width = max((len(key) for key, _ in self.rows), default=0)
+        return Group(*[Text.assemble((key.ljust(width), "bold"), "  ", value) for key, value in self.rows])
+
+
+def show_duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def show_when(iso) -> str:
+    return str(iso)[:19].replace("T", " ") if iso else "—"
+
+
+def show_epochs(row: dict) -> str:
+    done, total = row.get("epochs_run"), row.get("epochs")
+    if done is None and total is None:
+        return "—"
+    return f"{'?' if done is None else done}/{'?' if total is None else total}"
+
+
+def show_status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def show_value(value) -> str:
+    """A config value in a cell: scalars as YAML writes them, lists and maps in flow style."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        import yaml
+
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    return str(value)
+
+
+
+
+AS_PROGRAM = False  # True when run as the `dlcli` program, not through Typer's test runner

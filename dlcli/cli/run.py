@@ -1,0 +1,153 @@
+"""The commands that train and use a model: train, evaluate, predict, validate.
+
+Each parses its options, calls `dlcli.training` / `dlcli.evaluation`, and prints the
+result (a rich table on stderr, the run's path or one JSON object on stdout).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dlcli.cli.common import (
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RunArgument,
+    RunsDirOption,
+    SetOption,
+    command,
+    emit_json,
+    err,
+    metrics_table,
+    out,
+)
+
+
+@command
+def train(
+    config: Annotated[Path | None, typer.Argument(help="The YAML config (optional with --resume).", show_default=False)] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue RUN in place from its last completed epoch.")] = None,
+    set_: SetOption = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
+    from dlcli.errors import ConfigError
+    from dlcli.training import train as train_run
+
+    if config is None and resume is None:
+        raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
+    stderr = err()
+    result = train_run(
+        str(config) if config else None, overrides=set_ or [], runs_dir=runs_dir, console=stderr,
+        progress=not quiet, rich_bar=stderr.is_terminal, command=" ".join(["dlcli", *sys.argv[1:]]),
+        resume=resume,
+    )
+    if as_json:
+        emit_json({"run": str(result.run.path), "id": result.run.id, "status": "completed", **result.metrics})
+        return
+    if not quiet:
+        m = result.metrics
+        stderr.print(metrics_table(f"{result.run.id}: best epoch {m['best_epoch']} of {m['epochs_run']}",
+                                 {"train": m["train"], "val": m["val"], "test": m["test"]}))
+    print(result.run.path)
+
+
+@command
+def evaluate(
+    run: RunArgument = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    data: Annotated[Path | None, typer.Option(help="A CSV/NPZ file with features and targets instead of a split.")] = None,
+    fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower.")] = None,
+    fail_over: Annotated[list[str] | None, typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss).")] = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Evaluate a run's saved model (default: the newest run) and append it to evaluations.jsonl."""
+    from dlcli.evaluation import evaluate as evaluate_run
+    from dlcli.evaluation import parse_gate
+
+    for text in [*(fail_under or []), *(fail_over or [])]:
+        parse_gate(text)  # a malformed gate is a usage error before any work
+    entry = evaluate_run(run, split=split, data=str(data) if data else None, runs_dir=runs_dir,
+                         fail_under=fail_under or [], fail_over=fail_over or [])
+    failures = entry.pop("gate_failures", [])
+    if "warning" in entry:
+        err().print(f"[yellow]warning:[/] {escape(entry['warning'])}")
+    if not as_json and not quiet:
+        label = entry.get("split") or entry.get("data")
+        out().print(metrics_table(f"evaluation on {label} ({entry['samples']} samples)", {label: entry["metrics"]}))
+    if failures:
+        from dlcli.errors import GateFailed
+
+        raise GateFailed("gate not met: " + "; ".join(failures), payload={**entry, "passed": False})
+    if as_json:
+        emit_json({**entry, "passed": True})
+
+
+@command
+def predict(
+    run: Annotated[str, typer.Argument(help="A run folder, its id, or 'latest'.")],
+    input: Annotated[Path, typer.Argument(help="A CSV (feature columns by name) or NPZ (array 'x') of features.")],
+    proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+):
+    """Predict labels (or values) for a file of raw features with a run's model."""
+    from dlcli.evaluation import predict as predict_run
+    from dlcli.evaluation import to_csv
+    from dlcli.files import atomic_write
+
+    rows = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
+    if output is not None:
+        atomic_write(output, to_csv(rows))
+    if as_json:
+        emit_json({"run": str(run), "count": len(rows), "predictions": rows,
+                    **({"output": str(output)} if output else {})})
+    elif output is None:
+        sys.stdout.write(to_csv(rows))
+    else:
+        err().print(f"wrote {len(rows)} predictions to {output}")
+
+
+@command
+def validate(
+    config: Annotated[Path, typer.Argument(help="The YAML config.", show_default=False)],
+    set_: SetOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Check CONFIG and build its model without training: every problem, or the layer table."""
+    from dlcli.model import layer_table, parameter_counts
+    from dlcli.training import prepare
+
+    prepared = prepare(str(config), set_ or [])
+    rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)
+    if as_json:
+        emit_json({"valid": True, "layers": rows, "parameters": counts, "data": prepared.data.summary(),
+                    "config": prepared.config.to_dict()})
+        return
+    if quiet:
+        return
+    table = Table(title=f"{prepared.config.name}: {config} is valid", title_justify="left")
+    for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(row["name"], row["type"], row["output_shape"], f"{row['params']:,}")
+    stdout = out()
+    stdout.print(table)
+    stdout.print(f"total parameters: {counts['total']:,}   trainable: {counts['trainable']:,}   "
+              f"non-trainable: {counts['non_trainable']:,}")

@@ -1,0 +1,91 @@
+"""Metrics: which way is better, which epoch was best, what metrics.json holds.
+
+Direction comes from Keras itself: each `keras.metrics.Metric` knows whether it goes up
+or down (`_direction`, what `EarlyStopping(mode='auto')` asks), and a loss always goes
+down. `directions(model)` reads it once, at training time, and run.json keeps it
+(`metric_directions`), so readers of a run folder (`dlcli runs --sort`, `compare`, later
+sweeps) never guess from a name. Only a run that recorded nothing (written before
+dlcli 0.1 kept directions) falls back to `GUESS_HIGHER`. Nothing here imports Keras.
+
+Example:
+    >>> direction("val_accuracy", {"accuracy": "max", "loss": "min"})
+    'max'
+    >>> best_epoch([{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.4}], "val_loss", "min")
+    2
+"""
+
+from __future__ import annotations
+
+import math
+
+# Only for runs whose run.json recorded no directions: name fragments of metrics that grow.
+GUESS_HIGHER = ("acc", "auc", "precision", "recall", "f1", "r2", "iou", "cosine_similarity")
+SPLIT_PREFIXES = ("val_",)
+HISTORY_EXTRA = ("epoch", "lr", "epoch_time_s")
+
+
+def base_name(metric: str) -> str:
+    """'val_accuracy' -> 'accuracy'; 'test.loss' -> 'loss'."""
+    name = metric.split(".", 1)[-1]
+    return name.removeprefix("val_")
+
+
+def direction(metric: str, known: dict[str, str] | None = None) -> str:
+    """'max' when higher is better, else 'min': as recorded for the run, else guessed.
+
+    Args:
+        metric: a metric name as Keras logs it (`accuracy`, `val_loss`, `test.auc`).
+        known: the run's recorded directions (run.json's `metric_directions`).
+    """
+    name = base_name(metric)
+    if known and name in known:
+        return known[name]
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    lowered = name.lower()
+    return "max" if any(word in lowered for word in GUESS_HIGHER) else "min"
+
+
+def directions(model) -> dict[str, str]:
+    """Every metric the compiled Keras `model` logs, with Keras's own direction."""
+    found = {"loss": "min"}
+    pending = list(getattr(model, "metrics", []))
+    while pending:
+        metric = pending.pop(0)
+        inner = getattr(metric, "metrics", None)
+        if isinstance(inner, (list, tuple)) and inner and metric.name in ("compile_metrics", "loss"):
+            pending.extend(inner)  # Keras's containers of the compiled metrics
+            continue
+        way = getattr(metric, "_direction", None)
+        if way in ("up", "down"):
+            found[metric.name] = "max" if way == "up" else "min"
+    return found
+
+
+def is_better(a: float, b: float, way: str) -> bool:
+    return a > b if way == "max" else a < b
+
+
+def best_epoch(rows: list[dict], monitor: str, way: str) -> int:
+    """The epoch whose `monitor` is best (the last epoch when rows lack it; 0 when empty).
+
+    NaN and inf count as the worst value."""
+    if not rows:
+        return 0
+    if monitor not in rows[0]:
+        return rows[-1]["epoch"]
+    worst = -math.inf if way == "max" else math.inf
+    pick = max if way == "max" else min
+    return pick(rows, key=lambda r: r[monitor] if math.isfinite(r[monitor]) else worst)["epoch"]
+
+
+def final_metrics(rows: list[dict], test: dict, samples_per_s: float, best: int, kept_epoch: int) -> dict:
+    """metrics.json: train and val metrics at the kept epoch (the best one when early
+    stopping restored its weights, else the last), the test metrics, and the counts."""
+    kept = next((r for r in rows if r["epoch"] == kept_epoch), {})
+    train = {k: v for k, v in kept.items() if k not in HISTORY_EXTRA and not k.startswith("val_")}
+    val = {k[4:]: v for k, v in kept.items() if k.startswith("val_")}
+    return {
+        "train": train, "val": val, "test": test, "best_epoch": best,
+        "epochs_run": len(rows), "samples_per_s": round(samples_per_s, 1),
+    }

@@ -1,0 +1,38 @@
+"""Data sources: one small interface, one module per kind, one table that names them.
+
+A `Source` reads what its config names into `Loaded`: features and targets, its own test
+set when it has one, feature names, labels and the files it read (with SHA-256). Turning
+that into seeded train / validation / test splits is `dlcli.data`'s work, and nothing after
+it sees a source. Like Keras's data adapters (`keras/src/trainers/data_adapters/`), the
+interface is small on purpose: a source that reads files batch by batch, or only this
+process's share of them, returns its data through the same `load`, and the model and
+training code never learn the difference.
+
+Adding a source: a module here with a `Source` subclass, its name(s) in `SOURCES` below and
+in the schema's `data.source` choices (`dlcli.config`); a test checks the two agree.
+
+Example:
+    >>> loaded = source_for("iris").load(load_config("configs/iris.yaml"))
+    >>> loaded.x.shape, loaded.labels
+    ((150, 4), ['setosa', 'versicolor', 'virginica'])
+"""
+
+from __future__ import annotations
+
+from dlcli.sources.base import Loaded, Source
+from dlcli.sources.bundled import Bundled
+from dlcli.sources.csvfile import CsvFile
+from dlcli.sources.keras_datasets import KerasDataset
+from dlcli.sources.npzfile import NpzFile
+
+SOURCES: dict[str, Source] = {
+    name: source for source in (Bundled(), KerasDataset(), CsvFile(), NpzFile()) for name in source.names
+}
+
+
+def source_for(name: str) -> Source:
+    """The source that reads `data.source: name` (the schema has checked the name)."""
+    return SOURCES[name]
+
+
+__all__ = ["SOURCES", "Loaded", "Source", "source_for"]
