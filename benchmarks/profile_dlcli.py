@@ -88,8 +88,8 @@ def main() -> int:
 
     TIMES["import dlcli.cli (typer, rich)"].append(time.perf_counter() - started)
     started = time.perf_counter()
+    import dlcli.reports as reports
     import dlcli.training as training
-    import dlcli.plots as plots
     from dlcli.runfolder import RunFolder
 
     TIMES["import dlcli.training (pydantic, yaml, numpy, ...)"].append(time.perf_counter() - started)
@@ -124,38 +124,32 @@ def main() -> int:
                         ("load_data", "load_data (incl. sklearn import)"),
                         ("list_devices", "list_devices"),
                         ("build_model", "build_model + compile"),
-                        ("check_callbacks", "check_callbacks"),
                         ("versions", "versions() (importlib.metadata)"),
-                        ("_write_labels_and_summary", "labels.json + summary.txt"),
-                        ("callbacks_for", "callbacks_for (construct callbacks)"),
-                        ("final_metrics", "final_metrics")):
+                        ("predicted_classes", "predict test split (for the confusion matrix)")):
         patch(training, name, label)
-    if hasattr(training, "_recorder"):  # dlcli's per-epoch callback: time its hooks
-        make_recorder = training._recorder
+    patch(training.checks, "config_problems", "pre-flight checks (callbacks, runtime)")
+    patch(training.metrics, "final_metrics", "final_metrics")
 
-        def timed_recorder(*a, **k):
-            recorder = make_recorder(*a, **k)
+    real_open = training._open
+
+    def timed_open(*a, **k):
+        # callbacks_for is imported inside train() once Keras is up: time it and its Recorder.
+        import dlcli.callbacks as callbacks
+
+        if not getattr(callbacks, "_profiled", False):
+            callbacks._profiled = True
+            patch(callbacks, "callbacks_for", "callbacks_for (construct callbacks)")
             for hook in ("on_epoch_end", "on_train_end", "on_train_batch_end"):
-                if hook in type(recorder).__dict__:
-                    setattr(recorder, hook, timer(f"  Recorder.{hook} (dlcli: history, snapshot, saves)",
-                                                  getattr(recorder, hook)))
-            return recorder
+                patch(callbacks.Recorder, hook, f"  Recorder.{hook} (dlcli: history, snapshot, saves)")
+        return real_open(*a, **k)
 
-        training._recorder = timed_recorder
-    patch(training.RunFolder, "create", "RunFolder.create")
+    training._open = timed_open
+    patch(RunFolder, "create", "RunFolder.create (+ labels.json, summary.txt after)")
     patch(RunFolder, "append_history", "  history.csv append (fsync)")
     patch(RunFolder, "write_json", classify=lambda self, name, data: (
         "  checkpoints/state.json (fsync)" if "state" in name else f"write {name} (fsync)"))
-    patch(plots, "plot_curves", "curves.png (draw + savefig)")
-    try:  # confusion matrix of the test split (newer dlcli)
-        import dlcli.reports as reports
-
-        patch(reports, "write_confusion", "confusion_matrix.csv + .png (total)")
-        patch(reports, "_plot", "  confusion_matrix.png (draw + savefig)")
-    except ImportError:
-        pass
-    if hasattr(training, "predicted_classes"):
-        patch(training, "predicted_classes", "predict test split (for the confusion matrix)")
+    patch(reports, "write_run_reports", "curves.png + confusion matrix (worker thread, total)")
+    patch(reports, "write_confusion", "  confusion_matrix.csv + .png")
 
     argv = ["dlcli", "train", str(config), "--quiet", "--runs-dir", str(tmp / "runs"), *extra]
     sys.argv = argv

@@ -1,8 +1,10 @@
-"""The config: a YAML file read safely, `--set` overrides applied, validated by pydantic.
+"""The config schema: pydantic models of every section, `load_config`, and the JSON Schema.
 
-This module knows YAML and the schema, nothing of Keras: names such as `type: Dense` or
-`optimizer: adam` are checked later against Keras's own registries (`dlcli.registry`).
-Every problem is reported at once, each with the file, the line and the dotted path.
+Reading the YAML (with the line of each key) and applying `--set` is `dlcli.config_text`'s
+work; this module validates the result and places each schema error at its line. It knows
+nothing of Keras: names such as `type: Dense` or `optimizer: adam` are checked later against
+Keras's own registries (`dlcli.keras_names`). Every problem is reported at once, each with
+the file, the line and the dotted path.
 
 Example:
     >>> cfg = load_config("configs/digits_mlp.yaml", overrides=["training.epochs=3"])

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, first_line
 
 # Keys a resumed run may change; everything else must match the run's config.
 RESUMABLE_KEYS = ("training.epochs", "runtime")
@@ -87,7 +87,7 @@ def read_yaml(path: str | Path) -> tuple[Any, dict]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{shown}:{mark.line + 1}" if mark else shown
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        reason = getattr(exc, "problem", None) or first_line(exc)
         context = getattr(exc, "context", None)
         message = f"invalid YAML: {reason}" + (f" ({context})" if context else "")
         raise ConfigError(Problem(message + "; fix the syntax on that line", where=where)) from None

@@ -79,6 +79,12 @@ def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
     )
 
 
+def run_python(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """A snippet of Python in a fresh interpreter (what a new process imports, sets, prints)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          check=False, env={**os.environ, **(env or {})})
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One real finished run (tiny digits MLP), shared by evaluate/predict/show tests."""

@@ -566,6 +566,7 @@ def test_foreign_model_file_with_a_lambda_is_refused(cli, run_copy):
 # end to end, as a user runs it
 
 
+@pytest.mark.slow
 def test_subprocess_config_error_is_one_line_on_stderr(write_config, tmp_path):
     config = write_config({"training": {"epochs": 0}})
     runs = tmp_path / "runs"
@@ -581,6 +582,7 @@ def test_subprocess_config_error_is_one_line_on_stderr(write_config, tmp_path):
     assert_no_run_folder(runs)
 
 
+@pytest.mark.slow
 def test_subprocess_json_error_is_exactly_one_json_object(write_flow, tmp_path):
     # A Keras-level error: Keras/TensorFlow get imported, and their chatter must not leak.
     config = write_flow(layers({"type": "Dens", "units": 32}, OUTPUT))
@@ -598,6 +600,7 @@ def test_subprocess_json_error_is_exactly_one_json_object(write_flow, tmp_path):
     assert_no_run_folder(runs)
 
 
+@pytest.mark.slow
 def test_subprocess_corrupted_model_is_one_line(trained_run, tmp_path):
     copy = tmp_path / "runs" / trained_run.name
     shutil.copytree(trained_run, copy)

@@ -64,6 +64,7 @@ def test_mnist_offline_and_uncached_is_a_clear_exit_2(cli, runs_dir, monkeypatch
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_npz_with_own_test_split_and_one_hot_labels(cli, write_config, runs_dir, tmp_path):
     from sklearn.datasets import load_iris
 
@@ -88,6 +89,7 @@ def test_npz_with_own_test_split_and_one_hot_labels(cli, write_config, runs_dir,
     assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.8
 
 
+@pytest.mark.slow
 def test_integer_labels_are_one_hot_encoded_for_categorical_crossentropy(cli, write_config, runs_dir):
     config = write_config({"compile": {"loss": "categorical_crossentropy"}})
     result = cli("train", config, "--runs-dir", runs_dir, "--quiet")
@@ -97,6 +99,7 @@ def test_integer_labels_are_one_hot_encoded_for_categorical_crossentropy(cli, wr
     assert json.loads(evaluation.stdout)["metrics"]["accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_split(cli, write_config, runs_dir):
     config = write_config({"training": {"epochs": 1}})
     fingerprints = set()

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import CONFIGS
 from sklearn.datasets import load_digits
 
@@ -85,6 +86,7 @@ def test_predict_answers_with_original_labels_and_probabilities(cli, trained_run
     assert out.read_text().splitlines()[1:] == [r["prediction"] for r in rows[:5]]
 
 
+@pytest.mark.slow
 def test_predict_uses_string_labels_of_a_csv_run(cli, runs_dir, tmp_path):
     train = cli("train", CONFIGS / "wine_csv.yaml", "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=15")
     assert train.exit_code == 0, train.stderr
@@ -102,6 +104,7 @@ def test_predict_uses_string_labels_of_a_csv_run(cli, runs_dir, tmp_path):
     assert predictions[:3].count("barolo") >= 2
 
 
+@pytest.mark.slow
 def test_regression_run_predicts_numbers(cli, runs_dir, tmp_path):
     train = cli("train", CONFIGS / "diabetes_regression.yaml", "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=30")
     assert train.exit_code == 0, train.stderr
@@ -183,6 +186,7 @@ def test_evaluate_on_an_npz_file(cli, trained_run, tmp_path):
     assert (copy / "confusion_matrix_data.csv").is_file()
 
 
+@pytest.mark.slow
 def test_evaluate_warns_when_the_data_file_changed_since_training(cli, write_config, runs_dir, tmp_path):
     data = tmp_path / "wine.csv"
     shutil.copy(CONFIGS / "data" / "wine.csv", data)

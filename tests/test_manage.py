@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, deep_update, run_dlcli
+from conftest import TINY, deep_update, run_dlcli, run_python
 from typer.testing import CliRunner
 
 from dlcli.cli import app
@@ -333,6 +333,7 @@ def test_env_reports_versions_backend_devices_and_precision(cli):
 
 # -- speed: no TensorFlow or Keras -------------------------------------------------------
 
+@pytest.mark.slow
 def test_management_commands_import_neither_tensorflow_nor_keras(two_runs, tmp_path):
     runs = two_runs[0].parent
     commands = [
@@ -348,12 +349,13 @@ def test_management_commands_import_neither_tensorflow_nor_keras(two_runs, tmp_p
         "    except SystemExit as exc:\n        assert not exc.code, (argv, exc.code)\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib') if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert two_runs[0].name in result.stdout and "test accuracy" in result.stdout
 
 
+@pytest.mark.slow
 def test_runs_as_a_subprocess_prints_only_json_on_stdout(two_runs):
     result = run_dlcli("runs", "--runs-dir", two_runs[0].parent, "--json", timeout=60)
     assert result.returncode == 0, result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import yaml
 from conftest import TINY
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +44,7 @@ def _mutate(config: dict, path: tuple, value) -> dict:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutations=st.lists(st.tuples(st.sampled_from(KEY_PATHS), values), min_size=1, max_size=3))
+@pytest.mark.slow
 def test_mutated_configs_exit_0_or_2_without_traceback(cli, tmp_path, mutations):
     config = TINY
     for path, value in mutations:
@@ -58,6 +60,7 @@ def test_mutated_configs_exit_0_or_2_without_traceback(cli, tmp_path, mutations)
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=200))
+@pytest.mark.slow
 def test_arbitrary_text_as_a_config_exits_2_without_traceback(cli, tmp_path, text):
     path = tmp_path / "random.yaml"
     path.write_text(text, encoding="utf-8")

@@ -204,6 +204,7 @@ KILL_POINTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label", list(KILL_POINTS))
 def test_kill_9_leaves_a_valid_resumable_run(label, tmp_path, write_config, cli):
     runs = tmp_path / "runs"
@@ -242,6 +243,7 @@ def test_kill_9_leaves_a_valid_resumable_run(label, tmp_path, write_config, cli)
 # 2. double Ctrl-C
 
 
+@pytest.mark.slow
 def test_double_ctrl_c_exits_130_and_marks_the_run_interrupted(tmp_path, write_config):
     runs = tmp_path / "runs"
     training = Training(write_config(LONG), runs)
@@ -267,6 +269,7 @@ def test_double_ctrl_c_exits_130_and_marks_the_run_interrupted(tmp_path, write_c
 # 3. concurrency
 
 
+@pytest.mark.slow
 def test_three_trainings_at_once_get_three_run_folders(tmp_path, write_config):
     config = write_config({"training": {"epochs": 2}})
     runs = tmp_path / "runs"
@@ -294,6 +297,7 @@ def _create_at_once(runs: str, barrier, queue) -> None:
         queue.put(f"error: {exc!r}")
 
 
+@pytest.mark.slow
 def test_sixteen_processes_creating_the_same_run_get_distinct_folders(tmp_path):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that has TensorFlow loaded
     runs = tmp_path / "runs"
@@ -420,6 +424,7 @@ def test_runs_dir_that_is_a_regular_file_is_one_clear_error(command, tmp_path, w
 # 6. reproducibility
 
 
+@pytest.mark.slow
 def test_deterministic_runs_repeat_and_the_seed_changes_the_split(tmp_path, write_config, cli):
     config = write_config({"runtime": {"deterministic": True}})
     runs = tmp_path / "runs"

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 # Op determinism, so two runs can be compared exactly. Shuffling and the Dropout layer draw
 # random numbers: the resumed run matches only if its random state carried on.
 EARLY_STOPPING = {
@@ -35,6 +37,7 @@ def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_interrupted_run_with_early_stopping_stops_where_an_uninterrupted_one_does(cli, write_config, runs_dir):
     config = write_config(EARLY_STOPPING)
     whole = cli("train", config, "--runs-dir", runs_dir, "--quiet")
@@ -68,6 +71,7 @@ def test_interrupted_run_with_early_stopping_stops_where_an_uninterrupted_one_do
     assert len(record["resumes"]) == 1 and record["resumes"][0]["from_epoch"] == stop - 1
 
 
+@pytest.mark.slow
 def test_resume_refuses_changes_other_than_epochs_and_runtime(cli, write_config, runs_dir):
     first = cli("train", write_config(), "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=1")
     assert first.exit_code == 0, first.stderr
@@ -85,6 +89,7 @@ def test_resume_refuses_changes_other_than_epochs_and_runtime(cli, write_config,
     assert _metrics(Path(run))["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_with_no_completed_epoch_starts_it_cleanly(cli, write_config, runs_dir, tmp_path):
     first = cli("train", write_config(), "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=2")
     assert first.exit_code == 0, first.stderr

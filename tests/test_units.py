@@ -5,7 +5,6 @@ normalisation statistics, the sources table. No training, no subprocess: millise
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -228,15 +227,15 @@ def test_resolve_returns_a_new_config_and_leaves_the_given_one_alone():
     assert resolved.where(("model", "layers", 0)) == config.where(("model", "layers", 0))
 
 
+@pytest.mark.slow
 def test_importing_dlcli_and_its_light_modules_imports_no_keras():
-    import subprocess
-    import sys
+    from conftest import run_python
 
     code = ("import sys, dlcli, dlcli.cli, dlcli.catalog, dlcli.runfolder, dlcli.config, dlcli.metrics, "
             "dlcli.templates, dlcli.data, dlcli.model, dlcli.training, dlcli.evaluation; "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "KERAS_BACKEND": ""})
+    out = run_python(code, env={"KERAS_BACKEND": ""})
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 

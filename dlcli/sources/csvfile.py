@@ -1,6 +1,7 @@
 """CSV tables: `data.source: csv` with `path:` (and `test_path:`), `target:` and `features:`.
 
-Every CSV dlcli reads goes through `read_rows`: training files, `evaluate --data` files and
+Every data CSV dlcli reads goes through `read_rows` (over `dlcli.files.read_csv_rows`, which
+reads the run folder's CSV files too): training files, `evaluate --data` files and
 `predict` inputs (by column name, or by position in a file without a header). Features are
 numbers; the target may be text (classes) or numbers. A bad cell is a ConfigError naming
 `file:line` and the column.
@@ -14,6 +15,7 @@ import math
 import numpy as np
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
+from dlcli.files import read_csv_rows
 from dlcli.sources.base import Loaded, Source, numeric_features
 from dlcli.sources.files import NOT_FOUND, sha256_file
 
@@ -36,8 +38,7 @@ class CsvFile(Source):
 def read_rows(path: str) -> list[list[str]]:
     """The file's non-blank rows, cells as written; a ConfigError when it cannot be read."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        return [row for row in read_csv_rows(path) if any(cell.strip() for cell in row)]
     except FileNotFoundError:
         raise ConfigError(Problem(NOT_FOUND, where=path)) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
