@@ -60,6 +60,7 @@ class Recorder(keras.callbacks.Callback):
         self.diverged = None
         self.best_epoch = None
         self.snapshot = None
+        self.stop = None  # a signals.StopRequest while fit runs: a stopped epoch is not recorded
         self.written_at = time.perf_counter()
 
     @property
@@ -75,6 +76,8 @@ class Recorder(keras.callbacks.Callback):
             self.model.stop_training = True  # stop now; on_epoch_end records the epoch
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.stop is not None and self.stop.requested is not None:
+            return  # Keras ends the epoch early on a stop request: not a completed epoch
         logs = dict(logs or {})
         logs.pop("learning_rate", None)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))

@@ -1,5 +1,12 @@
-"""Signals during training: SIGTERM becomes an exception (as Ctrl-C is), so the run folder
-can say `interrupted`; both are ignored for the milliseconds of writing the final status."""
+"""Signals during training: Ctrl-C and SIGTERM end a run as `interrupted`, never a crash.
+
+Outside `fit`, SIGTERM becomes an exception (as Ctrl-C is). Inside `fit`, an exception raised
+from a signal handler can land in the middle of a TensorFlow C++ call and crash the process
+(a segfault in `convert_to_eager_tensor`, about one SIGTERM in four here), so there the first
+signal only asks Keras to stop after the current batch (`StopRequest`) and is raised once
+`fit` has returned; a second one raises at once. Both are ignored for the milliseconds of
+writing the final status.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,9 @@ def main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_terminated(signum, frame):
+def _raise_for(signum, frame=None):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt()
     raise Terminated()
 
 
@@ -26,11 +35,53 @@ def sigterm_raises():
     if not main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _raise_for)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StopRequest:
+    """The first SIGINT/SIGTERM during `fit`, held until `fit` returns.
+
+    Attributes:
+        requested: the signal number received, or None.
+        on_request: called once, from the handler, when the first signal arrives; it must
+            only set flags (training sets `model.stop_training`).
+    """
+
+    def __init__(self, on_request=None):
+        self.requested = None
+        self.on_request = on_request
+
+    def handle(self, signum, frame):
+        if self.requested is not None:  # the second signal: stop at once
+            _raise_for(signum)
+        self.requested = signum
+        if self.on_request is not None:
+            self.on_request()
+
+    def raise_if_requested(self) -> None:
+        """Raise KeyboardInterrupt or Terminated for the signal received, if any."""
+        if self.requested is not None:
+            _raise_for(self.requested)
+
+
+@contextlib.contextmanager
+def stop_after_batch(on_request=None):
+    """Inside the block the first SIGINT/SIGTERM makes a `StopRequest` rather than an
+    exception; the caller raises it after the block (main thread only)."""
+    request = StopRequest(on_request)
+    if not main_thread():
+        yield request
+        return
+    saved = {sig: signal.signal(sig, request.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from dlcli.runtime import (
     list_devices,
     versions,
 )
-from dlcli.signals import Terminated, held, sigterm_raises
+from dlcli.signals import Terminated, held, sigterm_raises, stop_after_batch
 
 
 @dataclass
@@ -233,7 +233,8 @@ def _labels(prepared: Prepared):
 
 
 def _fit(session: Session, callbacks: list, recorder) -> float:
-    """model.fit from the session's epoch; the seconds it took. NaN/inf loss is RunFailed."""
+    """model.fit from the session's epoch; the seconds it took. NaN/inf loss is RunFailed; a
+    Ctrl-C or SIGTERM stops fit after its batch and is raised here (`dlcli.signals`)."""
     prepared = session.prepared
     config, data, model, keras = prepared.config, prepared.data, prepared.model, prepared.keras
     labels = _labels(prepared)
@@ -243,12 +244,16 @@ def _fit(session: Session, callbacks: list, recorder) -> float:
     # (With a seed set, TensorFlow repeats that order each epoch: tensorflow#35682.)
     keras.utils.set_random_seed(config.seed)
     fit_started = time.perf_counter()
-    model.fit(
-        **data.train.keras_inputs(labels, config.training.batch_size),
-        validation_data=data.val.validation_data(labels) if data.val is not None else None,
-        epochs=config.training.epochs, initial_epoch=session.initial_epoch,
-        shuffle=config.training.shuffle, callbacks=callbacks, verbose=0,
-    )
+    with stop_after_batch(lambda: setattr(model, "stop_training", True)) as stop:
+        recorder.stop = stop
+        model.fit(
+            **data.train.keras_inputs(labels, config.training.batch_size),
+            validation_data=data.val.validation_data(labels) if data.val is not None else None,
+            epochs=config.training.epochs, initial_epoch=session.initial_epoch,
+            shuffle=config.training.shuffle, callbacks=callbacks, verbose=0,
+        )
+    recorder.stop = None
+    stop.raise_if_requested()
     seconds = time.perf_counter() - fit_started
     if recorder.diverged:
         kept = (f"epoch {recorder.diverged - 1} is kept in {session.run.file('checkpoints')}"
