@@ -20,7 +20,6 @@ import math
 
 # Only for runs whose run.json recorded no directions: name fragments of metrics that grow.
 GUESS_HIGHER = ("acc", "auc", "precision", "recall", "f1", "r2", "iou", "cosine_similarity")
-SPLIT_PREFIXES = ("val_",)
 HISTORY_EXTRA = ("epoch", "lr", "epoch_time_s")
 
 
@@ -60,10 +59,6 @@ def directions(model) -> dict[str, str]:
         if way in ("up", "down"):
             found[metric.name] = "max" if way == "up" else "min"
     return found
-
-
-def is_better(a: float, b: float, way: str) -> bool:
-    return a > b if way == "max" else a < b
 
 
 def best_epoch(rows: list[dict], monitor: str, way: str) -> int:

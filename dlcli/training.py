@@ -140,32 +140,33 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
 
     reporter = _reporter(session, console, rich_bar) if progress else None
     recorder = None
-    try:
-        with sigterm_raises():
-            callbacks, recorder = callbacks_for(session.prepared.config, session.run, session.rows, session.saved, reporter)
+    with sigterm_raises():  # also while an interrupted run writes its checkpoint and status
+        try:
+            callbacks, recorder = callbacks_for(session.prepared.config, session.run, session.rows, session.saved,
+                                                reporter)
             fit_seconds = _fit(session, callbacks, recorder)
             return _score_and_write(session, recorder, fit_seconds)
-    except (KeyboardInterrupt, Terminated):
-        try:
-            if recorder is not None:
-                recorder.write()  # the last completed epoch, not the half-done one
         except (KeyboardInterrupt, Terminated):
-            pass  # a second Ctrl-C stops at once: the checkpoint on disk is the previous one
-        done = recorder.epochs_run if recorder is not None else session.initial_epoch
-        with held():
-            _finish(session, "interrupted", error=f"interrupted after {done} completed epochs")
-        raise Interrupted(f"interrupted; the run folder {session.run.path} keeps {done} completed epochs "
-                          f"(continue with: dlcli train --resume {session.run.path})") from None
-    except RunFailed as exc:
-        _finish(session, "failed", error=str(exc), failed_epoch=recorder.diverged if recorder else None)
-        raise
-    except ConfigError as exc:
-        _finish(session, "failed", error=str(exc))
-        raise
-    except Exception as exc:
-        reason = _runtime_reason(exc)
-        _finish(session, "failed", error=reason)
-        raise RunFailed(reason) from exc
+            try:
+                if recorder is not None:
+                    recorder.write()  # the last completed epoch, not the half-done one
+            except (KeyboardInterrupt, Terminated):
+                pass  # a second Ctrl-C stops at once: the checkpoint on disk is the previous one
+            done = recorder.epochs_run if recorder is not None else session.initial_epoch
+            with held():
+                _finish(session, "interrupted", error=f"interrupted after {done} completed epochs")
+            raise Interrupted(f"interrupted; the run folder {session.run.path} keeps {done} completed epochs "
+                              f"(continue with: dlcli train --resume {session.run.path})") from None
+        except RunFailed as exc:
+            _finish(session, "failed", error=str(exc), failed_epoch=recorder.diverged if recorder else None)
+            raise
+        except ConfigError as exc:
+            _finish(session, "failed", error=str(exc))
+            raise
+        except Exception as exc:
+            reason = _runtime_reason(exc)
+            _finish(session, "failed", error=reason)
+            raise RunFailed(reason) from exc
 
 
 def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
