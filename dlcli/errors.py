@@ -94,6 +94,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def closest(word: str, choices, n: int = 1) -> list[str]:
+    """The choices nearest to `word` (case-insensitive), best first; [] when none is close."""
+    choices = list(choices)
+    lowered = {str(c).lower(): c for c in choices}
+    return [lowered[c] for c in difflib.get_close_matches(str(word).lower(), list(lowered), n=n, cutoff=0.6)]
+
+
 def did_you_mean(word: str, choices, n: int = 1) -> str:
     """A ` (did you mean 'x'?)` suffix for the closest choice, or '' when none is close.
 
@@ -101,9 +108,7 @@ def did_you_mean(word: str, choices, n: int = 1) -> str:
         >>> did_you_mean("unit", ["units", "activation"])
         " (did you mean 'units'?)"
     """
-    choices = list(choices)
-    lowered = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=n, cutoff=0.6)
+    close = closest(word, choices, n)
     if not close:
         return ""
-    return " (did you mean " + " or ".join(f"'{lowered[c]}'" for c in close) + "?)"
+    return " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)"

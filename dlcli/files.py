@@ -72,16 +72,17 @@ def csv_cell(value):
     return value
 
 
-def csv_text(rows: list[dict] | list[list], columns: list[str] | None = None) -> str:
+def csv_text(rows: list[dict] | list[list], columns: list[str] | None = None, header: bool = True) -> str:
     """CSV text: a header (`columns`, default the first dict's keys) and one line per row.
 
-    Rows are dicts (missing keys are empty cells) or lists in the order of `columns`.
+    Rows are dicts (missing keys are empty cells) or lists in the order of `columns`;
+    `header=False` gives the rows alone (lines appended to an existing file).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if columns is None and rows and isinstance(rows[0], dict):
         columns = list(rows[0])
-    if columns is not None:
+    if columns is not None and header:
         writer.writerow(columns)
     for row in rows:
         cells = [row.get(c) for c in columns] if isinstance(row, dict) else row

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 
-from dlcli.errors import did_you_mean, first_line
+from dlcli.errors import closest, did_you_mean, first_line
 from dlcli.runtime import keras_module
 
 REFUSED = {
@@ -115,11 +115,8 @@ def suggest(word: str, names: dict[str, str]) -> str:
         >>> suggest("sparse_categorical_crossentrpy", {"sparsecategoricalcrossentropy": "SparseCategoricalCrossentropy"})
         " (did you mean 'sparse_categorical_crossentropy'?)"
     """
-    closest = did_you_mean(_key(word), list(names))
-    if not closest:
-        return ""
-    key = closest.split("'")[1]
-    return f" (did you mean '{in_style_of(word, names[key])}'?)"
+    found = closest(_key(word), names)
+    return f" (did you mean '{in_style_of(word, names[found[0]])}'?)" if found else ""
 
 
 def in_style_of(word: str, name: str) -> str:

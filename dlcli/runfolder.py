@@ -159,7 +159,7 @@ class RunFolder:
             return
         if getattr(self, "_history_columns", None) is None:
             self._history_columns = next(iter(read_csv_rows(path)), [])
-        append_line(path, csv_text([row], self._history_columns).split("\n", 1)[1])
+        append_line(path, csv_text([row], self._history_columns, header=False))
 
     def rewrite_history(self, rows: list[dict]) -> None:
         """Replace history.csv with `rows` (a resume drops rows past the last checkpoint)."""

@@ -322,7 +322,9 @@ def environment() -> dict:
         capability = tuple(gpu.get("compute_capability") or (0, 0))
         gpu["float16"] = capability >= MIN_CAPABILITY_FLOAT16
         gpu["bfloat16"] = capability >= MIN_CAPABILITY_BFLOAT16
-    auto = choose_runtime(_AutoRuntime(backend), devices, 1)["precision"]
+    from dlcli.config import RuntimeConfig  # the schema's defaults: what `auto` picks
+
+    auto = choose_runtime(RuntimeConfig(backend=backend), devices, 1)["precision"]
     if not gpus:
         note = "no GPU: mixed precision is not supported here; runs use float32"
     else:
@@ -337,15 +339,6 @@ def environment() -> dict:
             "note": note,
         },
     }
-
-
-class _AutoRuntime:
-    """`runtime:` left at its defaults, for what `auto` picks on a backend."""
-
-    def __init__(self, backend: str):
-        self.backend = backend
-        self.precision = self.jit_compile = self.steps_per_execution = self.distribution = "auto"
-        self.deterministic = False
 
 
 def _add_gpu_memory(devices: list[dict]) -> None:

@@ -8,11 +8,13 @@ interface is small on purpose: a source that reads files batch by batch, or only
 process's share of them, returns its data through the same `load`, and the model and
 training code never learn the difference.
 
-Adding a source: a module here with a `Source` subclass, its name(s) in `SOURCES` below and
-in the schema's `data.source` choices (`dlcli.config`); a test checks the two agree.
+Adding a source: its name in the schema's `data.source` choices (`dlcli.config`), a module
+here with a `Source` subclass whose `names` are those, and the source in `SOURCES` below; a
+test checks that every schema name has a source.
 
 Example:
-    >>> loaded = source_for("iris").load(load_config("configs/iris.yaml"))
+    >>> config = load_config({"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}})
+    >>> loaded = source_for("iris").load(config)
     >>> loaded.x.shape, loaded.labels
     ((150, 4), ['setosa', 'versicolor', 'virginica'])
 """

@@ -3,11 +3,12 @@ and diabetes (a regression target). Offline, always there: dlcli's default data.
 
 from __future__ import annotations
 
+from dlcli.config import SKLEARN_SOURCES
 from dlcli.sources.base import Loaded, Source, plain
 
 
 class Bundled(Source):
-    names = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+    names = SKLEARN_SOURCES
     regression = ("diabetes",)
 
     def load(self, config) -> Loaded:

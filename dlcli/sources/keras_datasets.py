@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dlcli.config import KERAS_SOURCES
 from dlcli.errors import ConfigError, Problem
 from dlcli.sources.base import Loaded, Source
 
 
 class KerasDataset(Source):
-    names = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+    names = KERAS_SOURCES
 
     def load(self, config) -> Loaded:
         from dlcli.runtime import keras_module
