@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from dlcli.errors import ConfigError, Problem
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -53,6 +58,34 @@ def atomic_write(path: Path, content: str | bytes) -> None:
             os.fsync(handle.fileno())
 
     save(path, write)
+
+
+def regular_file(path, what: str = "file", limit: int | None = None) -> Path:
+    """`path` when it names a regular file (a symlink to one is fine), at most `limit` bytes.
+
+    A ConfigError (exit 2) naming the path otherwise: missing, a folder, or a FIFO, a device
+    (`/dev/zero`), a socket, which would block or never end. Only `stat` is called, so a
+    FIFO is refused without being opened.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(Problem(f"no such {what}; check the path", where=str(path))) from None
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot read the {what}: {exc.strerror}", where=str(path))) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(Problem(f"is a folder, not a {what}", where=str(path)))
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(Problem(
+            f"is not a regular file (a FIFO, device or socket); give the {what} as a regular file",
+            where=str(path),
+        ))
+    if limit is not None and info.st_size > limit:
+        raise ConfigError(Problem(
+            f"the {what} is {info.st_size:,} bytes, over dlcli's limit of {limit:,}", where=str(path),
+        ))
+    return path
 
 
 def append_line(path: Path, line: str) -> None:
@@ -94,6 +127,27 @@ def read_csv_rows(path: Path) -> list[list[str]]:
     """Every row of a small CSV file (history.csv, a prediction file) as lists of strings."""
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.reader(handle))
+
+
+def json_text(data, indent: int | None = None) -> str:
+    """Strict JSON text: NaN and inf become null (bare `NaN` is not JSON), numpy values
+    become Python ones, anything else its text."""
+    return json.dumps(finite(data), indent=indent, default=jsonable, allow_nan=False)
+
+
+def finite(value):
+    """`value` with every NaN/inf float (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return finite(value.item())
+    if hasattr(value, "tolist"):
+        return finite(value.tolist())
+    return value
 
 
 def jsonable(value):

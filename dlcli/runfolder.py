@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.files import append_line, atomic_write, csv_text, jsonable, read_csv_rows, save
+from dlcli.files import append_line, atomic_write, csv_text, json_text, read_csv_rows, save
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -73,7 +73,7 @@ class RunFolder:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             for attempt in range(1, 10_000):
                 folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-                atomic_write(staging / "run.json", json.dumps({"id": folder.name, **(record or {})}, indent=2, default=jsonable) + "\n")
+                atomic_write(staging / "run.json", json_text({"id": folder.name, **(record or {})}, indent=2) + "\n")
                 if folder.exists():
                     continue
                 try:
@@ -120,7 +120,7 @@ class RunFolder:
             return default
 
     def write_json(self, name: str, data) -> None:
-        atomic_write(self.file(name), json.dumps(data, indent=2, default=jsonable) + "\n")
+        atomic_write(self.file(name), json_text(data, indent=2) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write(self.file(name), text)
@@ -185,7 +185,7 @@ class RunFolder:
         return out
 
     def append_evaluation(self, record: dict) -> None:
-        append_line(self.file("evaluations.jsonl"), json.dumps(record, default=jsonable))
+        append_line(self.file("evaluations.jsonl"), json_text(record))
 
     def evaluations(self) -> list[dict]:
         """evaluations.jsonl's entries (a torn last line from a killed writer is skipped)."""

@@ -8,7 +8,6 @@ in library calls. Nothing here knows how training works.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlcli.errors import EXIT_INTERRUPTED, DlcliError
+from dlcli.files import json_text
 
 SetOption = Annotated[
     list[str] | None,
@@ -47,7 +47,7 @@ def err() -> Console:
 
 
 def emit_json(data: dict) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
     sys.stdout.flush()
 
 
