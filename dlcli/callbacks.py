@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from dlcli import checkpoint, keras_names
 from dlcli.checks import PATH_ARGUMENTS
@@ -97,6 +98,7 @@ class Recorder(keras.callbacks.Callback):
             keras, self.model, epoch + 1, lr, callback_state(es, self.rlr),
             best_weights=es.best_weights if es is not None else None,
             best_epoch=es.best_epoch + 1 if es is not None else None,
+            finished=bool(self.model.stop_training),  # early stopping (or a callback) ends it here
         )
         if time.perf_counter() - self.written_at >= CHECKPOINT_INTERVAL_S:
             self.write(current=True)
@@ -133,6 +135,17 @@ class Restorer(keras.callbacks.Callback):
             rlr.wait, rlr.best, rlr.cooldown_counter = st["wait"], st["best"], st["cooldown_counter"]
 
 
+def _inside(run: RunFolder, name: str):
+    """`name` in the run folder, refused (`UnsafeRunFolder`) if a link on its way leads out;
+    a name with `{epoch}`-style fields is checked up to its first field."""
+    fixed = name.split("{", 1)[0]
+    if "{" in name:
+        fixed = str(Path(fixed).parent) if not fixed.endswith("/") else fixed
+    if fixed not in ("", "."):
+        run.file(fixed)
+    return run.path / name
+
+
 def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None = None, progress=None) -> tuple[list, Recorder]:
     """The run's callbacks in order, and its Recorder (which the trainer asks for the rows)."""
     t = config.training
@@ -143,7 +156,7 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
         kwargs = spec.kwargs  # file names were checked to stay inside (dlcli.checks)
         for key in PATH_ARGUMENTS:
             if isinstance(kwargs.get(key), str):
-                kwargs[key] = str(run.path / kwargs[key])
+                kwargs[key] = str(_inside(run, kwargs[key]))
         callbacks.append(keras_names.construct("callback", spec.type, kwargs))
     # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
     recorder = Recorder(run, rows, es, rlr)
@@ -151,7 +164,7 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
     if saved:
         callbacks.append(Restorer(run, saved, es, rlr))
     if config.output.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard")), write_graph=False))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.folder("tensorboard")), write_graph=False))
     if progress is not None:
         callbacks.append(progress)
     return callbacks, recorder

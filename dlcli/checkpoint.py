@@ -14,6 +14,7 @@ written (dlcli writes at most every few seconds, at the end and on interrupt).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ from dlcli.runfolder import RunFolder, now_iso
 
 FOLDER = "checkpoints"
 STATE = f"{FOLDER}/state.json"
+# The only names dlcli writes in checkpoints/ besides state.json, and so the only ones it deletes.
+CHECKPOINT_NAME = re.compile(r"^epoch-\d{4,}\.keras$")
+BEST_NAME = re.compile(r"^best-\d{4,}\.npz$")
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Snapshot:
     callbacks: dict
     best_weights: list | None = None
     best_epoch: int | None = None
+    finished: bool = False  # early stopping ended training at this epoch
 
 
 def seed_states(model) -> list:
@@ -54,16 +59,17 @@ def assign(model, weights, optimizer_values) -> None:
         variable.assign(value)
 
 
-def take(keras, model, epoch: int, lr: float, callbacks: dict, best_weights=None, best_epoch=None) -> Snapshot:
+def take(keras, model, epoch: int, lr: float, callbacks: dict, best_weights=None, best_epoch=None,
+         finished: bool = False) -> Snapshot:
     weights, optimizer = values(keras, model)
     rng = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(model)]
-    return Snapshot(epoch, lr, weights, optimizer, rng, callbacks, best_weights, best_epoch)
+    return Snapshot(epoch, lr, weights, optimizer, rng, callbacks, best_weights, best_epoch, finished)
 
 
 def write(keras, run: RunFolder, model, snap: Snapshot, current: bool) -> None:
     """Put `snap` in checkpoints/; `current` says the model still holds its weights (else
     they are swapped in for the save and back out after)."""
-    folder = run.file(FOLDER)
+    folder = run.folder(FOLDER)
     if not current:  # the model has moved on (interrupt) or back (best weights)
         now = values(keras, model)
         assign(model, snap.weights, snap.optimizer)
@@ -76,15 +82,15 @@ def write(keras, run: RunFolder, model, snap: Snapshot, current: bool) -> None:
     best = None
     if snap.best_weights is not None:
         best = f"best-{snap.best_epoch:04d}.npz"
-        if not (folder / best).exists():
+        if not run.file(f"{FOLDER}/{best}").exists():
             run.save(f"{FOLDER}/{best}", lambda tmp: _save_arrays(tmp, snap.best_weights))
     run.write_json(STATE, {
         "epoch": snap.epoch, "time": now_iso(), "lr": snap.lr, **snap.callbacks,
-        "checkpoint": name, "best_weights": best, "rng": snap.rng,
+        "checkpoint": name, "best_weights": best, "rng": snap.rng, "finished": snap.finished,
     })
-    for stale in folder.iterdir():
-        if stale.name not in (name, best, "state.json"):
-            stale.unlink(missing_ok=True)
+    for stale in sorted(p.name for p in folder.iterdir()):
+        if stale not in (name, best) and (CHECKPOINT_NAME.match(stale) or BEST_NAME.match(stale)):
+            run.remove(f"{FOLDER}/{stale}")
 
 
 def _save_arrays(path, arrays: list) -> None:
@@ -93,9 +99,17 @@ def _save_arrays(path, arrays: list) -> None:
 
 
 def read(run: RunFolder) -> dict | None:
-    """state.json when the checkpoint it names is there (None: no completed epoch)."""
+    """state.json when it is dlcli's and the checkpoint it names is there (None: no
+    completed epoch)."""
     state = run.read_json(STATE)
-    if not isinstance(state, dict) or not (run.file(FOLDER) / str(state.get("checkpoint", "-"))).is_file():
+    if not isinstance(state, dict):
+        return None
+    name, best = state.get("checkpoint"), state.get("best_weights")
+    if not (isinstance(name, str) and CHECKPOINT_NAME.match(name)) or not isinstance(state.get("epoch"), int):
+        return None
+    if best is not None and not (isinstance(best, str) and BEST_NAME.match(best)):
+        return None
+    if not run.file(f"{FOLDER}/{name}").is_file():
         return None
     return state
 
@@ -103,7 +117,7 @@ def read(run: RunFolder) -> dict | None:
 def load_into(keras, model, run: RunFolder, state: dict) -> None:
     """Weights, optimizer state, learning rate and RNG state of the checkpointed epoch."""
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(run.file(FOLDER) / state["checkpoint"])
+    model.load_weights(run.file(f"{FOLDER}/{state['checkpoint']}"))
     model.optimizer.learning_rate = state.get("lr", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
     for variable, value in zip(seed_states(model), state.get("rng") or []):
         variable.assign(value)
@@ -111,7 +125,9 @@ def load_into(keras, model, run: RunFolder, state: dict) -> None:
 
 def best_weights(run: RunFolder, state: dict) -> list | None:
     """Early stopping's best weights named by `state`, if they are there."""
-    path = run.file(FOLDER) / (state.get("best_weights") or "-")
+    if not state.get("best_weights"):
+        return None
+    path = run.file(f"{FOLDER}/{state['best_weights']}")
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as arrays:

@@ -66,6 +66,10 @@ class RunFailed(DlcliError):
 
     exit_code = EXIT_FAILED
 
+    def __init__(self, message: str, payload: dict | None = None):
+        super().__init__(message)
+        self.payload = payload
+
 
 class GateFailed(DlcliError):
     """A `--fail-under` / `--fail-over` gate was not met (exit 3)."""

@@ -16,12 +16,13 @@ import numpy as np
 
 from dlcli.config import load_config
 from dlcli.data import load_data, read_features_file, read_labeled_file
-from dlcli.errors import ConfigError, Problem, did_you_mean, first_line
+from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line
 from dlcli.files import csv_text
 from dlcli.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
 from dlcli.runtime import import_keras
+from dlcli.signals import stop_after_batch
 
 
 def open_run(run, runs_dir=None) -> RunFolder:
@@ -30,6 +31,10 @@ def open_run(run, runs_dir=None) -> RunFolder:
 
 def load_run_model(run: RunFolder):
     """(keras, model, config, run.json) of a finished run."""
+    record = run.record
+    if not isinstance(record.get("data"), dict) or not isinstance(record["data"].get("input_shape"), list):
+        raise ConfigError(Problem("run.json is missing or damaged (no data section); retrain the run",
+                                  where=str(run.file("run.json"))))
     config = load_config(run.file("config.yaml"))
     keras = import_keras(config.runtime.backend)
     path = run.file("model.keras")
@@ -45,7 +50,34 @@ def load_run_model(run: RunFolder):
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
         raise ConfigError(Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))) from None
-    return keras, model, config, run.record
+    return keras, model, config, record
+
+
+def run_labels(run: RunFolder, record: dict, model) -> list | None:
+    """labels.json (class index -> original label), checked: a list of labels for a
+    classification run, None for regression; a ConfigError for a damaged file."""
+    labels = run.read_json("labels.json")
+    task = record.get("data", {}).get("task")
+    if task == "regression" and labels is None:
+        return None
+    if not isinstance(labels, list) or not labels or not all(
+            isinstance(v, (str, int, float, bool)) for v in labels):
+        raise ConfigError(Problem("labels.json is missing or is not a list of class labels; "
+                                  "restore it or retrain the run", where=str(run.file("labels.json"))))
+    width = int(model.output_shape[-1])
+    if width not in (1, len(labels)):
+        raise ConfigError(Problem(f"labels.json names {len(labels)} classes but the model has {width} outputs; "
+                                  "restore it or retrain the run", where=str(run.file("labels.json"))))
+    return labels
+
+
+def _quietly_stoppable(model):
+    """A Ctrl-C/SIGTERM in Keras's evaluate/predict ends it after the batch and is raised
+    after it (`dlcli.signals.stop_after_batch`), never inside a backend call."""
+    def stop():
+        model.stop_evaluating = model.stop_predicting = True
+
+    return stop_after_batch(stop)
 
 
 def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None,
@@ -61,7 +93,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     run = open_run(run, runs_dir)
     _, model, config, record = load_run_model(run)
     summary = record.get("data", {})
-    labels = run.read_json("labels.json")
+    labels = run_labels(run, record, model)
     entry = {"time": now_iso()}
     if data is not None:
         split_data = read_labeled_file(str(data), config, summary, labels)
@@ -75,19 +107,28 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
         split_data = dataset.split(split)
         entry["split"] = split
     n_classes = len(labels) if labels else 0
-    metrics = model.evaluate(**split_data.keras_inputs(lambda y: targets_for(model, y, n_classes),
-                                                       config.training.batch_size),
-                             verbose=0, return_dict=True)
+    with _quietly_stoppable(model) as stop:
+        metrics = model.evaluate(**split_data.keras_inputs(lambda y: targets_for(model, y, n_classes),
+                                                           config.training.batch_size),
+                                 verbose=0, return_dict=True)
+        stop.raise_if_requested()
+        predictions = predicted_classes(model, split_data.feature_batches()) if labels else None
+        stop.raise_if_requested()
     entry["metrics"] = {k: float(v) for k, v in metrics.items()}
     entry["samples"] = len(split_data)
     failures = check_gates(entry["metrics"], fail_under, fail_over)
-    if labels:
-        suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
-        entry["confusion_matrix"] = write_confusion(
-            run, f"confusion_matrix{suffix}", split_data.y, predicted_classes(model, split_data.feature_batches()),
-            labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
-        )
-    run.append_evaluation(entry)
+    try:
+        if labels:
+            suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
+            entry["confusion_matrix"] = write_confusion(
+                run, f"confusion_matrix{suffix}", split_data.y, predictions,
+                labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
+            )
+        run.append_evaluation(entry)
+    except OSError as exc:
+        where = f" on {exc.filename}" if exc.filename else ""
+        raise RunFailed(f"the evaluation could not be recorded (I/O error{where}: {exc.strerror or exc}); "
+                        "free disk space or check the run folder's permissions", payload=entry) from None
     if fail_under or fail_over:
         entry["gate_failures"] = failures
     return entry
@@ -127,9 +168,11 @@ def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> list[di
     run = open_run(run, runs_dir)
     _, model, config, record = load_run_model(run)
     summary = record.get("data", {})
+    labels = run_labels(run, record, model)
     x = read_features_file(str(input_path), summary.get("features"), tuple(summary["input_shape"]))
-    outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
-    labels = run.read_json("labels.json")
+    with _quietly_stoppable(model) as stop:
+        outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
+        stop.raise_if_requested()
     if labels is None:  # regression
         outputs = outputs.reshape(len(outputs), -1)
         names = ["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])]

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -22,7 +23,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, first_line
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -42,6 +43,10 @@ def save(path: Path, write) -> None:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is for sharing
         write(Path(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        # Writers (Keras, zip, numpy) often raise without a file name: name the target.
+        raise OSError(exc.errno, exc.strerror or first_line(exc), str(path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -88,12 +93,60 @@ def regular_file(path, what: str = "file", limit: int | None = None) -> Path:
     return path
 
 
+def write_output(path, text: str) -> None:
+    """Write a file the user named (`predict --output`, `init`, `schema --output`).
+
+    A regular file (or a new one) is written atomically; a symbolic link is kept and its
+    target written; a FIFO or device (`/dev/null`, `/dev/stdout`) is written into, as a shell
+    redirect does, never replaced by a regular file. A FIFO nobody reads is refused rather
+    than waited on. Any failure is a ConfigError naming the path.
+    """
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot write it: {exc.strerror}", where=str(path))) from None
+    try:
+        if mode is None or stat.S_ISREG(mode):
+            atomic_write(target, text)
+        elif stat.S_ISDIR(mode):
+            raise ConfigError(Problem("is a folder; give a file name", where=str(path)))
+        else:
+            _write_into(target, text.encode("utf-8"))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise ConfigError(Problem("is a FIFO that no process reads; start the reader first",
+                                      where=str(path))) from None
+        raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(path))) from None
+
+
+def _write_into(path: Path, data: bytes) -> None:
+    """Write into an existing special file (a FIFO only if a reader is there already)."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def append_line(path: Path, line: str) -> None:
-    """Append one complete line with a single write, flushed to disk."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line if line.endswith("\n") else line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one complete line with a single write, flushed to disk: to a regular file
+    only, never through a symbolic link (`OSError` otherwise)."""
+    data = (line if line.endswith("\n") else line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def csv_cell(value):
@@ -127,6 +180,11 @@ def read_csv_rows(path: Path) -> list[list[str]]:
     """Every row of a small CSV file (history.csv, a prediction file) as lists of strings."""
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.reader(handle))
+
+
+def read_csv_text(text: str) -> list[list[str]]:
+    """Every row of CSV text as lists of strings."""
+    return list(csv.reader(io.StringIO(text, newline="")))
 
 
 def json_text(data, indent: int | None = None) -> str:

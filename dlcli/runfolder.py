@@ -1,7 +1,13 @@
 """The run folder: `<runs dir>/<name>-<YYYYMMDD-HHMMSS>[-N]/` and the files in it.
 
 A new folder is staged and claimed by a rename, so any number of processes starting at
-once get distinct folders. Every file goes through `dlcli.files` (temp file + rename), so a
+once get distinct folders; the process that trains a run holds an exclusive lock on its
+`.lock` file for its whole life (the system drops it on any exit, `kill -9` included), so
+two processes never train one folder.
+
+A run folder is dlcli's own: a symbolic link, FIFO or device planted in it is never
+followed, read or written through (`RunFolder.file` refuses it), and only files dlcli names
+itself are ever deleted. Every file goes through `dlcli.files` (temp file + rename), so a
 reader (or a `kill -9`) never sees half a file; `history.csv` and `evaluations.jsonl` are
 append-only, one complete line per write. A run's status is read here too: `running` whose
 process is gone from this host is `killed`. This module is storage: it imports neither
@@ -10,19 +16,32 @@ TensorFlow nor Keras and knows nothing of how a run trains or what its metrics m
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.files import append_line, atomic_write, csv_text, json_text, read_csv_rows, save
+from dlcli.files import append_line, atomic_write, csv_text, json_text, read_csv_text, save
 
 DEFAULT_RUNS_DIR = "runs"
+LOCK = ".lock"
+# The largest run-folder file dlcli reads back as text (JSON, CSV, YAML): its own are far smaller.
+READ_LIMIT = 64 << 20
+# What a killed `dlcli.files.save` leaves: `.NAME.XXXXXXXX.tmp[.SUFFIX]`.
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+_HELD_LOCKS: dict[str, int] = {}  # run path -> open lock file: held until the process exits
+
+
+class UnsafeRunFolder(ConfigError):
+    """A run folder holds something dlcli did not put there and will not follow (exit 2)."""
 
 
 def runs_dir_from(option: str | os.PathLike | None) -> Path:
@@ -67,6 +86,7 @@ class RunFolder:
         except OSError as exc:
             raise ConfigError(Problem(f"cannot create the runs dir: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
         try:
+            _take_lock(staging / LOCK, str(staging))  # the lock moves with the folder
             for relative, text in (files or {}).items():
                 (staging / relative).parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(staging / relative, text)
@@ -82,12 +102,14 @@ class RunFolder:
                     if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                         continue
                     raise
+                _HELD_LOCKS[str(folder)] = _HELD_LOCKS.pop(str(staging))
                 return cls(folder)
             raise ConfigError(Problem("too many runs with this name in one second", where=str(runs)))
         except OSError as exc:
             raise ConfigError(Problem(f"cannot write a run folder: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
         finally:
             if staging.exists():
+                _release_lock(str(staging))
                 shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
@@ -110,13 +132,65 @@ class RunFolder:
 
     # -- files ---------------------------------------------------------------------------
     def file(self, name: str) -> Path:
+        """The path of `name` (such as `checkpoints/state.json`) in the folder, after making
+        sure nothing on the way is a symbolic link and that what is there is a plain file or
+        folder: an `UnsafeRunFolder` (exit 2) otherwise."""
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise UnsafeRunFolder(Problem(f"{name!r} is not a name inside a run folder", where=str(self.path)))
+        path = self.path
+        for part in parts:
+            path = path / part
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                raise UnsafeRunFolder(Problem(f"cannot inspect it: {exc.strerror}", where=str(path))) from None
+            if stat.S_ISLNK(mode):
+                raise UnsafeRunFolder(Problem(
+                    "is a symbolic link; dlcli never follows links inside a run folder: remove it", where=str(path)))
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise UnsafeRunFolder(Problem(
+                    "is not a regular file or folder (a FIFO, device or socket): remove it", where=str(path)))
         return self.path / name
+
+    def folder(self, name: str) -> Path:
+        """A sub-folder dlcli writes into (`checkpoints`, `tensorboard`): created if missing,
+        and refused (`UnsafeRunFolder`) when anything inside it is a link or special file."""
+        path = self.file(name)
+        path.mkdir(exist_ok=True)
+        for root, dirs, files in os.walk(path):
+            for entry in [*dirs, *files]:
+                self.file(str(Path(root, entry).relative_to(self.path)))
+        return path
+
+    def read_text(self, name: str, limit: int = READ_LIMIT) -> str | None:
+        """A file's text, or None when it is missing, unreadable, a link or special file, or
+        larger than `limit` (a run folder's own files never are)."""
+        try:
+            path = self.file(name)
+            with open(path, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
+                data = handle.read(limit + 1)
+        except (OSError, UnsafeRunFolder):
+            return None
+        if len(data) > limit:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     def read_json(self, name: str, default=None):
         """A JSON file's content, or `default` when it is missing or unreadable."""
+        text = self.read_text(name)
+        if text is None:
+            return default
         try:
-            return json.loads(self.file(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
+            return json.loads(text)
+        except (ValueError, RecursionError):  # ValueError covers bad JSON
             return default
 
     def write_json(self, name: str, data) -> None:
@@ -130,17 +204,31 @@ class RunFolder:
         and rename it into place: see `dlcli.files.save`."""
         save(self.file(name), write)
 
+    def remove(self, name: str) -> None:
+        """Delete one file dlcli wrote (never a link's target, never a folder)."""
+        path = self.file(name)
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
     def remove_temp_files(self) -> None:
-        """Temp files a killed writer left (`.name.XXXX.tmp...`): never read, safe to drop."""
-        for folder in (self.path, self.file("checkpoints")):
-            if folder.is_dir():
-                for path in folder.glob(".*tmp*"):
-                    if path.is_file():
-                        path.unlink(missing_ok=True)
+        """Temp files a killed writer left (`.name.XXXXXXXX.tmp...`): never read, safe to drop."""
+        for folder in ("", "checkpoints/"):
+            path = self.file(folder) if folder else self.path
+            if path.is_dir():
+                for entry in os.listdir(path):
+                    if TEMP_NAME.match(entry):
+                        self.remove(f"{folder}{entry}")
+
+    def lock(self) -> None:
+        """Hold the run's lock for the life of this process; a ConfigError naming the
+        process that holds it otherwise."""
+        if str(self.path) not in _HELD_LOCKS:
+            self.file(LOCK)
+            _take_lock(self.path / LOCK, str(self.path))
 
     def update(self, **fields) -> dict:
         """Merge fields into run.json (atomically) and return the whole record."""
-        record = self.read_json("run.json", {}) or {}
+        record = self.record
         record.update(fields)
         self.write_json("run.json", record)
         return record
@@ -158,46 +246,52 @@ class RunFolder:
             append_line(path, csv_text([row], self._history_columns))
             return
         if getattr(self, "_history_columns", None) is None:
-            self._history_columns = next(iter(read_csv_rows(path)), [])
+            self._history_columns = next(iter(self._csv_rows("history.csv")), [])
         append_line(path, csv_text([row], self._history_columns, header=False))
 
     def rewrite_history(self, rows: list[dict]) -> None:
         """Replace history.csv with `rows` (a resume drops rows past the last checkpoint)."""
         self._history_columns = None
         if not rows:
-            self.file("history.csv").unlink(missing_ok=True)
+            self.remove("history.csv")
             return
         atomic_write(self.file("history.csv"), csv_text(rows))
 
     def history(self) -> list[dict]:
         """history.csv as a list of rows with numbers as floats (epoch as int)."""
-        path = self.file("history.csv")
-        if not path.exists():
-            return []
-        rows = read_csv_rows(path)
+        rows = self._csv_rows("history.csv")
         header, out = (rows[0] if rows else []), []
         for cells in rows[1:]:
             if len(cells) != len(header):
                 continue  # a torn last line from a killed writer
             parsed = {k: _number(v) for k, v in zip(header, cells)}
-            parsed["epoch"] = int(parsed["epoch"])
+            try:
+                parsed["epoch"] = int(parsed["epoch"])
+            except (KeyError, TypeError, ValueError):
+                continue  # not a row dlcli wrote
             out.append(parsed)
         return out
+
+    def _csv_rows(self, name: str) -> list[list[str]]:
+        text = self.read_text(name)
+        if text is None:
+            return []
+        try:
+            return read_csv_text(text)
+        except csv.Error:
+            return []
 
     def append_evaluation(self, record: dict) -> None:
         append_line(self.file("evaluations.jsonl"), json_text(record))
 
     def evaluations(self) -> list[dict]:
         """evaluations.jsonl's entries (a torn last line from a killed writer is skipped)."""
-        try:
-            lines = self.file("evaluations.jsonl").read_text(encoding="utf-8").splitlines()
-        except (OSError, ValueError):
-            return []
+        lines = (self.read_text("evaluations.jsonl") or "").splitlines()
         out = []
         for line in lines:
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(entry, dict):
                 out.append(entry)
@@ -211,13 +305,45 @@ def latest_run(runs_dir: Path) -> RunFolder | None:
     best, best_key = None, None
     for folder in runs_dir.iterdir():
         run = RunFolder(folder)
-        record = run.record if folder.is_dir() else {}
+        record = run.record if folder.is_dir() and not folder.name.startswith(".") else {}
         if not record:
             continue
         key = (timestamp(record.get("started")) or 0.0, folder.name)
         if best_key is None or key > best_key:
             best, best_key = run, key
     return best
+
+
+def _take_lock(path: Path, key: str) -> None:
+    """An exclusive, non-blocking lock on `path` (created if missing) that this process
+    keeps until it exits; a ConfigError naming the holder's pid when another has it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeRunFolder(Problem("is not a regular file: remove it", where=str(path)))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise ConfigError(Problem(
+                f"the run is in use by process {holder}; wait for it to end or stop it",
+                where=str(path.parent))) from None
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD_LOCKS[key] = fd
+
+
+def _release_lock(key: str) -> None:
+    fd = _HELD_LOCKS.pop(key, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def timestamp(text) -> float | None:

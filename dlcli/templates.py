@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.files import atomic_write
+from dlcli.files import write_output
 
 
 def _templates_dir():
@@ -56,7 +56,7 @@ def write_template(path: str | os.PathLike = "config.yaml", name: str = "mlp", f
         raise ConfigError(Problem("already exists; pass --force to overwrite it, or choose another PATH", where=str(target)))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, text)
     except OSError as exc:
         raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(target))) from None
+    write_output(target, text)
     return target

@@ -112,6 +112,7 @@ class Session:
     rows: list[dict]
     saved: dict | None
     started: float  # time.time() of the call, less earlier sessions' duration on resume
+    finishing: bool = False  # resumed after its last epoch: only the final phase is left
 
     @property
     def initial_epoch(self) -> int:
@@ -138,25 +139,20 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         else _open(config, overrides, runs_dir, command, started)
     from dlcli.callbacks import callbacks_for  # Keras is up: prepare imported it
 
-    reporter = _reporter(session, console, rich_bar) if progress else None
+    reporter = _reporter(session, console, rich_bar) if not session.finishing and progress else None
     recorder = None
+    model = session.prepared.model
     with sigterm_raises():  # also while an interrupted run writes its checkpoint and status
         try:
             callbacks, recorder = callbacks_for(session.prepared.config, session.run, session.rows, session.saved,
                                                 reporter)
-            fit_seconds = _fit(session, callbacks, recorder)
-            return _score_and_write(session, recorder, fit_seconds)
+            # From fit to the last file, a first Ctrl-C/SIGTERM asks Keras to stop after the
+            # batch in progress and is raised between steps (dlcli.signals).
+            with stop_after_batch(lambda: _stop(model)) as stop:
+                fit_seconds = _fit(session, callbacks, recorder, stop)
+                return _score_and_write(session, recorder, fit_seconds, stop)
         except (KeyboardInterrupt, Terminated):
-            try:
-                if recorder is not None:
-                    recorder.write()  # the last completed epoch, not the half-done one
-            except (KeyboardInterrupt, Terminated):
-                pass  # a second Ctrl-C stops at once: the checkpoint on disk is the previous one
-            done = recorder.epochs_run if recorder is not None else session.initial_epoch
-            with held():
-                _finish(session, "interrupted", error=f"interrupted after {done} completed epochs")
-            raise Interrupted(f"interrupted; the run folder {session.run.path} keeps {done} completed epochs "
-                              f"(continue with: dlcli train --resume {session.run.path})") from None
+            _interrupted(session, recorder)
         except RunFailed as exc:
             _finish(session, "failed", error=str(exc), failed_epoch=recorder.diverged if recorder else None)
             raise
@@ -164,9 +160,55 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
             _finish(session, "failed", error=str(exc))
             raise
         except Exception as exc:
+            if _signalled(exc):  # a backend scope that re-raised its own error over Ctrl-C
+                _interrupted(session, recorder)
             reason = _runtime_reason(exc)
             _finish(session, "failed", error=reason)
             raise RunFailed(reason) from exc
+        finally:
+            try:
+                session.run.remove_temp_files()
+            except (OSError, ConfigError):
+                pass  # best effort: the error in flight is the one to report
+
+
+def _interrupted(session: Session, recorder) -> None:
+    """Write the last completed epoch, mark the run interrupted and raise `Interrupted`."""
+    try:
+        if recorder is not None:
+            recorder.write()  # the last completed epoch, not the half-done one
+    except (KeyboardInterrupt, Terminated, Exception):  # noqa: BLE001, S110
+        pass  # a second Ctrl-C, a full disk, a save cut short: the checkpoint on disk stands
+    with held():
+        kept = _checkpointed(session.run)
+        _finish(session, "interrupted", error=f"interrupted after {kept} completed epochs")
+    keeps = f"keeps {kept} completed epoch{'s' if kept != 1 else ''}" if kept else "holds no completed epoch yet"
+    raise Interrupted(f"interrupted; the run folder {session.run.path} {keeps} "
+                      f"(continue with: dlcli train --resume {session.run.path})") from None
+
+
+def _signalled(exc: BaseException) -> bool:
+    """Whether a Ctrl-C/SIGTERM is behind `exc` (raised while handling it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
+
+
+def _stop(model) -> None:
+    """Ask Keras to end fit, evaluate or predict after the batch in progress."""
+    model.stop_training = model.stop_evaluating = model.stop_predicting = True
+
+
+def _checkpointed(run: RunFolder) -> int:
+    """The epoch in the run's checkpoint (0: none): what `--resume` continues from."""
+    from dlcli import checkpoint
+
+    saved = checkpoint.read(run)
+    return int(saved["epoch"]) if saved else 0
 
 
 def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
@@ -183,7 +225,7 @@ def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
         "timings": dict(prepared.timings),
     }
     run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": config.to_yaml()})
-    run.file("checkpoints").mkdir()
+    run.folder("checkpoints")
     if data.labels is not None:
         run.write_json("labels.json", data.labels)
     lines: list[str] = []
@@ -196,12 +238,13 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float) -> S
     """Prepare the run's config (or the one given), check the resume rules, load the last
     completed epoch, and mark the run as running again."""
     run = RunFolder.find(ref, runs_dir)
+    run.lock()  # before anything is read: a second resume of this run stops here
     prepared = prepare(config if config is not None else str(run.file("config.yaml")), overrides)
     config = prepared.config
     resume.check(run, config)
-    saved, rows = resume.restore(run, config, prepared.model, prepared.keras)
+    saved, rows, finishing = resume.restore(run, config, prepared.model, prepared.keras)
     run.write_text("config.yaml", config.to_yaml())
-    run.file("checkpoints").mkdir(exist_ok=True)
+    run.folder("checkpoints")
     record = run.record
     resumes = record.get("resumes", []) + [{
         "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
@@ -210,7 +253,9 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float) -> S
     run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
                epochs=config.training.epochs, resumes=resumes, timings=dict(prepared.timings),
                **_runtime_record(prepared))
-    return Session(prepared, run, rows, saved, started - (record.get("duration_s") or 0))
+    earlier = record.get("duration_s")
+    earlier = earlier if isinstance(earlier, (int, float)) and earlier >= 0 else 0
+    return Session(prepared, run, rows, saved, started - earlier, finishing)
 
 
 def _runtime_record(prepared: Prepared) -> dict:
@@ -233,9 +278,11 @@ def _labels(prepared: Prepared):
     return lambda y: targets_for(prepared.model, y, prepared.data.n_classes)
 
 
-def _fit(session: Session, callbacks: list, recorder) -> float:
+def _fit(session: Session, callbacks: list, recorder, stop) -> float:
     """model.fit from the session's epoch; the seconds it took. NaN/inf loss is RunFailed; a
-    Ctrl-C or SIGTERM stops fit after its batch and is raised here (`dlcli.signals`)."""
+    Ctrl-C or SIGTERM (`stop`) ends fit after its batch and is raised here. A run resumed
+    after its last epoch fits no epoch: the callbacks still begin and end (early stopping
+    puts its best weights back)."""
     prepared = session.prepared
     config, data, model, keras = prepared.config, prepared.data, prepared.model, prepared.keras
     labels = _labels(prepared)
@@ -245,14 +292,13 @@ def _fit(session: Session, callbacks: list, recorder) -> float:
     # (With a seed set, TensorFlow repeats that order each epoch: tensorflow#35682.)
     keras.utils.set_random_seed(config.seed)
     fit_started = time.perf_counter()
-    with stop_after_batch(lambda: setattr(model, "stop_training", True)) as stop:
-        recorder.stop = stop
-        model.fit(
-            **data.train.keras_inputs(labels, config.training.batch_size),
-            validation_data=data.val.validation_data(labels) if data.val is not None else None,
-            epochs=config.training.epochs, initial_epoch=session.initial_epoch,
-            shuffle=config.training.shuffle, callbacks=callbacks, verbose=0,
-        )
+    recorder.stop = stop
+    model.fit(
+        **data.train.keras_inputs(labels, config.training.batch_size),
+        validation_data=data.val.validation_data(labels) if data.val is not None else None,
+        epochs=session.initial_epoch if session.finishing else config.training.epochs,
+        initial_epoch=session.initial_epoch, shuffle=config.training.shuffle, callbacks=callbacks, verbose=0,
+    )
     recorder.stop = None
     stop.raise_if_requested()
     seconds = time.perf_counter() - fit_started
@@ -264,23 +310,30 @@ def _fit(session: Session, callbacks: list, recorder) -> float:
     return seconds
 
 
-def _score_and_write(session: Session, recorder, fit_seconds: float) -> TrainResult:
+def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> TrainResult:
     """Score the kept model on the test split and write model.keras, metrics.json and the
-    reports (drawn on a worker thread meanwhile); then finish the run as completed."""
+    reports (drawn on a worker thread meanwhile); then finish the run as completed. A stop
+    request (`stop`) is raised between the scoring steps; once the writing starts, the run
+    completes."""
     from dlcli.reports import Background, write_run_reports
 
     prepared, run = session.prepared, session.run
     config, data, model = prepared.config, prepared.data, prepared.model
     best = recorder.best_epoch or _best_epoch(config, recorder.rows, metrics.directions(model))
     predictions = predicted_classes(model, data.test.feature_batches()) if data.labels is not None else None
+    stop.raise_if_requested()
     reports = Background(write_run_reports, run, recorder.rows, best, config.name, config.output.plots,
                          y_test=data.test.y, predictions=predictions, labels=data.labels)
     scored = model.evaluate(**data.test.keras_inputs(_labels(prepared), config.training.batch_size),
                             verbose=0, return_dict=True)
+    stop.raise_if_requested()
     run.save("model.keras", model.save)
     es = config.training.early_stopping
     kept_epoch = best if es is not None and es.restore_best_weights else (recorder.rows[-1]["epoch"] if recorder.rows else 0)
     trained = len(data.train) * (recorder.epochs_run - session.initial_epoch)
+    if session.finishing:  # nothing trained now: the speed of the epochs in history.csv
+        trained = len(data.train) * len(recorder.rows)
+        fit_seconds = sum(float(r.get("epoch_time_s") or 0) for r in recorder.rows)
     result = metrics.final_metrics(recorder.rows, {k: float(v) for k, v in scored.items()},
                                    trained / max(fit_seconds, 1e-9), best, kept_epoch)
     run.write_json("metrics.json", result)
@@ -302,7 +355,8 @@ def _runtime_reason(exc: Exception) -> str:
     if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "out of memory" in text.lower():
         return f"out of memory ({text}); lower training.batch_size or the model's size"
     if isinstance(exc, OSError):
-        return f"I/O error: {exc.strerror or text} ({exc.filename or ''})"
+        where = f" on {exc.filename}" if exc.filename else ""
+        return f"I/O error{where}: {exc.strerror or text}; free disk space or check the folder's permissions"
     return f"{name}: {text}"
 
 
@@ -315,7 +369,7 @@ def _finish(session: Session, status: str, **extra) -> dict:
     try:
         return session.run.update(status=status, ended=now_iso(), duration_s=round(time.time() - session.started, 3),
                                   metric_directions=directions, **extra)
-    except OSError:
+    except (OSError, ConfigError):  # a full disk, a read-only or tampered folder: report the error in flight
         return {}
 
 

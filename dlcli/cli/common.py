@@ -21,8 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dlcli.errors import EXIT_INTERRUPTED, DlcliError
+from dlcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, DlcliError
 from dlcli.files import json_text
+from dlcli.signals import Terminated, main_thread, sigterm_raises
 
 SetOption = Annotated[
     list[str] | None,
@@ -61,18 +62,38 @@ def command(func):
         if debug:
             os.environ["DLCLI_DEBUG"] = "1"
         try:
-            return func(*args, **kwargs)
+            with sigterm_raises():
+                result = func(*args, **kwargs)
+            _done()
+            return result
         except DlcliError as exc:
             if debug:
                 traceback.print_exc()
             _fail(str(exc), exc.exit_code, as_json, exc.payload)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             _fail("interrupted", EXIT_INTERRUPTED, as_json)
+        except OSError as exc:  # a full disk, a read-only folder: the cause in one line
+            if debug:
+                traceback.print_exc()
+            where = f" on {exc.filename}" if exc.filename else ""
+            _fail(f"I/O error{where}: {exc.strerror or exc}; free disk space or check permissions",
+                  EXIT_FAILED, as_json)
         finally:
             if debug and saved is None:
                 os.environ.pop("DLCLI_DEBUG", None)
 
     return wrapper
+
+
+def _done() -> None:
+    """The command's work is done and printed: a signal from here on (while the backends
+    tear down) ends the process with exit 0, as the result stands."""
+    if not AS_PROGRAM or not main_thread():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: os._exit(0))
 
 
 def _fail(message: str, code: int, as_json: bool, payload: dict | None = None):

@@ -277,13 +277,9 @@ def schema_command(
     if output is None:
         typer.echo(json.dumps(schema) + "\n" if as_json else text, nl=False)
         return
-    from dlcli.errors import ConfigError, Problem
-    from dlcli.files import atomic_write
+    from dlcli.files import write_output
 
-    try:
-        atomic_write(output, text)
-    except OSError as exc:
-        raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(output))) from None
+    write_output(output, text)
     if as_json:
         emit_json({"written": str(output)})
         return

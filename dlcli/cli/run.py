@@ -108,11 +108,11 @@ def predict(
     """Predict labels (or values) for a file of raw features with a run's model."""
     from dlcli.evaluation import predict as predict_run
     from dlcli.evaluation import to_csv
-    from dlcli.files import atomic_write
+    from dlcli.files import write_output
 
     rows = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
     if output is not None:
-        atomic_write(output, to_csv(rows))
+        write_output(output, to_csv(rows))
     if as_json:
         emit_json({"run": str(run), "count": len(rows), "predictions": rows,
                     **({"output": str(output)} if output else {})})
