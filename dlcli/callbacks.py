@@ -76,8 +76,12 @@ class Recorder(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.model.stop_training = True  # stop now; on_epoch_end records the epoch
 
+    def cut(self) -> bool:
+        """Whether a stop request (Ctrl-C, SIGTERM) has cut the current epoch short."""
+        return self.stop is not None and self.stop.requested is not None
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.stop is not None and self.stop.requested is not None:
+        if self.cut():
             return  # Keras ends the epoch early on a stop request: not a completed epoch
         logs = dict(logs or {})
         logs.pop("learning_rate", None)
@@ -136,13 +140,16 @@ class Restorer(keras.callbacks.Callback):
 
 
 def _inside(run: RunFolder, name: str):
-    """`name` in the run folder, refused (`UnsafeRunFolder`) if a link on its way leads out;
-    a name with `{epoch}`-style fields is checked up to its first field."""
+    """`name` in the run folder, its folders made, refused (`UnsafeRunFolder`) when a link
+    on its way would lead out; a name with `{epoch}`-style fields is checked up to its
+    first field."""
     fixed = name.split("{", 1)[0]
-    if "{" in name:
-        fixed = str(Path(fixed).parent) if not fixed.endswith("/") else fixed
-    if fixed not in ("", "."):
-        run.file(fixed)
+    checked = fixed if "{" not in name else (fixed.rstrip("/") if fixed.endswith("/") else str(Path(fixed).parent))
+    if checked not in ("", "."):
+        run.file(checked)
+        parent = Path(checked) if "{" in name else Path(checked).parent
+        if str(parent) != ".":
+            (run.path / parent).mkdir(parents=True, exist_ok=True)
     return run.path / name
 
 
@@ -160,11 +167,15 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
         callbacks.append(keras_names.construct("callback", spec.type, kwargs))
     # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
     recorder = Recorder(run, rows, es, rlr)
+    state = (saved or {}).get("early_stopping")
+    if es is not None and es.restore_best_weights and isinstance(state, dict) and isinstance(state.get("best_epoch"), int):
+        recorder.best_epoch = state["best_epoch"] + 1  # a resume that trains no epoch keeps it
     callbacks.append(recorder)
     if saved:
         callbacks.append(Restorer(run, saved, es, rlr))
     if config.output.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.folder("tensorboard")), write_graph=False))
     if progress is not None:
+        progress.cut = recorder.cut
         callbacks.append(progress)
     return callbacks, recorder

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from dlcli.config_text import config_differences, safe_load
+from dlcli.config_text import MAX_BYTES, config_differences, safe_load
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.metrics import direction
 from dlcli.runfolder import RunFolder, effective_status, runs_dir_from
@@ -62,7 +62,7 @@ def summarize(folder: str | os.PathLike) -> dict:
         duration = round(time.time() - started, 1) if started else None
     epochs_run = metrics.get("epochs_run")
     if epochs_run is None and status != "incomplete":
-        epochs_run = _history_rows(folder / "history.csv")  # unfinished: no metrics.json yet
+        epochs_run = _history_rows(run)  # unfinished: no metrics.json yet
     row.update(
         name=record.get("name"), status=status, started=record.get("started"), ended=record.get("ended"),
         duration_s=duration, epochs=record.get("epochs"), epochs_run=epochs_run,
@@ -160,7 +160,7 @@ def run_details(ref=None, runs_dir=None) -> dict:
     """
     run = RunFolder.find(ref, runs_dir)
     details = summarize(run.path)
-    text = _read_text(run.file("config.yaml"))
+    text = run.read_text("config.yaml", MAX_BYTES)
     try:
         history = run.history()
     except (ValueError, KeyError, TypeError):
@@ -185,7 +185,7 @@ def compare_runs(refs, runs_dir=None) -> dict:
         raise ConfigError(Problem(f"compare needs at least two runs, got {len(refs)}; `dlcli runs` lists them"))
     folders = [RunFolder.find(ref, runs_dir) for ref in refs]
     rows = [summarize(folder.path) for folder in folders]
-    configs = [_parse_yaml(_read_text(folder.file("config.yaml"))) or {} for folder in folders]
+    configs = [_parse_yaml(folder.read_text("config.yaml", MAX_BYTES)) or {} for folder in folders]
     keys: dict[str, None] = {}
     for other in configs[1:]:
         keys.update(dict.fromkeys(config_differences(configs[0], other)))
@@ -206,30 +206,21 @@ def compare_runs(refs, runs_dir=None) -> dict:
 
 # -- helpers -------------------------------------------------------------------------------
 
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def _parse_yaml(text: str | None):
     if text is None:
         return None
     try:
         data = safe_load(text)
-    except yaml.YAMLError:
+    except yaml.YAMLError:  # TooComplex too: nested or aliased past the bounds
         return None
     return data if isinstance(data, dict) else None
 
 
-def _history_rows(path: Path) -> int | None:
-    try:
-        with open(path, "rb") as handle:
-            lines = sum(1 for line in handle if line.strip())
-    except OSError:
+def _history_rows(run: RunFolder) -> int | None:
+    text = run.read_text("history.csv")
+    if text is None:
         return None
-    return max(lines - 1, 0)
+    return max(sum(1 for line in text.splitlines() if line.strip()) - 1, 0)
 
 
 def _mtime(path: str) -> float:

@@ -8,20 +8,26 @@ Each check returns `Problem`s pointing at the config's own lines, so `dlcli vali
 - `config_problems`: callbacks (names, arguments, file names that must stay inside the run
   folder) and runtime settings the chosen backend cannot honour;
 - `output_problems`: the model's last layer against the data and the loss (3 units for 10
-  classes, softmax with `from_logits`, a sparse loss on one-hot labels, ...).
+  classes, softmax with `from_logits`, a sparse loss on one-hot labels, ...);
+- `monitor_problems`: callbacks that watch a metric training never logs (`val_acuracy`).
 """
 
 from __future__ import annotations
 
+import re
+import string
 from pathlib import Path
 
 from dlcli import keras_names
-from dlcli.errors import Problem
+from dlcli.errors import Problem, did_you_mean
 from dlcli.losses import BINARY, INDICES
 from dlcli.runtime import runtime_problems
 
 # Keyword arguments of keras.callbacks that name files: kept inside the run folder.
 PATH_ARGUMENTS = ("filename", "filepath", "log_dir", "backup_dir")
+# A format field of a file name (`{epoch:02d}`, `{val_loss:.4f}`): a number's width, precision
+# and type, without fill or alignment (`{epoch!s:.>2.0}` renders as '..').
+NUMBER_SPEC = re.compile(r"^0?\d{0,2}(\.\d{1,2})?[dfeEgG%]?$")
 # Layers that pass their input's activation through (the output's activation is before them).
 PASS_THROUGH = ("Dropout", "ActivityRegularization", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 
@@ -41,12 +47,8 @@ def config_problems(config) -> list[Problem]:
         except keras_names.NameProblem as exc:
             problems.append(config.problem(("training", "callbacks", index, *([exc.key] if exc.key else [])), str(exc)))
         for key in PATH_ARGUMENTS:
-            value = spec.kwargs.get(key)
-            if isinstance(value, str) and not stays_inside(value):
-                problems.append(config.problem(
-                    ("training", "callbacks", index, key),
-                    f"{key} {value!r} leaves the run folder; give a name inside it, such as 'log.csv'",
-                ))
+            if key in spec.kwargs and (message := path_problem(key, spec.kwargs[key])):
+                problems.append(config.problem(("training", "callbacks", index, key), message))
     problems += [config.problem(path, message) for path, message in runtime_problems(config.runtime)]
     return problems
 
@@ -55,6 +57,75 @@ def stays_inside(value: str) -> bool:
     """A relative path that cannot climb out of the folder it is joined to."""
     path = Path(value)
     return not path.is_absolute() and ".." not in path.parts
+
+
+class _SampleLogs(dict):
+    """What Keras formats a callback's file name with: epoch, batch and every metric."""
+
+    def __missing__(self, key):
+        return 0.5
+
+
+def path_problem(key: str, value) -> str | None:
+    """What is wrong with a callback's file name (`filepath`, `filename`, ...), or None.
+
+    It must be text naming a place inside the run folder, both as written and once Keras
+    fills its fields in (`model-{epoch:02d}.keras`); only plain fields are allowed, so what
+    a field renders to is known: a name and an optional number format.
+    """
+    fix = "give a name inside the run folder, such as 'log.csv' or 'model-{epoch:02d}.keras'"
+    if not isinstance(value, str):
+        return f"{key} must be a file name in quotes, not {'null' if value is None else type(value).__name__}; {fix}"
+    if "\0" in value:
+        return f"{key} {value!r} holds a NUL character; {fix}"
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
+                  if name is not None]
+    except ValueError as exc:
+        return f"{key} {value!r} has a broken {{field}} ({exc}); write braces as {{{{ and }}}}, or {fix}"
+    for name, spec, conversion in fields:
+        if not name.isidentifier() or conversion is not None or not NUMBER_SPEC.match(spec or ""):
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            return (f"{key} {value!r}: the field {shown} is not allowed; use a plain name with an optional "
+                    "number format, such as {epoch:02d} or {val_loss:.4f}")
+    try:
+        rendered = value.format_map(_SampleLogs(epoch=1, batch=1))
+    except (ValueError, TypeError) as exc:
+        return f"{key} {value!r} cannot be filled in ({exc}); use formats such as {{epoch:02d}} or {{val_loss:.4f}}"
+    becomes = f" (it becomes {rendered!r})" if rendered != value else ""
+    if not stays_inside(value) or not stays_inside(rendered):
+        return f"{key} {value!r} leaves the run folder{becomes}; {fix}"
+    if not Path(rendered).parts:
+        return f"{key} {value!r} names no file{becomes}; {fix}"
+    return None
+
+
+def monitor_problems(config, metric_names: list[str], validation: bool) -> list[Problem]:
+    """Early stopping, reduce-LR and `training.callbacks` that monitor a name the run will
+    not log: `loss`, each compiled metric's logged name (`dlcli.keras_names.logged_name`),
+    `learning_rate`, and with validation data the same with `val_`."""
+    logged = ["loss", *metric_names]
+    names = [*logged, *([f"val_{n}" for n in logged] if validation else []), "learning_rate"]
+    out = []
+    for path, monitor in _monitors(config):
+        if monitor not in names:
+            hint = did_you_mean(monitor, names)
+            out.append(config.problem(path, f"monitors '{monitor}', which training does not log{hint}; "
+                                            f"monitor one of: {', '.join(names)}"))
+    return out
+
+
+def _monitors(config) -> list[tuple[tuple, str]]:
+    """(config path, name) of every `monitor:` the config sets or defaults."""
+    found = []
+    for key in ("early_stopping", "reduce_lr_on_plateau"):
+        section = getattr(config.training, key)
+        if section is not None:
+            found.append((("training", key, "monitor"), section.monitor))
+    for index, spec in enumerate(config.training.callbacks):
+        if isinstance(spec.kwargs.get("monitor"), str):
+            found.append((("training", "callbacks", index, "monitor"), spec.kwargs["monitor"]))
+    return found
 
 
 def output_activation(layers: list) -> str | None:

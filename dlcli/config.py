@@ -20,12 +20,15 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
     PlainValidator,
     PositiveInt,
     PrivateAttr,
+    Strict,
+    StrictBool,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -39,6 +42,15 @@ SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 FILE_SOURCES = ("csv", "npz")
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_NAME = 200  # a run folder is `NAME-YYYYmmdd-HHMMSS`; file names end at 255 bytes
+
+# Numbers are numbers: `epochs: true` or `epochs: "10"` is a mistake, not 1 or 10.
+Count = Annotated[int, Strict()]
+PositiveCount = Annotated[PositiveInt, Strict()]
+Number = Annotated[float, Strict(), AllowInfNan(False)]  # an int is a number too; nan/inf are not
+# What the type errors of these fields say is expected, and a fix for what was given.
+EXPECTED = {"int_type": "an integer such as 10", "float_type": "a number such as 0.5",
+            "bool_type": "true or false", "finite_number": "a finite number"}
 
 
 def _auto_or(kind: str, check):
@@ -138,8 +150,8 @@ class DataConfig(Section):
     features: list[str] | None = Field(None, description="csv only: default every other column")
     keys: NpzKeys = Field(default_factory=NpzKeys, description="npz only: the array names")
     task: Literal["auto", "classification", "regression"] = "auto"
-    validation_split: float = Field(0.2, ge=0, lt=1, description="fraction of the training data")
-    test_split: float = Field(0.2, gt=0, lt=1, description="when the source has no test set")
+    validation_split: Number = Field(0.2, ge=0, lt=1, description="fraction of the training data")
+    test_split: Number = Field(0.2, gt=0, lt=1, description="when the source has no test set")
     normalize: Normalize = "standard"
     cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
 
@@ -163,7 +175,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    input_shape: list[PositiveInt] | None = Field(None, description="default: from the data")
+    input_shape: list[PositiveCount] | None = Field(None, description="default: from the data")
     layers: list[KerasObject] = Field(
         min_length=1,
         description="a keras.Sequential stack; a last Dense without units gets one per class",
@@ -187,27 +199,27 @@ class CompileConfig(Section):
 
 class EarlyStoppingConfig(Section):
     monitor: str = "val_loss"
-    patience: int = Field(3, ge=0)
-    min_delta: float = Field(0.0, ge=0)
+    patience: Count = Field(3, ge=0)
+    min_delta: Number = Field(0.0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
-    restore_best_weights: bool = True
-    start_from_epoch: int = Field(0, ge=0)
+    restore_best_weights: StrictBool = True
+    start_from_epoch: Count = Field(0, ge=0)
 
 
 class ReduceLROnPlateauConfig(Section):
     monitor: str = "val_loss"
-    factor: float = Field(0.5, gt=0, lt=1)
-    patience: int = Field(2, ge=0)
-    min_delta: float = Field(1e-4, ge=0)
-    cooldown: int = Field(0, ge=0)
-    min_lr: float = Field(0.0, ge=0)
+    factor: Number = Field(0.5, gt=0, lt=1)
+    patience: Count = Field(2, ge=0)
+    min_delta: Number = Field(1e-4, ge=0)
+    cooldown: Count = Field(0, ge=0)
+    min_lr: Number = Field(0.0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
 
 
 class TrainingConfig(Section):
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
-    shuffle: bool = True
+    epochs: PositiveCount = 10
+    batch_size: PositiveCount = 32
+    shuffle: StrictBool = True
     early_stopping: EarlyStoppingConfig | None = None
     reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = None
     callbacks: list[KerasObject] = Field(
@@ -221,19 +233,19 @@ class RuntimeConfig(Section):
     jit_compile: AutoOrBool = "auto"
     steps_per_execution: AutoOrPositiveInt = "auto"
     distribution: Literal["auto", "none", "mirrored", "data_parallel"] = "auto"
-    deterministic: bool = Field(False, description="op determinism: same seed, same numbers")
+    deterministic: StrictBool = Field(False, description="op determinism: same seed, same numbers")
 
 
 class OutputConfig(Section):
-    tensorboard: bool = True
-    plots: bool = True
+    tensorboard: StrictBool = True
+    plots: StrictBool = True
 
 
 class Config(Section):
     """The whole validated config. `load_config` makes one from a YAML file."""
 
     name: str | None = Field(None, description="run name; default: the config file's stem")
-    seed: int = Field(42, ge=0, lt=2**32, description="numpy takes seeds in [0, 2**32)")
+    seed: Count = Field(42, ge=0, lt=2**32, description="numpy takes seeds in [0, 2**32)")
     data: DataConfig
     model: ModelConfig
     compile: CompileConfig = Field(default_factory=CompileConfig)
@@ -248,6 +260,9 @@ class Config(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value):
+        if value is not None and len(value) > MAX_NAME:
+            raise ValueError(f"the run name has {len(value)} characters; shorten it to at most {MAX_NAME} "
+                             "(it names the run folder)")
         if value is not None and (not RUN_NAME.match(value) or set(value) == {"."}):
             raise ValueError(
                 f"run name {value!r} may hold only letters, digits, '.', '_' and '-'"
@@ -339,7 +354,9 @@ def _problems_from(error: ValidationError, lines: dict, source: str, origins: di
             continue
         got = item.get("input")
         message = item["msg"].removeprefix("Value error, ")
-        if kind == "literal_error":
+        if kind in EXPECTED:
+            message = f"expected {EXPECTED[kind]}, got {got!r}{_type_fix(kind, got)}"
+        elif kind == "literal_error":
             expected = item.get("ctx", {}).get("expected", "")
             choices = re.findall(r"'([^']*)'", expected)
             message = f"expected one of {', '.join(choices)}; got {got!r}{did_you_mean(got, choices)}"
@@ -347,6 +364,27 @@ def _problems_from(error: ValidationError, lines: dict, source: str, origins: di
             message = f"{message}, got {got!r}"
         problems.append(Problem(message, where=probe.where(loc), path=format_path(loc)))
     return problems
+
+
+def _type_fix(kind: str, got) -> str:
+    """How to write a value the schema refused for its type: `"10"` -> without quotes."""
+    if isinstance(got, bool) and kind != "bool_type":
+        return "; true/false is not a number"
+    if isinstance(got, str) and kind != "bool_type":
+        return "; write the number without quotes" if _number_text(got) else ""
+    if isinstance(got, str):
+        return "; write true or false without quotes" if got.lower() in ("true", "false") else ""
+    if isinstance(got, float) and kind == "int_type" and got.is_integer():
+        return f"; write {int(got)}"
+    return ""
+
+
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_config(source: str | Path | dict, overrides=()) -> Config:
@@ -372,7 +410,7 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
     if problems := config.monitor_problems():
         raise ConfigError(problems)
     if config.name is None:
-        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:MAX_NAME].strip("-.") or "run"
     for key in ("path", "test_path"):
         value = getattr(config.data, key)
         if value:

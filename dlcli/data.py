@@ -11,7 +11,9 @@ shard and the arguments `model.fit` / `evaluate` take. Splits hold arrays in mem
 a split read from disk batch by batch will keep the same methods.
 
 Every problem with the data is a `ConfigError` that names the file, the line where there is
-one, and the fix: it is found before any training starts.
+one, and the fix: it is found before any training starts. That includes a split fraction
+that would leave a split empty, or training with fewer than `MIN_TRAIN` samples (at the
+config's line for that key).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dlcli.sources.npzfile import read_features as read_npz_features
 from dlcli.sources.npzfile import read_labeled as read_npz_labeled
 
 BATCH_ROWS = 4096  # rows per batch where dlcli itself walks a split (statistics, predictions)
+MIN_TRAIN = 2  # samples the training split keeps at least (validation and test keep one)
 
 
 @dataclass
@@ -178,15 +181,37 @@ def _encode(y_train, y_test, task: str, where: str):
     return y_index.astype("int64"), y_test_index, [plain(c) for c in classes]
 
 
-def _split(x, y, fraction: float, seed: int, stratify: bool):
+def _split(x, y, fraction: float, seed: int, stratify: bool, where: str):
     from sklearn.model_selection import train_test_split
 
     labels = (y.argmax(1) if y.ndim == 2 else y) if stratify else None
     try:
         return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=labels)
     except ValueError:
-        # Too few samples of some class to stratify: split at random instead.
+        pass  # too few samples of some class to stratify: split at random instead
+    try:
         return train_test_split(x, y, test_size=fraction, random_state=seed)
+    except ValueError as exc:
+        raise ConfigError(Problem(f"cannot split the data: {exc}", where=where)) from None
+
+
+def _check_fraction(config: Config, key: str, samples: int, keep: int) -> None:
+    """`data.<key>` must leave `keep` samples of `samples` and take at least one (as
+    scikit-learn counts: the split takes ceil(fraction * samples)); a ConfigError at the
+    key's line saying what each side would get and what to set otherwise."""
+    fraction = getattr(config.data, key)
+    taken = math.ceil(fraction * samples)
+    if taken >= 1 and samples - taken >= keep:
+        return
+    part, rest = {"test_split": ("test", "training and validation"), "validation_split": ("validation", "training")}[key]
+    most = math.floor(100 * (samples - keep) / samples) / 100
+    while most > 0 and samples - math.ceil(most * samples) < keep:
+        most = round(most - 0.01, 2)
+    fix = f"set data.{key} to at most {most:g}" if most > 0 else "use a larger data file"
+    raise ConfigError(config.problem(("data", key), (
+        f"{fraction:g} of {samples} samples gives {taken} for {part} and leaves {samples - taken} for {rest}, "
+        f"which needs at least {keep}; {fix}"
+    )))
 
 
 def _fingerprint(*splits: Split | None) -> str:
@@ -213,7 +238,9 @@ def load_data(config: Config) -> Dataset:
         raise ConfigError(Problem(f"only {len(x)} samples; too few to split and train", where=config.where(("data", "source"))))
     task = infer_task(config, y, loaded.task)
     if x_test is None:
-        x, x_test, y, y_test = _split(x, y, d.test_split, config.seed, task == "classification")
+        _check_fraction(config, "test_split", len(x), MIN_TRAIN + (d.validation_split > 0))
+        x, x_test, y, y_test = _split(x, y, d.test_split, config.seed, task == "classification",
+                                      config.where(("data", "test_split")))
     where = config.where(("data", "target" if d.target else "source"))
     y, y_test, classes = _encode(y, np.asarray(y_test), task, where)
     labels = None
@@ -222,7 +249,9 @@ def load_data(config: Config) -> Dataset:
         labels = [known[i] for i in classes] if known is not None and all(isinstance(c, int) for c in classes) else classes
     val = None
     if d.validation_split > 0:
-        x, x_val, y, y_val = _split(x, y, d.validation_split, config.seed, task == "classification")
+        _check_fraction(config, "validation_split", len(x), MIN_TRAIN)
+        x, x_val, y, y_val = _split(x, y, d.validation_split, config.seed, task == "classification",
+                                    config.where(("data", "validation_split")))
         val = Split(x_val, y_val)
     train, test = Split(x, y), Split(x_test, y_test)
     return Dataset(
@@ -246,7 +275,10 @@ def read_labeled_file(path: str, config: Config, summary: dict, labels: list | N
         x, y, _ = read_csv(path, summary.get("target") or "target", summary.get("features"))
     x = _reshape(x, tuple(summary["input_shape"]), path)
     if summary["task"] == "regression" or y.ndim == 2:
-        return Split(x, y.astype("float32"))
+        try:
+            return Split(x, y.astype("float32"))
+        except (TypeError, ValueError):
+            raise ConfigError(Problem("the target holds text; this run's model predicts numbers", where=path)) from None
     index = {str(label): i for i, label in enumerate(labels)}
     unknown = [v for v in map(str, y) if v not in index]
     if unknown:

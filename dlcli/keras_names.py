@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 
 from dlcli.errors import closest, did_you_mean, first_line
 from dlcli.runtime import keras_module
@@ -173,9 +174,12 @@ def check_arguments(cls: type, kwargs: dict) -> None:
 
 
 def check(kind: str, name: str, kwargs: dict) -> type:
-    """The class a name stands for, with its argument names (and activation) checked."""
+    """The class a name stands for, with its argument names (and activation) checked, and
+    an optimizer's numbers (`learning_rate: -1` is refused here, not mid-fit)."""
     cls = lookup(kind, name)
     check_arguments(cls, kwargs)
+    if kind == "optimizer":
+        check_numbers(cls, kwargs)
     if "activation" in kwargs:
         try:
             check_activation(kwargs["activation"])
@@ -184,9 +188,56 @@ def check(kind: str, name: str, kwargs: dict) -> type:
     return cls
 
 
+@functools.cache
+def float_arguments(cls: type) -> dict[str, float]:
+    """Constructor arguments whose default is a float (an optimizer's `learning_rate`,
+    `beta_1`, `epsilon`, ...) -> that default, through the whole class hierarchy."""
+    found: dict[str, float] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if isinstance(param.default, float):
+                found[param.name] = param.default
+    return found
+
+
+def check_numbers(cls: type, kwargs: dict) -> None:
+    """Arguments that take a float get a finite number (an int is a number too; true/false
+    and text are not), and a learning rate is above 0."""
+    floats = float_arguments(cls)
+    for key, value in kwargs.items():
+        if key not in floats and key != "learning_rate":
+            continue
+        example = floats.get(key, 0.001)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise NameProblem(f"{key} must be a number such as {example}, got {value!r}", key=key)
+        if not _finite(value):
+            raise NameProblem(f"{key} must be a finite number such as {example}, got {value}", key=key)
+        if key == "learning_rate" and value <= 0:
+            raise NameProblem(f"learning_rate must be above 0, such as {example}; got {value}", key=key)
+
+
+def _finite(value: float) -> bool:
+    """A float that is not nan/inf, or an int a float can hold (`10**400` is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _as_floats(cls: type, kwargs: dict) -> dict:
+    """`learning_rate: 1` as Keras wants it (1.0): ints where the class takes a float."""
+    floats = float_arguments(cls)
+    return {k: float(v) if (k in floats or k == "learning_rate") and type(v) is int else v for k, v in kwargs.items()}
+
+
 def construct(kind: str, name: str, kwargs: dict):
     """Look a class up, check its arguments, build it; Keras's complaint becomes a NameProblem."""
     cls = check(kind, name, kwargs)
+    if kind == "optimizer":
+        kwargs = _as_floats(cls, kwargs)
     try:
         return cls(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad argument value
@@ -263,3 +314,10 @@ def make_metric(spec):
         except Exception:  # noqa: BLE001, S110 - not a plain Keras name: build the class below
             pass
     return construct("metric", spec.type, spec.kwargs)
+
+
+def logged_name(metric) -> str:
+    """The name a compiled metric is logged under (`history`, callbacks' `monitor`): Keras 3
+    logs a metric given by name under that very string ('acc', 'mae'), an object under its
+    `.name` ('auc')."""
+    return metric if isinstance(metric, str) else str(metric.name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlcli import keras_names
-from dlcli.checks import output_problems
+from dlcli.checks import monitor_problems, output_problems
 from dlcli.config import Config, KerasObject
 from dlcli.data import Dataset
 from dlcli.errors import ConfigError, Problem, first_line
@@ -91,6 +91,9 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
             metrics.append(keras_names.make_metric(spec))
         except keras_names.NameProblem as exc:
             problems.append(config.problem(("compile", "metrics", index), str(exc)))
+    if len(metrics) == len(config.compile.metrics):  # every name known: the logged names are too
+        names = [keras_names.logged_name(m) for m in metrics]
+        problems += monitor_problems(config, names, data.val is not None)
 
     if "loss" in compiled:
         units = model.output_shape[-1] if shapes_ok and not problems else config.model.layers[-1].kwargs.get("units")

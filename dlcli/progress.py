@@ -25,6 +25,8 @@ def progress_callback(keras, console, epochs: int, steps: int, rich_bar: bool):
     """A Keras callback that reports each epoch on `console` (a rich Console on stderr)."""
 
     class Progress(keras.callbacks.Callback):
+        cut = staticmethod(lambda: False)  # set by the trainer: whether a stop request cut the epoch
+
         def on_train_begin(self, logs=None):
             self.bar = None
             if rich_bar:
@@ -53,6 +55,8 @@ def progress_callback(keras, console, epochs: int, steps: int, rich_bar: bool):
                 self.bar.update(self.task, completed=min(batch + 1, steps), metrics=format_metrics(logs or {}))
 
         def on_epoch_end(self, epoch, logs=None):
+            if self.cut():
+                return  # a Ctrl-C cut this epoch short: it is not recorded, so not reported
             seconds = time.perf_counter() - self.started
             text = format_metrics(logs or {})
             if self.bar is not None:

@@ -25,6 +25,9 @@ from dlcli.runfolder import RunFolder, effective_status
 
 def check(run: RunFolder, config) -> None:
     """ConfigError unless `config` may continue `run`."""
+    if not isinstance(run.read_json("run.json"), dict):
+        raise ConfigError(Problem("run.json is missing or damaged (not a JSON object), so the run cannot be "
+                                  "continued; start a new run", where=str(run.file("run.json"))))
     text = run.read_text("config.yaml")
     try:
         before = safe_load(text) if text is not None else None

@@ -137,13 +137,15 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
     command = command or " ".join(sys.argv)
     session = _resume(resume, config, overrides, runs_dir, command, started) if resume is not None \
         else _open(config, overrides, runs_dir, command, started)
-    from dlcli.callbacks import callbacks_for  # Keras is up: prepare imported it
-
-    reporter = _reporter(session, console, rich_bar) if not session.finishing and progress else None
     recorder = None
     model = session.prepared.model
     with sigterm_raises():  # also while an interrupted run writes its checkpoint and status
         try:
+            from dlcli.callbacks import callbacks_for  # Keras is up: prepare imported it
+
+            reporter = _reporter(session, console, rich_bar) if not session.finishing and progress else None
+            if resume is None:
+                _describe(session)
             callbacks, recorder = callbacks_for(session.prepared.config, session.run, session.rows, session.saved,
                                                 reporter)
             # From fit to the last file, a first Ctrl-C/SIGTERM asks Keras to stop after the
@@ -225,13 +227,18 @@ def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
         "timings": dict(prepared.timings),
     }
     run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": config.to_yaml()})
+    return Session(prepared, run, [], None, started)
+
+
+def _describe(session: Session) -> None:
+    """A new run's checkpoints/ folder, labels.json and summary.txt."""
+    run, data = session.run, session.prepared.data
     run.folder("checkpoints")
     if data.labels is not None:
         run.write_json("labels.json", data.labels)
     lines: list[str] = []
-    model.summary(print_fn=lambda text, line_break=True: lines.append(text), line_length=100)
+    session.prepared.model.summary(print_fn=lambda text, line_break=True: lines.append(text), line_length=100)
     run.write_text("summary.txt", "\n".join(lines) + "\n")
-    return Session(prepared, run, [], None, started)
 
 
 def _resume(ref, config, overrides, runs_dir, command: str, started: float) -> Session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,18 +35,73 @@ class Source:
         raise NotImplementedError
 
 
-def numeric_features(x: np.ndarray, shown: str) -> np.ndarray:
+FLOAT32_MAX = float(np.finfo("float32").max)  # about 3.4e38: larger numbers become inf
+SAMPLE = "one value (or one row) per sample"
+
+
+def numeric_features(x: np.ndarray, shown: str, name: str = "features") -> np.ndarray:
     """Features from a file as float32 (a column vector for 1-D input); a ConfigError
-    naming the file for text or NaN/inf."""
+    naming the file (`shown`) and the array (`name`) for text, a single number, no
+    features per sample, or NaN/inf after the cast (1e39 is finite in float64, inf in float32)."""
     if x.dtype.kind not in "biuf":
-        raise ConfigError(Problem(f"features are of type {x.dtype}, not numbers", where=shown))
-    x = x.astype("float32")
-    if x.ndim == 1:
-        x = x[:, None]
-    if not np.all(np.isfinite(x)):
-        bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0][0])
-        raise ConfigError(Problem(f"features hold NaN or inf (first at sample {bad}); clean the data", where=shown))
-    return x
+        raise ConfigError(Problem(f"{name} is of type {x.dtype}, not numbers; features must be numeric", where=shown))
+    if x.ndim == 0:
+        raise ConfigError(Problem(f"{name} holds a single number; it must hold one row per sample", where=shown))
+    if 0 in x.shape[1:]:
+        raise ConfigError(Problem(
+            f"{name} has no features (shape {x.shape}); each sample needs at least one number", where=shown,
+        ))
+    values = float32(x)
+    if values.ndim == 1:
+        values = values[:, None]
+    bad = first_not_finite(values)
+    if bad is not None:
+        original = x.reshape(len(x), -1)[bad]
+        if np.isfinite(original):
+            raise ConfigError(Problem(
+                f"{name} holds {original.item():g} at sample {bad[0]}, out of float32 range "
+                f"(±{FLOAT32_MAX:.3g}); rescale the data", where=shown,
+            ))
+        raise ConfigError(Problem(f"{name}: NaN or inf at sample {bad[0]} (the first); clean the data", where=shown))
+    return values
+
+
+def checked_targets(y: np.ndarray, shown: str, name: str = "targets") -> np.ndarray:
+    """Targets from a file, as read; a ConfigError naming the file and the array for a
+    single value, a shape that is not one value (or one-hot row) per sample, a type that is
+    neither numbers nor text, or a number that is NaN/inf in float32."""
+    if y.ndim == 0:
+        raise ConfigError(Problem(f"{name} holds a single value; it must hold {SAMPLE}", where=shown))
+    if y.ndim > 2 or 0 in y.shape[1:]:
+        raise ConfigError(Problem(f"{name} has shape {y.shape}; it must hold {SAMPLE}", where=shown))
+    if y.dtype.kind not in "biufUS":
+        raise ConfigError(Problem(f"{name} is of type {y.dtype}; it must hold numbers or text labels", where=shown))
+    bad = first_not_finite(float32(y)) if y.dtype.kind == "f" else None
+    if bad is not None:
+        value = y.reshape(len(y), -1)[bad].item()
+        reason = f"{value:g} at sample {bad[0]}" + (", out of float32 range" if math.isfinite(value) else "")
+        raise ConfigError(Problem(f"{name} holds {reason}; fix or drop that sample", where=shown))
+    return y
+
+
+def float32(x: np.ndarray) -> np.ndarray:
+    """`x` as float32, out-of-range numbers as inf without numpy's overflow warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.astype("float32")
+
+
+def in_float32(value: float) -> bool:
+    """Whether a number stays finite as float32."""
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+
+
+def first_not_finite(x: np.ndarray) -> tuple[int, int] | None:
+    """(sample, position in the flattened sample) of the first NaN/inf, or None."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return None
+    sample, position = np.argwhere(~finite.reshape(len(x), -1))[0]
+    return int(sample), int(position)
 
 
 def plain(value):

@@ -1,11 +1,27 @@
-"""What every file source shares: the SHA-256 a run records, the not-found wording."""
+"""What every file source shares: the check that a data file is a regular file, the
+SHA-256 a run records, the not-found wording."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
+from dlcli.errors import ConfigError, Problem
+from dlcli.files import regular_file
+
 NOT_FOUND = "data file not found; check data.path (relative paths start at the config's folder)"
+
+
+def data_file(path: str | Path) -> Path:
+    """`path` when it names a regular file, checked before anything opens it.
+
+    A ConfigError naming the path otherwise: missing (the not-found wording), a folder, or a
+    FIFO or device such as /dev/zero, which would block forever or never end.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(Problem(NOT_FOUND, where=str(path)))
+    return regular_file(path, "data file")
 
 
 def sha256_file(path: str | Path) -> str:
