@@ -5,8 +5,9 @@ Each check returns `Problem`s pointing at the config's own lines, so `dlcli vali
 
 - `name_problems`: Keras names and arguments in config data that failed the schema, so a
   schema error and an unknown layer come out together;
-- `config_problems`: callbacks (names, arguments, file names that must stay inside the run
-  folder) and runtime settings the chosen backend cannot honour;
+- `config_problems`: callback file names that must stay inside the run folder, and runtime
+  settings the chosen backend cannot honour (no Keras import: the backend is not chosen yet);
+- `callback_problems`: callbacks Keras does not know or will not build (after the import);
 - `output_problems`: the model's last layer against the data and the loss (3 units for 10
   classes, softmax with `from_logits`, a sparse loss on one-hot labels, ...);
 - `monitor_problems`: callbacks that watch a metric training never logs (`val_acuracy`).
@@ -25,6 +26,8 @@ from dlcli.runtime import runtime_problems
 
 # Keyword arguments of keras.callbacks that name files: kept inside the run folder.
 PATH_ARGUMENTS = ("filename", "filepath", "log_dir", "backup_dir")
+# The folder callbacks are built under by `callback_problems`: never created.
+UNWRITTEN = "dlcli-unwritten-run"
 # A format field of a file name (`{epoch:02d}`, `{val_loss:.4f}`): a number's width, precision
 # and type, without fill or alignment (`{epoch!s:.>2.0}` renders as '..').
 NUMBER_SPEC = re.compile(r"^0?\d{0,2}(\.\d{1,2})?[dfeEgG%]?$")
@@ -42,14 +45,31 @@ def config_problems(config) -> list[Problem]:
     """The callbacks' names, arguments and file names, and the runtime settings."""
     problems = []
     for index, spec in enumerate(config.training.callbacks):
-        try:
-            keras_names.check("callback", spec.type, spec.kwargs)
-        except keras_names.NameProblem as exc:
-            problems.append(config.problem(("training", "callbacks", index, *([exc.key] if exc.key else [])), str(exc)))
         for key in PATH_ARGUMENTS:
             if key in spec.kwargs and (message := path_problem(key, spec.kwargs[key])):
                 problems.append(config.problem(("training", "callbacks", index, key), message))
     problems += [config.problem(path, message) for path, message in runtime_problems(config.runtime)]
+    return problems
+
+
+def callback_problems(config) -> list[Problem]:
+    """Callbacks Keras does not know or refuses to build (a ModelCheckpoint file name without
+    `.keras`), found by building each one with its file names under a folder that is never
+    created: nothing is written, and `validate` finds what `train` would. Call it once
+    `dlcli.runtime.import_keras` has started the configured backend."""
+    problems = []
+    for index, spec in enumerate(config.training.callbacks):
+        kwargs = dict(spec.kwargs)
+        if any(key in kwargs and path_problem(key, kwargs[key]) for key in PATH_ARGUMENTS):
+            continue  # reported by config_problems
+        for key in PATH_ARGUMENTS:
+            if key in kwargs:
+                kwargs[key] = str(Path(UNWRITTEN) / kwargs[key])
+        try:
+            keras_names.construct("callback", spec.type, kwargs)
+        except keras_names.NameProblem as exc:
+            where = ("training", "callbacks", index, *([exc.key] if exc.key else []))
+            problems.append(config.problem(where, str(exc).replace(f"{UNWRITTEN}/", "")))
     return problems
 
 

@@ -78,6 +78,8 @@ def prepare(config: Config | str | dict, overrides=()) -> Prepared:
         raise ConfigError(problems)
     runtime = config.runtime
     keras = import_keras(runtime.backend, config.where(("runtime", "backend")), runtime.deterministic)
+    if problems := checks.callback_problems(config):
+        raise ConfigError(problems)
     enable_memory_growth(runtime.backend)
     started = time.perf_counter()
     data = load_data(config)

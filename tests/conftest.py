@@ -7,6 +7,7 @@ the installed `dlcli` command, exit codes and stream separation end to end.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,11 @@ def trained_run(tmp_path_factory):
     result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(base / "runs"), "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """A private copy of the shared finished run, so that a test may change or break it."""
+    copy = tmp_path / "runs" / trained_run.name
+    shutil.copytree(trained_run, copy)
+    return copy

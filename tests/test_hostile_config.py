@@ -371,3 +371,19 @@ def test_a_long_file_stem_is_cut_to_a_run_name(cli, write_yaml):
     result = cli("validate", config, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["config"]["name"] == "s" * 200
+
+
+def test_callbacks_keras_refuses_to_build_are_found_by_validate(cli, write_config, tmp_path):
+    """A ModelCheckpoint without `.keras` and a CSVLogger without a file name passed validate
+    and failed at train time, leaving a failed run folder."""
+    config = write_config({"training": {"callbacks": [
+        {"type": "ModelCheckpoint", "filepath": "ckpt/model-{epoch:02d}"}, {"type": "CSVLogger"}]}})
+    for command in ("validate", "train"):
+        result = cli(command, config, "--runs-dir", tmp_path / "runs") if command == "train" else cli(command, config)
+        assert result.exit_code == 2, result.stderr
+        lines = result.stderr.splitlines()
+        assert any(":24: training.callbacks[0]: ModelCheckpoint" in line and "must end in `.keras`" in line
+                   and "filepath=ckpt/model-{epoch:02d}" in line for line in lines), result.stderr
+        assert any("training.callbacks[1]: CSVLogger" in line and "filename" in line for line in lines), result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()

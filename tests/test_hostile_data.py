@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -83,14 +82,6 @@ def refused(cli, runs_dir):
         return line
 
     return check
-
-
-@pytest.fixture
-def run_copy(trained_run, tmp_path) -> Path:
-    """A private copy of the finished run, so that nothing here writes into the shared one."""
-    copy = tmp_path / "runs" / trained_run.name
-    shutil.copytree(trained_run, copy)
-    return copy
 
 
 def model_layers(units: int, activation: str = "softmax") -> dict:

@@ -49,11 +49,9 @@ def outside(tmp_path) -> Path:
 
 
 @pytest.fixture
-def run(trained_run, tmp_path) -> Path:
+def run(run_copy) -> Path:
     """A private copy of the shared finished run (10 epochs)."""
-    copy = tmp_path / "runs" / trained_run.name
-    shutil.copytree(trained_run, copy)
-    return copy
+    return run_copy
 
 
 def plain_error(result, code: int) -> str:

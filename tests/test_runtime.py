@@ -66,3 +66,13 @@ def test_jax_backend_trains_without_tensorflow_start_up_lines(tmp_path, write_co
     record = json.loads((Path(result.stdout.strip()) / "run.json").read_text())
     assert record["versions"]["backend"] == "jax" and record["runtime"]["deterministic"] is True
     assert len([line for line in result.stderr.splitlines() if line.startswith("epoch ")]) == 3
+
+
+def test_callbacks_are_checked_on_the_configured_backend(write_config):
+    """Checking a callback's name used to start Keras on TensorFlow before the config's
+    backend was chosen, so a jax config with callbacks could not run at all."""
+    config = write_config({"runtime": {"backend": "jax"},
+                           "training": {"callbacks": [{"type": "CSVLogger", "filename": "log.csv"}]}})
+    result = run_dlcli("validate", config, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["runtime"]["backend"] == "jax"
