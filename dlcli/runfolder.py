@@ -319,7 +319,11 @@ def _take_lock(path: Path, key: str) -> None:
     keeps until it exits; a ConfigError naming the holder's pid when another has it."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:  # read-only, not ours, or not a file
+        raise ConfigError(Problem(f"cannot lock the run folder ({exc.strerror}); dlcli must be able to write "
+                                  "in it: check its permissions", where=str(path))) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafeRunFolder(Problem("is not a regular file: remove it", where=str(path)))

@@ -30,6 +30,11 @@ MIN_CAPABILITY_BFLOAT16 = (8, 0)
 STEPS_PER_EXECUTION_CAP = 64
 
 
+# The user's stderr while `_quiet_stderr` points fd 2 elsewhere (for a message that must
+# get out from a signal handler).
+REAL_STDERR: list[int] = []
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """Silence fd 2 (C++ logs) while it runs; replay what was said if it fails."""
@@ -40,6 +45,7 @@ def _quiet_stderr():
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        REAL_STDERR.append(saved)
         try:
             yield
         except BaseException:
@@ -48,6 +54,7 @@ def _quiet_stderr():
             sys.stderr.write(sink.read().decode(errors="replace"))
             raise
         finally:
+            REAL_STDERR.remove(saved)
             os.dup2(saved, 2)
             os.close(saved)
 

@@ -1,6 +1,9 @@
 """Signals during training: Ctrl-C and SIGTERM end a run as `interrupted`, never a crash.
 
-Outside `fit`, SIGTERM becomes an exception (as Ctrl-C is). Inside `fit`, an exception raised
+While a run folder is open, SIGTERM becomes an exception (as Ctrl-C is), so the folder can
+say `interrupted`. Elsewhere the `dlcli` program ends at once with 130 (`dlcli.cli.common`):
+an exception raised from a handler can land where Python swallows it (a garbage-collector
+callback), and before a run folder exists there is nothing to save. Inside `fit`, an exception raised
 from a signal handler can land in the middle of a TensorFlow C++ call and crash the process
 (a segfault in `convert_to_eager_tensor`, about one SIGTERM in four here), so there the first
 signal only asks Keras to stop after the current batch (`StopRequest`) and is raised once
@@ -31,15 +34,17 @@ def _raise_for(signum, frame=None):
 
 @contextlib.contextmanager
 def sigterm_raises():
-    """SIGTERM raises `Terminated` inside the block (main thread only)."""
+    """Inside the block SIGTERM raises `Terminated` and SIGINT `KeyboardInterrupt`, whatever
+    handlers the process had (main thread only)."""
     if not main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_for)
+    saved = {sig: signal.signal(sig, _raise_for) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 class StopRequest:

@@ -12,6 +12,9 @@ run folders or the environment), and a row in `COMMANDS`.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from dlcli.cli import common, manage, run
@@ -44,7 +47,23 @@ for _name, _function in COMMANDS.items():
 def main() -> None:
     """Console-script entry point."""
     common.AS_PROGRAM = True
-    app()
+    common.install_program_signals()
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    # End here rather than through Python's shutdown, which puts the default SIGTERM action
+    # back (exit 143 in the middle of a backend's slow teardown) and adds nothing: every file
+    # is written and closed, and the result printed.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 __all__ = ["COMMANDS", "app", "main"]

@@ -61,9 +61,13 @@ def command(func):
         saved = os.environ.get("DLCLI_DEBUG")
         if debug:
             os.environ["DLCLI_DEBUG"] = "1"
+        _STATE.update(as_json=as_json, done=False)
         try:
-            with sigterm_raises():
+            if AS_PROGRAM:
                 result = func(*args, **kwargs)
+            else:  # in-process (tests, notebooks): signals raise as they do in training
+                with sigterm_raises():
+                    result = func(*args, **kwargs)
             _done()
             return result
         except DlcliError as exc:
@@ -88,12 +92,38 @@ def command(func):
 def _done() -> None:
     """The command's work is done and printed: a signal from here on (while the backends
     tear down) ends the process with exit 0, as the result stands."""
-    if not AS_PROGRAM or not main_thread():
-        return
     sys.stdout.flush()
     sys.stderr.flush()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: os._exit(0))
+    _STATE["done"] = True
+
+
+_STATE = {"as_json": False, "done": False}
+
+
+def on_program_signal(signum, frame) -> None:
+    """The `dlcli` program's SIGINT/SIGTERM handler outside an open run folder (training
+    installs its own, `dlcli.signals`): the work so far is only in memory, so end now with
+    130 (one line, and the JSON object under --json), or with 0 once the result is out."""
+    if _STATE["done"]:
+        os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stderr.flush()
+    runtime = sys.modules.get("dlcli.runtime")  # fd 2 may be hushed while a backend imports
+    quieted = runtime.REAL_STDERR if runtime is not None else []
+    os.write(quieted[-1] if quieted else 2, b"error: interrupted\n")  # plain: rich may be half-imported
+    if _STATE["as_json"]:
+        emit_json({"error": "interrupted", "errors": ["interrupted"], "exit_code": EXIT_INTERRUPTED})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def install_program_signals() -> None:
+    """Make `on_program_signal` the process's SIGINT/SIGTERM handler (main thread)."""
+    if main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_program_signal)
 
 
 def _fail(message: str, code: int, as_json: bool, payload: dict | None = None):
