@@ -342,7 +342,9 @@ def test_management_commands_import_neither_tensorflow_nor_keras(two_runs, tmp_p
         ["init", str(tmp_path / "c.yaml")], ["init", "--list"], ["schema"],
     ]
     code = (
-        "import sys, runpy\n"
+        "import os, sys, runpy\n"
+        "def stay(code):\n    raise SystemExit(code)\n"
+        "os._exit = stay  # the program ends with os._exit; stay to run the next command\n"
         f"for argv in {commands!r}:\n"
         "    sys.argv = ['dlcli', *argv]\n"
         "    try:\n        runpy.run_module('dlcli', run_name='__main__')\n"
