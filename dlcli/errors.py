@@ -98,6 +98,17 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def io_error(exc: OSError) -> str:
+    """An OSError as one sentence naming the file and the fix.
+
+    Example:
+        >>> io_error(OSError(28, "No space left on device", "runs/x/model.keras"))
+        'I/O error on runs/x/model.keras: No space left on device; free disk space or check permissions'
+    """
+    where = f" on {exc.filename}" if exc.filename else ""
+    return f"I/O error{where}: {exc.strerror or first_line(exc)}; free disk space or check permissions"
+
+
 def closest(word: str, choices, n: int = 1) -> list[str]:
     """The choices nearest to `word` (case-insensitive), best first; [] when none is close."""
     choices = list(choices)

@@ -16,7 +16,7 @@ import numpy as np
 
 from dlcli.config import load_config
 from dlcli.data import load_data, read_features_file, read_labeled_file
-from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line
+from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
 from dlcli.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
@@ -126,9 +126,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
             )
         run.append_evaluation(entry)
     except OSError as exc:
-        where = f" on {exc.filename}" if exc.filename else ""
-        raise RunFailed(f"the evaluation could not be recorded (I/O error{where}: {exc.strerror or exc}); "
-                        "free disk space or check the run folder's permissions", payload=entry) from None
+        raise RunFailed(f"the evaluation could not be recorded: {io_error(exc)}", payload=entry) from None
     if fail_under or fail_over:
         entry["gate_failures"] = failures
     return entry

@@ -176,12 +176,6 @@ def csv_text(rows: list[dict] | list[list], columns: list[str] | None = None, he
     return buffer.getvalue()
 
 
-def read_csv_rows(path: Path) -> list[list[str]]:
-    """Every row of a small CSV file (history.csv, a prediction file) as lists of strings."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))
-
-
 def read_csv_text(text: str) -> list[list[str]]:
     """Every row of CSV text as lists of strings."""
     return list(csv.reader(io.StringIO(text, newline="")))

@@ -28,7 +28,7 @@ from dlcli import checks, metrics, resume
 from dlcli.config import Config, load_config, locator
 from dlcli.config_text import raw_config
 from dlcli.data import Dataset, load_data
-from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line
+from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
 from dlcli.model import build_model, parameter_counts, resolve
 from dlcli.outputs import predicted_classes, targets_for
 from dlcli.runfolder import RunFolder, effective_status, now_iso, runs_dir_from
@@ -364,8 +364,7 @@ def _runtime_reason(exc: Exception) -> str:
     if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "out of memory" in text.lower():
         return f"out of memory ({text}); lower training.batch_size or the model's size"
     if isinstance(exc, OSError):
-        where = f" on {exc.filename}" if exc.filename else ""
-        return f"I/O error{where}: {exc.strerror or text}; free disk space or check the folder's permissions"
+        return io_error(exc)
     return f"{name}: {text}"
 
 

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dlcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, DlcliError
+from dlcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, DlcliError, io_error
 from dlcli.files import json_text
 from dlcli.signals import Terminated, main_thread, sigterm_raises
 
@@ -79,9 +79,7 @@ def command(func):
         except OSError as exc:  # a full disk, a read-only folder: the cause in one line
             if debug:
                 traceback.print_exc()
-            where = f" on {exc.filename}" if exc.filename else ""
-            _fail(f"I/O error{where}: {exc.strerror or exc}; free disk space or check permissions",
-                  EXIT_FAILED, as_json)
+            _fail(io_error(exc), EXIT_FAILED, as_json)
         finally:
             if debug and saved is None:
                 os.environ.pop("DLCLI_DEBUG", None)
