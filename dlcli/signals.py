@@ -33,7 +33,7 @@ def _raise_for(signum, frame=None):
 
 
 @contextlib.contextmanager
-def sigterm_raises():
+def signals_raise():
     """Inside the block SIGTERM raises `Terminated` and SIGINT `KeyboardInterrupt`, whatever
     handlers the process had (main thread only)."""
     if not main_thread():

@@ -40,7 +40,7 @@ from dlcli.runtime import (
     list_devices,
     versions,
 )
-from dlcli.signals import Terminated, held, sigterm_raises, stop_after_batch
+from dlcli.signals import Terminated, held, signals_raise, stop_after_batch
 
 
 @dataclass
@@ -141,7 +141,7 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         else _open(config, overrides, runs_dir, command, started)
     recorder = None
     model = session.prepared.model
-    with sigterm_raises():  # also while an interrupted run writes its checkpoint and status
+    with signals_raise():  # also while an interrupted run writes its checkpoint and status
         try:
             from dlcli.callbacks import callbacks_for  # Keras is up: prepare imported it
 

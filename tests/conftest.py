@@ -56,6 +56,17 @@ def write_config(tmp_path):
 
 
 @pytest.fixture
+def write_flow(write_config):
+    """Like write_config(changes) but with one line per layer (`- {type: Dense, ...}`)."""
+
+    def write(changes: dict | None = None, name: str = "cfg.yaml") -> Path:
+        data = deep_update(TINY, changes or {})
+        return write_config(text=yaml.safe_dump(data, sort_keys=False, default_flow_style=None), name=name)
+
+    return write
+
+
+@pytest.fixture
 def runs_dir(tmp_path) -> Path:
     return tmp_path / "runs"
 

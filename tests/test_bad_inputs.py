@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from conftest import TINY, deep_update, run_dlcli
+from conftest import deep_update, run_dlcli
 
 # --------------------------------------------------------------------------------------
 # helpers
@@ -92,17 +91,6 @@ def config_error(cli, runs_dir):
         return lines
 
     return check
-
-
-@pytest.fixture
-def write_flow(write_config):
-    """Like write_config(changes) but with one line per layer (`- {type: Dense, ...}`)."""
-
-    def write(changes: dict | None = None, name: str = "cfg.yaml") -> Path:
-        data = deep_update(TINY, changes or {})
-        return write_config(text=yaml.safe_dump(data, sort_keys=False, default_flow_style=None), name=name)
-
-    return write
 
 
 def layers(*specs) -> dict:

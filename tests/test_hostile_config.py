@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, deep_update, run_dlcli
+from conftest import TINY, run_dlcli
 
 from dlcli.checks import path_problem
 from dlcli.config_text import MAX_BYTES, MAX_DEPTH, MAX_VALUES
@@ -91,17 +91,6 @@ def refused_subprocess(runs_dir):
             assert_no_run_folder(runs_dir)
 
     return check
-
-
-@pytest.fixture
-def write_yaml(write_config):
-    """write_yaml(changes) -> a TINY config with `changes`, one flow mapping per list item."""
-
-    def write(changes: dict | None = None, name: str = "cfg.yaml") -> Path:
-        data = deep_update(TINY, changes or {})
-        return write_config(text=yaml.safe_dump(data, sort_keys=False, default_flow_style=None), name=name)
-
-    return write
 
 
 def tiny_text(**sections: str) -> str:
@@ -277,15 +266,15 @@ def test_every_key_given_twice_is_reported(refused, write_config):
     ({"training": {"shuffle": "false"}}, "training.shuffle", "write true or false without quotes"),
     ({"model": {"input_shape": [True]}}, "model.input_shape[0]", "not a number"),
 ])
-def test_bools_and_quoted_numbers_are_not_numbers(refused, write_yaml, changes, path, words):
-    config = write_yaml(changes)
+def test_bools_and_quoted_numbers_are_not_numbers(refused, write_flow, changes, path, words):
+    config = write_flow(changes)
     key = path.split(".")[-1].split("[")[0]
     line = line_of(config, rf"\b{key}:")
     refused(config, f"{path}: expected", words, where=f"{config}:{line}")
 
 
-def test_an_int_is_a_number_where_a_float_is_taken(cli, write_yaml):
-    config = write_yaml({"data": {"validation_split": 0}, "compile": {"optimizer": {"type": "adam", "learning_rate": 1}},
+def test_an_int_is_a_number_where_a_float_is_taken(cli, write_flow):
+    config = write_flow({"data": {"validation_split": 0}, "compile": {"optimizer": {"type": "adam", "learning_rate": 1}},
                          "training": {"reduce_lr_on_plateau": {"monitor": "loss", "min_lr": 0}}})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
@@ -321,8 +310,8 @@ def test_an_optimizers_other_floats_refuse_text(refused, write_config):
 
 
 @pytest.mark.parametrize("section", ["early_stopping", "reduce_lr_on_plateau"])
-def test_a_misspelt_monitor_gets_a_did_you_mean(refused, write_yaml, section):
-    config = write_yaml({"training": {section: {"monitor": "val_acuracy"}}})
+def test_a_misspelt_monitor_gets_a_did_you_mean(refused, write_flow, section):
+    config = write_flow({"training": {section: {"monitor": "val_acuracy"}}})
     refused(config, f"training.{section}.monitor: monitors 'val_acuracy', which training does not log",
             "(did you mean 'val_accuracy'?)", "val_loss",
             where=f"{config}:{line_of(config, 'val_acuracy')}")
@@ -339,8 +328,8 @@ def test_a_callbacks_monitor_is_checked_too(refused, write_config):
             where=f"{config}:{line_of(config, 'val_los')}")
 
 
-def test_monitors_follow_the_compiled_metrics_logged_names(cli, write_yaml):
-    config = write_yaml({
+def test_monitors_follow_the_compiled_metrics_logged_names(cli, write_flow):
+    config = write_flow({
         "compile": {"metrics": ["acc", {"type": "SparseTopKCategoricalAccuracy", "k": 2}, "mae"]},
         "training": {"early_stopping": {"monitor": "val_sparse_top_k_categorical_accuracy"},
                      "reduce_lr_on_plateau": {"monitor": "val_acc"},
@@ -351,8 +340,8 @@ def test_monitors_follow_the_compiled_metrics_logged_names(cli, write_yaml):
     assert result.exit_code == 0, result.output
 
 
-def test_a_val_monitor_without_validation_data_is_refused(refused, write_yaml):
-    config = write_yaml({"data": {"validation_split": 0}, "training": {"early_stopping": {"monitor": "val_accuracy"}}})
+def test_a_val_monitor_without_validation_data_is_refused(refused, write_flow):
+    config = write_flow({"data": {"validation_split": 0}, "training": {"early_stopping": {"monitor": "val_accuracy"}}})
     refused(config, "training.early_stopping.monitor", "validation_split is 0")
 
 
@@ -360,14 +349,14 @@ def test_a_val_monitor_without_validation_data_is_refused(refused, write_yaml):
 # 6. run names fit a folder name
 
 
-def test_a_three_hundred_character_run_name_is_refused(refused, write_yaml):
-    config = write_yaml({"name": "n" * 300})
+def test_a_three_hundred_character_run_name_is_refused(refused, write_flow):
+    config = write_flow({"name": "n" * 300})
     refused(config, "name: the run name has 300 characters; shorten it to at most 200",
             where=f"{config}:{line_of(config, '^name:')}")
 
 
-def test_a_long_file_stem_is_cut_to_a_run_name(cli, write_yaml):
-    config = write_yaml({"name": None}, name="s" * 250 + ".yaml")
+def test_a_long_file_stem_is_cut_to_a_run_name(cli, write_flow):
+    config = write_flow({"name": None}, name="s" * 250 + ".yaml")
     result = cli("validate", config, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["config"]["name"] == "s" * 200

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from dlcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, DlcliError, io_error
 from dlcli.files import json_text
-from dlcli.signals import Terminated, main_thread, sigterm_raises
+from dlcli.signals import Terminated, main_thread, signals_raise
 
 SetOption = Annotated[
     list[str] | None,
@@ -66,7 +66,7 @@ def command(func):
             if AS_PROGRAM:
                 result = func(*args, **kwargs)
             else:  # in-process (tests, notebooks): signals raise as they do in training
-                with sigterm_raises():
+                with signals_raise():
                     result = func(*args, **kwargs)
             _done()
             return result
