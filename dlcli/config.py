@@ -40,7 +40,11 @@ from dlcli.errors import ConfigError, Problem, did_you_mean
 
 SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-FILE_SOURCES = ("csv", "npz")
+TABLE_SOURCES = ("csv", "parquet")
+FILE_SOURCES = (*TABLE_SOURCES, "npz")
+# Cells that hold no value, as tables write them (SPEC 4.2); `data.missing` replaces the list.
+MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", " ": "runs of spaces"}
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_NAME = 200  # a run folder is `NAME-YYYYmmdd-HHMMSS`; file names end at 255 bytes
 
@@ -140,14 +144,54 @@ class NpzKeys(Section):
     y_test: str = "y_test"
 
 
+def _delimiter(value):
+    if value == "auto" or (isinstance(value, str) and len(value) == 1 and value not in "\"\r\n"):
+        return value
+    raise ValueError(
+        f"expected 'auto' or one character such as ',' ';' '|' \"\\t\" (' ' for runs of spaces), got {value!r}"
+    )
+
+
+Delimiter = Annotated[str, PlainValidator(_delimiter),
+                      WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "string", "minLength": 1, "maxLength": 1}]})]
+def _column(value):
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"expected a column name or a 0-based position (-1: the last), got {value!r}")
+
+
+Column = Annotated[str | int, PlainValidator(_column),
+                   WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})]
+
+
+class FeatureConfig(Section):
+    """A table column used as a feature, with its type given instead of inferred."""
+
+    name: Column = Field(description="a column name, or its 0-based position")
+    type: Literal["auto", "numeric", "categorical"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+
 class DataConfig(Section):
     source: Literal[SKLEARN_SOURCES + KERAS_SOURCES + FILE_SOURCES] = Field(
-        description="a bundled scikit-learn dataset, a keras.datasets one, or csv / npz"
+        description="a bundled scikit-learn dataset, a keras.datasets one, or csv / parquet / npz"
     )
-    path: str | None = Field(None, description="csv/npz file; relative to the config's folder")
-    test_path: str | None = Field(None, description="csv only: a separate test file")
-    target: str | None = Field(None, description="csv only: the target column's name")
-    features: list[str] | None = Field(None, description="csv only: default every other column")
+    path: str | None = Field(None, description="csv/parquet/npz file; relative to the config's folder")
+    test_path: str | None = Field(None, description="csv/parquet: a separate test file with the same columns")
+    target: Column | None = Field(None, description="csv/parquet: the target column, by name or 0-based position (-1: last)")
+    features: list[FeatureConfig] | None = Field(
+        None, description="csv/parquet: names, positions or {name, type}; default every other column")
+    header: AutoOrBool = Field("auto", description="csv: does the first row name the columns?")
+    columns: list[str] | None = Field(None, description="csv: names for the file's columns (a file without a header)")
+    delimiter: Delimiter = Field("auto", description="csv: auto (sniffed among , ; tab | and runs of spaces) or the character")
+    missing: list[str] = Field(default_factory=lambda: list(MISSING_MARKERS),
+                               description="csv/parquet: cells that hold no value")
+    on_missing: Literal["fill", "drop", "error"] = Field(
+        "fill", description="fill (training mean, or a 'missing' category), drop the row, or error")
     keys: NpzKeys = Field(default_factory=NpzKeys, description="npz only: the array names")
     task: Literal["auto", "classification", "regression"] = "auto"
     validation_split: Number = Field(0.2, ge=0, lt=1, description="fraction of the training data")
@@ -158,20 +202,45 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _source_needs(self):
         wrong = []
-        if self.source in FILE_SOURCES:
-            if not self.path:
-                wrong.append(f"source '{self.source}' needs 'path:' (the data file)")
-            if self.source == "csv" and not self.target:
-                wrong.append("source 'csv' needs 'target:' (the name of the target column)")
-        else:
+        table = self.source in TABLE_SOURCES
+        if self.source in FILE_SOURCES and not self.path:
+            wrong.append(f"source '{self.source}' needs 'path:' (the data file)")
+        if table and self.target is None:
+            wrong.append(f"source '{self.source}' needs 'target:' (the target column's name, "
+                         "or its 0-based position: -1 for the last)")
+        if self.source not in FILE_SOURCES:
             for key in ("path", "test_path", "target", "features"):
                 if getattr(self, key) is not None:
-                    wrong.append(f"'{key}' is only for csv/npz sources, not '{self.source}'")
-        if self.source == "npz" and (self.target or self.features or self.test_path):
+                    wrong.append(f"'{key}' is only for csv/parquet/npz sources, not '{self.source}'")
+        if self.source == "npz" and (self.target is not None or self.features or self.test_path):
             wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
+        if self.source != "csv":
+            set_here = self._changed("header", "columns", "delimiter")
+            if set_here:
+                wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
+        if not table:
+            set_here = self._changed("missing", "on_missing")
+            if set_here:
+                wrong.append(f"{', '.join(set_here)}: only for csv/parquet tables, not '{self.source}'")
         if wrong:
             raise ValueError("; ".join(wrong))
         return self
+
+    def _changed(self, *keys: str) -> list[str]:
+        """The keys among `keys` whose value is not the default (a resolved config has them all)."""
+        fields = type(self).model_fields
+        return [key for key in keys if getattr(self, key) != fields[key].get_default(call_default_factory=True)]
+
+    @field_validator("columns")
+    @classmethod
+    def _distinct_columns(cls, value):
+        if value is not None:
+            seen = set()
+            for name in value:
+                if name in seen:
+                    raise ValueError(f"column '{name}' is named twice; give each column its own name")
+                seen.add(name)
+        return value
 
 
 class ModelConfig(Section):

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlcli.config import Config
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.losses import task_of
 from dlcli.sources import source_for
-from dlcli.sources.base import plain
-from dlcli.sources.csvfile import read_csv
-from dlcli.sources.csvfile import read_features as read_csv_features
+from dlcli.sources.base import checked_targets, numeric_features, plain
 from dlcli.sources.npzfile import read_features as read_npz_features
 from dlcli.sources.npzfile import read_labeled as read_npz_labeled
+from dlcli.sources.tablefile import inspect, read_table
+from dlcli.tables import TablePreprocessing, fit
 
 BATCH_ROWS = 4096  # rows per batch where dlcli itself walks a split (statistics, predictions)
 MIN_TRAIN = 2  # samples the training split keeps at least (validation and test keep one)
@@ -91,6 +91,7 @@ class Dataset:
     target: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    preprocessing: TablePreprocessing | None = None  # a table's: fitted on the training split
 
     @property
     def one_hot(self) -> bool:
@@ -129,6 +130,7 @@ class Dataset:
             "target": self.target,
             "files": self.files,
             "fingerprint": self.fingerprint,
+            **({"rows": self.preprocessing.rows} if self.preprocessing is not None else {}),
         }
 
 
@@ -176,9 +178,17 @@ def _encode(y_train, y_test, task: str, where: str):
     test_values = y_test.astype(str) if y_test.dtype == object else y_test
     unseen = [plain(v) for v in np.unique(test_values) if plain(v) not in lookup]
     if unseen:
-        raise ConfigError(Problem(f"the test data has labels never seen in training: {unseen[:5]}", where=where))
+        raise ConfigError(Problem(unseen_labels(unseen, list(lookup)), where=where))
     y_test_index = np.asarray([lookup[plain(v)] for v in test_values], dtype="int64")
     return y_index.astype("int64"), y_test_index, [plain(c) for c in classes]
+
+
+def unseen_labels(unseen: list, labels: list) -> str:
+    """The sentence for target labels the model never learned, each with a did-you-mean."""
+    shown = "; ".join(f"{v!r}{did_you_mean(str(v), [str(label) for label in labels])}" for v in unseen[:5])
+    more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+    return (f"the target holds labels never seen in training: {shown}{more}; "
+            f"the classes are: {', '.join(map(str, labels[:20]))}")
 
 
 def _split(x, y, fraction: float, seed: int, stratify: bool, where: str):
@@ -254,36 +264,80 @@ def load_data(config: Config) -> Dataset:
                                     config.where(("data", "validation_split")))
         val = Split(x_val, y_val)
     train, test = Split(x, y), Split(x_test, y_test)
+    preprocessing = None
+    if loaded.table is not None:  # categories and statistics of the training rows only
+        table = loaded.table
+        preprocessing = fit(table, train.x, d.normalize)
+        for split in (train, val):
+            if split is not None:
+                preprocessing.encode(split.x, table.categories)
+        preprocessing.unseen = preprocessing.encode(test.x, table.test_categories or table.categories)
     return Dataset(
         train=train, val=val, test=test, task=task, labels=labels,
-        feature_names=loaded.feature_names, target=d.target, files=loaded.files,
-        fingerprint=_fingerprint(train, val, test),
+        feature_names=loaded.feature_names, target=loaded.table.target if loaded.table else d.target,
+        files=loaded.files, fingerprint=_fingerprint(train, val, test), preprocessing=preprocessing,
     )
 
 
-def read_features_file(path: str, feature_names: list[str] | None, input_shape: tuple) -> np.ndarray:
-    """Features for `predict` from a CSV (by column name, or by position without a header) or NPZ."""
-    x = read_npz_features(path) if path.endswith(".npz") else read_csv_features(path, feature_names)
-    return _reshape(x, input_shape, path)
-
-
-def read_labeled_file(path: str, config: Config, summary: dict, labels: list | None) -> Split:
-    """Features and encoded targets from a CSV/NPZ for `evaluate --data`."""
+def read_features_file(path: str, summary: dict, preprocessing: TablePreprocessing | None) -> tuple:
+    """Features for `predict` as (model input, unseen categories): a raw table in the
+    training file's form for a table run; else an NPZ (array `x`) or a CSV of numbers (the
+    model's columns by name, or every column of a file without a header, by position)."""
+    if preprocessing is not None:
+        x, _, unseen = preprocessing.read(path, target=False)
+        return x, unseen
+    input_shape = tuple(summary["input_shape"])
     if path.endswith(".npz"):
+        return _reshape(read_npz_features(path), input_shape, path), {}
+    x, _ = _numbers_file(path, summary.get("features"), None, int(np.prod(input_shape)))
+    return _reshape(x, input_shape, path), {}
+
+
+def read_labeled_file(path: str, config: Config, summary: dict, labels: list | None,
+                      preprocessing: TablePreprocessing | None) -> tuple[Split, dict]:
+    """Features and encoded targets for `evaluate --data`, and the unseen categories."""
+    unseen = {}
+    if preprocessing is not None:
+        x, y, unseen = preprocessing.read(path, target=True)
+    elif path.endswith(".npz"):
         x, y = read_npz_labeled(path, config.data.keys)
     else:
-        x, y, _ = read_csv(path, summary.get("target") or "target", summary.get("features"))
+        x, y = _numbers_file(path, summary.get("features"), summary.get("target") or "target",
+                             int(np.prod(summary["input_shape"])))
+        y = checked_targets(y, path)
     x = _reshape(x, tuple(summary["input_shape"]), path)
     if summary["task"] == "regression" or y.ndim == 2:
         try:
-            return Split(x, y.astype("float32"))
+            return Split(x, y.astype("float32")), unseen
         except (TypeError, ValueError):
             raise ConfigError(Problem("the target holds text; this run's model predicts numbers", where=path)) from None
     index = {str(label): i for i, label in enumerate(labels)}
-    unknown = [v for v in map(str, y) if v not in index]
+    values = np.asarray(y).astype(str)
+    unknown = [v for v in dict.fromkeys(values.tolist()) if v not in index]
     if unknown:
-        raise ConfigError(Problem(f"label {unknown[0]!r} is not one of the run's classes: {labels}", where=path))
-    return Split(x, np.asarray([index[str(v)] for v in y], dtype="int64"))
+        raise ConfigError(Problem(unseen_labels(unknown, labels), where=path))
+    return Split(x, np.asarray([index[v] for v in values], dtype="int64")), unseen
+
+
+def _numbers_file(path: str, feature_names: list[str] | None, target: str | None, width: int) -> tuple:
+    """A CSV of numbers for a model trained on arrays: its feature columns by name (with the
+    target when `target` is named), or, in a file without a header, every column by position."""
+    fmt = inspect(path, missing=())
+    names = list(feature_names or [])
+    if not (names and all(n in fmt.names for n in names)):
+        if fmt.header or len(fmt.names) != width + (target is not None):
+            expected = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+            raise ConfigError(Problem(
+                f"the CSV lacks the model's feature columns ({expected or f'{width} numbers per row'}); give them "
+                f"by name in a header, or {width} columns{' then the target' if target else ''} without one",
+                where=path))
+        names = fmt.names[:width]
+        target = fmt.names[width] if target is not None else None
+    elif target is not None and target not in fmt.names:
+        raise ConfigError(Problem(f"no target column '{target}'{did_you_mean(target, fmt.names)}; "
+                                  f"columns are: {', '.join(fmt.names)}", where=path))
+    table = read_table(path, fmt, names, target, dict.fromkeys(names, "numeric"), (), "error")
+    return numeric_features(table.x, path), table.y
 
 
 def _reshape(x: np.ndarray, input_shape: tuple, path: str) -> np.ndarray:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dlcli.config import load_config
+from dlcli.config import TABLE_SOURCES, load_config
 from dlcli.data import load_data, read_features_file, read_labeled_file
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
@@ -23,6 +24,7 @@ from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
 from dlcli.runtime import import_keras
 from dlcli.signals import stop_after_batch
+from dlcli.tables import TablePreprocessing
 
 
 def open_run(run, runs_dir=None) -> RunFolder:
@@ -37,6 +39,7 @@ def load_run_model(run: RunFolder):
                                   where=str(run.file("run.json"))))
     config = load_config(run.file("config.yaml"))
     keras = import_keras(config.runtime.backend)
+    import dlcli.table_encoder  # noqa: F401 - registers the layer a table's model starts with
     path = run.file("model.keras")
     if not path.is_file():
         status = run.record.get("status", "unknown")
@@ -71,6 +74,19 @@ def run_labels(run: RunFolder, record: dict, model) -> list | None:
     return labels
 
 
+def run_preprocessing(run: RunFolder, record: dict) -> TablePreprocessing | None:
+    """A table run's preprocessing.json (None for other sources); a ConfigError when a table
+    run lacks it or it is damaged."""
+    if record.get("data", {}).get("source") not in TABLE_SOURCES:
+        return None
+    shown = str(run.file("preprocessing.json"))
+    data = run.read_json("preprocessing.json")
+    if not isinstance(data, dict):
+        raise ConfigError(Problem("the run has no readable preprocessing.json; restore it or retrain the run",
+                                  where=shown))
+    return TablePreprocessing.from_json(data, shown)
+
+
 def _quietly_stoppable(model):
     """A Ctrl-C/SIGTERM in Keras's evaluate/predict ends it after the batch and is raised
     after it (`dlcli.signals.stop_after_batch`), never inside a backend call."""
@@ -96,8 +112,12 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     labels = run_labels(run, record, model)
     entry = {"time": now_iso()}
     if data is not None:
-        split_data = read_labeled_file(str(data), config, summary, labels)
+        preprocessing = run_preprocessing(run, record)
+        split_data, unseen = read_labeled_file(str(data), config, summary, labels, preprocessing)
         entry["data"] = str(Path(data).resolve())
+        if unseen:
+            entry["unseen"] = unseen
+            entry["warning"] = preprocessing.describe_unseen(unseen, str(data))
     else:
         dataset = load_data(config)
         trained_on = summary.get("files") or {}
@@ -160,28 +180,40 @@ def check_gates(metrics: dict, fail_under=(), fail_over=()) -> list[str]:
     return failures
 
 
-def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> list[dict]:
+@dataclass
+class Predictions:
+    """`predict`'s answer: one dict per sample, and what the input held that training never
+    saw (`unseen`: column -> value -> rows), with `warning` the line that says so."""
+
+    rows: list[dict]
+    unseen: dict = field(default_factory=dict)
+    warning: str | None = None
+
+
+def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> Predictions:
     """Predictions, one dict per sample: `prediction` (the original label, or the value for
     regression) and, with `proba`, `proba_<label>` per class. `to_csv` writes them."""
     run = open_run(run, runs_dir)
     _, model, config, record = load_run_model(run)
     summary = record.get("data", {})
     labels = run_labels(run, record, model)
-    x = read_features_file(str(input_path), summary.get("features"), tuple(summary["input_shape"]))
+    preprocessing = run_preprocessing(run, record)
+    x, unseen = read_features_file(str(input_path), summary, preprocessing)
+    warning = preprocessing.describe_unseen(unseen, str(input_path)) if preprocessing else None
     with _quietly_stoppable(model) as stop:
         outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
         stop.raise_if_requested()
     if labels is None:  # regression
         outputs = outputs.reshape(len(outputs), -1)
         names = ["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])]
-        return [dict(zip(names, map(float, row))) for row in outputs]
+        return Predictions([dict(zip(names, map(float, row))) for row in outputs], unseen, warning)
     rows = []
     for row in class_probabilities(model, outputs):
         entry = {"prediction": labels[int(np.argmax(row))]}
         if proba:
             entry.update({f"proba_{label}": round(float(p), 6) for label, p in zip(labels, row)})
         rows.append(entry)
-    return rows
+    return Predictions(rows, unseen, warning)
 
 
 def to_csv(rows: list[dict]) -> str:

@@ -23,7 +23,7 @@ from dlcli.config import Config, KerasObject
 from dlcli.data import Dataset
 from dlcli.errors import ConfigError, Problem, first_line
 from dlcli.losses import BINARY, default_loss, loss_class
-from dlcli.preprocessing import normalization_layer
+from dlcli.preprocessing import input_layer
 
 
 def resolve(config: Config, data: Dataset) -> Config:
@@ -52,7 +52,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
 
     model = keras.Sequential(name=config.name.replace(".", "_"))
     model.add(keras.Input(shape=shape))
-    norm = normalization_layer(keras, config.data.normalize, data.train, shape)
+    norm = input_layer(keras, config.data.normalize, data, shape)
     if norm is not None:
         model.add(norm)
     if len(shape) > 1 and config.model.layers[0].type.lower() == "dense":

@@ -1,5 +1,6 @@
 """What goes in front of the user's layers so that the saved model takes raw features:
-normalisation (`data.normalize`) with statistics of the training split only.
+normalisation (`data.normalize`) with statistics of the training split only, or, for a
+table, the `TableEncoder` that also fills missing numbers and encodes categories.
 
 Statistics are gathered over the split's batches (merged exactly, in float64), so a split
 that is read from disk batch by batch gets the same numbers as one held in memory.
@@ -15,6 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 NORMALIZE_LAYER = "dlcli_normalize"
+TABLE_LAYER = "dlcli_table"
+
+
+def input_layer(keras, mode, data, shape: tuple):
+    """The first layer after the input: a table's encoder, else a Normalization layer (None
+    for `normalize: none`)."""
+    if data.preprocessing is not None:
+        from dlcli.table_encoder import TableEncoder
+
+        return TableEncoder(**data.preprocessing.layer_kwargs(), name=TABLE_LAYER)
+    return normalization_layer(keras, mode, data.train, shape)
 
 
 def _axes(shape: tuple) -> tuple[int | None, tuple | None]:

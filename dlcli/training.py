@@ -233,11 +233,13 @@ def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
 
 
 def _describe(session: Session) -> None:
-    """A new run's checkpoints/ folder, labels.json and summary.txt."""
+    """A new run's checkpoints/ folder, labels.json, preprocessing.json and summary.txt."""
     run, data = session.run, session.prepared.data
     run.folder("checkpoints")
     if data.labels is not None:
         run.write_json("labels.json", data.labels)
+    if data.preprocessing is not None:
+        run.write_json("preprocessing.json", data.preprocessing.to_json())
     lines: list[str] = []
     session.prepared.model.summary(print_fn=lambda text, line_break=True: lines.append(text), line_length=100)
     run.write_text("summary.txt", "\n".join(lines) + "\n")

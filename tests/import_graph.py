@@ -18,8 +18,8 @@ PACKAGE = ROOT / "dlcli"
 STAGES = [
     ("basics", ["errors", "files", "runfolder", "metrics", "signals"]),
     ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks", "templates"]),
-    ("data", ["sources", "data"]),
-    ("model", ["preprocessing", "model", "outputs"]),
+    ("data", ["sources", "tables", "data"]),
+    ("model", ["table_encoder", "preprocessing", "model", "outputs"]),
     ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "training"]),
     ("using runs", ["evaluation", "catalog"]),
     ("CLI", ["cli", "__main__"]),

@@ -381,31 +381,29 @@ def test_csv_target_column_missing_did_you_mean(config_error, write_config, tmp_
                  where=f"{config}:{line_of(config, r'target: lable')}")
 
 
-def test_csv_non_numeric_feature_names_the_csv_line(config_error, write_config, tmp_path):
+def test_csv_stray_text_in_a_column_of_numbers_names_the_cell_and_both_fixes(config_error, write_config, tmp_path):
     rows = csv_rows()
     rows[5] = "0.5,abc,1"  # line 6 of the file
     data = write_csv(tmp_path / "data.csv", rows)
     config = write_config(csv_changes(data))
-    config_error(config, "column 'b'", "'abc'", "not a number", where=f"{data}:6")
+    config_error(config, "column 'b'", "'abc'", "data.missing", "type: categorical", where=f"{data}:6")
 
 
-def test_csv_empty_cell_is_called_missing(config_error, write_config, tmp_path):
+@pytest.mark.parametrize("cell", ["", "nan", "NaN", "?"])
+def test_csv_missing_cell_is_refused_with_on_missing_error(config_error, write_config, tmp_path, cell):
     rows = csv_rows()
-    rows[7] = "0.5,,1"  # line 8 of the file
+    rows[7] = f"0.5,{cell},1"  # line 8 of the file
+    data = write_csv(tmp_path / "data.csv", rows)
+    config = write_config(csv_changes(data, on_missing="error"))
+    config_error(config, "column 'b' is missing", "on_missing", where=f"{data}:8")
+
+
+def test_csv_infinite_cell_is_not_a_number(config_error, write_config, tmp_path):
+    rows = csv_rows()
+    rows[7] = "0.5,inf,1"
     data = write_csv(tmp_path / "data.csv", rows)
     config = write_config(csv_changes(data))
-    lines = config_error(config, "column 'b'", where=f"{data}:8")
-    message = _plain(lines[0])
-    assert "empty" in message or "missing" in message, f"an empty cell should be called empty/missing: {lines[0]!r}"
-
-
-@pytest.mark.parametrize("cell", ["nan", "NaN", "inf"])
-def test_csv_nan_or_inf_cell(config_error, write_config, tmp_path, cell):
-    rows = csv_rows()
-    rows[7] = f"0.5,{cell},1"
-    data = write_csv(tmp_path / "data.csv", rows)
-    config = write_config(csv_changes(data))
-    config_error(config, "column 'b'", "missing values", where=f"{data}:8")
+    config_error(config, "column 'b' holds numbers", "'inf'", "data.missing", where=f"{data}:8")
 
 
 def test_csv_target_with_a_single_class(config_error, write_config, tmp_path):

@@ -343,15 +343,15 @@ def test_split_fraction_that_leaves_too_few_of_a_small_file(refused, write_confi
 
 def test_csv_cell_over_the_field_limit_names_the_line(refused, write_config, tmp_path):
     lines = csv_lines()
-    lines[4] = f"0.5,{'7' * 200_000},1"  # line 5
+    lines[4] = f"0.5,\"{'7' * 200_000},1"  # line 5: a quote never closed
     data = write_csv(tmp_path / "data.csv", lines)
     refused(write_config(csv_config(data)), "a cell is over 131,072 characters", "never closed", where=f"{data}:5")
 
 
 def test_csv_line_without_end_is_cut_short(cli, write_config, tmp_path, monkeypatch):
-    from dlcli.sources import csvfile
+    from dlcli.sources import tablefile
 
-    monkeypatch.setattr(csvfile, "MAX_LINE", 1_000)
+    monkeypatch.setattr(tablefile, "MAX_LINE", 1_000)
     lines = csv_lines()
     lines[2] = "0.5," * 600 + "1"  # line 3
     data = write_csv(tmp_path / "data.csv", lines)
@@ -402,7 +402,7 @@ def test_headerless_predict_input_out_of_float32_range(cli, run_copy, tmp_path):
     lines[1] = ",".join(["0"] * 4 + ["1e39"] + ["0"] * 59)  # line 2, column 5
     data.write_text("\n".join(lines) + "\n")
     result = cli("predict", run_copy, data, "--runs-dir", run_copy.parent)
-    assert_refused(result.exit_code, result.stdout, result.stderr, "column 5 is 1e39", "out of float32 range",
+    assert_refused(result.exit_code, result.stdout, result.stderr, "column '4' is 1e39", "out of float32 range",
                    where=f"{data}:2")
 
 

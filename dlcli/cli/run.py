@@ -98,7 +98,7 @@ def evaluate(
 @command
 def predict(
     run: Annotated[str, typer.Argument(help="A run folder, its id, or 'latest'.")],
-    input: Annotated[Path, typer.Argument(help="A CSV (feature columns by name) or NPZ (array 'x') of features.")],
+    input: Annotated[Path, typer.Argument(help="Raw rows in the training table's form, or a CSV/NPZ of features.")],
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
     runs_dir: RunsDirOption = None,
@@ -110,11 +110,15 @@ def predict(
     from dlcli.evaluation import to_csv
     from dlcli.files import write_output
 
-    rows = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
+    predicted = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
+    rows = predicted.rows
+    if predicted.warning:
+        err().print(f"[yellow]warning:[/] {escape(predicted.warning)}")
     if output is not None:
         write_output(output, to_csv(rows))
     if as_json:
         emit_json({"run": str(run), "count": len(rows), "predictions": rows,
+                    **({"unseen": predicted.unseen} if predicted.unseen else {}),
                     **({"output": str(output)} if output else {})})
     elif output is None:
         sys.stdout.write(to_csv(rows))

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from dlcli.sources.base import Loaded, Source
 from dlcli.sources.bundled import Bundled
-from dlcli.sources.csvfile import CsvFile
+from dlcli.sources.table import TableFile
 from dlcli.sources.keras_datasets import KerasDataset
 from dlcli.sources.npzfile import NpzFile
 
 SOURCES: dict[str, Source] = {
-    name: source for source in (Bundled(), KerasDataset(), CsvFile(), NpzFile()) for name in source.names
+    name: source for source in (Bundled(), KerasDataset(), TableFile(), NpzFile()) for name in source.names
 }
 
 

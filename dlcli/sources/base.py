@@ -23,6 +23,7 @@ class Loaded:
     labels: list | None = None
     files: dict[str, str] = field(default_factory=dict)
     task: str | None = None
+    table: object | None = None  # a table's columns and categories (`dlcli.sources.table.TableInfo`)
 
 
 class Source:

@@ -1,0 +1,128 @@
+"""`data.source: csv | parquet`: a table file (and an optional test file) as features and a target.
+
+The config names the target and the features by column name or 0-based position; this
+module resolves them against the file's columns (`dlcli.sources.tablefile.inspect`), with
+every mistake a ConfigError at the config's line, and reads the file. Categorical columns
+come back as codes into the file's own categories: the vocabulary is fitted on the training
+split later (`dlcli.tables`), so nothing of the validation or test rows leaks into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlcli.errors import ConfigError, Problem, did_you_mean
+from dlcli.sources.base import Loaded, Source
+from dlcli.sources.files import sha256_file
+from dlcli.sources.tablefile import TableColumns, TableFormat, inspect, read_table
+
+MAX_GUESSED_CLASSES = 20  # a target of whole numbers with at most this many values is a set of classes
+
+
+@dataclass
+class TableInfo:
+    """What the data stage needs of a table besides its arrays (Loaded.table)."""
+
+    format: TableFormat
+    target: str
+    feature_names: list[str]
+    kinds: list[str]
+    categories: list[list[str] | None]  # the training file's categories per feature
+    missing_markers: list[str]
+    on_missing: str
+    test_categories: list[list[str] | None] | None = None  # the test file's, when there is one
+    rows: dict = field(default_factory=dict)  # read / dropped counts per file
+    target_kind: str = "text"
+
+
+class TableFile(Source):
+    names = ("csv", "parquet")
+
+    def load(self, config) -> Loaded:
+        d = config.data
+        fmt = inspect(d.path, d.header, d.columns, d.delimiter, d.missing, d.source, config.where(("data", "columns")))
+        target, features, kinds = select(config, fmt)
+        train = read_table(d.path, fmt, features, target, kinds, d.missing, d.on_missing)
+        files = {d.path: sha256_file(d.path)}
+        rows = {"train_file": _rows(train)}
+        info = TableInfo(fmt, target, features, train.kinds, train.categories, list(d.missing), d.on_missing,
+                         rows=rows, target_kind=train.target_kind)
+        x_test = y_test = None
+        if d.test_path:
+            test_fmt = inspect(d.test_path, d.header, d.columns, fmt.delimiter if d.source == "csv" else "auto",
+                               d.missing, d.source, config.where(("data", "columns")))
+            _same_columns(test_fmt, [*features, target], d.test_path)
+            test = read_table(d.test_path, test_fmt, features, target, dict(zip(features, train.kinds)),
+                              d.missing, d.on_missing)
+            x_test, y_test = test.x, test.y
+            info.test_categories = test.categories
+            rows["test_file"] = _rows(test)
+            files[d.test_path] = sha256_file(d.test_path)
+        return Loaded(x=train.x, y=train.y, x_test=x_test, y_test=y_test, feature_names=features, files=files,
+                      task=guess_task(train), table=info)
+
+
+def _rows(table: TableColumns) -> dict:
+    return {"read": table.rows_read, **({"dropped": table.dropped} if table.dropped else {})}
+
+
+def guess_task(table: TableColumns) -> str:
+    """Text, or whole numbers with few distinct values: classes; other numbers: regression."""
+    if table.target_kind == "text" or table.y is None:
+        return "classification"
+    if table.y.dtype.kind in "iu" and len(np.unique(table.y)) <= MAX_GUESSED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _column(config, path: tuple, ref, names: list[str], fmt: TableFormat, what: str) -> str:
+    """The column a config entry (a name, or a position) refers to; a ConfigError at its line."""
+    if isinstance(ref, int):
+        if -len(names) <= ref < len(names):
+            return names[ref]
+        raise ConfigError(config.problem(path, (
+            f"{what} position {ref} is past the file's {len(names)} columns (0 to {len(names) - 1}, -1 for the last)")))
+    if ref in names:
+        return ref
+    shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
+    hint = did_you_mean(ref, names)
+    if not fmt.header and fmt.kind == "csv" and not config.data.columns:
+        hint += "; the file has no header row, so its columns are named by position (0, 1, ...) or by data.columns"
+    raise ConfigError(config.problem(path, f"no {what} column '{ref}'{hint}; columns are: {shown}"))
+
+
+def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
+    """(target, features, kinds given in the config) of a table, resolved against its columns."""
+    d = config.data
+    names = fmt.names
+    target = _column(config, ("data", "target"), d.target, names, fmt, "target")
+    if d.features is None:
+        features = [n for n in names if n != target]
+        kinds = {}
+    else:
+        features, kinds = [], {}
+        for i, entry in enumerate(d.features):
+            path = ("data", "features", i)
+            name = _column(config, path, entry.name, names, fmt, "feature")
+            if name == target:
+                raise ConfigError(config.problem(path, (
+                    f"the target '{name}' is also listed as a feature; the model must not see its target, "
+                    "so remove it from data.features")))
+            if name in features:
+                raise ConfigError(config.problem(path, f"feature '{name}' is listed twice; remove one"))
+            features.append(name)
+            if entry.type != "auto":
+                kinds[name] = entry.type
+    if not features:
+        raise ConfigError(config.problem(("data", "target"), "no feature columns: the file holds only the target"))
+    return target, features, kinds
+
+
+def _same_columns(fmt: TableFormat, wanted: list[str], path: str) -> None:
+    absent = [name for name in wanted if name not in fmt.names]
+    if absent:
+        raise ConfigError(Problem(
+            f"the test file lacks column '{absent[0]}'{did_you_mean(absent[0], fmt.names)}; it must have the "
+            "training file's columns", where=path))

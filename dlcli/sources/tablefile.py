@@ -1,0 +1,718 @@
+"""Tables on disk: CSV and Parquet files read by pyarrow into one float32 matrix.
+
+`inspect` works out a file's form from its first megabyte (`TableFormat`: delimiter among
+`, ; tab |` and runs of spaces, a header row or not, the column names, a decimal comma);
+`read_table` then reads the columns it is asked for with pyarrow's multi-threaded reader,
+straight into a preallocated float32 matrix, one record batch at a time (peak memory about
+the matrix plus one parsed copy of it). A column holds numbers (missing cells are NaN) or
+categories (the codes of `TableColumns.categories`, NaN for missing): which one is given
+(`numeric` / `categorical`) or inferred (`auto`) from the cells, trimmed of spaces, with the
+`missing` markers taken out. A column of numbers with a few stray text cells is a
+ConfigError naming the first one (`file:line`, column) and both fixes.
+
+pyarrow knows no line numbers: where a problem needs one, the file is walked again with
+Python's csv module (`line_of`, `diagnose`), which only ever happens on the way to an error.
+Turning categories into a vocabulary fitted on the training split is `dlcli.tables`' work.
+
+Example:
+    >>> fmt = inspect("adult.csv", header="auto", columns=None, delimiter="auto", missing=["?"])
+    >>> table = read_table("adult.csv", fmt, ["age", "workclass"], "income", {}, ["?"], "fill")
+    >>> table.x.shape, table.kinds
+    ((32561, 2), ['numeric', 'categorical'])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from dlcli.errors import ConfigError, Problem
+from dlcli.sources.base import FLOAT32_MAX
+from dlcli.sources.files import NOT_FOUND, data_file
+
+MAX_LINE = 16 << 20  # characters in one line: a file with no line breaks is not a table
+CELL_LIMIT = csv.field_size_limit()  # characters in one cell (131,072): a label, not a document
+SAMPLE_BYTES = 1 << 20  # what `inspect` reads to decide the form
+SAMPLE_ROWS = 500
+CANDIDATES = (",", ";", "\t", "|")
+SPACES = " "  # data.delimiter for runs of spaces or tabs (whitespace-aligned files)
+NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+MAX_CODES = 1 << 24  # categories a float32 code keeps exactly
+STRAY_SHARE = 0.5  # a column whose cells are mostly numbers is numeric: its text cells are mistakes
+BLOCK = 4 << 20  # bytes pyarrow parses per block (per thread)
+
+
+@dataclass
+class TableFormat:
+    """How a table file is written: what `evaluate --data` and `predict` read files as."""
+
+    kind: str  # csv | parquet
+    names: list[str]  # every column, in order
+    header: bool = False  # csv: the first row names the columns (and is skipped)
+    delimiter: str = ","  # csv: the character, or ' ' for runs of spaces
+    decimal: str = "."  # csv: ',' in files that write 3,14
+    quoted: bool = True  # csv: quotes seen (a quoted cell may span lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TableFormat:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class TableColumns:
+    """What `read_table` read: the feature matrix, the kind and categories of each column,
+    the target, and what was missing."""
+
+    x: np.ndarray  # rows x features, float32: numbers, or codes into `categories`; NaN = missing
+    kinds: list[str]  # per feature: numeric | categorical
+    categories: list[list[str] | None]  # per feature: the file's categories, sorted
+    missing: list[int]  # per feature: missing cells (before any row is dropped)
+    y: np.ndarray | None = None  # the target: int64 / float64 numbers, or str labels
+    target_kind: str | None = None  # numeric | text
+    rows_read: int = 0
+    dropped: dict = field(default_factory=dict)  # why -> rows dropped ('missing target', 'missing cells')
+
+
+def where_row(path: str, fmt: TableFormat, row: int) -> str:
+    """'file:line' of the data row `row` (0-based), or 'file: row N' for Parquet."""
+    if fmt.kind == "parquet":
+        return f"{path}: row {row + 1}"
+    line = line_of(path, fmt, row)
+    return f"{path}:{line}" if line else str(path)
+
+
+# ---------------------------------------------------------------- the file's form
+
+
+def inspect(path: str, header="auto", columns=None, delimiter: str = "auto", missing=(), kind: str = "csv",
+            shown: str | None = None) -> TableFormat:
+    """The form of a table file: column names, header, delimiter, decimal mark.
+
+    Args:
+        path: the file (checked to be a regular file).
+        header: True, False or 'auto' (a first row of text over columns of numbers).
+        columns: names for the columns, or None (the header's, or positions '0', '1', ...).
+        delimiter: the character, ' ' for runs of spaces, or 'auto'.
+        missing: the markers of missing cells (never taken for a header).
+        kind: 'csv' or 'parquet'.
+        shown: where a problem with `columns` points (the config's line).
+    """
+    data_file(path)
+    if kind == "parquet":
+        names = _parquet_file(path).schema_arrow.names
+        _check_names(names, path)
+        return TableFormat("parquet", [str(n) for n in names])
+    text, whole = _sample(path)
+    if not text.strip():
+        raise ConfigError(Problem("the file is empty; a table needs rows", where=path))
+    sep = delimiter if delimiter != "auto" else _sniff_delimiter(text, whole)
+    rows = _sample_rows(text, sep, whole)
+    if not rows:
+        raise ConfigError(Problem("the file holds no rows", where=path))
+    width = len(rows[0])
+    markers = set(missing)
+    has_header = _has_header(rows, markers) if header == "auto" else bool(header)
+    if columns is not None:
+        if len(columns) != width:
+            raise ConfigError(Problem(
+                f"data.columns names {len(columns)} columns but the file's first row has {width}; "
+                "name every column, in order", where=shown or path))
+        names = list(columns)
+    elif has_header:
+        names = [cell.strip() or str(i) for i, cell in enumerate(rows[0])]
+        first = line_of(path, TableFormat("csv", names, False, sep, ".", True), 0) or 1
+        _check_names(names, f"{path}:{first}")
+    else:
+        names = [str(i) for i in range(width)]
+    body = rows[1:] if has_header else rows
+    decimal = "," if sep != "," and _decimal_comma(body) else "."
+    return TableFormat("csv", names, has_header, sep, decimal, '"' in text)
+
+
+def _check_names(names: list, where: str) -> None:
+    """Each column named once: a duplicated name would be read from one column silently."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise ConfigError(Problem(
+                f"column '{name}' appears twice in the header (columns {seen[name]} and {position}); rename one",
+                where=where,
+            ))
+        seen[name] = position
+
+
+def _sample(path: str) -> tuple[str, bool]:
+    """The file's first SAMPLE_BYTES as text, cut at a line end; and whether that is all of it."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(SAMPLE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
+    whole = len(raw) <= SAMPLE_BYTES
+    if not whole:
+        end = raw.rfind(b"\n", 0, SAMPLE_BYTES)
+        if end < 0:
+            raise ConfigError(Problem(
+                f"the first line is over {SAMPLE_BYTES:,} bytes long; this is not a table with one row per line",
+                where=f"{path}:1"))
+        raw = raw[:end + 1]
+    try:
+        return raw.decode("utf-8-sig"), whole
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(Problem(f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
+                                  where=f"{path}:{line}")) from None
+
+
+def _split_spaces(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def _sample_rows(text: str, sep: str, whole: bool) -> list[list[str]]:
+    if sep == SPACES:
+        rows = _split_spaces(text)
+    else:
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if any(c.strip() for c in row)]
+        except csv.Error:
+            rows = [line.split(sep) for line in text.splitlines() if line.strip()]
+    return rows[:SAMPLE_ROWS + 1]
+
+
+def _sniff_delimiter(text: str, whole: bool) -> str:
+    """The candidate that splits the sample's rows into the same number (>1) of cells most
+    consistently; runs of spaces when none does."""
+    best, best_score = ",", (0.0, 0)
+    for sep in CANDIDATES:
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if any(c.strip() for c in row)]
+        except csv.Error:
+            continue
+        score = _consistency(rows[:SAMPLE_ROWS])
+        if score > best_score:
+            best, best_score = sep, score
+    if best_score[1] > 1 and best_score[0] >= 0.9:
+        return best
+    spaced = _consistency(_split_spaces(text)[:SAMPLE_ROWS])
+    if spaced[1] > 1 and spaced[0] >= 0.9:
+        return SPACES
+    return best
+
+
+def _consistency(rows: list[list[str]]) -> tuple[float, int]:
+    """(share of rows with the most common width, that width); (0, 0) for widths of 1."""
+    if not rows:
+        return 0.0, 0
+    widths = np.bincount([len(r) for r in rows])
+    width = int(widths.argmax())
+    return (float(widths[width]) / len(rows), width) if width > 1 else (0.0, 0)
+
+
+def is_number(text: str, decimal: str = ".") -> bool:
+    if decimal != ".":
+        text = text.replace(decimal, ".", 1)
+    return re.match(NUMBER, text) is not None
+
+
+def _has_header(rows: list[list[str]], markers: set) -> bool:
+    """A first row of text over columns of numbers is a header; with no column of numbers,
+    a first row whose cells never appear again in their columns is one."""
+    first, body = rows[0], rows[1:]
+    if not body:
+        return not all(is_number(c.strip()) or c.strip() in markers for c in first)
+    numeric_column = False
+    for j, cell in enumerate(first):
+        below = [r[j].strip() for r in body if j < len(r) and r[j].strip() not in markers]
+        column_of_numbers = bool(below) and all(is_number(c) or is_number(c, ",") for c in below)
+        numeric_column |= column_of_numbers
+        if column_of_numbers and cell.strip() not in markers and not (is_number(cell.strip()) or is_number(cell.strip(), ",")):
+            return True
+    if numeric_column:
+        return False
+    cells = [c.strip() for c in first]
+    return len(set(cells)) == len(cells) and all(
+        c and all(j >= len(r) or r[j].strip() != c for r in body) for j, c in enumerate(cells))
+
+
+def _decimal_comma(rows: list[list[str]]) -> bool:
+    """Cells such as 3,14 (and none such as 3.14): the file writes a decimal comma."""
+    comma = dot = 0
+    for row in rows[:SAMPLE_ROWS]:
+        for cell in row:
+            cell = cell.strip()
+            if re.match(r"^[+-]?\d*,\d+$", cell):
+                comma += 1
+            elif re.match(r"^[+-]?\d*\.\d+$", cell):
+                dot += 1
+    return comma > 0 and dot == 0
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_table(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict,
+               missing, on_missing: str = "fill") -> TableColumns:
+    """Read `features` (and `target`) of a table file as a float32 matrix.
+
+    Args:
+        path: the file, in the form `fmt` describes.
+        fmt: from `inspect` (or a run's preprocessing.json).
+        features: the columns of the matrix, in order.
+        target: the target column, or None (`predict`).
+        kinds: column -> numeric | categorical; columns not in it are inferred.
+        missing: the markers of missing cells (after trimming).
+        on_missing: 'fill' keeps rows with missing features (NaN), 'drop' drops them,
+            'error' refuses the first one. A row whose target is missing is dropped, or
+            refused with 'error'.
+    """
+    data_file(path)
+    wanted = [*features, *([target] if target is not None else [])]
+    markers = list(missing)
+    if fmt.kind == "parquet":
+        columns, rows = _parquet_columns(path, wanted)
+    else:
+        columns, rows = _csv_columns(path, fmt, features, target, kinds, markers)
+    x = np.empty((rows, len(features)), dtype="float32")
+    out_kinds, categories, missing_counts = [], [], []
+    for j, name in enumerate(features):
+        column = columns.pop(name)
+        kind, cats, count = _fill(x, j, column, name, kinds.get(name, "auto"), markers, path, fmt)
+        out_kinds.append(kind)
+        categories.append(cats)
+        missing_counts.append(count)
+        del column
+    table = TableColumns(x, out_kinds, categories, missing_counts, rows_read=rows)
+    target_missing = np.zeros(rows, dtype=bool)
+    if target is not None:
+        table.y, table.target_kind, target_missing = _target(columns.pop(target), markers, fmt.decimal)
+        if table.target_kind == "numeric" and table.y.dtype.kind == "f":
+            with np.errstate(over="ignore"):
+                bad = ~np.isfinite(table.y.astype("float32")) & ~target_missing
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise ConfigError(Problem(_not_float32(f"the target '{target}'", cell_at(path, fmt, row, target)),
+                                          where=where_row(path, fmt, row)))
+        if target_missing.any() and on_missing == "error":
+            row = int(np.argmax(target_missing))
+            raise ConfigError(Problem(f"the target '{target}' is missing; fill the cell or set data.on_missing: "
+                                      "fill or drop (rows without a target are dropped)", where=where_row(path, fmt, row)))
+    _apply_missing(table, target_missing, on_missing, features, path, fmt)
+    return table
+
+
+def _apply_missing(table: TableColumns, target_missing, on_missing: str, features, path, fmt) -> None:
+    missing_cells = None
+    if any(table.missing):
+        missing_cells = np.isnan(table.x).any(axis=1)
+        if on_missing == "error":
+            row = int(np.argmax(missing_cells))
+            column = features[int(np.argmax(np.isnan(table.x[row])))]
+            raise ConfigError(Problem(
+                f"column '{column}' is missing (data.on_missing: error); fill the cell, or set data.on_missing: "
+                "fill (training mean, or a 'missing' category) or drop", where=where_row(path, fmt, row)))
+    keep = ~target_missing
+    if target_missing.any():
+        table.dropped["missing target"] = int(target_missing.sum())
+    if on_missing == "drop" and missing_cells is not None:
+        dropped = missing_cells & keep
+        table.dropped["missing cells"] = int(dropped.sum())
+        keep &= ~missing_cells
+    if not keep.all():
+        table.x = table.x[keep]
+        if table.y is not None:
+            table.y = table.y[keep]
+
+
+def _csv_columns(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict,
+                 markers: list) -> tuple[dict, int]:
+    """pyarrow's reading of the wanted columns: {name: ChunkedArray}, row count. A column
+    the sample shows holding numbers is read as numbers (float32; a target as float64); if
+    pyarrow finds a cell that is not one, that column is read again as text."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    wanted = [*features, *([target] if target is not None else [])]
+    guess = _numeric_guess(path, fmt, wanted, markers)
+    text_type = pa.dictionary(pa.int32(), pa.string())
+    types = {name: pa.float32() if kinds.get(name, "auto") != "categorical" and name in guess else text_type
+             for name in features}
+    if target is not None:
+        types[target] = pa.float64() if target in guess else text_type
+    nulls = sorted({variant for m in markers for variant in (m, f" {m}", f"{m} ", f" {m} ")})
+    source = _spaces_to_tabs(path) if fmt.delimiter == SPACES else path
+    read = pcsv.ReadOptions(column_names=fmt.names, skip_rows=1 if fmt.header else 0, block_size=BLOCK)
+    parse = pcsv.ParseOptions(delimiter="\t" if fmt.delimiter == SPACES else fmt.delimiter,
+                              quote_char='"' if fmt.delimiter != SPACES else False,
+                              newlines_in_values=fmt.quoted and fmt.delimiter != SPACES, ignore_empty_lines=True)
+    pool = pa.default_memory_pool()
+    for _ in range(len(wanted) + 1):
+        convert = pcsv.ConvertOptions(column_types=types, include_columns=wanted, null_values=nulls,
+                                      strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                      decimal_point=fmt.decimal, check_utf8=True)
+        try:
+            if isinstance(source, bytes):
+                table = pcsv.read_csv(pa.BufferReader(source), read_options=read, parse_options=parse,
+                                      convert_options=convert, memory_pool=pool)
+            else:
+                table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
+                                      memory_pool=pool)
+            break
+        except pa.ArrowInvalid as exc:
+            found = re.search(r"In CSV column #(\d+): CSV conversion error to (float|double)", str(exc))
+            name = fmt.names[int(found[1])] if found and int(found[1]) < len(fmt.names) else None
+            if name is None or types.get(name) == text_type:
+                raise diagnose(path, fmt, exc) from None
+            types[name] = text_type
+        except (OSError, pa.ArrowException) as exc:
+            raise diagnose(path, fmt, exc) from None
+    table = table.unify_dictionaries()
+    columns = {name: table.column(name) for name in wanted}
+    rows = table.num_rows
+    del table
+    for name, column in columns.items():
+        if pa.types.is_dictionary(column.type) and column.num_chunks:
+            longest = _longest(column.chunk(0).dictionary)
+            if longest > CELL_LIMIT:
+                raise diagnose(path, fmt, ValueError(f"a cell of column '{name}' has {longest:,} characters"))
+    pool.release_unused()
+    return columns, rows
+
+
+def _longest(strings) -> int:
+    import pyarrow.compute as pc
+
+    if len(strings) == 0:
+        return 0
+    return int(pc.max(pc.utf8_length(strings)).as_py() or 0)
+
+
+def _numeric_guess(path: str, fmt: TableFormat, wanted: list[str], markers: list) -> set:
+    """Columns whose present cells in the sample are all numbers."""
+    text, whole = _sample(path)
+    rows = _sample_rows(text, fmt.delimiter, whole)[1 if fmt.header else 0:]
+    index = {name: i for i, name in enumerate(fmt.names)}
+    marks = set(markers)
+    numeric = set()
+    for name in wanted:
+        j = index[name]
+        cells = [r[j].strip() for r in rows if j < len(r)]
+        present = [c for c in cells if c not in marks]
+        if present and all(is_number(c, fmt.decimal) for c in present):
+            numeric.add(name)
+    return numeric
+
+
+def _spaces_to_tabs(path: str) -> bytes:
+    """A whitespace-aligned file as tab-separated bytes (pyarrow splits on one character)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
+    raw = re.sub(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)", b"", raw)
+    return re.sub(rb"[ \t]+", b"\t", raw)
+
+
+def _parquet_file(path: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ConfigError(Problem(f"not a readable Parquet file ({str(exc).splitlines()[0][:200]})",
+                                  where=path)) from None
+
+
+def _parquet_columns(path: str, wanted: list[str]) -> tuple[dict, int]:
+    import pyarrow as pa
+
+    handle = _parquet_file(path)
+    columns = {}
+    for name in wanted:
+        try:
+            column = handle.read(columns=[name]).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise ConfigError(Problem(f"cannot read column '{name}' ({str(exc).splitlines()[0][:200]})",
+                                      where=path)) from None
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+        elif pa.types.is_dictionary(column.type):
+            column = pa.table({"c": column}).unify_dictionaries().column(0)
+        elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                  or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
+            raise ConfigError(Problem(f"column '{name}' is of type {column.type}, neither numbers nor text; "
+                                      "leave it out of data.features", where=path))
+        columns[name] = column
+    return columns, handle.metadata.num_rows
+
+
+# ---------------------------------------------------------------- columns to numbers
+
+
+def _fill(x: np.ndarray, j: int, column, name: str, kind: str, markers: list, path: str, fmt: TableFormat):
+    """Write column `name` into x[:, j]: (kind, categories or None, missing cells)."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(column.type):  # numbers already
+        if kind == "categorical":  # numbers given as categories: their text
+            column = pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+        else:
+            _write_numbers(x, j, column)
+            _check_range(x, j, name, path, fmt)
+            return "numeric", None, int(np.isnan(x[:, j]).sum())
+    cells = _dictionary(column)
+    size = len(cells)
+    marks = set(markers)
+    absent = np.array([c in marks for c in cells] + [True], dtype=bool)  # the last: a null cell
+    numbers = np.array([is_number(c, fmt.decimal) for c in cells] + [False], dtype=bool) & ~absent
+    counts = np.zeros(size + 1, dtype="int64")
+    for indices in _indices(column, size):
+        counts += np.bincount(indices, minlength=size + 1)
+    present = ~absent
+    if kind == "auto":
+        text_cells = int(counts[present & ~numbers].sum())
+        number_cells = int(counts[numbers].sum())
+        if number_cells + text_cells == 0:
+            raise ConfigError(Problem(f"column '{name}' has no values (every cell is missing); "
+                                      "leave it out of data.features", where=path))
+        if text_cells == 0:
+            kind = "numeric"
+        elif number_cells >= STRAY_SHARE * (number_cells + text_cells):
+            _stray(column, present & ~numbers, cells, name, path, fmt, forced=False)
+        else:
+            kind = "categorical"
+    lookup = np.full(size + 1, np.nan, dtype="float32")
+    if kind == "numeric":
+        if (present & ~numbers).any():
+            _stray(column, present & ~numbers, cells, name, path, fmt, forced=True)
+        with np.errstate(over="ignore"):
+            lookup[numbers] = [float(c.replace(fmt.decimal, ".")) for c, n in zip(cells, numbers) if n]
+        _write_codes(x, j, column, lookup)
+        _check_range(x, j, name, path, fmt)
+        return "numeric", None, int(counts[absent].sum())
+    categories = sorted({c for c, a in zip(cells, absent) if not a})
+    if len(categories) > MAX_CODES:
+        raise ConfigError(Problem(f"column '{name}' has {len(categories):,} distinct values, too many to be "
+                                  "categories; leave it out of data.features", where=path))
+    position = {c: i for i, c in enumerate(categories)}
+    lookup[:size] = [np.nan if a else position[c] for c, a in zip(cells, absent)]
+    _write_codes(x, j, column, lookup)
+    return "categorical", categories, int(counts[absent].sum())
+
+
+def _dictionary(column) -> list[str]:
+    """A dictionary column's values as trimmed text."""
+    values = column.chunk(0).dictionary.to_pylist() if column.num_chunks else []
+    return [v.strip() if isinstance(v, str) else ("" if v is None else str(v)) for v in values]
+
+
+def _indices(column, size: int):
+    """Each chunk's dictionary indices as a numpy array, a null cell as `size`."""
+    for chunk in column.chunks:
+        indices = chunk.indices
+        if indices.null_count:
+            indices = indices.fill_null(size)
+        yield indices.to_numpy(zero_copy_only=False)
+
+
+def _write_numbers(x: np.ndarray, j: int, column) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    start = 0
+    for chunk in column.chunks:
+        if not pa.types.is_floating(chunk.type) or chunk.type.bit_width != 32:
+            chunk = pc.cast(chunk, pa.float32(), safe=False)
+        x[start:start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+        start += len(chunk)
+
+
+def _write_codes(x: np.ndarray, j: int, column, lookup: np.ndarray) -> None:
+    start = 0
+    for indices in _indices(column, len(lookup) - 1):
+        x[start:start + len(indices), j] = lookup[indices]
+        start += len(indices)
+
+
+def _check_range(x: np.ndarray, j: int, name: str, path: str, fmt: TableFormat) -> None:
+    """Numbers that are inf in float32 (1e39, 'inf') name their cell."""
+    bad = np.isinf(x[:, j])
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ConfigError(Problem(_not_float32(f"column '{name}'", cell_at(path, fmt, row, name)),
+                                  where=where_row(path, fmt, row)))
+
+
+def _not_float32(what: str, cell: str | None) -> str:
+    try:
+        finite = cell is not None and np.isfinite(float(cell.replace(",", ".")))
+    except ValueError:
+        finite = False
+    if finite:
+        return f"{what} is {cell}, out of float32 range (±{FLOAT32_MAX:.3g}); rescale the column"
+    shown = f" is {cell}" if cell is not None else " holds an infinite number"
+    return f"{what}{shown}, not a finite number; fix the cell, or add it to data.missing"
+
+
+def cell_at(path: str, fmt: TableFormat, row: int, name: str) -> str | None:
+    """The text of column `name` in data row `row` (a CSV walked again; None for Parquet)."""
+    if fmt.kind != "csv" or name not in fmt.names:
+        return None
+    skip = 1 if fmt.header else 0
+    position = fmt.names.index(name)
+    try:
+        for index, (_, cells) in enumerate(_rows(path, fmt)):
+            if index == row + skip:
+                return cells[position].strip() if position < len(cells) else None
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _stray(column, odd: np.ndarray, cells: list[str], name: str, path: str, fmt: TableFormat, forced: bool):
+    """Raise for the first cell of a column of numbers that is not one."""
+    row = _first_row(column, odd)
+    cell = cells[_index_at(column, row)]
+    shown = repr(cell) if cell else "an empty cell"
+    fixes = (f"add {cell!r} to data.missing if it means 'no value', or fix the cell"
+             if forced else
+             f"add {cell!r} to data.missing if it means 'no value', or declare the column "
+             f"{{name: {name}, type: categorical}} in data.features")
+    what = "is declared numeric" if forced else "holds numbers"
+    raise ConfigError(Problem(f"column '{name}' {what} but this row has {shown}; {fixes}",
+                              where=where_row(path, fmt, row)))
+
+
+def _first_row(column, odd: np.ndarray) -> int:
+    start = 0
+    for indices in _indices(column, len(odd) - 1):
+        hits = np.flatnonzero(odd[indices])
+        if len(hits):
+            return start + int(hits[0])
+        start += len(indices)
+    return 0
+
+
+def _index_at(column, row: int) -> int:
+    """The dictionary index of `row` in a dictionary column."""
+    start = 0
+    for chunk in column.chunks:
+        if row < start + len(chunk):
+            return int(chunk.indices[row - start].as_py())
+        start += len(chunk)
+    raise IndexError(row)
+
+
+def _target(column, markers: list, decimal: str):
+    """(values, 'numeric' | 'text', missing mask): numbers (int64 when whole) or labels."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(column.type):
+        values = column.to_numpy().astype("float64") if column.null_count == 0 else \
+            column.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        absent = np.isnan(values)
+        return _whole(values, absent), "numeric", absent
+    cells = _dictionary(column)
+    marks = set(markers)
+    absent = np.array([c in marks for c in cells] + [True], dtype=bool)
+    parts = list(_indices(column, len(cells)))
+    indices = np.concatenate(parts) if parts else np.zeros(0, dtype="int64")
+    rows_absent = absent[indices]
+    present = [c for c, a in zip(cells, absent) if not a]
+    if present and all(is_number(c, decimal) for c in present):
+        lookup = np.array([np.nan if a else float(c.replace(decimal, ".")) for c, a in zip(cells, absent)] + [np.nan])
+        return _whole(lookup[indices], rows_absent), "numeric", rows_absent
+    lookup = np.array([*cells, ""], dtype=str)
+    return lookup[indices], "text", rows_absent
+
+
+def _whole(values: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    present = values[~absent]
+    if len(present) and np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2 ** 53):
+        out = np.zeros(len(values), dtype="int64")
+        out[~absent] = present.astype("int64")
+        return out
+    return values
+
+
+# ---------------------------------------------------------------- line numbers, on the way to an error
+
+
+def _rows(path: str, fmt: TableFormat):
+    """(line, cells) of each non-blank row of a CSV, header included, walked with Python's
+    csv module: the slow reading that knows line numbers."""
+    data_file(path)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        if fmt.delimiter == SPACES:
+            for number, line in enumerate(_lines(handle, path), start=1):
+                if line.strip():
+                    yield number, line.split()
+            return
+        reader = csv.reader(_lines(handle, path), delimiter=fmt.delimiter)
+        line = 0
+        try:
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    yield line + 1, row
+                line = reader.line_num
+        except csv.Error as exc:
+            raise ConfigError(Problem(_csv_error(exc), where=f"{path}:{reader.line_num}")) from None
+
+
+def line_of(path: str, fmt: TableFormat, row: int) -> int | None:
+    """The line where data row `row` (0-based, after any header) starts."""
+    skip = 1 if fmt.header else 0
+    try:
+        for index, (line, _) in enumerate(_rows(path, fmt)):
+            if index == row + skip:
+                return line
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def diagnose(path: str, fmt: TableFormat, exc: Exception) -> ConfigError:
+    """What is wrong where, for a file pyarrow could not read: a row with the wrong number
+    of cells, an unclosed quote, a line or cell too long, text that is not UTF-8."""
+    width = len(fmt.names)
+    what = "the header has" if fmt.header else "the first row has"
+    try:
+        for line, row in _rows(path, fmt):
+            if len(row) != width:
+                return ConfigError(Problem(f"has {len(row)} fields, {what} {width}; fix the row",
+                                           where=f"{path}:{line}"))
+    except ConfigError as error:
+        return error
+    except FileNotFoundError:
+        return ConfigError(Problem(NOT_FOUND, where=path))
+    except (OSError, UnicodeDecodeError) as error:
+        return ConfigError(Problem(f"cannot read the data file: {error}", where=path))
+    return ConfigError(Problem(f"cannot read the table: {str(exc).splitlines()[0][:300]}", where=path))
+
+
+def _lines(handle, path: str):
+    """The handle's lines, each read at most MAX_LINE characters at a time."""
+    for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), start=1):
+        if len(line) > MAX_LINE:
+            raise ConfigError(Problem(
+                f"the line is over {MAX_LINE:,} characters long; this is not a CSV table with one row per line",
+                where=f"{path}:{number}",
+            ))
+        yield line
+
+
+def _csv_error(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return (
+            f"a cell is over {csv.field_size_limit():,} characters, too large to be a number or a label; "
+            "check for a quote (\") that is never closed, or give a CSV table"
+        )
+    return f"not a readable CSV row ({exc}); fix the row"
