@@ -141,7 +141,9 @@ def validate(
     prepared = prepare(str(config), set_ or [])
     rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)
     if as_json:
+        preprocessing = prepared.data.preprocessing
         emit_json({"valid": True, "layers": rows, "parameters": counts, "data": prepared.data.summary(),
+                    **({"preprocessing": preprocessing.to_json()} if preprocessing is not None else {}),
                     "config": prepared.config.to_dict()})
         return
     if quiet:
