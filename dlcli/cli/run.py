@@ -154,6 +154,25 @@ def validate(
     for row in rows:
         table.add_row(row["name"], row["type"], row["output_shape"], f"{row['params']:,}")
     stdout = out()
+    if prepared.data.preprocessing is not None:
+        stdout.print(_columns_table(prepared.data.preprocessing))
     stdout.print(table)
     stdout.print(f"total parameters: {counts['total']:,}   trainable: {counts['trainable']:,}   "
               f"non-trainable: {counts['non_trainable']:,}")
+
+
+def _columns_table(preprocessing) -> Table:
+    """A table's features as the run will encode them (what preprocessing.json records)."""
+    table = Table(title=f"features (fitted on the training split; target: {preprocessing.target})",
+                  title_justify="left")
+    for column, justify in (("column", "left"), ("type", "left"), ("encoding", "left"), ("missing", "right")):
+        table.add_column(column, justify=justify)
+    for f in preprocessing.features:
+        if f.type == "numeric":
+            detail = f"mean {f.mean:.4g}, std {f.std:.4g}, {f.min:.4g} to {f.max:.4g}"
+        else:
+            shown = ", ".join(f.categories[:4]) + (", ..." if len(f.categories) > 4 else "")
+            kind = f"embedding ({f.embedding_dim})" if f.encoding == "embedding" else "one-hot"
+            detail = f"{kind} of {len(f.categories)} + unknown: {shown}"
+        table.add_row(escape(f.name), f.type, escape(detail), f"{f.missing:,}")
+    return table
