@@ -284,6 +284,10 @@ def read_features_file(path: str, summary: dict, preprocessing: TablePreprocessi
     training file's form for a table run; else an NPZ (array `x`) or a CSV of numbers (the
     model's columns by name, or every column of a file without a header, by position)."""
     if preprocessing is not None:
+        if path.endswith(".npz"):
+            raise ConfigError(Problem(
+                f"this run was trained on a {preprocessing.format.kind} table; give raw rows in that form "
+                "(an NPZ holds arrays, not the table's columns)", where=path))
         x, _, unseen = preprocessing.read(path, target=False)
         return x, unseen
     input_shape = tuple(summary["input_shape"])

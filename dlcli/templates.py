@@ -92,6 +92,7 @@ SHOWN_CATEGORIES = 5  # categories named in a column's comment, most common firs
 SHOWN_CLASSES = 10
 ID_SHARE = 0.5  # a text column with more distinct values than this share of its rows (and > ID_MIN) is an id
 ID_MIN = 50
+LARGE_TARGET = 1000  # regression targets beyond this get a note: the model starts near 0
 COMMENT_WIDTH = 30  # longest category or class text shown in a comment
 
 
@@ -149,6 +150,8 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
     from dlcli.sources.tablefile import inspect, read_table
 
     file = str(file)
+    if not os.path.lexists(file):
+        raise ConfigError(Problem("no such file; check the --from-data FILE path", where=file))
     kind = "parquet" if file.lower().endswith((".parquet", ".pq")) else "csv"
     markers = list(MISSING_MARKERS)
     fmt = inspect(file, header="auto", columns=None, delimiter="auto", missing=markers, kind=kind)
@@ -171,6 +174,8 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
             features.remove(found[1])
             empty.append(found[1])
     y = table.y
+    if table.rows_read == 0:
+        raise ConfigError(Problem("the file holds no data rows, only its header; a table needs rows", where=file))
     if y is None or len(y) == 0:
         raise ConfigError(Problem(f"the target column '{target_name}' has no values (every cell is missing); "
                                   "choose another with --target", where=file))
@@ -181,7 +186,7 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
     def ref(name: str):  # how the config names a column: its name, or its position in a file without a header
         return names.index(name) if positional else name
 
-    # The feature lines: (column, comment, active).
+    # The feature lines: (column, what it holds, why it is left out or None).
     lines = []
     for j, name in enumerate(features):
         column = table.x[:, j]
@@ -189,13 +194,13 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
         if table.kinds[j] == "numeric":
             present = column[~np.isnan(column)]
             if len(present) == 0:
-                lines.append((name, "numeric, every cell is missing: left out", False))
+                lines.append((name, "numeric, every cell is missing", "every cell is missing: left out"))
                 continue
             low, high = float(present.min()), float(present.max())
             note = f"numeric, {_number(low)} to {_number(high)}, mean {_number(float(present.mean()))}"
             if low == high:
                 note = f"numeric, always {_number(low)} (tells the model nothing)"
-            lines.append((name, f"{note}, {count:,} missing", True))
+            lines.append((name, f"{note}, {count:,} missing", None))
         else:
             categories = table.categories[j]
             codes = column[~np.isnan(column)].astype("int64")
@@ -205,16 +210,16 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
             more = ", ..." if len(categories) > SHOWN_CATEGORIES else ""
             plural = "y" if len(categories) == 1 else "ies"
             note = f"categorical, {len(categories):,} categor{plural}: {shown}{more}; {count:,} missing"
+            out = None
             if len(categories) > max(ID_MIN, ID_SHARE * len(codes)):
-                lines.append((name, f"categorical, {len(categories):,} distinct values in {len(codes):,} rows: "
-                                    f"an id or free text? left out", False))
-            else:
-                lines.append((name, note, True))
-    lines += [(name, "every cell is missing: left out", False) for name in empty]
+                out = (f"categorical, {len(categories):,} distinct values in {len(codes):,} rows: "
+                       "an id or free text? left out")
+            lines.append((name, note, out))
+    lines += [(name, "every cell is missing", "every cell is missing: left out") for name in empty]
     lines.sort(key=lambda line: names.index(line[0]))
-    if not any(active for _, _, active in lines):  # keep the model something to learn from
-        lines = [(name, note.replace(": left out", ""), name not in empty) for name, note, _ in lines]
-    active = [name for name, _, on in lines if on]
+    if all(out for _, _, out in lines):  # keep the model something to learn from, however poor
+        lines = [(name, note, out if name in empty else None) for name, note, out in lines]
+    active = [name for name, _, out in lines if out is None]
 
     classes = None
     if task == "classification":
@@ -234,6 +239,10 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
     dropped = table.dropped.get("missing target")
     if dropped:
         target_note += f"; {dropped:,} rows without a target are left out"
+    notes = [target_note]
+    if task == "regression" and float(np.abs(y.astype("float64")).max()) > LARGE_TARGET:
+        notes.append("large target values: the squared error starts huge and learns slowly; dividing the column "
+                     "(say, thousands) or a higher learning_rate helps")
 
     config_dir = Path(config_dir)
     try:
@@ -242,8 +251,7 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
         relative = Path(os.path.abspath(file)).as_posix()
     base = Path(file).name
     out = [
-        f"# A {task} config made by `dlcli init --from-data` from {_comment(base)}: {rows:,} rows, "
-        f"{len(names)} columns.",
+        f"# A {task} config made by `dlcli init --from-data` from {_comment(base)}: {rows:,} rows, {len(names)} columns.",
         f"# Check it:  dlcli validate {_comment(config_name)}      Train it:  dlcli train {_comment(config_name)}",
         "# Each feature line says what the file holds; comment a line out (#) to leave that column out.",
         "",
@@ -265,13 +273,13 @@ def fitted_config(file: str | os.PathLike, target: str | int | None = None, conf
         if positional and len(names) <= 30:
             out.append(_commented(f"  # columns: {_comment(_flow([f'c{i}' for i in range(len(names))]))}",
                                   "optional: names for the columns, in order"))
-    out.append(f"  # {_comment(target_note)}")
+    out += [f"  # {_comment(note)}" for note in notes]
     target_ref = ref(target_name)
     out.append(_commented(f"  target: {_scalar(target_ref)}", "the last column" if names[-1] == target_name else ""))
     out.append(_commented(f"  task: {task}", "the task: from the target; sets the output layer and loss below"))
-    out.append("  features:                 # every other column")
-    for name, note, on in lines:
-        out.append(_commented(f"    {'' if on else '# '}- {_scalar(ref(name))}", _comment(note)))
+    out.append(_commented("  features:", "every other column, one per line"))
+    for name, note, left_out in lines:
+        out.append(_commented(f"    {'# ' if left_out else ''}- {_scalar(ref(name))}", _comment(left_out or note)))
     out += [
         _commented(f"  missing: {_flow(markers)}", "cells that hold no value"),
         _commented("  on_missing: fill", "numbers: the training mean; categories: a 'missing' category"),
@@ -350,9 +358,7 @@ def _scalar(value) -> str:
         elif _YAML_SPECIAL.fullmatch(value):
             style = "'"
     text = yaml.safe_dump(value, default_style=style, allow_unicode=True, width=1 << 30)
-    if text.endswith("\n...\n"):
-        text = text[: -len("\n...\n")]
-    return text.rstrip("\n")
+    return text.removesuffix("\n...\n").rstrip("\n")
 
 
 def _flow(values: list) -> str:
@@ -387,7 +393,7 @@ def _commented(code: str, note: str, column: int = 28) -> str:
     """A config line with its comment, the comments of a section aligned where the code allows."""
     if not note:
         return code
-    return f"{code.ljust(column - 1)} # {note}"
+    return f"{code}{' ' * max(column - len(code), 2)}# {note}"
 
 
 def _comment(text: str) -> str:

@@ -36,6 +36,7 @@ from dlcli.cli.common import (
     show_value,
     show_when,
 )
+from dlcli.errors import ConfigError, Problem
 from dlcli.runfolder import runs_dir_from
 
 
@@ -234,14 +235,27 @@ def compare_command(
 
 @command
 def init_command(
-    path: Annotated[str, typer.Argument(help="Where to write the config (a folder gets config.yaml).")] = "config.yaml",
-    template: Annotated[str, typer.Option("--template", "-t", help="The starter config; --list shows them.")] = "mlp",
+    path: Annotated[str | None, typer.Argument(
+        help="Where to write the config (a folder gets the file inside). Default: config.yaml; with --from-data, "
+             "the data file's name with .yaml (census.csv -> census.yaml) in the current folder.",
+        show_default=False)] = None,
+    template: Annotated[str | None, typer.Option(
+        "--template", "-t", help="The starter config (default: mlp); --list shows them.", show_default=False)] = None,
+    from_data: Annotated[str | None, typer.Option(
+        "--from-data", metavar="FILE",
+        help="Inspect this CSV or Parquet file (.parquet/.pq) and write a commented config fitted to it: "
+             "its header, delimiter, column types, task and classes.", show_default=False)] = None,
+    target: Annotated[str | None, typer.Option(
+        "--target", metavar="COL",
+        help="With --from-data: the target column, by name or 0-based position (3, -1). Default: the last column.",
+        show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
-    """Write a commented starter config (default: config.yaml from the 'mlp' template)."""
+    """Write a commented starter config (default: config.yaml from the 'mlp' template), or with
+    --from-data FILE one fitted to a table file."""
     if list_:
         names = templates.templates()
         if as_json:
@@ -252,7 +266,28 @@ def init_command(
             table.add_row(name, escape(description))
         console().print(table)
         return
-    written = templates.write_template(path, template, force=force)
+    if from_data is not None:
+        if template is not None:
+            raise ConfigError(Problem("give --template or --from-data, not both", where="--template"))
+        written, fitted = templates.write_from_data(from_data, path, target, force=force)
+        if as_json:
+            emit_json({"written": str(written), "from_data": from_data, "target": fitted.target, "task": fitted.task,
+                       "rows": fitted.rows, "features": len(fitted.features),
+                       **({"classes": fitted.classes} if fitted.classes is not None else {})})
+            return
+        print(written)
+        what = "regression"
+        if fitted.classes is not None:
+            what = f"classification, {len(fitted.classes)} class{'es' if len(fitted.classes) != 1 else ''}"
+        err().print(f"wrote a config for {escape(from_data)} ({fitted.rows:,} rows, {len(fitted.features)} features, "
+                     f"target {escape(str(fitted.target))}: {what}); next: dlcli validate {escape(str(written))} && "
+                     f"dlcli train {escape(str(written))}", highlight=False)
+        return
+    if target is not None:
+        raise ConfigError(Problem("--target goes with --from-data FILE (a config fitted to a table file); "
+                                  "add --from-data, or drop --target"))
+    template = template or "mlp"
+    written = templates.write_template(path if path is not None else "config.yaml", template, force=force)
     if as_json:
         emit_json({"written": str(written), "template": template})
         return

@@ -275,42 +275,124 @@ def read_table(path: str, fmt: TableFormat, features: list[str], target: str | N
     data_file(path)
     wanted = [*features, *([target] if target is not None else [])]
     markers = list(missing)
+    batches = None
     if fmt.kind == "parquet":
         columns, rows = _parquet_columns(path, wanted)
     else:
-        columns, rows = _csv_columns(path, fmt, features, target, kinds, markers)
-    x = np.empty((rows, len(features)), dtype="float32")
-    out_kinds, categories, missing_counts = [], [], []
-    for j, name in enumerate(features):
-        column = columns.pop(name)
-        kind, cats, count = _fill(x, j, column, name, kinds.get(name, "auto"), markers, path, fmt)
-        out_kinds.append(kind)
-        categories.append(cats)
-        missing_counts.append(count)
-        del column
-    table = TableColumns(x, out_kinds, categories, missing_counts, rows_read=rows)
+        batches, rows = _csv_batches(path, fmt, features, target, kinds, markers)
+        columns = {name: _chunked([b.column(name) for b in batches]) for name in wanted}
+    # First every column's plan (its kind, categories, and the lookup from pyarrow's
+    # dictionary to numbers), which is where a stray cell is found; then the numbers.
+    plans = [_plan(columns[name], name, kinds.get(name, "auto"), markers, path, fmt) for name in features]
+    table = TableColumns(np.empty((rows, len(features)), dtype="float32"), [p.kind for p in plans],
+                         [p.categories for p in plans], [], rows_read=rows)
     target_missing = np.zeros(rows, dtype=bool)
     if target is not None:
         table.y, table.target_kind, target_missing = _target(columns.pop(target), markers, fmt.decimal)
-        if table.target_kind == "numeric" and table.y.dtype.kind == "f":
-            with np.errstate(over="ignore"):
-                bad = ~np.isfinite(table.y.astype("float32")) & ~target_missing
-            if bad.any():
-                row = int(np.argmax(bad))
-                raise ConfigError(Problem(_not_float32(f"the target '{target}'", cell_at(path, fmt, row, target)),
-                                          where=where_row(path, fmt, row)))
-        if target_missing.any() and on_missing == "error":
-            row = int(np.argmax(target_missing))
-            raise ConfigError(Problem(f"the target '{target}' is missing; fill the cell or set data.on_missing: "
-                                      "fill or drop (rows without a target are dropped)", where=where_row(path, fmt, row)))
-    _apply_missing(table, target_missing, on_missing, features, path, fmt)
+        _check_target(table, target, target_missing, on_missing, path, fmt)
+    row_missing = np.zeros(rows, dtype=bool)
+    if batches is not None:
+        columns.clear()
+        _write_batches(table.x, batches, features, plans, row_missing)
+    else:
+        _write_columns(table.x, columns, features, plans, row_missing)
+    counts = np.zeros(len(features), dtype="int64")
+    for start in range(0, rows, 1 << 16):  # in blocks: no temporary the size of the matrix
+        block = table.x[start:start + (1 << 16)]
+        counts += np.isnan(block).sum(axis=0)
+        bad = np.isinf(block).any(axis=0)
+        if bad.any():
+            j = int(np.argmax(bad))
+            row = start + int(np.argmax(np.isinf(block[:, j])))
+            raise ConfigError(Problem(_not_float32(f"column '{features[j]}'", cell_at(path, fmt, row, features[j])),
+                                      where=where_row(path, fmt, row)))
+    table.missing = [int(c) for c in counts]
+    _apply_missing(table, target_missing, row_missing, on_missing, features, path, fmt)
     return table
 
 
-def _apply_missing(table: TableColumns, target_missing, on_missing: str, features, path, fmt) -> None:
+def _check_target(table: TableColumns, target: str, target_missing, on_missing: str, path: str, fmt) -> None:
+    if table.target_kind == "numeric" and table.y.dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(table.y.astype("float32")) & ~target_missing
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ConfigError(Problem(_not_float32(f"the target '{target}'", cell_at(path, fmt, row, target)),
+                                      where=where_row(path, fmt, row)))
+    if target_missing.any() and on_missing == "error":
+        row = int(np.argmax(target_missing))
+        raise ConfigError(Problem(f"the target '{target}' is missing; fill the cell or set data.on_missing: "
+                                  "fill or drop (rows without a target are dropped)", where=where_row(path, fmt, row)))
+
+
+def _chunked(chunks: list):
+    import pyarrow as pa
+
+    return pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.float32())
+
+
+def _write_batches(x: np.ndarray, batches: list, features: list[str], plans: list, row_missing) -> None:
+    """Fill `x` one record batch (a block of rows) at a time, freeing each batch as it goes:
+    the matrix's pages are committed as the parsed table's are released."""
+    release = _releaser()
+    start = 0
+    for i in range(len(batches)):
+        batch, batches[i] = batches[i], None
+        end = start + batch.num_rows
+        block = x[start:end]
+        for j, name in enumerate(features):
+            _write_chunk(block, j, batch.column(name), plans[j])
+        row_missing[start:end] = np.isnan(block).any(axis=1)
+        del batch
+        start = end
+        if i % 8 == 7:
+            release()
+    release()
+
+
+def _write_columns(x: np.ndarray, columns: dict, features: list[str], plans: list, row_missing) -> None:
+    release = _releaser()
+    for j, name in enumerate(features):
+        column = plans[j].column if plans[j].column is not None else columns.pop(name)
+        start = 0
+        for chunk in column.chunks:
+            _write_chunk(x[start:start + len(chunk)], j, chunk, plans[j])
+            start += len(chunk)
+        row_missing |= np.isnan(x[:, j])
+        columns.pop(name, None)
+        del column
+        release()
+
+
+def _write_chunk(block: np.ndarray, j: int, chunk, plan) -> None:
+    if plan.lookup is None:  # numbers
+        block[:, j] = to_numpy(chunk, np.nan)
+    else:
+        block[:, j] = plan.lookup[to_numpy(chunk.indices, len(plan.lookup) - 1)]
+
+
+def to_numpy(array, fill) -> np.ndarray:
+    """A pyarrow array of numbers as a numpy array (null cells as `fill`), read from its
+    buffer: pyarrow's own `to_numpy` imports pandas when it is installed (0.3 s)."""
+    import pyarrow as pa
+
+    if array.null_count:
+        array = array.fill_null(fill)
+    kind = array.type
+    if pa.types.is_floating(kind) and kind.bit_width in (32, 64):
+        dtype = f"float{kind.bit_width}"
+    elif pa.types.is_integer(kind):
+        dtype = f"{'int' if pa.types.is_signed_integer(kind) else 'uint'}{kind.bit_width}"
+    else:  # booleans (bits), decimals, half floats
+        array, dtype = array.cast(pa.float64()), "float64"
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size)
+
+
+def _apply_missing(table: TableColumns, target_missing, row_missing, on_missing: str, features, path, fmt) -> None:
     missing_cells = None
     if any(table.missing):
-        missing_cells = np.isnan(table.x).any(axis=1)
+        missing_cells = row_missing
         if on_missing == "error":
             row = int(np.argmax(missing_cells))
             column = features[int(np.argmax(np.isnan(table.x[row])))]
@@ -330,9 +412,9 @@ def _apply_missing(table: TableColumns, target_missing, on_missing: str, feature
             table.y = table.y[keep]
 
 
-def _csv_columns(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict,
-                 markers: list) -> tuple[dict, int]:
-    """pyarrow's reading of the wanted columns: {name: ChunkedArray}, row count. A column
+def _csv_batches(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict,
+                 markers: list) -> tuple[list, int]:
+    """pyarrow's reading of the wanted columns: its record batches, and the row count. A column
     the sample shows holding numbers is read as numbers (float32; a target as float64); if
     pyarrow finds a cell that is not one, that column is read again as text."""
     import pyarrow as pa
@@ -373,16 +455,29 @@ def _csv_columns(path: str, fmt: TableFormat, features: list[str], target: str |
         except (OSError, pa.ArrowException) as exc:
             raise diagnose(path, fmt, exc) from None
     table = table.unify_dictionaries()
-    columns = {name: table.column(name) for name in wanted}
     rows = table.num_rows
-    del table
-    for name, column in columns.items():
+    for name in wanted:
+        column = table.column(name)
         if pa.types.is_dictionary(column.type) and column.num_chunks:
             longest = _longest(column.chunk(0).dictionary)
             if longest > CELL_LIMIT:
                 raise diagnose(path, fmt, ValueError(f"a cell of column '{name}' has {longest:,} characters"))
-    pool.release_unused()
-    return columns, rows
+    if rows == 0:
+        raise ConfigError(Problem("the file has no data rows" + (" under its header" if fmt.header else "")
+                                  + "; add rows", where=path))
+    batches = table.to_batches()
+    del table
+    return batches, rows
+
+
+def _releaser():
+    """A function that hands pyarrow's freed memory back to the system: without it the
+    allocator keeps every parsed column, and the peak is the table plus the matrix."""
+    try:
+        import pyarrow as pa
+    except ImportError:  # Parquet/CSV always import it; kept safe for callers without tables
+        return lambda: None
+    return pa.default_memory_pool().release_unused
 
 
 def _longest(strings) -> int:
@@ -457,17 +552,29 @@ def _parquet_columns(path: str, wanted: list[str]) -> tuple[dict, int]:
 # ---------------------------------------------------------------- columns to numbers
 
 
-def _fill(x: np.ndarray, j: int, column, name: str, kind: str, markers: list, path: str, fmt: TableFormat):
-    """Write column `name` into x[:, j]: (kind, categories or None, missing cells)."""
+@dataclass
+class _Plan:
+    """How one column becomes numbers: its kind, its categories, and `lookup` from pyarrow's
+    dictionary indices to numbers or category codes (None: the column holds numbers);
+    `column` replaces the read one when it had to be re-encoded."""
+
+    kind: str
+    categories: list[str] | None = None
+    lookup: np.ndarray | None = None
+    column: object = None
+
+
+def _plan(column, name: str, kind: str, markers: list, path: str, fmt: TableFormat) -> _Plan:
+    """A column's plan; a ConfigError for a stray text cell in a column of numbers."""
     import pyarrow as pa
 
     if not pa.types.is_dictionary(column.type):  # numbers already
-        if kind == "categorical":  # numbers given as categories: their text
-            column = pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
-        else:
-            _write_numbers(x, j, column)
-            _check_range(x, j, name, path, fmt)
-            return "numeric", None, int(np.isnan(x[:, j]).sum())
+        if kind != "categorical":
+            return _Plan("numeric")
+        column = pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+        plan = _plan(column, name, kind, markers, path, fmt)
+        plan.column = column
+        return plan
     cells = _dictionary(column)
     size = len(cells)
     marks = set(markers)
@@ -495,17 +602,14 @@ def _fill(x: np.ndarray, j: int, column, name: str, kind: str, markers: list, pa
             _stray(column, present & ~numbers, cells, name, path, fmt, forced=True)
         with np.errstate(over="ignore"):
             lookup[numbers] = [float(c.replace(fmt.decimal, ".")) for c, n in zip(cells, numbers) if n]
-        _write_codes(x, j, column, lookup)
-        _check_range(x, j, name, path, fmt)
-        return "numeric", None, int(counts[absent].sum())
+        return _Plan("numeric", None, lookup)
     categories = sorted({c for c, a in zip(cells, absent) if not a})
     if len(categories) > MAX_CODES:
         raise ConfigError(Problem(f"column '{name}' has {len(categories):,} distinct values, too many to be "
                                   "categories; leave it out of data.features", where=path))
     position = {c: i for i, c in enumerate(categories)}
     lookup[:size] = [np.nan if a else position[c] for c, a in zip(cells, absent)]
-    _write_codes(x, j, column, lookup)
-    return "categorical", categories, int(counts[absent].sum())
+    return _Plan("categorical", categories, lookup)
 
 
 def _dictionary(column) -> list[str]:
@@ -517,38 +621,7 @@ def _dictionary(column) -> list[str]:
 def _indices(column, size: int):
     """Each chunk's dictionary indices as a numpy array, a null cell as `size`."""
     for chunk in column.chunks:
-        indices = chunk.indices
-        if indices.null_count:
-            indices = indices.fill_null(size)
-        yield indices.to_numpy(zero_copy_only=False)
-
-
-def _write_numbers(x: np.ndarray, j: int, column) -> None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    start = 0
-    for chunk in column.chunks:
-        if not pa.types.is_floating(chunk.type) or chunk.type.bit_width != 32:
-            chunk = pc.cast(chunk, pa.float32(), safe=False)
-        x[start:start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
-        start += len(chunk)
-
-
-def _write_codes(x: np.ndarray, j: int, column, lookup: np.ndarray) -> None:
-    start = 0
-    for indices in _indices(column, len(lookup) - 1):
-        x[start:start + len(indices), j] = lookup[indices]
-        start += len(indices)
-
-
-def _check_range(x: np.ndarray, j: int, name: str, path: str, fmt: TableFormat) -> None:
-    """Numbers that are inf in float32 (1e39, 'inf') name their cell."""
-    bad = np.isinf(x[:, j])
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ConfigError(Problem(_not_float32(f"column '{name}'", cell_at(path, fmt, row, name)),
-                                  where=where_row(path, fmt, row)))
+        yield to_numpy(chunk.indices, size)
 
 
 def _not_float32(what: str, cell: str | None) -> str:
@@ -616,8 +689,8 @@ def _target(column, markers: list, decimal: str):
     import pyarrow as pa
 
     if not pa.types.is_dictionary(column.type):
-        values = column.to_numpy().astype("float64") if column.null_count == 0 else \
-            column.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        parts = [to_numpy(chunk.cast(pa.float64()), np.nan) for chunk in column.chunks]
+        values = np.concatenate(parts) if parts else np.zeros(0)  # a null cell: NaN
         absent = np.isnan(values)
         return _whole(values, absent), "numeric", absent
     cells = _dictionary(column)
