@@ -340,6 +340,8 @@ def test_management_commands_import_neither_tensorflow_nor_keras(two_runs, tmp_p
         ["--help"], ["runs", "--runs-dir", str(runs)], ["runs", "--runs-dir", str(runs), "--sort", "accuracy", "--json"],
         ["show", "latest", "--runs-dir", str(runs)], ["compare", *map(str, two_runs)],
         ["init", str(tmp_path / "c.yaml")], ["init", "--list"], ["schema"],
+        ["init", "--from-data", str(Path(__file__).resolve().parent.parent / "configs" / "data" / "census.csv"),
+         str(tmp_path / "census.yaml")],
     ]
     code = (
         "import os, sys, runpy\n"
