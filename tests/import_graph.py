@@ -17,11 +17,11 @@ PACKAGE = ROOT / "dlcli"
 # through) and `files` sit with the basics: they know nothing of the stages.
 STAGES = [
     ("basics", ["errors", "files", "runfolder", "metrics", "signals"]),
-    ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks", "templates"]),
+    ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks"]),
     ("data", ["sources", "tables", "data"]),
     ("model", ["table_encoder", "preprocessing", "model", "outputs"]),
     ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "training"]),
-    ("using runs", ["evaluation", "catalog"]),
+    ("using runs", ["evaluation", "catalog", "templates"]),
     ("CLI", ["cli", "__main__"]),
 ]
 

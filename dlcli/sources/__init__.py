@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dlcli.sources.base import Loaded, Source
 from dlcli.sources.bundled import Bundled
-from dlcli.sources.table import TableFile
 from dlcli.sources.keras_datasets import KerasDataset
 from dlcli.sources.npzfile import NpzFile
+from dlcli.sources.table import TableFile
 
 SOURCES: dict[str, Source] = {
     name: source for source in (Bundled(), KerasDataset(), TableFile(), NpzFile()) for name in source.names
