@@ -43,7 +43,8 @@ SPACES = " "  # data.delimiter for runs of spaces or tabs (whitespace-aligned fi
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 MAX_CODES = 1 << 24  # categories a float32 code keeps exactly
 STRAY_SHARE = 0.5  # a column whose cells are mostly numbers is numeric: its text cells are mistakes
-BLOCK = 4 << 20  # bytes pyarrow parses per block (per thread)
+BLOCK = 1 << 20  # bytes pyarrow parses per block (per thread)
+PIECE = 2 << 20  # bytes of a CSV parsed at a time: what is held besides the matrix (1.75x the arrays at 200k rows)
 
 
 @dataclass
@@ -275,31 +276,28 @@ def read_table(path: str, fmt: TableFormat, features: list[str], target: str | N
     data_file(path)
     wanted = [*features, *([target] if target is not None else [])]
     markers = list(missing)
-    batches = None
     if fmt.kind == "parquet":
         columns, rows = _parquet_columns(path, wanted)
+        x = np.empty((rows, len(features)), dtype="float32")
     else:
-        batches, rows = _csv_batches(path, fmt, features, target, kinds, markers)
-        columns = {name: _chunked([b.column(name) for b in batches]) for name in wanted}
-    # First every column's plan (its kind, categories, and the lookup from pyarrow's
-    # dictionary to numbers), which is where a stray cell is found; then the numbers.
-    plans = [_plan(columns[name], name, kinds.get(name, "auto"), markers, path, fmt) for name in features]
-    table = TableColumns(np.empty((rows, len(features)), dtype="float32"), [p.kind for p in plans],
-                         [p.categories for p in plans], [], rows_read=rows)
+        x, columns, rows = _csv_columns(path, fmt, features, target, kinds, markers)
+    # Each remaining column's plan (its kind, categories, and the lookup from pyarrow's
+    # dictionary to numbers) is where a stray cell is found; then its numbers are written.
+    plans = [_plan(columns[name], name, kinds.get(name, "auto"), markers, path, fmt) if name in columns
+             else _Plan("numeric") for name in features]
+    table = TableColumns(x, [p.kind for p in plans], [p.categories for p in plans], [], rows_read=rows)
     target_missing = np.zeros(rows, dtype=bool)
     if target is not None:
         table.y, table.target_kind, target_missing = _target(columns.pop(target), markers, fmt.decimal)
         _check_target(table, target, target_missing, on_missing, path, fmt)
+    _write_columns(x, columns, features, plans)
     row_missing = np.zeros(rows, dtype=bool)
-    if batches is not None:
-        columns.clear()
-        _write_batches(table.x, batches, features, plans, row_missing)
-    else:
-        _write_columns(table.x, columns, features, plans, row_missing)
     counts = np.zeros(len(features), dtype="int64")
     for start in range(0, rows, 1 << 16):  # in blocks: no temporary the size of the matrix
         block = table.x[start:start + (1 << 16)]
-        counts += np.isnan(block).sum(axis=0)
+        missing = np.isnan(block)
+        counts += missing.sum(axis=0)
+        row_missing[start:start + len(block)] = missing.any(axis=1)
         bad = np.isinf(block).any(axis=0)
         if bad.any():
             j = int(np.argmax(bad))
@@ -331,36 +329,18 @@ def _chunked(chunks: list):
     return pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.float32())
 
 
-def _write_batches(x: np.ndarray, batches: list, features: list[str], plans: list, row_missing) -> None:
-    """Fill `x` one record batch (a block of rows) at a time, freeing each batch as it goes:
-    the matrix's pages are committed as the parsed table's are released."""
-    release = _releaser()
-    start = 0
-    for i in range(len(batches)):
-        batch, batches[i] = batches[i], None
-        end = start + batch.num_rows
-        block = x[start:end]
-        for j, name in enumerate(features):
-            _write_chunk(block, j, batch.column(name), plans[j])
-        row_missing[start:end] = np.isnan(block).any(axis=1)
-        del batch
-        start = end
-        if i % 8 == 7:
-            release()
-    release()
-
-
-def _write_columns(x: np.ndarray, columns: dict, features: list[str], plans: list, row_missing) -> None:
+def _write_columns(x: np.ndarray, columns: dict, features: list[str], plans: list) -> None:
+    """Write the columns not yet in the matrix, one at a time, each freed once written."""
     release = _releaser()
     for j, name in enumerate(features):
-        column = plans[j].column if plans[j].column is not None else columns.pop(name)
+        if name not in columns:
+            continue
+        column = plans[j].column if plans[j].column is not None else columns[name]
         start = 0
         for chunk in column.chunks:
             _write_chunk(x[start:start + len(chunk)], j, chunk, plans[j])
             start += len(chunk)
-        row_missing |= np.isnan(x[:, j])
-        columns.pop(name, None)
-        del column
+        del columns[name], column
         release()
 
 
@@ -412,62 +392,137 @@ def _apply_missing(table: TableColumns, target_missing, row_missing, on_missing:
             table.y = table.y[keep]
 
 
-def _csv_batches(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict,
-                 markers: list) -> tuple[list, int]:
-    """pyarrow's reading of the wanted columns: its record batches, and the row count. A column
-    the sample shows holding numbers is read as numbers (float32; a target as float64); if
-    pyarrow finds a cell that is not one, that column is read again as text."""
+class _ReadAsText(Exception):
+    """A column read as numbers holds a cell that is not one: read it again as text."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _csv_columns(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict,
+                 markers: list) -> tuple[np.ndarray, dict, int]:
+    """Read a CSV: (the matrix with the numeric columns filled in, the other wanted columns
+    as ChunkedArrays with one dictionary each, the row count). A column the sample shows
+    holding numbers is read as numbers (float32; a target as float64); if pyarrow finds a
+    cell that is not one, that column is read again as text."""
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     wanted = [*features, *([target] if target is not None else [])]
     guess = _numeric_guess(path, fmt, wanted, markers)
-    text_type = pa.dictionary(pa.int32(), pa.string())
-    types = {name: pa.float32() if kinds.get(name, "auto") != "categorical" and name in guess else text_type
+    types = {name: pa.float32() if kinds.get(name, "auto") != "categorical" and name in guess else TEXT()
              for name in features}
     if target is not None:
-        types[target] = pa.float64() if target in guess else text_type
-    nulls = sorted({variant for m in markers for variant in (m, f" {m}", f"{m} ", f" {m} ")})
-    source = _spaces_to_tabs(path) if fmt.delimiter == SPACES else path
-    read = pcsv.ReadOptions(column_names=fmt.names, skip_rows=1 if fmt.header else 0, block_size=BLOCK)
-    parse = pcsv.ParseOptions(delimiter="\t" if fmt.delimiter == SPACES else fmt.delimiter,
-                              quote_char='"' if fmt.delimiter != SPACES else False,
-                              newlines_in_values=fmt.quoted and fmt.delimiter != SPACES, ignore_empty_lines=True)
-    pool = pa.default_memory_pool()
+        types[target] = pa.float64() if target in guess else TEXT()
     for _ in range(len(wanted) + 1):
-        convert = pcsv.ConvertOptions(column_types=types, include_columns=wanted, null_values=nulls,
-                                      strings_can_be_null=False, quoted_strings_can_be_null=False,
-                                      decimal_point=fmt.decimal, check_utf8=True)
         try:
-            if isinstance(source, bytes):
-                table = pcsv.read_csv(pa.BufferReader(source), read_options=read, parse_options=parse,
-                                      convert_options=convert, memory_pool=pool)
-            else:
-                table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
-                                      memory_pool=pool)
-            break
-        except pa.ArrowInvalid as exc:
-            found = re.search(r"In CSV column #(\d+): CSV conversion error to (float|double)", str(exc))
-            name = fmt.names[int(found[1])] if found and int(found[1]) < len(fmt.names) else None
-            if name is None or types.get(name) == text_type:
-                raise diagnose(path, fmt, exc) from None
-            types[name] = text_type
-        except (OSError, pa.ArrowException) as exc:
-            raise diagnose(path, fmt, exc) from None
-    table = table.unify_dictionaries()
-    rows = table.num_rows
-    for name in wanted:
-        column = table.column(name)
-        if pa.types.is_dictionary(column.type) and column.num_chunks:
-            longest = _longest(column.chunk(0).dictionary)
-            if longest > CELL_LIMIT:
-                raise diagnose(path, fmt, ValueError(f"a cell of column '{name}' has {longest:,} characters"))
+            return _read_pieces(path, fmt, features, wanted, types, markers)
+        except _ReadAsText as retry:
+            types[retry.name] = TEXT()
+    raise ConfigError(Problem("cannot read the table's columns", where=path))  # every column retried
+
+
+def TEXT():
+    import pyarrow as pa
+
+    return pa.dictionary(pa.int32(), pa.string())
+
+
+def _read_pieces(path, fmt, features, wanted, types, markers) -> tuple[np.ndarray, dict, int]:
+    """Parse the file PIECE bytes at a time (each piece with pyarrow's threads), writing the
+    numeric columns of each piece into the matrix and letting the piece go: the peak is the
+    matrix plus one piece, not the matrix plus the whole parsed table."""
+    import pyarrow as pa
+
+    numeric = [(j, name) for j, name in enumerate(features) if types[name] == pa.float32()]
+    kept = {name: [] for name in wanted if types[name] != pa.float32() or name not in features}
+    x = np.empty((_rows_at_most(path), len(features)), dtype="float32")  # pages are committed as rows fill
+    release = _releaser()
+    rows = 0
+    for source, first in _pieces(path, fmt):
+        table = _read_piece(source, first, path, fmt, wanted, types, markers)
+        for batch in table.to_batches():
+            block = x[rows:rows + batch.num_rows]
+            for j, name in numeric:
+                block[:, j] = to_numpy(batch.column(name), np.nan)
+            for name, chunks in kept.items():
+                chunks.append(batch.column(name))
+            rows += batch.num_rows
+        del table
+        release()
     if rows == 0:
         raise ConfigError(Problem("the file has no data rows" + (" under its header" if fmt.header else "")
                                   + "; add rows", where=path))
-    batches = table.to_batches()
-    del table
-    return batches, rows
+    columns = {}
+    for name, chunks in kept.items():
+        column = pa.chunked_array(chunks)
+        if pa.types.is_dictionary(column.type):
+            column = pa.table({"c": column}).unify_dictionaries().column(0)
+            longest = _longest(column.chunk(0).dictionary)
+            if longest > CELL_LIMIT:
+                raise diagnose(path, fmt, ValueError(f"a cell of column '{name}' has {longest:,} characters"))
+        columns[name] = column
+    return x[:rows], columns, rows
+
+
+def _rows_at_most(path: str) -> int:
+    """Lines in the file (+1 for a last line without its end): at least its rows."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(PIECE), b""):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def _pieces(path: str, fmt: TableFormat):
+    """(source, first piece?) pairs: the file in pieces cut at line ends, or whole where a
+    quoted cell may hold a line end (quotes seen) or the file is aligned with spaces."""
+    if fmt.delimiter == SPACES:
+        yield _spaces_to_tabs(path), True
+        return
+    if fmt.quoted:
+        yield path, True
+        return
+    carry, first = b"", True
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(PIECE), b""):
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            piece, carry = data[:cut], data[cut:]
+            if piece.strip():
+                yield piece, first
+                first = False
+    if carry.strip():
+        yield carry, first
+
+
+def _read_piece(source, first: bool, path: str, fmt: TableFormat, wanted: list[str], types: dict, markers: list):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    read = pcsv.ReadOptions(column_names=fmt.names, skip_rows=1 if (first and fmt.header) else 0, block_size=BLOCK)
+    parse = pcsv.ParseOptions(delimiter="\t" if fmt.delimiter == SPACES else fmt.delimiter,
+                              quote_char='"' if fmt.delimiter != SPACES else False,
+                              newlines_in_values=fmt.quoted and fmt.delimiter != SPACES, ignore_empty_lines=True)
+    nulls = sorted({variant for m in markers for variant in (m, f" {m}", f"{m} ", f" {m} ")})
+    convert = pcsv.ConvertOptions(column_types=types, include_columns=wanted, null_values=nulls,
+                                  strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                  decimal_point=fmt.decimal, check_utf8=True)
+    try:
+        data = pa.BufferReader(source) if isinstance(source, bytes) else source
+        return pcsv.read_csv(data, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        found = re.search(r"In CSV column #(\d+): CSV conversion error to (float|double)", str(exc))
+        name = fmt.names[int(found[1])] if found and int(found[1]) < len(fmt.names) else None
+        if name is not None and pa.types.is_floating(types.get(name)):
+            raise _ReadAsText(name) from None
+        raise diagnose(path, fmt, exc) from None
+    except (OSError, pa.ArrowException) as exc:
+        raise diagnose(path, fmt, exc) from None
 
 
 def _releaser():
