@@ -12,10 +12,11 @@ RSS of one reader is its own:
     loadtxt   numpy.loadtxt(path, delimiter=",", skiprows=1, dtype=float32)
 
 Inside the child, after its imports, the read itself is timed, and the peak RSS of the
-process (getrusage ru_maxrss) is taken right after it; the figure shown is that peak minus
-the RSS right after the imports (what the read added at its worst). `array bytes` is the
-size of what training needs, the same for every reader: x as float32 (rows x 63) plus y
-(rows x 8 bytes), that is rows x 260 bytes.
+process (Linux's VmHWM, which is getrusage's ru_maxrss without what exec inherits; ru_maxrss
+elsewhere) is taken right after it; the figure shown is that peak minus the RSS right after
+the imports (what the read added at its worst). `array bytes` is the size of what training
+needs, the same for every reader: x as float32 (rows x 63) plus y (rows x 8 bytes), that is
+rows x 260 bytes.
 
 The gates (exit status 1 when one fails), per size:
     time    dlcli / pyarrow.csv.read_csv <= 1.5, the median of the per-repeat ratios
@@ -25,9 +26,10 @@ The gates (exit status 1 when one fails), per size:
     python benchmarks/bench_tables.py                           # 200,000 and 1,000,000 rows, 3 repeats
     python benchmarks/bench_tables.py --sizes 200000 --repeats 5
     python benchmarks/bench_tables.py --no-loadtxt-1m --json tables.json
+    python benchmarks/bench_tables.py --write 1000000 big.csv   # only write the CSV
 
 The parent process also measures how much CPU the rest of the machine used during each
-child (Linux /proc/stat, as bench_train.py does) and prints it as `other load`.
+child (Linux /proc/stat, as bench_train.py does) and prints it as `other cpu-s`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_train import busy_cpu_seconds, children_cpu_seconds  # the same noise measure
 
 HERE = Path(__file__).resolve().parent
 FEATURES = 63
@@ -89,30 +93,44 @@ def write_csv(path: Path, rows: int, seed: int = 0, chunk: int = 100_000) -> Pat
 # ---------------------------------------------------------------- one read, in a child process
 
 
-def rss_now() -> int:
-    """Resident set size of this process, bytes (Linux); the peak so far elsewhere."""
+def _status(field: str) -> int | None:
+    """A size from /proc/self/status (Linux), bytes; None elsewhere."""
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return peak_rss()
+    return None
+
+
+def ru_maxrss() -> int:
+    """getrusage's peak RSS, bytes (kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def rss_now() -> int:
+    """Resident set size of this process now, bytes (the peak so far where /proc is missing)."""
+    return _status("VmRSS") or ru_maxrss()
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, bytes (ru_maxrss: kB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """Peak RSS of this process, bytes. VmHWM where Linux has it: ru_maxrss keeps, across
+    fork and exec, the high-water mark of the parent's memory at the fork (a parent that has
+    just written a 500 MB CSV would lend the child its peak), while VmHWM starts afresh at
+    exec. Elsewhere ru_maxrss (the parent writes the data in a child of its own, so it stays
+    small)."""
+    return _status("VmHWM") or ru_maxrss()
 
 
 def child(reader: str, path: str) -> dict:
     """Import the reader, then time one read of `path`; figures as a dict (one JSON line)."""
     if reader == "dlcli":
-        import pyarrow  # noqa: F401 - read_table imports these lazily: they belong to the baseline
-        import pyarrow.compute  # noqa: F401
-        import pyarrow.csv  # noqa: F401
+        import pyarrow  # read_table imports these lazily: they belong to the baseline
+        import pyarrow.compute
+        import pyarrow.csv
 
         from dlcli.sources.tablefile import inspect, read_table
 
@@ -141,48 +159,41 @@ def child(reader: str, path: str) -> dict:
             return x, x.nbytes, x.shape, str(x.dtype)
     else:
         raise SystemExit(f"unknown reader {reader!r}")
+    had_pandas = "pandas" in sys.modules
     base = rss_now()
     started = time.perf_counter()
     result, out_bytes, shape, dtype = read()
     seconds = time.perf_counter() - started
     peak = peak_rss()
     del result
-    return {"reader": reader, "seconds": seconds, "rss_base": base, "rss_peak": peak,
-            "out_bytes": int(out_bytes), "shape": list(shape), "y_dtype": dtype}
+    # pyarrow's Array.to_numpy imports pandas where it is installed (about 0.2 s and 40 MB):
+    # a reader built on it pays that inside the read.
+    return {"reader": reader, "seconds": seconds, "rss_base": base, "rss_peak": peak, "ru_maxrss": ru_maxrss(),
+            "out_bytes": int(out_bytes), "shape": list(shape), "y_dtype": dtype,
+            "read_imported_pandas": "pandas" in sys.modules and not had_pandas}
 
 
 # ---------------------------------------------------------------- the parent
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (Linux /proc/stat), or None elsewhere."""
-    try:
-        with open("/proc/stat") as handle:
-            fields = [int(v) for v in handle.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_child(reader: str, path: Path) -> dict:
-    busy, cpu = busy_cpu_seconds(), children_cpu_seconds()
+    busy, cpu, started = busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", reader, str(path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    cpu = children_cpu_seconds() - cpu
+                          capture_output=True, text=True, env=env, check=False)
+    wall, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"the {reader} reader failed (exit {proc.returncode}) on {path}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["cpu_s"] = cpu
+    out["cpu_s"], out["process_s"] = cpu, wall
     out["other_cpu_s"] = None if busy is None else max(0.0, busy_cpu_seconds() - busy - cpu)
     return out
+
+
+def noisy_run(out: dict, share: float = 0.05) -> bool:
+    """Other processes used more than `share` of the child's wall time (start to exit) in CPU."""
+    return (out["other_cpu_s"] or 0) > share * out["process_s"]
 
 
 def warm(path: Path) -> None:
@@ -201,8 +212,10 @@ def bench_size(path: Path, rows: int, readers: list[str], repeats: int) -> dict:
             if out["shape"][0] != rows:
                 raise SystemExit(f"{reader} read {out['shape'][0]} rows of {rows}")
             results[reader].append(out)
-            other = f" (other {out['other_cpu_s']:.1f} cpu-s)" if (out["other_cpu_s"] or 0) > 0.05 * out["seconds"] else ""
-            line.append(f"{reader} {out['seconds']:.2f} s {(out['rss_peak'] - out['rss_base']) / 1e6:.0f} MB{other}")
+            other = f" (other {out['other_cpu_s']:.1f} cpu-s)" if noisy_run(out) else ""
+            pandas = " (imported pandas)" if out["read_imported_pandas"] else ""
+            line.append(f"{reader} {out['seconds']:.2f} s {(out['rss_peak'] - out['rss_base']) / 1e6:.0f} MB"
+                        f"{pandas}{other}")
         print(f"  {rows:,} rows, repeat {repeat}/{repeats}: " + ", ".join(line), flush=True)
     summary = {}
     for reader, runs in results.items():
@@ -233,21 +246,30 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data (default 0)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", nargs=2, metavar=("READER", "PATH"), help=argparse.SUPPRESS)
+    p.add_argument("--write", nargs=2, metavar=("ROWS", "PATH"),
+                   help="only write the generated CSV of ROWS rows to PATH (with --seed)")
     args = p.parse_args()
+
+    if args.write:
+        write_csv(Path(args.write[1]), int(args.write[0]), args.seed)
+        return 0
 
     if args.child:
         print(json.dumps(child(*args.child)))
         return 0
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.repeats} fresh processes per reader"
+    from bench_train import dlcli_state  # the benchmarks folder is this script's
+
+    print(f"{dlcli_state()}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.repeats} fresh processes per reader"
           f" and size; readers in the order {', '.join(READERS)}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-tables-") as tmp:
         for rows in sizes:
             path = Path(tmp) / f"table-{rows}.csv"
             started = time.perf_counter()
-            write_csv(path, rows, args.seed)
+            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--write", str(rows), str(path),
+                            "--seed", str(args.seed)], check=True)  # keeps this process small
             print(f"wrote {rows:,} x {FEATURES + 1} ({path.stat().st_size / 1e6:.0f} MB) in"
                   f" {time.perf_counter() - started:.1f} s", flush=True)
             warm(path)
@@ -269,19 +291,19 @@ def main() -> int:
             print(f"{reader:<8} {rows:>9,} {r['median_s']:>9.3f} {r['ratio_to_pyarrow']:>6.2f}"
                   f" {r['peak_over_base_bytes'] / 1e6:>8.0f} {r['peak_over_base_bytes'] / array:>10.2f}"
                   f" {r['out_bytes'] / 1e6:>9.0f} {r['max_other_cpu_s']:>11.1f}")
-            noisy |= any((run["other_cpu_s"] or 0) > 0.05 * run["seconds"] for run in r["runs"])
+            noisy |= any(noisy_run(run) for run in r["runs"])
         d = result["readers"]["dlcli"]
         if d["ratio_to_pyarrow"] > MAX_TIME_RATIO:
             failed.append(f"time at {rows:,} rows: dlcli / pyarrow {d['ratio_to_pyarrow']:.2f} > {MAX_TIME_RATIO}")
         if d["peak_over_base_bytes"] > MAX_MEMORY_RATIO * array:
             failed.append(f"memory at {rows:,} rows: dlcli's peak {d['peak_over_base_bytes'] / 1e6:.0f} MB >"
                           f" {MAX_MEMORY_RATIO} x {array / 1e6:.0f} MB of arrays")
-    print(f"\nmedian s: the read alone, timed in a fresh process after its imports; ratio: median of the per-repeat"
-          f" ratios to pyarrow.csv.read_csv;\npeak MB: the process's peak RSS minus its RSS after the imports (median);"
-          f" peak/array: that over rows x 260 bytes (x float32 + y int64);\noutput MB: what the reader returned;"
-          f" other cpu-s: the most CPU time other processes used during one of the reader's runs")
+    print("\nmedian s: the read alone, timed in a fresh process after its imports; ratio: median of the per-repeat"
+          " ratios to pyarrow.csv.read_csv;\npeak MB: the process's peak RSS minus its RSS after the imports (median);"
+          " peak/array: that over rows x 260 bytes (x float32 + y int64);\noutput MB: what the reader returned;"
+          " other cpu-s: the most CPU time other processes used during one of the reader's runs")
     if noisy:
-        print("warning: other processes used over 5% of a run's wall time in CPU; times are noisy,"
+        print("warning: other processes used over 5% of a child's wall time in CPU; times are noisy,"
               " run again on a quiet machine or with more --repeats")
     if args.json:
         args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2) + "\n")

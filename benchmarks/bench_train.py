@@ -1,7 +1,8 @@
 """End-to-end speed of `dlcli train` against the same work as a plain Keras script.
 
-For each workload, `dlcli train CONFIG` and benchmarks/baseline_keras.py (the hand-written
-script) run alternately, A B A B ..., each as a fresh process; the wall time of each is
+For each workload, `dlcli train CONFIG` and the hand-written script (benchmarks/baseline_keras.py,
+or benchmarks/baseline_table.py, pandas + Keras, for the table workload) run alternately,
+A B A B ..., each as a fresh process; the wall time of each is
 taken from process start to exit, so Python start-up, imports, data loading, training,
 evaluation, saving and everything dlcli writes count. The table shows the medians and the
 ratio dlcli / plain; the exit status is 1 when a workload's median ratio exceeds
@@ -14,6 +15,9 @@ ratio dlcli / plain; the exit status is 1 when a workload's median ratio exceeds
 Workloads (configs in benchmarks/configs/):
     digits  sklearn digits, MLP 128-64, 20 epochs: start-up dominates
     large   20,000 x 256 synthetic NPZ, MLP 256-128, 10 epochs: training dominates
+    census  configs/data/census.csv (6,000 rows, no header, text categories, '?' missing),
+            MLP 64-32 behind dlcli's table encoding, 15 epochs; the baseline reads it with
+            pandas and encodes it by hand (benchmarks/baseline_table.py)
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "baseline_keras.py"
+TABLE_BASELINE = HERE / "baseline_table.py"
 WORKLOADS = {
     "digits": {"config": HERE / "configs" / "digits_mlp.yaml", "npz": False},
     "large": {"config": HERE / "configs" / "large_mlp.yaml", "npz": True},
+    # baseline_table.py reads the config itself (data, columns, model, optimizer, epochs)
+    "census": {"config": HERE / "configs" / "census_mlp.yaml", "npz": False, "baseline": TABLE_BASELINE},
 }
 
 
@@ -151,7 +158,10 @@ def bench(name: str, repeats: int, warmup: int, match_runtime: bool, tmp: Path, 
     runs = tmp / f"runs-{name}"
     runs.mkdir()
     dlcli_cmd = [sys.executable, "-m", "dlcli", "train", str(config), "--quiet", "--runs-dir", str(runs)]
-    plain_cmd = [sys.executable, str(BASELINE), *baseline_args(config)]
+    if spec.get("baseline") == TABLE_BASELINE:
+        plain_cmd = [sys.executable, str(TABLE_BASELINE), str(config)]
+    else:
+        plain_cmd = [sys.executable, str(BASELINE), *baseline_args(config)]
     for item in dlcli_set:
         dlcli_cmd += ["--set", item]
     if spec["npz"]:
@@ -247,7 +257,8 @@ def main() -> int:
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     print(f"{dlcli_state()}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs;"
           f" {args.repeats} A/B pairs per workload"
-          f" after {args.warmup} untimed; A = dlcli train, B = {BASELINE.name}"
+          f" after {args.warmup} untimed; A = dlcli train, B = "
+          + ", ".join(sorted({WORKLOADS[n].get("baseline", BASELINE).name for n in names}))
           + (" (with dlcli's steps_per_execution)" if args.match_runtime else "")
           + "".join(f"; dlcli --set {item}" for item in args.dlcli_set), flush=True)
     results = []
