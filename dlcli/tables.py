@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.sources.tablefile import TableFormat, inspect, read_table
 
 ONE_HOT_MAX = 32  # categories up to which a column is one-hot; above, an embedding
@@ -148,8 +148,6 @@ class TablePreprocessing:
         wanted = [*names, *([self.target] if target else [])]
         absent = [n for n in wanted if n not in fmt.names]
         if absent:
-            from dlcli.errors import did_you_mean
-
             raise ConfigError(Problem(
                 f"has no column '{absent[0]}'{did_you_mean(absent[0], fmt.names)}; the run reads "
                 f"{', '.join(wanted)}", where=path))

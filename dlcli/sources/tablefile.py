@@ -356,6 +356,8 @@ def to_numpy(array, fill) -> np.ndarray:
     buffer: pyarrow's own `to_numpy` imports pandas when it is installed (0.3 s)."""
     import pyarrow as pa
 
+    if array.null_count and isinstance(fill, float) and not pa.types.is_floating(array.type):
+        array = array.cast(pa.float64())  # whole numbers with a gap: NaN needs a float
     if array.null_count:
         array = array.fill_null(fill)
     kind = array.type
