@@ -10,6 +10,7 @@ majority share (0.77); one that uses them scores above 0.9.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -361,17 +362,32 @@ def test_a_whitespace_aligned_file_without_header_trains(cli, write_config, tmp_
     assert out["test"]["accuracy"] > 0.85
 
 
+# The other Keras backends installed here (CI installs jax; torch where a developer has it).
+OTHER_BACKENDS = [name for name in ("jax", "torch") if importlib.util.find_spec(name) is not None]
+
+
 @pytest.mark.slow
-def test_a_table_run_on_jax_trains_and_predicts_in_a_fresh_process(write_config, tmp_path, runs_dir):
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_a_table_with_one_hot_and_embedded_categories_runs_on_another_backend(write_config, tmp_path, runs_dir,
+                                                                                backend):
+    def with_zip(lines, start):  # a 12th column of 40 categories: an embedding
+        return [line.rsplit(",", 1)[0] + f", Z{(start + i) * 7 % 40:02d}," + line.rsplit(",", 1)[1]
+                for i, line in enumerate(lines)]
+
     train = tmp_path / "census.csv"
-    train.write_text("\n".join(census_lines(0, 2000)) + "\n")
-    config = write_config({**table_config(train, epochs=4), "runtime": {"backend": "jax"}})
+    train.write_text("\n".join(with_zip(census_lines(0, 2000), 0)) + "\n")
+    columns = [*COLUMNS[:-1], "zip", "income"]
+    config = write_config({**table_config(train, epochs=4, columns=columns), "runtime": {"backend": backend}})
     result = run_dlcli("train", config, "--runs-dir", runs_dir, "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["test"]["accuracy"] > 0.85
+    prep = json.loads((Path(out["run"]) / "preprocessing.json").read_text())
+    encodings = {f["name"]: f.get("encoding") for f in prep["features"]}
+    assert encodings["zip"] == "embedding" and encodings["education"] == "one_hot"
+    assert json.loads((Path(out["run"]) / "run.json").read_text())["versions"]["backend"] == backend
     raw = tmp_path / "raw.csv"
-    raw.write_text("\n".join(line.rsplit(",", 1)[0] for line in census_lines(3000, 3010)) + "\n")
+    raw.write_text("\n".join(line.rsplit(",", 1)[0] for line in with_zip(census_lines(3000, 3010), 3000)) + "\n")
     predicted = run_dlcli("predict", out["run"], raw)
     assert predicted.returncode == 0, predicted.stderr
     assert len(predicted.stdout.strip().splitlines()) == 11
