@@ -28,6 +28,21 @@ BACKENDS = ("tensorflow", "jax", "torch")
 MIN_CAPABILITY_FLOAT16 = (7, 0)
 MIN_CAPABILITY_BFLOAT16 = (8, 0)
 STEPS_PER_EXECUTION_CAP = 64
+CPU_DEVICES = "DLCLI_CPU_DEVICES"  # split the CPU into N logical devices (SPEC 6)
+
+
+def cpu_devices() -> int:
+    """$DLCLI_CPU_DEVICES: how many logical devices the CPU is split into (1: not split)."""
+    text = os.environ.get(CPU_DEVICES, "").strip()
+    if not text:
+        return 1
+    try:
+        count = int(text)
+        if not 1 <= count <= 256:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(Problem(f"must be a whole number from 1 to 256, got {text!r}", where=CPU_DEVICES)) from None
+    return count
 
 
 # The user's stderr while `_quiet_stderr` points fd 2 elsewhere (for a message that must
@@ -68,6 +83,7 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
         deterministic: set the switches a backend reads only at start (XLA's flag for
             deterministic GPU ops on JAX, cuBLAS's workspace on torch).
     """
+    split = cpu_devices()  # checked on every call: a bad value is a usage error
     loaded = sys.modules.get("keras")
     if loaded is not None:
         current = loaded.backend.backend()
@@ -79,6 +95,10 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
             ))
         return loaded
     os.environ["KERAS_BACKEND"] = backend
+    if split > 1 and backend == "jax":  # XLA reads it once, when JAX starts
+        flag = f"--xla_force_host_platform_device_count={split}"
+        os.environ["XLA_FLAGS"] = " ".join(
+            [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform")] + [flag])
     # TensorFlow's C++ logs (even its "E" lines) are noise for a user; real failures
     # surface as Python exceptions. `--debug` keeps them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if os.environ.get("DLCLI_DEBUG") else "3")
@@ -93,7 +113,11 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
             if backend == "tensorflow":  # the first device probe logs CUDA errors on CPU hosts
                 import tensorflow as tf
 
-                tf.config.list_physical_devices()
+                cpus = tf.config.list_physical_devices("CPU")
+                if split > 1 and cpus:  # before TensorFlow's runtime starts
+                    with contextlib.suppress(RuntimeError):  # started already: keep what it has
+                        tf.config.set_logical_device_configuration(
+                            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(split)])
             elif importlib.util.find_spec("tensorflow") is not None:
                 # Keras imports TensorFlow where it is installed, whatever the backend
                 # (`keras.utils.set_random_seed` seeds it, TensorBoard writes with it); its
@@ -154,12 +178,13 @@ def _list_devices(backend: str) -> list[dict]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        for dev in tf.config.list_physical_devices():
+        physical = {d.device_type: d for d in tf.config.list_physical_devices()}
+        for dev in tf.config.list_logical_devices():  # DLCLI_CPU_DEVICES splits the CPU into several
             if dev.device_type not in ("CPU", "GPU"):
                 continue
-            entry = {"type": dev.device_type, "name": dev.name}
-            if dev.device_type == "GPU":
-                details = tf.config.experimental.get_device_details(dev)
+            entry = {"type": dev.device_type, "name": dev.name, "id": dev.name}
+            if dev.device_type == "GPU" and "GPU" in physical:
+                details = tf.config.experimental.get_device_details(physical["GPU"])
                 entry["name"] = details.get("device_name", dev.name)
                 entry["compute_capability"] = list(details.get("compute_capability") or ())
             devices.append(entry)
@@ -168,7 +193,8 @@ def _list_devices(backend: str) -> list[dict]:
 
         for dev in jax.devices():
             kind = "GPU" if dev.platform in ("gpu", "cuda", "rocm") else dev.platform.upper()
-            entry = {"type": kind, "name": getattr(dev, "device_kind", str(dev))}
+            entry = {"type": kind, "name": getattr(dev, "device_kind", str(dev)), "id": f"{dev.platform}:{dev.id}",
+                     "process": int(getattr(dev, "process_index", 0))}
             capability = getattr(dev, "compute_capability", None)
             if capability:
                 entry["compute_capability"] = [int(p) for p in str(capability).split(".")]
@@ -179,11 +205,11 @@ def _list_devices(backend: str) -> list[dict]:
     else:
         import torch
 
-        devices.append({"type": "CPU", "name": "cpu"})
+        devices.append({"type": "CPU", "name": "cpu", "id": "cpu"})
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             devices.append({
-                "type": "GPU", "name": props.name, "compute_capability": [props.major, props.minor],
+                "type": "GPU", "name": props.name, "id": f"cuda:{i}", "compute_capability": [props.major, props.minor],
                 "memory_gb": round(props.total_memory / 2**30, 1),
             })
     return devices
@@ -237,24 +263,38 @@ def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int) -> dict:
             else "float32"
         )
     distribution = runtime.distribution
+    replicas = compute_devices(devices)
     if distribution == "auto":
-        several = len(gpus) >= 2
+        several = len(replicas) >= 2  # several GPUs, or a CPU split by DLCLI_CPU_DEVICES
         distribution = {"tensorflow": "mirrored", "jax": "data_parallel"}.get(runtime.backend, "none") if several else "none"
     steps = runtime.steps_per_execution
+    if distribution == "mirrored" and steps not in ("auto", 1):
+        raise ConfigError(Problem(
+            f"steps_per_execution {steps} with distribution 'mirrored' fails in Keras 3 "
+            "(keras-team/keras#19246: 'You must feed a value for placeholder tensor'); set 1 or auto",
+            where="runtime.steps_per_execution"))
     if steps == "auto":
         # Running several steps per call to the compiled function removes most per-step
         # Python overhead; callbacks then see progress every few steps, not every step.
-        # Keras's torch backend takes only one.
-        steps = 1 if runtime.backend == "torch" else max(1, min(steps_per_epoch, STEPS_PER_EXECUTION_CAP))
+        # Keras's torch backend takes only one, and so does MirroredStrategy (keras#19246).
+        one = runtime.backend == "torch" or distribution == "mirrored"
+        steps = 1 if one else max(1, min(steps_per_epoch, STEPS_PER_EXECUTION_CAP))
     return {
         "backend": runtime.backend,
         "precision": precision,
         "jit_compile": runtime.jit_compile,
         "steps_per_execution": steps,
         "distribution": distribution,
+        "replicas": len(replicas) if distribution != "none" else 1,
         "deterministic": runtime.deterministic,
         "devices": devices,
     }
+
+
+def compute_devices(devices: list[dict]) -> list[dict]:
+    """The devices a distribution spreads over: the GPUs, or else the (split) CPU."""
+    gpus = [d for d in devices if d["type"] == "GPU"]
+    return gpus or [d for d in devices if d["type"] == "CPU"]
 
 
 def apply_runtime(keras, choices: dict, seed: int):
@@ -263,13 +303,45 @@ def apply_runtime(keras, choices: dict, seed: int):
     keras.mixed_precision.set_global_policy(choices["precision"])
     if choices["deterministic"]:
         make_deterministic(choices["backend"])
+    devices = compute_devices(choices["devices"])
     if choices["distribution"] == "mirrored":
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy().scope()
+        return tf.distribute.MirroredStrategy(devices=[d["id"] for d in devices]).scope()
     if choices["distribution"] == "data_parallel":
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        allow_uneven_batches()
+        kind = "gpu" if devices and devices[0]["type"] == "GPU" else "cpu"
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices(kind)))
     return contextlib.nullcontext()
+
+
+def allow_uneven_batches() -> None:
+    """Let Keras's DataParallel (JAX) take a batch its devices cannot split evenly.
+
+    Keras shards every batch over the devices and refuses a batch whose size the device
+    count does not divide (the last batch of an odd split: `IndivisibleError`; Keras does not
+    pad: keras-team/keras#20082, #21167). Such a batch is instead given to every device
+    whole: each computes the same step, which is the single-device step, so nothing is
+    dropped or padded and the numbers match a run on one device. Only within one process;
+    a multi-process run keeps Keras's own rule.
+    """
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+    from keras.src.backend.jax import distribution_lib
+
+    original = distribution_lib.distribute_data_input
+    if getattr(original, "dlcli_uneven", False):
+        return
+
+    def distribute_data_input(per_process_batch, layout, batch_dim_name):
+        sharding = getattr(layout, "backend_layout", layout)
+        parts = getattr(sharding, "mesh", None) and sharding.mesh.shape.get(batch_dim_name)
+        if parts and jax.process_count() == 1 and per_process_batch.shape[0] % parts:
+            return jax.device_put(per_process_batch, NamedSharding(sharding.mesh, PartitionSpec()))
+        return original(per_process_batch, layout, batch_dim_name)
+
+    distribute_data_input.dlcli_uneven = True
+    distribution_lib.distribute_data_input = distribute_data_input
 
 
 def make_deterministic(backend: str) -> None:

@@ -112,7 +112,11 @@ def test_auto_runtime_on_gpus_picks_mixed_precision_and_a_strategy_per_backend()
     assert choose_runtime(runtime(backend="torch"), gpus, 500)["distribution"] == "none"
     volta = [{"type": "GPU", "name": "v", "compute_capability": [7, 0]}]
     assert choose_runtime(runtime(), volta, 500)["precision"] == "mixed_float16"
-    assert choose_runtime(runtime(), gpus, 500)["steps_per_execution"] == 64
+    assert choose_runtime(runtime(backend="jax"), gpus, 500)["steps_per_execution"] == 64
+    # MirroredStrategy runs one step per execution (keras-team/keras#19246)
+    assert choose_runtime(runtime(), gpus, 500)["steps_per_execution"] == 1
+    assert choose_runtime(runtime(), gpus, 500)["replicas"] == 2
+    assert choose_runtime(runtime(), gpus[:1], 500)["steps_per_execution"] == 64
 
 
 def test_torch_runs_one_step_per_execution():
