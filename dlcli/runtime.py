@@ -95,6 +95,8 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
             ))
         return loaded
     os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax":  # on a GPU, take memory as needed rather than 75 % of the card at start
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if split > 1 and backend == "jax":  # XLA reads it once, when JAX starts
         flag = f"--xla_force_host_platform_device_count={split}"
         os.environ["XLA_FLAGS"] = " ".join(

@@ -76,3 +76,14 @@ def test_callbacks_are_checked_on_the_configured_backend(write_config):
     result = run_dlcli("validate", config, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["config"]["runtime"]["backend"] == "jax"
+
+
+def test_jax_takes_gpu_memory_as_it_needs_it_unless_told_otherwise():
+    code = (
+        "import os; from dlcli.runtime import import_keras\n"
+        "import_keras('jax')\n"
+        "print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])\n"
+    )
+    assert run_python(code).stdout.split() == ["false"]
+    told = run_python(code, env={"XLA_PYTHON_CLIENT_PREALLOCATE": "true"})
+    assert told.stdout.split() == ["true"]  # the user's own setting stands
