@@ -277,27 +277,39 @@ def read_table(path: str, fmt: TableFormat, features: list[str], target: str | N
     wanted = [*features, *([target] if target is not None else [])]
     markers = list(missing)
     if fmt.kind == "parquet":
-        columns, rows = _parquet_columns(path, wanted)
+        columns = _ParquetColumns(path, wanted)
+        rows = columns.handle.metadata.num_rows
         x = np.empty((rows, len(features)), dtype="float32")
     else:
         x, columns, rows = _csv_columns(path, fmt, features, target, kinds, markers)
     # Each remaining column's plan (its kind, categories, and the lookup from pyarrow's
-    # dictionary to numbers) is where a stray cell is found; then its numbers are written.
-    plans = [_plan(columns[name], name, kinds.get(name, "auto"), markers, path, fmt) if name in columns
-             else _Plan("numeric") for name in features]
+    # dictionary to numbers) is where a stray cell is found; then its numbers are written
+    # and the column is let go (a Parquet column is read only now).
+    plans = []
+    release = _releaser()
+    for j, name in enumerate(features):
+        if name not in columns:  # numbers already in the matrix
+            plans.append(_Plan("numeric"))
+            continue
+        column = columns.pop(name)
+        plan = _plan(column, name, kinds.get(name, "auto"), markers, path, fmt)
+        _write_column(x, j, plan.column if plan.column is not None else column, plan)
+        plans.append(plan)
+        del column
+        plan.column = None
+        release()
     table = TableColumns(x, [p.kind for p in plans], [p.categories for p in plans], [], rows_read=rows)
     target_missing = np.zeros(rows, dtype=bool)
     if target is not None:
         table.y, table.target_kind, target_missing = _target(columns.pop(target), markers, fmt.decimal)
         _check_target(table, target, target_missing, on_missing, path, fmt)
-    _write_columns(x, columns, features, plans)
     row_missing = np.zeros(rows, dtype=bool)
     counts = np.zeros(len(features), dtype="int64")
     for start in range(0, rows, 1 << 16):  # in blocks: no temporary the size of the matrix
         block = table.x[start:start + (1 << 16)]
-        missing = np.isnan(block)
-        counts += missing.sum(axis=0)
-        row_missing[start:start + len(block)] = missing.any(axis=1)
+        absent = np.isnan(block)
+        counts += absent.sum(axis=0)
+        row_missing[start:start + len(block)] = absent.any(axis=1)
         bad = np.isinf(block).any(axis=0)
         if bad.any():
             j = int(np.argmax(bad))
@@ -323,25 +335,11 @@ def _check_target(table: TableColumns, target: str, target_missing, on_missing: 
                                   "fill or drop (rows without a target are dropped)", where=where_row(path, fmt, row)))
 
 
-def _chunked(chunks: list):
-    import pyarrow as pa
-
-    return pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.float32())
-
-
-def _write_columns(x: np.ndarray, columns: dict, features: list[str], plans: list) -> None:
-    """Write the columns not yet in the matrix, one at a time, each freed once written."""
-    release = _releaser()
-    for j, name in enumerate(features):
-        if name not in columns:
-            continue
-        column = plans[j].column if plans[j].column is not None else columns[name]
-        start = 0
-        for chunk in column.chunks:
-            _write_chunk(x[start:start + len(chunk)], j, chunk, plans[j])
-            start += len(chunk)
-        del columns[name], column
-        release()
+def _write_column(x: np.ndarray, j: int, column, plan) -> None:
+    start = 0
+    for chunk in column.chunks:
+        _write_chunk(x[start:start + len(chunk)], j, chunk, plan)
+        start += len(chunk)
 
 
 def _write_chunk(block: np.ndarray, j: int, chunk, plan) -> None:
@@ -583,27 +581,34 @@ def _parquet_file(path: str):
                                   where=path)) from None
 
 
-def _parquet_columns(path: str, wanted: list[str]) -> tuple[dict, int]:
-    import pyarrow as pa
+class _ParquetColumns:
+    """A Parquet file's wanted columns, each read when it is taken (`pop`): one column in
+    memory at a time besides the matrix. Text columns come dictionary-encoded."""
 
-    handle = _parquet_file(path)
-    columns = {}
-    for name in wanted:
+    def __init__(self, path: str, wanted: list[str]):
+        self.path, self.wanted, self.handle = path, set(wanted), _parquet_file(path)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.wanted
+
+    def pop(self, name: str):
+        import pyarrow as pa
+
+        self.wanted.discard(name)
         try:
-            column = handle.read(columns=[name]).column(0)
+            column = self.handle.read(columns=[name]).column(0)
         except (pa.ArrowException, OSError) as exc:
             raise ConfigError(Problem(f"cannot read column '{name}' ({str(exc).splitlines()[0][:200]})",
-                                      where=path)) from None
+                                      where=self.path)) from None
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
-        elif pa.types.is_dictionary(column.type):
-            column = pa.table({"c": column}).unify_dictionaries().column(0)
-        elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-                  or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
+            return pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+        if pa.types.is_dictionary(column.type):
+            return pa.table({"c": column}).unify_dictionaries().column(0)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
             raise ConfigError(Problem(f"column '{name}' is of type {column.type}, neither numbers nor text; "
-                                      "leave it out of data.features", where=path))
-        columns[name] = column
-    return columns, handle.metadata.num_rows
+                                      "leave it out of data.features", where=self.path))
+        return column
 
 
 # ---------------------------------------------------------------- columns to numbers
