@@ -24,7 +24,9 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import os
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -150,7 +152,17 @@ def _check_names(names: list, where: str) -> None:
 
 
 def _sample(path: str) -> tuple[str, bool]:
-    """The file's first SAMPLE_BYTES as text, cut at a line end; and whether that is all of it."""
+    """The file's first SAMPLE_BYTES as text, cut at a line end; and whether that is all of it.
+    `inspect` and `read_table` both look at it: it is read once per version of the file."""
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
+    return _read_sample(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_sample(path: str, mtime_ns: int, size: int) -> tuple[str, bool]:
     try:
         with open(path, "rb") as handle:
             raw = handle.read(SAMPLE_BYTES + 1)
