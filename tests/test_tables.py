@@ -145,6 +145,34 @@ def test_a_header_is_found_over_columns_of_numbers_and_quoting_is_honoured(cli, 
     assert age["type"] == "numeric" and 20 <= age["min"] and age["max"] <= 49
 
 
+def test_quoted_cells_with_line_ends_and_quotes_are_read_across_pieces(cli, write_config, tmp_path, monkeypatch):
+    from dlcli.sources import tablefile
+
+    monkeypatch.setattr(tablefile, "PIECE", 4096)  # the reader parses a CSV a piece at a time
+    pieces, cut = [], tablefile._pieces
+
+    def recorded(*args):
+        for piece in cut(*args):
+            pieces.append(piece)
+            yield piece
+
+    monkeypatch.setattr(tablefile, "_pieces", recorded)
+    names = ['Smith, John\nand "Jo"', "Lee\nAnn", "Plain", 'Ng, "Kim"', "O'Neil,\nPat"]
+    quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+    rows = ["id,owner,size,label"] + [f"{i},{quoted[i % 5]},{i % 7}.5,{'yes' if i % 5 in (0, 3) else 'no'}"
+                                      for i in range(3_000)]
+    data = tmp_path / "owners.csv"
+    data.write_text("\n".join(rows) + "\n")
+    assert data.stat().st_size > 10 * 4096
+    out = validate_json(cli, write_config({"data": {"source": "csv", "path": str(data), "target": "label",
+                                                    "features": ["owner", "size"]}, "model": SMALL_MODEL}))
+    owner, size = out["preprocessing"]["features"]
+    assert sorted(owner["categories"]) == sorted(names) and owner["missing"] == 0
+    assert size["type"] == "numeric" and size["min"] == 0.5 and size["max"] == 6.5
+    assert sum(out["data"]["samples"].values()) == 3_000
+    assert len(pieces) > 10 and all(isinstance(source, bytes) for source, _ in pieces)  # never the whole file
+
+
 def test_a_numeric_column_can_be_declared_categorical(cli, write_config, tmp_path):
     out = validate_json(cli, write_config(table_config(CENSUS, features=[
         "age", {"name": "education_num", "type": "categorical"}, "occupation"])))

@@ -440,7 +440,7 @@ def TEXT():
     return pa.dictionary(pa.int32(), pa.string())
 
 
-def _read_pieces(path, fmt, features, wanted, types, markers) -> tuple[np.ndarray, dict, int]:
+def _read_pieces(path, fmt, features, wanted, types, markers, whole: bool = False) -> tuple[np.ndarray, dict, int]:
     """Parse the file PIECE bytes at a time (each piece with pyarrow's threads), writing the
     numeric columns of each piece into the matrix and letting the piece go: the peak is the
     matrix plus one piece, not the matrix plus the whole parsed table."""
@@ -451,17 +451,23 @@ def _read_pieces(path, fmt, features, wanted, types, markers) -> tuple[np.ndarra
     x = np.empty((_rows_at_most(path), len(features)), dtype="float32")  # pages are committed as rows fill
     release = _releaser()
     rows = 0
-    for source, first in _pieces(path, fmt):
-        table = _read_piece(source, first, path, fmt, wanted, types, markers)
-        for batch in table.to_batches():
-            block = x[rows:rows + batch.num_rows]
-            for j, name in numeric:
-                block[:, j] = to_numpy(batch.column(name), np.nan)
-            for name, chunks in kept.items():
-                chunks.append(batch.column(name))
-            rows += batch.num_rows
-        del table
-        release()
+    try:
+        for source, first in _pieces(path, fmt, whole):
+            table = _read_piece(source, first, path, fmt, wanted, types, markers)
+            for batch in table.to_batches():
+                block = x[rows:rows + batch.num_rows]
+                for j, name in numeric:
+                    block[:, j] = to_numpy(batch.column(name), np.nan)
+                for name, chunks in kept.items():
+                    chunks.append(batch.column(name))
+                rows += batch.num_rows
+            del table
+            release()
+    except ConfigError:
+        if whole or not fmt.quoted:
+            raise
+        # A quote outside the CSV rules (5'11" in a cell) misled the cuts: read it whole.
+        return _read_pieces(path, fmt, features, wanted, types, markers, whole=True)
     if rows == 0:
         raise ConfigError(Problem("the file has no data rows" + (" under its header" if fmt.header else "")
                                   + "; add rows", where=path))
@@ -487,20 +493,20 @@ def _rows_at_most(path: str) -> int:
     return lines + (last != b"\n")
 
 
-def _pieces(path: str, fmt: TableFormat):
-    """(source, first piece?) pairs: the file in pieces cut at line ends, or whole where a
-    quoted cell may hold a line end (quotes seen) or the file is aligned with spaces."""
+def _pieces(path: str, fmt: TableFormat, whole: bool = False):
+    """(source, first piece?) pairs: the file in pieces cut at line ends outside quoted cells,
+    or whole (`whole`, or a file aligned with spaces, which is rewritten with tabs first)."""
     if fmt.delimiter == SPACES:
         yield _spaces_to_tabs(path), True
         return
-    if fmt.quoted:
+    if whole:
         yield path, True
         return
     carry, first = b"", True
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(PIECE), b""):
             data = carry + block
-            cut = data.rfind(b"\n") + 1
+            cut = _cut(data, fmt.quoted)
             if cut == 0:
                 carry = data
                 continue
@@ -510,6 +516,21 @@ def _pieces(path: str, fmt: TableFormat):
                 first = False
     if carry.strip():
         yield carry, first
+
+
+def _cut(data: bytes, quoted: bool) -> int:
+    """Where a piece of `data` may end: after its last line end that is not inside a quoted
+    cell (0 if none). A piece starts outside quotes, and a CSV writes a quote inside a quoted
+    cell twice, so an odd count of quotes before a line end means the line end is quoted."""
+    if not quoted or b'"' not in data:
+        return data.rfind(b"\n") + 1
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    if not len(ends):
+        return 0
+    inside = np.cumsum(raw == 34)[ends] % 2 == 1
+    outside = ends[~inside]
+    return int(outside[-1]) + 1 if len(outside) else 0
 
 
 def _read_piece(source, first: bool, path: str, fmt: TableFormat, wanted: list[str], types: dict, markers: list):
