@@ -352,13 +352,14 @@ def env_command(
         facts.add_row("mixed", escape(precision["note"]))
     out.print(facts)
     table = Table(title="devices", title_justify="left")
-    for column in ("type", "name", "compute capability", "memory", "float16", "bfloat16"):
+    for column in ("type", "id", "name", "compute capability", "memory", "float16", "bfloat16"):
         table.add_column(column)
     for device in info["devices"]:
         gpu = device["type"] == "GPU"
         capability = ".".join(str(p) for p in device.get("compute_capability") or ()) or "—"
         memory = f"{device['memory_gb']} GiB" if device.get("memory_gb") is not None else "—"
-        table.add_row(device["type"], escape(str(device["name"])), capability if gpu else "—", memory,
+        table.add_row(device["type"], escape(str(device.get("id", "—"))), escape(str(device["name"])),
+                      capability if gpu else "—", memory,
                       ("yes" if device.get("float16") else "no") if gpu else "no (float32)",
                       ("yes" if device.get("bfloat16") else "no") if gpu else "no (float32)")
     out.print(table)
