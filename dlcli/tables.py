@@ -28,6 +28,7 @@ from dlcli.sources.tablefile import TableFormat, inspect, read_table
 ONE_HOT_MAX = 32  # categories up to which a column is one-hot; above, an embedding
 MAX_CATEGORIES = 10_000  # the most frequent categories kept; rarer ones share the 'unseen' index
 FORMAT_VERSION = 1
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass
@@ -130,8 +131,8 @@ class TablePreprocessing:
 
     def _form_of(self, path: str, names: list[str], target: bool | None) -> TableFormat:
         trained = self.format
-        if trained.kind == "parquet":
-            fmt = inspect(path, kind="parquet")
+        if trained.kind == "parquet" or str(path).lower().endswith(PARQUET_SUFFIXES):
+            fmt = inspect(path, kind="parquet")  # columns by name, whatever the run was trained on
         else:
             fmt = inspect(path, trained.header, None, trained.delimiter, self.missing)
             fmt.decimal = trained.decimal

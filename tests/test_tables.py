@@ -273,6 +273,24 @@ def test_predict_takes_raw_rows_and_reports_unseen_categories(cli, census_run, t
 
 
 @pytest.mark.slow
+def test_a_csv_run_predicts_from_a_parquet_file_by_column_name(cli, census_run, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cells = [[c.strip() for c in line.split(",")] for line in census_lines(0, 6)]
+    numeric = ("age", "fnlwgt", "education_num", "hours_per_week")
+    table = {name: pa.array([None if row[j] == "?" else (int(row[j]) if name in numeric else row[j])
+                             for row in cells]) for j, name in enumerate(COLUMNS[:-1])}
+    new = tmp_path / "new.parquet"
+    pq.write_table(pa.table(table), new)
+    raw = tmp_path / "new.csv"
+    raw.write_text("\n".join(line.rsplit(",", 1)[0] for line in census_lines(0, 6)) + "\n")
+    from_parquet, from_csv = cli("predict", census_run["run"], new, "--proba"), cli("predict", census_run["run"], raw, "--proba")
+    assert from_parquet.exit_code == 0, from_parquet.stderr
+    assert from_parquet.stdout == from_csv.stdout and len(from_csv.stdout.splitlines()) == 7
+
+
+@pytest.mark.slow
 def test_evaluate_data_reads_a_raw_file_and_names_unseen_labels(cli, census_run, tmp_path):
     good = tmp_path / "test.csv"
     good.write_text("\n".join(census_lines(5000)) + "\n")
