@@ -147,10 +147,10 @@ class TablePreprocessing:
                         f"has {len(fmt.names)} columns; the run was trained on a file without a header and "
                         f"{len(trained.names)} columns, so give those{also}, in the same order", where=path))
         wanted = [*names, *([self.target] if target else [])]
-        absent = [n for n in wanted if n not in fmt.names]
-        if absent:
+        absent = fmt.lacking(wanted)
+        if absent is not None:
             raise ConfigError(Problem(
-                f"has no column '{absent[0]}'{did_you_mean(absent[0], fmt.names)}; the run reads "
+                f"has no column '{absent}'{did_you_mean(absent, fmt.names)}; the run reads "
                 f"{', '.join(wanted)}", where=path))
         return fmt
 

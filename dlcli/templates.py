@@ -328,16 +328,16 @@ def _target_column(file: str, fmt, target: str | int | None) -> str:
         return target
     position = target if isinstance(target, int) else (int(target) if re.fullmatch(r"[+-]?\d+", target.strip()) else None)
     if position is not None:
-        if -len(names) <= position < len(names):
-            return names[position]
+        found = fmt.column(position)
+        if found is not None:
+            return found
         raise ConfigError(Problem(
             f"--target {position} is past the file's {len(names)} columns; give 0 to {len(names) - 1}, "
             "or -1 for the last", where=file))
-    shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
     hint = did_you_mean(target, names)
     if fmt.kind == "csv" and not fmt.header:
         hint += "; the file has no header row, so give --target as a position (0 is the first column, -1 the last)"
-    raise ConfigError(Problem(f"no column '{target}' for --target{hint}; the columns are: {shown}", where=file))
+    raise ConfigError(Problem(f"no column '{target}' for --target{hint}; the columns are: {fmt.shown()}", where=file))
 
 
 _YAML_SPECIAL = re.compile(

@@ -77,35 +77,33 @@ def guess_task(table: TableColumns) -> str:
     return "regression"
 
 
-def _column(config, path: tuple, ref, names: list[str], fmt: TableFormat, what: str) -> str:
+def _column(config, path: tuple, ref, fmt: TableFormat, what: str) -> str:
     """The column a config entry (a name, or a position) refers to; a ConfigError at its line."""
+    found = fmt.column(ref)
+    if found is not None:
+        return found
+    names = fmt.names
     if isinstance(ref, int):
-        if -len(names) <= ref < len(names):
-            return names[ref]
         raise ConfigError(config.problem(path, (
             f"{what} position {ref} is past the file's {len(names)} columns (0 to {len(names) - 1}, -1 for the last)")))
-    if ref in names:
-        return ref
-    shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
     hint = did_you_mean(ref, names)
     if not fmt.header and fmt.kind == "csv" and not config.data.columns:
         hint += "; the file has no header row, so its columns are named by position (0, 1, ...) or by data.columns"
-    raise ConfigError(config.problem(path, f"no {what} column '{ref}'{hint}; columns are: {shown}"))
+    raise ConfigError(config.problem(path, f"no {what} column '{ref}'{hint}; columns are: {fmt.shown()}"))
 
 
 def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
     """(target, features, kinds given in the config) of a table, resolved against its columns."""
     d = config.data
-    names = fmt.names
-    target = _column(config, ("data", "target"), d.target, names, fmt, "target")
+    target = _column(config, ("data", "target"), d.target, fmt, "target")
     if d.features is None:
-        features = [n for n in names if n != target]
+        features = [n for n in fmt.names if n != target]
         kinds = {}
     else:
         features, kinds = [], {}
         for i, entry in enumerate(d.features):
             path = ("data", "features", i)
-            name = _column(config, path, entry.name, names, fmt, "feature")
+            name = _column(config, path, entry.name, fmt, "feature")
             if name == target:
                 raise ConfigError(config.problem(path, (
                     f"the target '{name}' is also listed as a feature; the model must not see its target, "
@@ -121,8 +119,8 @@ def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
 
 
 def _same_columns(fmt: TableFormat, wanted: list[str], path: str) -> None:
-    absent = [name for name in wanted if name not in fmt.names]
-    if absent:
+    absent = fmt.lacking(wanted)
+    if absent is not None:
         raise ConfigError(Problem(
-            f"the test file lacks column '{absent[0]}'{did_you_mean(absent[0], fmt.names)}; it must have the "
+            f"the test file lacks column '{absent}'{did_you_mean(absent, fmt.names)}; it must have the "
             "training file's columns", where=path))

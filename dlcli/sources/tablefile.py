@@ -60,6 +60,21 @@ class TableFormat:
     decimal: str = "."  # csv: ',' in files that write 3,14
     quoted: bool = True  # csv: quotes seen (a quoted cell may span lines)
 
+    def column(self, ref: str | int) -> str | None:
+        """The column a name or a 0-based position (-1: the last) refers to, or None."""
+        if isinstance(ref, int):
+            return self.names[ref] if -len(self.names) <= ref < len(self.names) else None
+        return ref if ref in self.names else None
+
+    def lacking(self, wanted: list[str]) -> str | None:
+        """The first of `wanted` the file has no column for, or None."""
+        return next((name for name in wanted if name not in self.names), None)
+
+    def shown(self, limit: int = 30) -> str:
+        """The column names, for a message (the first `limit` of a wide file)."""
+        more = f", ... ({len(self.names)} in all)" if len(self.names) > limit else ""
+        return ", ".join(self.names[:limit]) + more
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -112,11 +127,11 @@ def inspect(path: str, header="auto", columns=None, delimiter: str = "auto", mis
         names = _parquet_file(path).schema_arrow.names
         _check_names(names, path)
         return TableFormat("parquet", [str(n) for n in names])
-    text, whole = _sample(path)
+    text = _sample(path)
     if not text.strip():
         raise ConfigError(Problem("the file is empty; a table needs rows", where=path))
-    sep = delimiter if delimiter != "auto" else _sniff_delimiter(text, whole)
-    rows = _sample_rows(text, sep, whole)
+    sep = delimiter if delimiter != "auto" else _sniff_delimiter(text)
+    rows = _sample_rows(text, sep)
     if not rows:
         raise ConfigError(Problem("the file holds no rows", where=path))
     width = len(rows[0])
@@ -151,8 +166,8 @@ def _check_names(names: list, where: str) -> None:
         seen[name] = position
 
 
-def _sample(path: str) -> tuple[str, bool]:
-    """The file's first SAMPLE_BYTES as text, cut at a line end; and whether that is all of it.
+def _sample(path: str) -> str:
+    """The file's first SAMPLE_BYTES as text, cut at a line end.
     `inspect` and `read_table` both look at it: it is read once per version of the file."""
     try:
         stat = os.stat(path)
@@ -162,7 +177,7 @@ def _sample(path: str) -> tuple[str, bool]:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_sample(path: str, mtime_ns: int, size: int) -> tuple[str, bool]:
+def _read_sample(path: str, mtime_ns: int, size: int) -> str:
     try:
         with open(path, "rb") as handle:
             raw = handle.read(SAMPLE_BYTES + 1)
@@ -177,7 +192,7 @@ def _read_sample(path: str, mtime_ns: int, size: int) -> tuple[str, bool]:
                 where=f"{path}:1"))
         raw = raw[:end + 1]
     try:
-        return raw.decode("utf-8-sig"), whole
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise ConfigError(Problem(f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
@@ -188,7 +203,7 @@ def _split_spaces(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip()]
 
 
-def _sample_rows(text: str, sep: str, whole: bool) -> list[list[str]]:
+def _sample_rows(text: str, sep: str) -> list[list[str]]:
     if sep == SPACES:
         rows = _split_spaces(text)
     else:
@@ -199,7 +214,7 @@ def _sample_rows(text: str, sep: str, whole: bool) -> list[list[str]]:
     return rows[:SAMPLE_ROWS + 1]
 
 
-def _sniff_delimiter(text: str, whole: bool) -> str:
+def _sniff_delimiter(text: str) -> str:
     """The candidate that splits the sample's rows into the same number (>1) of cells most
     consistently; runs of spaces when none does."""
     best, best_score = ",", (0.0, 0)
@@ -578,8 +593,7 @@ def _longest(strings) -> int:
 
 def _numeric_guess(path: str, fmt: TableFormat, wanted: list[str], markers: list) -> set:
     """Columns whose present cells in the sample are all numbers."""
-    text, whole = _sample(path)
-    rows = _sample_rows(text, fmt.delimiter, whole)[1 if fmt.header else 0:]
+    rows = _sample_rows(_sample(path), fmt.delimiter)[1 if fmt.header else 0:]
     index = {name: i for i, name in enumerate(fmt.names)}
     marks = set(markers)
     numeric = set()
