@@ -45,8 +45,8 @@ class Split:
 
     Example:
         >>> split = Split(np.zeros((10, 3)), np.arange(10))
-        >>> len(split), split.steps(4), len(split.shard(1, 2))
-        (10, 3, 5)
+        >>> len(split), split.steps(4), len(split.shard(1, 2)), len(split.shard(1, 3, 2))
+        (10, 3, 5, 2)
     """
 
     x: np.ndarray
@@ -64,9 +64,13 @@ class Split:
         for start in range(0, len(self), rows):
             yield self.x[start:start + rows]
 
-    def shard(self, index: int, count: int) -> Split:
-        """Process `index` of `count`'s share: every `count`-th sample from `index`."""
-        return Split(self.x[index::count], self.y[index::count])
+    def shard(self, index: int, count: int, multiple: int = 1) -> Split:
+        """Process `index` of `count`'s share: every `count`-th sample from `index`, cut so
+        that every process holds the same number of samples, a multiple of `multiple` (its
+        devices): JAX assembles each global batch from equal per-process parts. At most
+        `count * multiple - 1` samples of the split are left out."""
+        size = (len(self) // count) // multiple * multiple
+        return Split(self.x[index::count][:size], self.y[index::count][:size])
 
     def keras_inputs(self, labels: Callable[[np.ndarray], np.ndarray], batch_size: int) -> dict:
         """The arguments `model.fit` / `model.evaluate` take for this split; `labels` turns
