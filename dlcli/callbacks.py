@@ -55,9 +55,9 @@ class Recorder(keras.callbacks.Callback):
         best_epoch: early stopping's best epoch when it restores best weights, else None.
     """
 
-    def __init__(self, run: RunFolder, rows: list[dict], es=None, rlr=None):
+    def __init__(self, run: RunFolder, rows: list[dict], es=None, rlr=None, interval: float = CHECKPOINT_INTERVAL_S):
         super().__init__()
-        self.run, self.rows, self.es, self.rlr = run, list(rows), es, rlr
+        self.run, self.rows, self.es, self.rlr, self.interval = run, list(rows), es, rlr, interval
         self.diverged = None
         self.best_epoch = None
         self.snapshot = None
@@ -104,7 +104,7 @@ class Recorder(keras.callbacks.Callback):
             best_epoch=es.best_epoch + 1 if es is not None else None,
             finished=bool(self.model.stop_training),  # early stopping (or a callback) ends it here
         )
-        if time.perf_counter() - self.written_at >= CHECKPOINT_INTERVAL_S:
+        if time.perf_counter() - self.written_at >= self.interval:
             self.write(current=True)
 
     def on_train_end(self, logs=None):
@@ -153,8 +153,10 @@ def _inside(run: RunFolder, name: str):
     return run.path / name
 
 
-def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None = None, progress=None) -> tuple[list, Recorder]:
-    """The run's callbacks in order, and its Recorder (which the trainer asks for the rows)."""
+def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None = None, progress=None,
+                  every_epoch: bool = False) -> tuple[list, Recorder]:
+    """The run's callbacks in order, and its Recorder (which the trainer asks for the rows);
+    `every_epoch`: checkpoint each epoch rather than every few seconds."""
     t = config.training
     es = keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
     rlr = keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()) if t.reduce_lr_on_plateau else None
@@ -166,7 +168,7 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
                 kwargs[key] = str(_inside(run, kwargs[key]))
         callbacks.append(keras_names.construct("callback", spec.type, kwargs))
     # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
-    recorder = Recorder(run, rows, es, rlr)
+    recorder = Recorder(run, rows, es, rlr, 0 if every_epoch else CHECKPOINT_INTERVAL_S)
     state = (saved or {}).get("early_stopping")
     if es is not None and es.restore_best_weights and isinstance(state, dict) and isinstance(state.get("best_epoch"), int):
         recorder.best_epoch = state["best_epoch"] + 1  # a resume that trains no epoch keeps it

@@ -250,8 +250,9 @@ def runtime_problems(runtime) -> list[tuple[tuple, str]]:
     return found
 
 
-def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int) -> dict:
-    """Concrete settings for `runtime:`; 'auto' picks what is fast on these devices.
+def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int, processes: int = 1) -> dict:
+    """Concrete settings for `runtime:`; 'auto' picks what is fast on these devices (those of
+    every process, in a run of several `processes`).
 
     Call `runtime_problems` first: a setting the backend cannot honour is an error there.
     """
@@ -269,6 +270,10 @@ def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int) -> dict:
     if distribution == "auto":
         several = len(replicas) >= 2  # several GPUs, or a CPU split by DLCLI_CPU_DEVICES
         distribution = {"tensorflow": "mirrored", "jax": "data_parallel"}.get(runtime.backend, "none") if several else "none"
+    if processes > 1 and distribution != "data_parallel":
+        raise ConfigError(Problem(
+            f"{processes} processes share the training through distribution: data_parallel (or auto), "
+            f"got {distribution}", where="runtime.distribution"))
     steps = runtime.steps_per_execution
     if distribution == "mirrored" and steps not in ("auto", 1):
         raise ConfigError(Problem(
@@ -288,6 +293,7 @@ def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int) -> dict:
         "steps_per_execution": steps,
         "distribution": distribution,
         "replicas": len(replicas) if distribution != "none" else 1,
+        "processes": processes,
         "deterministic": runtime.deterministic,
         "devices": devices,
     }
@@ -313,7 +319,11 @@ def apply_runtime(keras, choices: dict, seed: int):
     if choices["distribution"] == "data_parallel":
         allow_uneven_batches()
         kind = "gpu" if devices and devices[0]["type"] == "GPU" else "cpu"
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices(kind)))
+        distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices(kind))
+        # Several processes: each feeds its own share of every batch (dlcli.processes),
+        # which Keras puts together into the global batch.
+        distribution.auto_shard_dataset = choices.get("processes", 1) == 1
+        keras.distribution.set_distribution(distribution)
     return contextlib.nullcontext()
 
 

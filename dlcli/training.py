@@ -24,13 +24,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from dlcli import checks, metrics, resume
+from dlcli import checks, metrics, processes, resume
 from dlcli.config import Config, load_config, locator
 from dlcli.config_text import raw_config
 from dlcli.data import Dataset, load_data
 from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
 from dlcli.model import build_model, parameter_counts, resolve
 from dlcli.outputs import predicted_classes, targets_for
+from dlcli.processes import Group
 from dlcli.runfolder import RunFolder, effective_status, now_iso, runs_dir_from
 from dlcli.runtime import (
     apply_runtime,
@@ -53,6 +54,7 @@ class Prepared:
     choices: dict
     keras: object
     timings: dict = field(default_factory=dict)
+    group: Group = field(default_factory=Group)
 
 
 @dataclass
@@ -68,8 +70,10 @@ def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config
     return load_config(config, overrides)
 
 
-def prepare(config: Config | str | dict, overrides=()) -> Prepared:
-    """Validate the config, load the data, build and compile the model; nothing is written."""
+def prepare(config: Config | str | dict, overrides=(), group: Group | None = None) -> Prepared:
+    """Validate the config, load the data, build and compile the model; nothing is written.
+    `group`: this process's place in a multi-process run (`dlcli.processes`)."""
+    group = group or Group()
     try:
         config = as_config(config, overrides)
     except ConfigError as exc:
@@ -77,6 +81,7 @@ def prepare(config: Config | str | dict, overrides=()) -> Prepared:
     if problems := checks.config_problems(config):
         raise ConfigError(problems)
     runtime = config.runtime
+    _check_processes(config, group)
     keras = import_keras(runtime.backend, config.where(("runtime", "backend")), runtime.deterministic)
     if problems := checks.callback_problems(config):
         raise ConfigError(problems)
@@ -84,13 +89,34 @@ def prepare(config: Config | str | dict, overrides=()) -> Prepared:
     started = time.perf_counter()
     data = load_data(config)
     loaded = time.perf_counter()
-    choices = choose_runtime(runtime, list_devices(runtime.backend), data.train.steps(config.training.batch_size))
+    choices = choose_runtime(runtime, list_devices(runtime.backend), data.train.steps(config.training.batch_size),
+                             group.count)
+    if group.several:
+        local = [d for d in choices["devices"] if d.get("process", 0) == group.index and d["type"] == _kind(choices)]
+        choices["process_batch_size"] = processes.check_batch(config, group, len(local))
+        choices["local_devices"] = len(local)
+        choices["samples_per_process"] = {name: len(split.shard(group.index, group.count, len(local)))
+                                          for name, split in (("train", data.train), ("val", data.val)) if split is not None}
     config = resolve(config, data)
     with apply_runtime(keras, choices, config.seed):
         model = build_model(config, data, keras, choices)
     choices["jit_compile"] = bool(getattr(model, "jit_compile", False))
     timings = {"load_s": round(loaded - started, 3), "build_s": round(time.perf_counter() - loaded, 3)}
-    return Prepared(config, data, model, choices, keras, timings)
+    return Prepared(config, data, model, choices, keras, timings, group)
+
+
+def _check_processes(config: Config, group: Group) -> None:
+    """Several processes train on JAX only."""
+    backend = config.runtime.backend
+    if group.several and backend != "jax":
+        raise ConfigError(config.problem(("runtime", "backend"), (
+            f"{group.count} processes (--num-processes) train on runtime.backend: jax, got {backend} "
+            "(Keras 3's TensorFlow backend does not run MultiWorkerMirroredStrategy: keras-team/keras#20585)")))
+
+
+def _kind(choices: dict) -> str:
+    """The type of device the run computes on: GPU where there are any, else CPU."""
+    return "GPU" if any(d["type"] == "GPU" for d in choices["devices"]) else "CPU"
 
 
 def _name_problems(source, overrides) -> list:
@@ -122,7 +148,7 @@ class Session:
 
 
 def train(config: Config | str | dict | None, overrides=(), runs_dir=None, console=None, progress: bool = True,
-          rich_bar: bool = False, command: str | None = None, resume=None) -> TrainResult:
+          rich_bar: bool = False, command: str | None = None, resume=None, group: Group | None = None) -> TrainResult:
     """Train a config end to end and return its run folder and final metrics.
 
     Args:
@@ -134,11 +160,36 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         rich_bar: a live progress bar instead of one line per epoch.
         command: the command line run.json records (default: this process's).
         resume: a run (folder, id or 'latest') to continue in place from its last epoch.
+        group: this process's place in a multi-process run: every process calls `train`;
+            process 0 writes the run folder, the others a scratch copy removed at the end.
     """
+    group = group or Group()
+    if not group.several:
+        return _train(config, overrides, runs_dir, console, progress, rich_bar, command, resume, group)
+    if config is not None:  # before waiting for the others: a config that cannot run this way
+        config = as_config(config, overrides)
+        overrides = ()
+        _check_processes(config, group)
+    processes.join(group)
+    scratch = None if group.leads else processes.scratch_folder()
+    try:
+        if resume is not None:  # the followers get a copy of the leader's folder
+            found = RunFolder.find(resume, runs_dir).path if group.leads else None
+            resume = str(processes.handed_folder(group, found, scratch))
+        result = _train(config, overrides, scratch or runs_dir, console, progress, rich_bar, command, resume, group)
+        processes.finish()  # every process is done: leave the runtime together
+        return result
+    finally:
+        if scratch is not None:
+            processes.remove_scratch(scratch)
+
+
+def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool, command, resume,
+           group: Group) -> TrainResult:
     started = time.time()
     command = command or " ".join(sys.argv)
-    session = _resume(resume, config, overrides, runs_dir, command, started) if resume is not None \
-        else _open(config, overrides, runs_dir, command, started)
+    session = _resume(resume, config, overrides, runs_dir, command, started, group) if resume is not None \
+        else _open(config, overrides, runs_dir, command, started, group)
     recorder = None
     model = session.prepared.model
     with signals_raise():  # also while an interrupted run writes its checkpoint and status
@@ -148,12 +199,16 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
             reporter = _reporter(session, console, rich_bar) if not session.finishing and progress else None
             if resume is None:
                 _describe(session)
+            # Several processes checkpoint every epoch: a save gathers the weights from
+            # all of them, so they must decide alike (not by their own clocks).
             callbacks, recorder = callbacks_for(session.prepared.config, session.run, session.rows, session.saved,
-                                                reporter)
+                                                reporter, every_epoch=group.several)
             # From fit to the last file, a first Ctrl-C/SIGTERM asks Keras to stop after the
             # batch in progress and is raised between steps (dlcli.signals).
             with stop_after_batch(lambda: _stop(model)) as stop:
                 fit_seconds = _fit(session, callbacks, recorder, stop)
+                if group.several:  # score and save without collectives, in each process alike
+                    _go_local(session)
                 return _score_and_write(session, recorder, fit_seconds, stop)
         except (KeyboardInterrupt, Terminated):
             _interrupted(session, recorder)
@@ -215,10 +270,10 @@ def _checkpointed(run: RunFolder) -> int:
     return int(saved["epoch"]) if saved else 0
 
 
-def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
+def _open(config, overrides, runs_dir, command: str, started: float, group: Group) -> Session:
     """Prepare, then claim a new run folder that appears with run.json and config.yaml in
     it: a crash or kill from here on leaves a folder that says what it was."""
-    prepared = prepare(config, overrides)
+    prepared = prepare(config, overrides, group)
     config, data, model = prepared.config, prepared.data, prepared.model
     record = {
         "name": config.name, "status": "running", "started": now_iso(), "ended": None, "duration_s": None,
@@ -229,6 +284,8 @@ def _open(config, overrides, runs_dir, command: str, started: float) -> Session:
         "timings": dict(prepared.timings),
     }
     run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": config.to_yaml()})
+    if group.leads:
+        processes.note("run", str(run.path))
     return Session(prepared, run, [], None, started)
 
 
@@ -245,12 +302,14 @@ def _describe(session: Session) -> None:
     run.write_text("summary.txt", "\n".join(lines) + "\n")
 
 
-def _resume(ref, config, overrides, runs_dir, command: str, started: float) -> Session:
+def _resume(ref, config, overrides, runs_dir, command: str, started: float, group: Group) -> Session:
     """Prepare the run's config (or the one given), check the resume rules, load the last
     completed epoch, and mark the run as running again."""
     run = RunFolder.find(ref, runs_dir)
     run.lock()  # before anything is read: a second resume of this run stops here
-    prepared = prepare(config if config is not None else str(run.file("config.yaml")), overrides)
+    if group.leads:
+        processes.note("run", str(run.path))
+    prepared = prepare(config if config is not None else str(run.file("config.yaml")), overrides, group)
     config = prepared.config
     resume.check(run, config)
     saved, rows, finishing = resume.restore(run, config, prepared.model, prepared.keras)
@@ -270,8 +329,11 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float) -> S
 
 
 def _runtime_record(prepared: Prepared) -> dict:
-    choices = prepared.choices
-    return {"devices": choices["devices"], "runtime": {k: v for k, v in choices.items() if k != "devices"}}
+    choices, group = prepared.choices, prepared.group
+    record = {"devices": choices["devices"], "runtime": {k: v for k, v in choices.items() if k != "devices"}}
+    if group.several:
+        record["processes"] = group.record(choices["devices"])
+    return record
 
 
 def _reporter(session: Session, console, rich_bar: bool):
@@ -305,8 +367,7 @@ def _fit(session: Session, callbacks: list, recorder, stop) -> float:
     fit_started = time.perf_counter()
     recorder.stop = stop
     model.fit(
-        **data.train.keras_inputs(labels, config.training.batch_size),
-        validation_data=data.val.validation_data(labels) if data.val is not None else None,
+        **_fit_inputs(session, labels),
         epochs=session.initial_epoch if session.finishing else config.training.epochs,
         initial_epoch=session.initial_epoch, shuffle=config.training.shuffle, callbacks=callbacks, verbose=0,
     )
@@ -319,6 +380,32 @@ def _fit(session: Session, callbacks: list, recorder, stop) -> float:
         raise RunFailed(f"loss became NaN/inf at epoch {recorder.diverged} ({kept}); "
                         "lower compile.optimizer.learning_rate or check the data")
     return seconds
+
+
+def _fit_inputs(session: Session, labels) -> dict:
+    """model.fit's data arguments: the splits; in a multi-process run, this process's share
+    of each, in per-process batches (`dlcli.processes`)."""
+    prepared = session.prepared
+    config, data, group, choices = prepared.config, prepared.data, prepared.group, prepared.choices
+    if not group.several:
+        return {**data.train.keras_inputs(labels, config.training.batch_size),
+                "validation_data": data.val.validation_data(labels) if data.val is not None else None}
+    batch, devices = choices["process_batch_size"], choices["local_devices"]
+
+    def share(split, shuffle):
+        part = split.shard(group.index, group.count, devices)
+        return processes.batches(part, labels, batch, shuffle, config.seed, session.initial_epoch)
+
+    return {"x": share(data.train, config.training.shuffle),
+            "validation_data": share(data.val, False) if data.val is not None else None}
+
+
+def _go_local(session: Session) -> None:
+    """Swap the trained, distributed model for a one-process copy (`processes.local_model`)."""
+    prepared = session.prepared
+    local = {**prepared.choices, "distribution": "none"}
+    prepared.model = processes.local_model(
+        prepared.model, lambda: build_model(prepared.config, prepared.data, prepared.keras, local))
 
 
 def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> TrainResult:
@@ -363,6 +450,8 @@ def _best_epoch(config: Config, rows: list[dict], known: dict) -> int:
 
 def _runtime_reason(exc: Exception) -> str:
     name, text = type(exc).__name__, first_line(exc)
+    if (peer := processes.peer_failure(exc)) is not None:
+        return peer
     if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "out of memory" in text.lower():
         return f"out of memory ({text}); lower training.batch_size or the model's size"
     if isinstance(exc, OSError):

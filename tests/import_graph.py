@@ -18,9 +18,9 @@ PACKAGE = ROOT / "dlcli"
 STAGES = [
     ("basics", ["errors", "files", "runfolder", "metrics", "signals"]),
     ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks"]),
-    ("data", ["sources", "tables", "data"]),
+    ("data", ["sources", "tables", "streaming", "data"]),
     ("model", ["table_encoder", "preprocessing", "model", "outputs"]),
-    ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "training"]),
+    ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "processes", "training"]),
     ("using runs", ["evaluation", "catalog", "templates"]),
     ("CLI", ["cli", "__main__"]),
 ]

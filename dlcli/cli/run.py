@@ -35,22 +35,48 @@ def train(
     resume: Annotated[str | None, typer.Option("--resume", help="Continue RUN in place from its last completed epoch.")] = None,
     set_: SetOption = None,
     runs_dir: RunsDirOption = None,
+    coordinator: Annotated[str | None, typer.Option(
+        "--coordinator", envvar="DLCLI_COORDINATOR", rich_help_panel="Several processes (JAX)",
+        help="HOST:PORT of process 0, where the processes of one run meet.")] = None,
+    num_processes: Annotated[int | None, typer.Option(
+        "--num-processes", envvar="DLCLI_NUM_PROCESSES", rich_help_panel="Several processes (JAX)",
+        help="How many processes train the run together.")] = None,
+    process_id: Annotated[int | None, typer.Option(
+        "--process-id", envvar="DLCLI_PROCESS_ID", rich_help_panel="Several processes (JAX)",
+        help="This process: 0 (writes the run folder) to N-1.")] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
 ):
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
+    import os
+
+    from dlcli import processes
     from dlcli.errors import ConfigError
     from dlcli.training import train as train_run
 
     if config is None and resume is None:
         raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
+    group = processes.Group.from_options(coordinator, num_processes, process_id)
+    if group.several and not os.environ.get(processes.WORKER):
+        raise typer.Exit(processes.supervise(group, sys.argv[1:], debug))
     stderr = err()
     result = train_run(
         str(config) if config else None, overrides=set_ or [], runs_dir=runs_dir, console=stderr,
         progress=not quiet, rich_bar=stderr.is_terminal, command=" ".join(["dlcli", *sys.argv[1:]]),
-        resume=resume,
+        resume=resume, group=group,
     )
+    if not group.leads:
+        if not quiet:
+            stderr.print(f"process {group.index} of {group.count}: done (process 0 writes the run folder)")
+        processes.note("done")
+        return
+    _print_trained(result, as_json, quiet)
+    processes.note("done")
+
+
+def _print_trained(result, as_json: bool, quiet: bool) -> None:
+    stderr = err()
     if as_json:
         emit_json({"run": str(result.run.path), "id": result.run.id, "status": "completed", **result.metrics})
         return
