@@ -327,6 +327,9 @@ def test_env_reports_versions_backend_devices_and_precision(cli):
     assert any(device["type"] == "CPU" for device in info["devices"])
     if not any(device["type"] == "GPU" for device in info["devices"]):
         assert info["precision"]["auto"] == "float32" and info["precision"]["mixed_float16"] is False
+        explicit = info["precision"]["explicit"]
+        assert explicit["mixed_float16"].startswith("float16 math on the CPU: it runs, but slower than float32")
+        assert ("may run faster" in explicit["mixed_bfloat16"]) is info["precision"]["cpu_bfloat16"]
     table = cli("env")
     assert table.exit_code == 0 and "CPU" in table.stdout and info["keras"] in table.stdout
 

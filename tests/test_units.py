@@ -256,3 +256,18 @@ def test_nan_counts_as_worst_for_either_direction():
     rows = [{"epoch": 1, "m": math.inf}, {"epoch": 2, "m": 1.0}]
     assert best_epoch(rows, "m", "min") == 2
     assert best_epoch([{"epoch": 1, "m": -math.inf}, {"epoch": 2, "m": 1.0}], "m", "max") == 2
+
+
+def test_env_says_what_an_explicit_precision_does_on_each_kind_of_gpu():
+    from dlcli.runtime import precision_effects
+
+    ampere = {"type": "GPU", "name": "A100", "compute_capability": [8, 0]}
+    volta = {"type": "GPU", "name": "V100", "compute_capability": [7, 0]}
+    pascal = {"type": "GPU", "name": "P100", "compute_capability": [6, 0]}
+    both = precision_effects([ampere])
+    assert "tensor cores" in both["mixed_float16"] and "tensor cores" in both["mixed_bfloat16"]
+    mixed = precision_effects([ampere, volta])
+    assert "tensor cores" in mixed["mixed_float16"]
+    assert mixed["mixed_bfloat16"].startswith("bfloat16 math runs, but V100 (7.0) lacks fast bfloat16")
+    old = precision_effects([pascal])
+    assert "P100 (6.0) lacks fast float16" in old["mixed_float16"] and "slower than float32" in old["mixed_float16"]

@@ -344,12 +344,9 @@ def env_command(
     facts.add_row("cpu cores", str(info["cpu_count"]))
     precision = info["precision"]
     facts.add_row("precision", f"auto picks {precision['auto']}")
-    if any(d["type"] == "GPU" for d in info["devices"]):
-        yes_no = {True: "supported", False: "not supported"}
-        facts.add_row("mixed", f"mixed_float16 {yes_no[precision['mixed_float16']]}, "
-                               f"mixed_bfloat16 {yes_no[precision['mixed_bfloat16']]}")
-    else:
-        facts.add_row("mixed", escape(precision["note"]))
+    for policy, effect in precision["explicit"].items():
+        if policy != "float32":
+            facts.add_row(policy, escape(effect))
     out.print(facts)
     table = Table(title="devices", title_justify="left")
     for column in ("type", "id", "name", "compute capability", "memory", "float16", "bfloat16"):
@@ -360,6 +357,7 @@ def env_command(
         memory = f"{device['memory_gb']} GiB" if device.get("memory_gb") is not None else "—"
         table.add_row(device["type"], escape(str(device.get("id", "—"))), escape(str(device["name"])),
                       capability if gpu else "—", memory,
-                      ("yes" if device.get("float16") else "no") if gpu else "no (float32)",
-                      ("yes" if device.get("bfloat16") else "no") if gpu else "no (float32)")
+                      ("fast" if device.get("float16") else "slow") if gpu else "slow (CPU)",
+                      ("fast" if device.get("bfloat16") else "slow") if gpu
+                      else "bf16 instructions" if precision["cpu_bfloat16"] else "slow (CPU)")
     out.print(table)
