@@ -1,4 +1,4 @@
-"""Runtime: which Keras backend, which devices, the settings chosen for them, which process leads.
+"""Runtime: which Keras backend, which devices, the settings chosen for them.
 
 `import_keras` is where Keras is first imported: it sets `KERAS_BACKEND` from the config
 (Keras reads it once, at import), the backends' determinism switches that must precede
@@ -8,8 +8,8 @@ modules reach Keras through `keras_module()` inside the functions that need it (
 importing dlcli never imports Keras. `runtime_problems` finds the settings a backend cannot
 honour before anything is imported; `choose_runtime` turns `auto` into concrete choices
 (precision, XLA, steps per execution, distribution), which run.json records;
-`apply_runtime` applies them. `process_index` / `leads` say which process of a
-multi-process run writes the run folder (process 0). `environment()` is `dlcli env`.
+`apply_runtime` applies them (several processes: `dlcli.processes`). `environment()` is
+`dlcli env`.
 """
 
 from __future__ import annotations
@@ -371,28 +371,6 @@ def make_deterministic(backend: str) -> None:
         raise ConfigError(Problem(
             "runtime.deterministic on JAX must be set before JAX starts; run it in a process of its own"
         ))
-
-
-def process_index() -> int:
-    """This process's index in a multi-process run (0 when it runs alone).
-
-    JAX's distributed runtime knows it once initialised; before that, the
-    `DLCLI_PROCESS_ID` the launcher set (SPEC 6)."""
-    jax = sys.modules.get("jax")
-    if jax is not None and os.environ.get("KERAS_BACKEND") == "jax":
-        with contextlib.suppress(Exception):  # not initialised: fall through
-            if jax.process_count() > 1:
-                return int(jax.process_index())
-    try:
-        return int(os.environ.get("DLCLI_PROCESS_ID") or 0)
-    except ValueError:
-        raise ConfigError(Problem("must be a whole number (0 for the first process)", where="DLCLI_PROCESS_ID")) from None
-
-
-def leads() -> bool:
-    """Whether this process writes the run folder and prints the result: process 0."""
-    return process_index() == 0
-
 
 
 def environment() -> dict:

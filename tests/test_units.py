@@ -14,7 +14,7 @@ from dlcli.config_text import apply_overrides, config_differences, parse_overrid
 from dlcli.errors import ConfigError, first_line
 from dlcli.files import csv_text
 from dlcli.metrics import best_epoch, direction, final_metrics
-from dlcli.runtime import choose_runtime, process_index, runtime_problems
+from dlcli.runtime import choose_runtime, runtime_problems
 
 MINIMAL = {"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}}
 
@@ -119,6 +119,14 @@ def test_auto_runtime_on_gpus_picks_mixed_precision_and_a_strategy_per_backend()
     assert choose_runtime(runtime(), gpus[:1], 500)["steps_per_execution"] == 64
 
 
+def test_several_processes_share_the_training_through_data_parallel():
+    cpus = [{"type": "CPU", "name": "cpu", "process": i} for i in range(2)]
+    chosen = choose_runtime(runtime(backend="jax"), cpus, 10, processes=2)
+    assert chosen["distribution"] == "data_parallel" and chosen["replicas"] == 2 and chosen["processes"] == 2
+    with pytest.raises(ConfigError, match="2 processes share the training through distribution: data_parallel"):
+        choose_runtime(runtime(backend="jax", distribution="none"), cpus, 10, processes=2)
+
+
 def test_torch_runs_one_step_per_execution():
     assert choose_runtime(runtime(backend="torch"), [{"type": "CPU", "name": "cpu"}], 100)["steps_per_execution"] == 1
 
@@ -138,16 +146,6 @@ def test_settings_a_backend_cannot_honour_are_found_before_import(settings, key,
 def test_compatible_runtime_settings_have_no_problem():
     assert runtime_problems(runtime(backend="torch", steps_per_execution=1)) == []
     assert runtime_problems(runtime(backend="jax", distribution="data_parallel")) == []
-
-
-def test_process_index_comes_from_the_launcher(monkeypatch):
-    monkeypatch.delenv("DLCLI_PROCESS_ID", raising=False)
-    assert process_index() == 0
-    monkeypatch.setenv("DLCLI_PROCESS_ID", "3")
-    assert process_index() == 3
-    monkeypatch.setenv("DLCLI_PROCESS_ID", "x")
-    with pytest.raises(ConfigError, match="DLCLI_PROCESS_ID"):
-        process_index()
 
 
 # -- names, errors, files -------------------------------------------------------------------
