@@ -198,6 +198,9 @@ class DataConfig(Section):
     test_split: Number = Field(0.2, gt=0, lt=1, description="when the source has no test set")
     normalize: Normalize = "standard"
     cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
+    streaming: AutoOrBool = Field(
+        "auto", description="csv/parquet/npz: read the files a piece at a time instead of whole "
+                            "(auto: when they are larger than a quarter of this machine's memory)")
 
     @model_validator(mode="after")
     def _source_needs(self):
@@ -350,6 +353,14 @@ class Config(Section):
             if (cb := getattr(self.training, key)) is not None and cb.monitor.startswith("val_")
         ]
 
+    def streaming_problems(self) -> list[Problem]:
+        """`data.streaming: true` on a source that is not a file (nothing to read in parts)."""
+        if self.data.streaming is not True or self.data.source in FILE_SOURCES:
+            return []
+        return [self.problem(("data", "streaming"), (
+            f"'{self.data.source}' is loaded whole, not read from a file: only csv, parquet and npz "
+            "sources stream; set data.streaming: auto (or false), or save the data as one of those files"))]
+
     def where(self, path: tuple) -> str:
         """'file:line' (or the `--set` that gave it) for a path into the config."""
         for end in range(len(path), -1, -1):
@@ -476,7 +487,7 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
     except ValidationError as exc:
         raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
     config._source, config._lines, config._overridden = shown, lines, origins  # where() for later checks
-    if problems := config.monitor_problems():
+    if problems := config.monitor_problems() + config.streaming_problems():
         raise ConfigError(problems)
     if config.name is None:
         config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:MAX_NAME].strip("-.") or "run"

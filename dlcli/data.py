@@ -7,8 +7,11 @@ fingerprints the result. Nothing here knows the model: normalisation is fitted o
 training split by `dlcli.preprocessing`, so that it travels inside the saved model.
 
 Training reaches samples only through `Split`: its length, its batches, its per-process
-shard and the arguments `model.fit` / `evaluate` take. Splits hold arrays in memory today;
-a split read from disk batch by batch will keep the same methods.
+shard and the arguments `model.fit` / `evaluate` take. With `data.streaming` a source gives
+its features as `Rows` that stay in the file, and the splits are `StreamSplit`s
+(`dlcli.streaming`) with the same methods: the split is made on the row numbers with the
+targets alone (the same `train_test_split`, so the same rows land in the same split), and a
+table's statistics come from one pass over the training rows first (`TableCounts`).
 
 Every problem with the data is a `ConfigError` that names the file, the line where there is
 one, and the fix: it is found before any training starts. That includes a split fraction
@@ -18,6 +21,7 @@ config's line for that key).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterator
@@ -25,18 +29,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlcli.config import Config
-from dlcli.errors import ConfigError, Problem, did_you_mean
+from dlcli.config import FILE_SOURCES, Config
+from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
 from dlcli.losses import task_of
 from dlcli.sources import source_for
-from dlcli.sources.base import checked_targets, numeric_features, plain
+from dlcli.sources.base import Rows, checked_targets, numeric_features, plain
+from dlcli.sources.files import streams
 from dlcli.sources.npzfile import read_features as read_npz_features
 from dlcli.sources.npzfile import read_labeled as read_npz_labeled
 from dlcli.sources.tablefile import inspect, read_table
-from dlcli.tables import TablePreprocessing, fit
+from dlcli.streaming import BATCH_ROWS, StreamSplit, tally
+from dlcli.tables import TableCounts, TablePreprocessing, fit
 
-BATCH_ROWS = 4096  # rows per batch where dlcli itself walks a split (statistics, predictions)
 MIN_TRAIN = 2  # samples the training split keeps at least (validation and test keep one)
+LEAN_ROWS = 1_000_000  # a streamed split of more rows is drawn by `stratified_rows`
 
 
 @dataclass
@@ -54,6 +60,10 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return tuple(self.x.shape[1:])
 
     def steps(self, batch_size: int) -> int:
         """Batches per pass (the last one may be partial)."""
@@ -86,9 +96,9 @@ class Split:
 class Dataset:
     """A config's data: the splits, and what is known about them."""
 
-    train: Split
-    test: Split
-    val: Split | None = None
+    train: Split | StreamSplit
+    test: Split | StreamSplit
+    val: Split | StreamSplit | None = None
     task: str = "classification"
     labels: list | None = None
     feature_names: list[str] | None = None
@@ -108,7 +118,11 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.train.x.shape[1:])
+        return self.train.sample_shape
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train, StreamSplit)
 
     @property
     def target_width(self) -> int:
@@ -116,7 +130,7 @@ class Dataset:
         y = self.train.y
         return 1 if y.ndim == 1 else int(y.shape[1])
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> Split | StreamSplit:
         found = {"train": self.train, "val": self.val, "test": self.test}[name]
         if found is None:
             raise ConfigError(f"the run has no '{name}' split (data.validation_split is 0)")
@@ -133,7 +147,9 @@ class Dataset:
             "features": self.feature_names,
             "target": self.target,
             "files": self.files,
+            "streaming": self.streaming,
             "fingerprint": self.fingerprint,
+            "fingerprint_of": "files' SHA-256, split row numbers, targets" if self.streaming else "split arrays",
             **({"rows": self.preprocessing.rows} if self.preprocessing is not None else {}),
         }
 
@@ -153,10 +169,13 @@ def infer_task(config: Config, y: np.ndarray | None = None, source_task: str | N
     return "classification" if np.all(np.mod(y.astype(float), 1) == 0) else "regression"
 
 
-def _encode(y_train, y_test, task: str, where: str):
-    """Class targets -> indices 0..K-1 (and the labels), or regression targets -> float32."""
+def _encode(y_train, y_test, task: str, where: str, names: list | None = None):
+    """Class targets -> indices 0..K-1 (and the labels), or regression targets -> float32.
+    `names`: the targets are codes into these text labels (a streamed table)."""
     if task == "regression":
         try:
+            if names is not None:
+                raise TypeError(names)
             return y_train.astype("float32"), y_test.astype("float32"), None
         except (TypeError, ValueError):
             raise ConfigError(Problem(
@@ -172,19 +191,24 @@ def _encode(y_train, y_test, task: str, where: str):
             "use a regression loss (mean_squared_error) or set data.task: regression",
             where=where,
         ))
-    classes, y_index = np.unique(y_train.astype(str) if y_train.dtype == object else y_train, return_inverse=True)
+    shown = plain if names is None else (lambda code: names[int(code)])
+    values = y_train.astype(str) if y_train.dtype == object else y_train
+    classes = np.unique(values)
     if len(classes) < 2:
         raise ConfigError(Problem(
-            f"the target has a single class ({plain(classes[0])!r}); classification needs at least two",
+            f"the target has a single class ({shown(classes[0])!r}); classification needs at least two",
             where=where,
         ))
     lookup = {plain(c): i for i, c in enumerate(classes)}
     test_values = y_test.astype(str) if y_test.dtype == object else y_test
     unseen = [plain(v) for v in np.unique(test_values) if plain(v) not in lookup]
     if unseen:
-        raise ConfigError(Problem(unseen_labels(unseen, list(lookup)), where=where))
-    y_test_index = np.asarray([lookup[plain(v)] for v in test_values], dtype="int64")
-    return y_index.astype("int64"), y_test_index, [plain(c) for c in classes]
+        raise ConfigError(Problem(unseen_labels([shown(v) for v in unseen], [shown(c) for c in classes]),
+                                  where=where))
+    # Each value's index among the sorted classes (np.unique's inverse, in a third of its
+    # memory: a streamed split holds millions of targets).
+    y_index, y_test_index = np.searchsorted(classes, values), np.searchsorted(classes, test_values)
+    return y_index.astype("int64", copy=False), y_test_index.astype("int64", copy=False), [shown(c) for c in classes]
 
 
 def unseen_labels(unseen: list, labels: list) -> str:
@@ -195,11 +219,17 @@ def unseen_labels(unseen: list, labels: list) -> str:
             f"the classes are: {', '.join(map(str, labels[:20]))}")
 
 
-def _split(x, y, fraction: float, seed: int, stratify: bool, where: str):
+def _split(x, y, fraction: float, seed: int, stratify: bool, where: str, lean: bool = False):
+    """scikit-learn's `train_test_split(x, y)`, seeded, stratified for classes when it can;
+    `lean` (a streamed split of row numbers) draws a large stratified split with
+    `stratified_rows`, the same split in a fraction of the memory."""
     from sklearn.model_selection import train_test_split
 
     labels = (y.argmax(1) if y.ndim == 2 else y) if stratify else None
     try:
+        if lean and labels is not None and len(y) > LEAN_ROWS:
+            train, test = stratified_rows(labels, fraction, seed)
+            return x[train], x[test], y[train], y[test]
         return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=labels)
     except ValueError:
         pass  # too few samples of some class to stratify: split at random instead
@@ -207,6 +237,36 @@ def _split(x, y, fraction: float, seed: int, stratify: bool, where: str):
         return train_test_split(x, y, test_size=fraction, random_state=seed)
     except ValueError as exc:
         raise ConfigError(Problem(f"cannot split the data: {exc}", where=where)) from None
+
+
+def stratified_rows(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) row numbers as `train_test_split(..., test_size=fraction,
+    random_state=seed, stratify=labels)` draws them, step for step (scikit-learn's
+    `StratifiedShuffleSplit`), with each class's rows written into the two arrays where
+    scikit-learn gathers them in a Python list (40 bytes a row: 400 MB at 10 million rows).
+    A test checks the two agree. ValueError where scikit-learn raises one."""
+    from sklearn.model_selection._split import _validate_shuffle_split
+    from sklearn.utils.extmath import _approximate_mode
+
+    n_train, n_test = _validate_shuffle_split(len(labels), fraction, None, default_test_size=0.25)
+    classes, class_counts = np.unique(labels, return_counts=True)
+    if np.min(class_counts) < 2 or n_train < len(classes) or n_test < len(classes):
+        raise ValueError("too few samples of a class to stratify")
+    by_class = np.argsort(np.searchsorted(classes, labels), kind="stable")  # np.unique's inverse, sorted
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train, test = np.empty(int(n_i.sum()), dtype="int64"), np.empty(int(t_i.sum()), dtype="int64")
+    start = train_at = test_at = 0
+    for i, count in enumerate(class_counts):
+        rows = by_class[start:start + count].take(rng.permutation(count), mode="clip")
+        train[train_at:train_at + n_i[i]] = rows[:n_i[i]]
+        test[test_at:test_at + t_i[i]] = rows[n_i[i]:n_i[i] + t_i[i]]
+        start, train_at, test_at = start + count, train_at + n_i[i], test_at + t_i[i]
+    del by_class
+    rng.shuffle(train)  # what rng.permutation does, in place
+    rng.shuffle(test)
+    return train, test
 
 
 def _check_fraction(config: Config, key: str, samples: int, keep: int) -> None:
@@ -240,13 +300,31 @@ def _fingerprint(*splits: Split | None) -> str:
 def load_data(config: Config) -> Dataset:
     """Load, check, encode and split the config's data.
 
+    Running out of memory while reading is a `RunFailed` (one line) naming the way out.
+
     Example:
         >>> ds = load_data(load_config("configs/digits_mlp.yaml"))
         >>> len(ds.train), ds.n_classes
         (1149, 10)
     """
+    try:
+        loaded = source_for(config.data.source).load(config)
+        if isinstance(loaded.x, Rows):
+            return _streamed(config, loaded)
+        return _in_memory(config, loaded)
+    except MemoryError as exc:
+        if config.data.source not in FILE_SOURCES:
+            fix = "use a machine with more memory"
+        elif streams(config):
+            fix = ("a streamed run still holds each split's targets and row numbers (about 12 bytes a row); "
+                   "use a machine with more memory")
+        else:
+            fix = "set data.streaming: true to read the files in parts"
+        raise RunFailed(f"out of memory while loading the data ({exc or 'MemoryError'}); {fix}") from None
+
+
+def _in_memory(config: Config, loaded) -> Dataset:
     d = config.data
-    loaded = source_for(d.source).load(config)
     x, y, x_test, y_test = loaded.x, np.asarray(loaded.y), loaded.x_test, loaded.y_test
     if len(x) < 4:
         raise ConfigError(Problem(f"only {len(x)} samples; too few to split and train", where=config.where(("data", "source"))))
@@ -257,10 +335,7 @@ def load_data(config: Config) -> Dataset:
                                       config.where(("data", "test_split")))
     where = config.where(("data", "target" if d.target else "source"))
     y, y_test, classes = _encode(y, np.asarray(y_test), task, where)
-    labels = None
-    if task == "classification":
-        known = loaded.labels
-        labels = [known[i] for i in classes] if known is not None and all(isinstance(c, int) for c in classes) else classes
+    labels = _labels(loaded, task, classes)
     val = None
     if d.validation_split > 0:
         _check_fraction(config, "validation_split", len(x), MIN_TRAIN)
@@ -281,6 +356,101 @@ def load_data(config: Config) -> Dataset:
         feature_names=loaded.feature_names, target=loaded.table.target if loaded.table else d.target,
         files=loaded.files, fingerprint=_fingerprint(train, val, test), preprocessing=preprocessing,
     )
+
+
+def _labels(loaded, task: str, classes: list | None) -> list | None:
+    """The original label of each class index (None for regression)."""
+    if task != "classification":
+        return None
+    known = loaded.labels
+    return [known[i] for i in classes] if known is not None and all(isinstance(c, int) for c in classes) else classes
+
+
+def _streamed(config: Config, loaded) -> Dataset:
+    """`load_data` for `data.streaming`: the same split of the same rows, made on row
+    numbers with the targets alone; the samples stay in the files (`StreamSplit`)."""
+    d, t = config.data, config.training
+    rows, y = loaded.x, np.asarray(loaded.y)
+    loaded.y = None  # the splits' targets replace it
+    if len(rows) < 4:
+        raise ConfigError(Problem(f"only {len(rows)} samples; too few to split and train", where=config.where(("data", "source"))))
+    task = infer_task(config, y, loaded.task)
+    stratify = task == "classification"
+    index, test_rows = _row_numbers(len(rows)), rows
+    if loaded.x_test is None:
+        _check_fraction(config, "test_split", len(rows), MIN_TRAIN + (d.validation_split > 0))
+        index, test_index, y, y_test = _split(index, y, d.test_split, config.seed, stratify,
+                                              config.where(("data", "test_split")), lean=True)
+    else:
+        test_rows, y_test = loaded.x_test, np.asarray(loaded.y_test)
+        test_index = _row_numbers(len(test_rows))
+    where = config.where(("data", "target" if d.target else "source"))
+    y, y_test, classes = _encode(y, y_test, task, where, loaded.y_labels)
+    labels = _labels(loaded, task, classes)
+    val = None
+    if d.validation_split > 0:
+        _check_fraction(config, "validation_split", len(index), MIN_TRAIN)
+        index, val_index, y, y_val = _split(index, y, d.validation_split, config.seed, stratify,
+                                            config.where(("data", "validation_split")), lean=True)
+        val = _sorted(rows, val_index, y_val, batch_size=t.batch_size)
+    train = _sorted(rows, index, y, batch_size=t.batch_size, shuffle=t.shuffle, seed=config.seed)
+    test = _sorted(test_rows, test_index, y_test, batch_size=t.batch_size)
+    preprocessing = None
+    if loaded.table is not None:
+        preprocessing = _fit_streamed(loaded.table, train, val, test, d.normalize)
+    return Dataset(
+        train=train, val=val, test=test, task=task, labels=labels,
+        feature_names=loaded.feature_names, target=loaded.table.target if loaded.table else d.target,
+        files=loaded.files, fingerprint=_stream_fingerprint(loaded.files, train, val, test),
+        preprocessing=preprocessing,
+    )
+
+
+def _row_numbers(count: int) -> np.ndarray:
+    """0 .. count-1, in 4 bytes each where they fit."""
+    return np.arange(count, dtype="int32" if count < 2 ** 31 else "int64")
+
+
+def _sorted(rows: Rows, index: np.ndarray, y: np.ndarray, **options) -> StreamSplit:
+    """A split of `rows` with its row numbers in file order (and the targets with them)."""
+    order = np.argsort(index, kind="stable")
+    return StreamSplit(rows, index[order], y[order], **options)
+
+
+def _fit_streamed(table, train: StreamSplit, val: StreamSplit | None, test: StreamSplit, normalize) -> TablePreprocessing:
+    """The table's preprocessing from one pass over the training rows (the test rows'
+    categories counted in the same pass, or one over the test file), and the splits set
+    to encode their rows with it."""
+    counts = TableCounts(table.kinds, table.categories)
+    test_counts = TableCounts(table.kinds, table.categories)
+    categorical = "categorical" in table.kinds
+    if test.rows is train.rows:
+        tally(train.rows, [(train.index, counts)] + ([(test.index, test_counts)] if categorical else []))
+    else:
+        tally(train.rows, [(train.index, counts)])
+        if categorical:
+            tally(test.rows, [(test.index, test_counts)])
+    preprocessing = counts.fit(table, normalize)
+    test_categories = table.test_categories or table.categories
+    preprocessing.unseen = preprocessing.unseen_in(test_counts.codes, test_categories)
+    for split in (train, val):
+        if split is not None:
+            split.encode = functools.partial(preprocessing.encode, categories=table.categories)
+    test.encode = functools.partial(preprocessing.encode, categories=test_categories)
+    return preprocessing
+
+
+def _stream_fingerprint(files: dict, *splits: StreamSplit | None) -> str:
+    """The files' SHA-256, then each split's row numbers and targets."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(files[path].encode())
+    for split in splits:
+        if split is not None:
+            for array in (split.index, split.y):
+                digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy of the array
+            digest.update(b"/")
+    return digest.hexdigest()
 
 
 def read_features_file(path: str, summary: dict, preprocessing: TablePreprocessing | None) -> tuple:

@@ -40,5 +40,6 @@ def predicted_classes(model, batches) -> np.ndarray:
     from dlcli.runtime import keras_module
 
     ops = keras_module().ops
-    outputs = [ops.convert_to_numpy(model(x, training=False)) for x in batches]
-    return class_probabilities(model, np.concatenate(outputs)).argmax(axis=-1)
+    classes = [class_probabilities(model, ops.convert_to_numpy(model(x, training=False))).argmax(axis=-1)
+               for x in batches]  # batch by batch: a streamed split's outputs are never all held
+    return np.concatenate(classes) if classes else np.zeros(0, dtype="int64")

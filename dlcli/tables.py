@@ -9,6 +9,8 @@ trained embedding above, with index 0 for a missing or unseen category. The resu
 travels inside the model (`dlcli.table_encoder.TableEncoder`), and the text-to-index part
 runs here, in numpy, so the model itself works on every Keras backend.
 
+With `data.streaming` the same statistics are gathered block by block (`TableCounts`).
+
 Example:
     >>> prep = fit(loaded.table, dataset.train.x, "standard")
     >>> prep.encode(dataset.test.x, loaded.table.test_categories)   # codes -> vocabulary
@@ -100,16 +102,25 @@ class TablePreprocessing:
             position = {c: i + 1 for i, c in enumerate(feature.categories)}
             names = categories[j] or []
             lookup = np.array([position.get(c, 0) for c in names] + [0], dtype="float32")
-            codes = x[:, j]
-            index = np.where(np.isnan(codes), len(names), codes).astype("int64")
-            never = [k for k, c in enumerate(names) if c not in position]
-            if never:
-                counts = np.bincount(index, minlength=len(names) + 1)
-                found = {names[k]: int(counts[k]) for k in never if counts[k]}
-                if found:
-                    unseen[feature.name] = found
+            index = _code_index(x[:, j], len(names))
+            if any(c not in position for c in names):
+                unseen.update(self._unseen(j, names, np.bincount(index, minlength=len(names) + 1)))
             x[:, j] = lookup[index]
         return unseen
+
+    def unseen_in(self, counts: list, categories: list[list[str] | None]) -> dict[str, dict]:
+        """What `encode` returns, from how often each code occurs per categorical column
+        (`TableCounts.codes` of the rows) instead of the rows themselves."""
+        unseen = {}
+        for j, feature in enumerate(self.features):
+            if feature.type == "categorical":
+                unseen.update(self._unseen(j, categories[j] or [], counts[j]))
+        return unseen
+
+    def _unseen(self, j: int, names: list[str], counts: np.ndarray) -> dict[str, dict]:
+        known = set(self.features[j].categories)
+        found = {c: int(counts[k]) for k, c in enumerate(names) if c not in known and counts[k]}
+        return {self.features[j].name: found} if found else {}
 
     # ------------------------------------------------------------ raw files
 
@@ -213,20 +224,91 @@ def fit(info, x_train: np.ndarray, normalize) -> TablePreprocessing:
             values = column[present].astype("float64")
             stats = (float(values.mean()), float(values.std()), float(values.min()), float(values.max())) \
                 if len(values) else (0.0, 0.0, 0.0, 0.0)
-            features.append(Feature(name, "numeric", missing, *[_finite(v) for v in stats]))
+            features.append(_numeric(name, missing, stats))
             continue
-        names = info.categories[j]
-        counts = np.bincount(column[present].astype("int64"), minlength=len(names))
-        order = sorted((k for k in range(len(names)) if counts[k]), key=lambda k: (-counts[k], names[k]))
-        kept = order[:MAX_CATEGORIES]
-        size = len(kept) + 1
-        embedding = len(kept) > ONE_HOT_MAX
-        features.append(Feature(
-            name, "categorical", missing, categories=[names[k] for k in kept], counts=[int(counts[k]) for k in kept],
-            encoding="embedding" if embedding else "one_hot",
-            embedding_dim=min(50, round(1.6 * size ** 0.56)) if embedding else None,
-            dropped_categories=len(order) - len(kept),
-        ))
+        counts = np.bincount(column[present].astype("int64"), minlength=len(info.categories[j]))
+        features.append(_categorical(name, missing, info.categories[j], counts))
+    return _preprocessing(info, features, normalize)
+
+
+class TableCounts:
+    """`fit`'s statistics gathered block by block (`data.streaming`): per numeric column the
+    count, mean, sum of squared deviations (merged exactly, Chan's formula, in float64),
+    minimum and maximum of the present cells; per categorical column how often each code
+    occurs (`codes`, the last entry: missing); per column the missing cells."""
+
+    def __init__(self, kinds: list[str], categories: list[list[str] | None]):
+        self.numeric = np.array([j for j, k in enumerate(kinds) if k == "numeric"], dtype="int64")
+        width = len(self.numeric)
+        self.count, self.mean, self.m2 = np.zeros(width), np.zeros(width), np.zeros(width)
+        self.low, self.high = np.full(width, np.inf), np.full(width, -np.inf)
+        self.missing = np.zeros(len(kinds), dtype="int64")
+        self.codes = [np.zeros(len(c) + 1, dtype="int64") if k == "categorical" else None
+                      for k, c in zip(kinds, categories)]
+
+    def add(self, x: np.ndarray) -> None:
+        """Count the rows `x` (features as `read_table` gives them)."""
+        if not len(x):
+            return
+        self.missing += np.isnan(x).sum(axis=0)
+        for j, counts in enumerate(self.codes):
+            if counts is not None:
+                counts += np.bincount(_code_index(x[:, j], len(counts) - 1), minlength=len(counts))
+        if not len(self.numeric):
+            return
+        values = x[:, self.numeric].astype("float64")
+        present = ~np.isnan(values)
+        n = present.sum(axis=0).astype("float64")
+        seen = n > 0
+        b_mean = np.where(present, values, 0.0).sum(axis=0) / np.maximum(n, 1)
+        b_m2 = np.square(np.where(present, values - b_mean, 0.0)).sum(axis=0)
+        total = self.count + n
+        delta = b_mean - self.mean
+        self.mean = np.where(seen, self.mean + delta * n / np.maximum(total, 1), self.mean)
+        self.m2 = np.where(seen, self.m2 + b_m2 + np.square(delta) * self.count * n / np.maximum(total, 1), self.m2)
+        self.count = total
+        self.low = np.minimum(self.low, np.where(present, values, np.inf).min(axis=0))
+        self.high = np.maximum(self.high, np.where(present, values, -np.inf).max(axis=0))
+
+    def fit(self, info, normalize) -> TablePreprocessing:
+        """The preprocessing `fit` makes of the same rows, to float rounding."""
+        features, numeric = [], {int(j): i for i, j in enumerate(self.numeric)}
+        for j, kind in enumerate(info.kinds):
+            name, missing = info.feature_names[j], int(self.missing[j])
+            if kind == "numeric":
+                i = numeric[j]
+                stats = (float(self.mean[i]), float(np.sqrt(self.m2[i] / self.count[i])), float(self.low[i]),
+                         float(self.high[i])) if self.count[i] else (0.0, 0.0, 0.0, 0.0)
+                features.append(_numeric(name, missing, stats))
+            else:
+                features.append(_categorical(name, missing, info.categories[j], self.codes[j][:-1]))
+        return _preprocessing(info, features, normalize)
+
+
+def _code_index(codes: np.ndarray, size: int) -> np.ndarray:
+    """Category codes as indices, a missing one (NaN) as `size`."""
+    return np.where(np.isnan(codes), size, codes).astype("int64")
+
+
+def _numeric(name: str, missing: int, stats: tuple) -> Feature:
+    return Feature(name, "numeric", missing, *[_finite(v) for v in stats])
+
+
+def _categorical(name: str, missing: int, names: list[str], counts: np.ndarray) -> Feature:
+    """The vocabulary of a column: its categories in the training rows, most frequent first."""
+    order = sorted((k for k in range(len(names)) if counts[k]), key=lambda k: (-counts[k], names[k]))
+    kept = order[:MAX_CATEGORIES]
+    size = len(kept) + 1
+    embedding = len(kept) > ONE_HOT_MAX
+    return Feature(
+        name, "categorical", missing, categories=[names[k] for k in kept], counts=[int(counts[k]) for k in kept],
+        encoding="embedding" if embedding else "one_hot",
+        embedding_dim=min(50, round(1.6 * size ** 0.56)) if embedding else None,
+        dropped_categories=len(order) - len(kept),
+    )
+
+
+def _preprocessing(info, features: list[Feature], normalize) -> TablePreprocessing:
     return TablePreprocessing(info.format, info.target, features, list(info.missing_markers), info.on_missing,
                               normalize, dict(info.rows))
 

@@ -4,9 +4,10 @@ A `Source` reads what its config names into `Loaded`: features and targets, its 
 set when it has one, feature names, labels and the files it read (with SHA-256). Turning
 that into seeded train / validation / test splits is `dlcli.data`'s work, and nothing after
 it sees a source. Like Keras's data adapters (`keras/src/trainers/data_adapters/`), the
-interface is small on purpose: a source that reads files batch by batch, or only this
-process's share of them, returns its data through the same `load`, and the model and
-training code never learn the difference.
+interface is small on purpose. A file source that streams (`data.streaming`, decided by
+`dlcli.sources.files.streams`) returns its features through the same `load`, as `Rows` read
+a piece at a time instead of an array, and the model and training code never learn the
+difference.
 
 Adding a source: its name in the schema's `data.source` choices (`dlcli.config`), a module
 here with a `Source` subclass whose `names` are those, and the source in `SOURCES` below; a

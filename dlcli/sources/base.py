@@ -24,6 +24,30 @@ class Loaded:
     files: dict[str, str] = field(default_factory=dict)
     task: str | None = None
     table: object | None = None  # a table's columns and categories (`dlcli.sources.table.TableInfo`)
+    y_labels: list | None = None  # streamed text targets: y holds codes into these sorted labels
+
+
+class Rows:
+    """Samples that stay in a file and are read a piece at a time (`data.streaming`): what
+    a source gives as `Loaded.x` / `x_test` instead of an array.
+
+    `starts[k]` is the first sample of piece `k` and `starts[-1]` the number of samples;
+    `read(k)` returns piece `k`'s samples as float32, `(rows, *sample_shape)`: a table's
+    categorical columns as codes into the file's categories, as `read_table` gives them.
+    """
+
+    sample_shape: tuple = ()
+    starts: np.ndarray = np.zeros(1, dtype="int64")
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def pieces(self) -> int:
+        return len(self.starts) - 1
+
+    def read(self, piece: int) -> np.ndarray:
+        raise NotImplementedError
 
 
 class Source:
@@ -55,16 +79,24 @@ def numeric_features(x: np.ndarray, shown: str, name: str = "features") -> np.nd
     values = float32(x)
     if values.ndim == 1:
         values = values[:, None]
-    bad = first_not_finite(values)
-    if bad is not None:
-        original = x.reshape(len(x), -1)[bad]
-        if np.isfinite(original):
-            raise ConfigError(Problem(
-                f"{name} holds {original.item():g} at sample {bad[0]}, out of float32 range "
-                f"(±{FLOAT32_MAX:.3g}); rescale the data", where=shown,
-            ))
-        raise ConfigError(Problem(f"{name}: NaN or inf at sample {bad[0]} (the first); clean the data", where=shown))
+    check_finite(values, x, shown, name)
     return values
+
+
+def check_finite(values: np.ndarray, x: np.ndarray, shown: str, name: str = "features", first: int = 0) -> None:
+    """A ConfigError naming the first sample of `values` (x as float32) that holds NaN/inf;
+    `first` is the number of `x`'s first sample (for a file read in pieces)."""
+    bad = first_not_finite(values)
+    if bad is None:
+        return
+    original = x.reshape(len(x), -1)[bad]
+    sample = first + bad[0]
+    if np.isfinite(original):
+        raise ConfigError(Problem(
+            f"{name} holds {original.item():g} at sample {sample}, out of float32 range "
+            f"(±{FLOAT32_MAX:.3g}); rescale the data", where=shown,
+        ))
+    raise ConfigError(Problem(f"{name}: NaN or inf at sample {sample} (the first); clean the data", where=shown))
 
 
 def checked_targets(y: np.ndarray, shown: str, name: str = "targets") -> np.ndarray:

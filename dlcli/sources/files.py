@@ -1,5 +1,6 @@
 """What every file source shares: the check that a data file is a regular file, the
-SHA-256 a run records, the not-found wording."""
+SHA-256 a run records, the not-found wording, and whether the data is read in parts
+(`data.streaming`), which with `auto` depends on this machine's memory (`machine_memory`)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,23 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return 8 << 30
+
+
+def streams(config) -> bool:
+    """Whether the config's data files are read a piece at a time instead of whole:
+    `data.streaming` when true or false; with `auto`, when the files (`path` and `test_path`)
+    take more than a quarter of `machine_memory()` on disk."""
+    setting = config.data.streaming
+    if setting != "auto":
+        return bool(setting)
+    paths = [p for p in (config.data.path, config.data.test_path) if p]
+    size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+    return bool(paths) and size > machine_memory() // 4

@@ -5,12 +5,21 @@ An NPZ is a zip of `.npy` members. Before any array is read, every member's `.np
 is checked against the zip's own record of its size, and the arrays to be read against a
 memory limit, so that a small file that unpacks to gigabytes (a decompression bomb) is
 refused rather than read. Never unpickled: an NPZ holding Python objects is refused.
+
+With `data.streaming` the features stay in the file: `NpzRows` maps an `x` member with
+`numpy.memmap` at its data's offset in the zip (`numpy.load` cannot map a member of an
+NPZ), a piece of about `PIECE_BYTES` at a time, and lets the mapping go after each piece so
+that what it read leaves the process's memory too. Only a member stored as it is can be
+mapped: `numpy.savez` writes them so; one written by `numpy.savez_compressed` is a
+ConfigError saying so. The targets are read whole. One pass over the features checks them
+(numbers, finite in float32) before training, as the in-memory reading does.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +28,23 @@ import numpy as np
 from numpy.lib import format as npy
 
 from dlcli.errors import ConfigError, Problem, did_you_mean, first_line
-from dlcli.sources.base import Loaded, Source, checked_targets, numeric_features
-from dlcli.sources.files import data_file, sha256_file
+from dlcli.sources.base import (
+    Loaded,
+    Rows,
+    Source,
+    check_finite,
+    checked_targets,
+    float32,
+    numeric_features,
+)
+from dlcli.sources.files import data_file, machine_memory, sha256_file, streams
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive; an empty archive
 NPY_MAGIC = b"\x93NUMPY"
 HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
 LIMIT_VARIABLE = "DLCLI_MAX_ARRAY_BYTES"
+PIECE_BYTES = 4 << 20  # bytes of features `NpzRows` maps and reads at a time
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local header, before its name and extra field
 
 
 class NpzFile(Source):
@@ -34,6 +53,8 @@ class NpzFile(Source):
     def load(self, config) -> Loaded:
         d, k = config.data, config.data.keys
         pick = required([k.x_train, k.y_train], (k.x_test, k.y_test), config.where(("data", "path")))
+        if streams(config):
+            return _streamed(d.path, pick, k)
         arrays = read_npz(d.path, pick)
         x, y = _pair(arrays, k.x_train, k.y_train, d.path)
         if (k.x_test in arrays) != (k.y_test in arrays):
@@ -52,6 +73,8 @@ class Member:
     shape: tuple
     dtype: np.dtype
     nbytes: int
+    header: int = 0  # bytes of the .npy header before the array's data
+    fortran: bool = False
 
 
 def required(keys: list[str], optional: tuple = (), where: str = "") -> Callable[[list[str]], list[str]]:
@@ -106,10 +129,7 @@ def max_array_bytes() -> int:
         if limit <= 0:
             raise ConfigError(Problem(f"must be a number of bytes, such as 8000000000, not {text!r}", where=LIMIT_VARIABLE))
         return limit
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
-        return 8 << 30
+    return machine_memory() // 2
 
 
 def _check_magic(path: str) -> None:
@@ -141,7 +161,7 @@ def _members(archive: zipfile.ZipFile, path: str) -> dict[str, Member]:
                     f"array '{name}' is in .npy format {version[0]}.{version[1]}, which dlcli does not read; "
                     "save it with numpy.savez", where=path,
                 ))
-            shape, _, dtype = HEADER_READERS[version](handle)
+            shape, fortran, dtype = HEADER_READERS[version](handle)
             header = handle.tell()
         if dtype.hasobject:
             raise ConfigError(Problem(
@@ -155,7 +175,7 @@ def _members(archive: zipfile.ZipFile, path: str) -> dict[str, Member]:
                 f"{info.file_size - header:,}; the file is damaged or forged, save it again with numpy.savez",
                 where=path,
             ))
-        members[name] = Member(info, shape, dtype, nbytes)
+        members[name] = Member(info, shape, dtype, nbytes, header, bool(fortran))
     return members
 
 
@@ -169,7 +189,7 @@ def _check_size(path: str, chosen: list[tuple[str, Member]]) -> None:
     raise ConfigError(Problem(
         f"its arrays would take {total:,} bytes of memory once unpacked ({sizes}; the file is "
         f"{os.path.getsize(path):,} bytes), over the limit of {limit:,} bytes ({origin}); use a smaller file "
-        "(data.streaming, coming later, will read large files in parts)",
+        "or set data.streaming: true (the features are then read in parts; save them with numpy.savez)",
         where=path,
     ))
 
@@ -215,3 +235,88 @@ def read_labeled(path: str, keys) -> tuple[np.ndarray, np.ndarray]:
 
     arrays = read_npz(path, pick)
     return _pair(arrays, *pick(list(arrays)), path)
+
+
+# ---------------------------------------------------------------- data.streaming
+
+
+class NpzRows(Rows):
+    """An `x` array of an NPZ, stored uncompressed, mapped a piece of rows at a time."""
+
+    def __init__(self, path: str, name: str, member: Member, offset: int):
+        self.path, self.name, self.member, self.offset = path, name, member, offset
+        shape = member.shape
+        self.sample_shape = tuple(shape[1:]) or (1,)
+        row_bytes = max(1, math.prod(shape[1:]) * member.dtype.itemsize)
+        self.starts = np.append(np.arange(0, shape[0], max(1, PIECE_BYTES // row_bytes)), shape[0]).astype("int64")
+
+    def raw(self, piece: int) -> np.ndarray:
+        """Piece `piece` as stored (a copy: the mapping is closed on return)."""
+        start, stop = int(self.starts[piece]), int(self.starts[piece + 1])
+        m = self.member
+        mapped = np.memmap(self.path, dtype=m.dtype, mode="r", offset=self.offset, shape=m.shape,
+                           order="F" if m.fortran else "C")
+        try:
+            return np.array(mapped[start:stop])
+        finally:
+            del mapped
+
+    def read(self, piece: int) -> np.ndarray:
+        block = float32(self.raw(piece))
+        return block.reshape((len(block), *self.sample_shape))
+
+    def check(self) -> None:
+        """One pass: every number finite in float32 (a ConfigError naming the first sample
+        that is not, as `numeric_features` does)."""
+        for piece in range(self.pieces):
+            raw = self.raw(piece)
+            check_finite(float32(raw).reshape(len(raw), -1), raw, self.path, self.name, int(self.starts[piece]))
+
+
+def _streamed(path: str, pick, keys) -> Loaded:
+    """The NPZ with its features mapped (`NpzRows`) and its targets read."""
+    data_file(path)
+    _check_magic(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = _members(archive, path)
+            names = pick(list(members))
+            if (keys.x_test in names) != (keys.y_test in names):
+                raise ConfigError(Problem(f"the NPZ has only one of {keys.x_test} / {keys.y_test}; add both or neither",
+                                          where=path))
+            ys = [key for key in (keys.y_train, keys.y_test) if key in names]
+            _check_size(path, [(key, members[key]) for key in ys])
+            targets = {key: _read(archive, members[key]) for key in ys}
+    except (ConfigError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip, OS and numpy errors alike
+        raise ConfigError(Problem(
+            f"not a readable NPZ file ({type(exc).__name__}: {first_line(exc)[:200]}); save it again with numpy.savez",
+            where=path,
+        )) from None
+    pairs = [(keys.x_train, keys.y_train)] + ([(keys.x_test, keys.y_test)] if keys.x_test in names else [])
+    split = []
+    for x_key, y_key in pairs:
+        x = _mapped(path, x_key, members[x_key])
+        y = checked_targets(targets[y_key], path, y_key)
+        if len(x) != len(y):
+            raise ConfigError(Problem(f"{x_key} has {len(x)} samples but {y_key} has {len(y)}", where=path))
+        x.check()
+        split += [x, y]
+    x, y, x_test, y_test = split + [None] * (4 - len(split))
+    return Loaded(x=x, y=y, x_test=x_test, y_test=y_test, files={path: sha256_file(path)})
+
+
+def _mapped(path: str, name: str, member: Member) -> NpzRows:
+    """An `x` member as `NpzRows`; a ConfigError for one that cannot be features or mapped."""
+    numeric_features(np.zeros((1, *member.shape[1:]) if member.shape else (), dtype=member.dtype), path, name)
+    if member.info.compress_type != zipfile.ZIP_STORED:
+        raise ConfigError(Problem(
+            f"array '{name}' is compressed (numpy.savez_compressed), so data.streaming cannot map it; save the "
+            "arrays with numpy.savez, or set data.streaming: false", where=path))
+    with open(path, "rb") as handle:
+        handle.seek(member.info.header_offset)
+        local = LOCAL_HEADER.unpack(handle.read(LOCAL_HEADER.size))
+    name_length, extra_length = local[-2], local[-1]
+    offset = member.info.header_offset + LOCAL_HEADER.size + name_length + extra_length + member.header
+    return NpzRows(path, name, member, offset)

@@ -5,6 +5,8 @@ module resolves them against the file's columns (`dlcli.sources.tablefile.inspec
 every mistake a ConfigError at the config's line, and reads the file. Categorical columns
 come back as codes into the file's own categories: the vocabulary is fitted on the training
 split later (`dlcli.tables`), so nothing of the validation or test rows leaks into it.
+With `data.streaming` the files are scanned instead (`dlcli.sources.tablestream`): `x` is
+then a `Rows` read a piece at a time, and a text target comes as codes into `y_labels`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import numpy as np
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.sources.base import Loaded, Source
-from dlcli.sources.files import sha256_file
+from dlcli.sources.files import sha256_file, streams
 from dlcli.sources.tablefile import TableColumns, TableFormat, inspect, read_table
+from dlcli.sources.tablestream import scan
 
 MAX_GUESSED_CLASSES = 20  # a target of whole numbers with at most this many values is a set of classes
 
@@ -42,26 +45,43 @@ class TableFile(Source):
 
     def load(self, config) -> Loaded:
         d = config.data
+        read = scan if streams(config) else read_table  # whole, or a piece at a time (data.streaming)
         fmt = inspect(d.path, d.header, d.columns, d.delimiter, d.missing, d.source, config.where(("data", "columns")))
         target, features, kinds = select(config, fmt)
-        train = read_table(d.path, fmt, features, target, kinds, d.missing, d.on_missing)
+        train = read(d.path, fmt, features, target, kinds, d.missing, d.on_missing)
         files = {d.path: sha256_file(d.path)}
         rows = {"train_file": _rows(train)}
         info = TableInfo(fmt, target, features, train.kinds, train.categories, list(d.missing), d.on_missing,
                          rows=rows, target_kind=train.target_kind)
-        x_test = y_test = None
+        test = None
         if d.test_path:
             test_fmt = inspect(d.test_path, d.header, d.columns, fmt.delimiter if d.source == "csv" else "auto",
                                d.missing, d.source, config.where(("data", "columns")))
             _same_columns(test_fmt, [*features, target], d.test_path)
-            test = read_table(d.test_path, test_fmt, features, target, dict(zip(features, train.kinds)),
-                              d.missing, d.on_missing)
-            x_test, y_test = test.x, test.y
+            test = read(d.test_path, test_fmt, features, target, dict(zip(features, train.kinds)),
+                        d.missing, d.on_missing)
             info.test_categories = test.categories
             rows["test_file"] = _rows(test)
             files[d.test_path] = sha256_file(d.test_path)
-        return Loaded(x=train.x, y=train.y, x_test=x_test, y_test=y_test, feature_names=features, files=files,
-                      task=guess_task(train), table=info)
+        labels = _common_labels(train, test)  # after it, the codes of both files agree
+        return Loaded(x=train.x, y=train.y, x_test=test.x if test is not None else None,
+                      y_test=test.y if test is not None else None,
+                      feature_names=features, files=files, task=guess_task(train), table=info, y_labels=labels)
+
+
+def _common_labels(train: TableColumns, test: TableColumns | None) -> list[str] | None:
+    """Streamed text targets: the labels of both files, sorted, with each file's codes
+    turned into codes into them (in place). None for targets held as values."""
+    if train.y_labels is None:
+        return None
+    if test is None or test.y_labels is None:
+        return train.y_labels
+    labels = sorted(set(train.y_labels) | set(test.y_labels))
+    position = {label: i for i, label in enumerate(labels)}
+    for table in (train, test):
+        remap = np.array([position[label] for label in table.y_labels] + [-1], dtype="int32")
+        table.y = remap[table.y]
+    return labels
 
 
 def _rows(table: TableColumns) -> dict:

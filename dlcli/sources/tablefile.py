@@ -13,6 +13,8 @@ ConfigError naming the first one (`file:line`, column) and both fixes.
 pyarrow knows no line numbers: where a problem needs one, the file is walked again with
 Python's csv module (`line_of`, `diagnose`), which only ever happens on the way to an error.
 Turning categories into a vocabulary fitted on the training split is `dlcli.tables`' work.
+`data.streaming` (`dlcli.sources.tablestream`) walks a file with the same pieces (`spans`),
+the same parsing and the same column plans (`plan_cells`), without ever holding the matrix.
 
 Example:
     >>> fmt = inspect("adult.csv", header="auto", columns=None, delimiter="auto", missing=["?"])
@@ -93,6 +95,7 @@ class TableColumns:
     categories: list[list[str] | None]  # per feature: the file's categories, sorted
     missing: list[int]  # per feature: missing cells (before any row is dropped)
     y: np.ndarray | None = None  # the target: int64 / float64 numbers, or str labels
+    y_labels: list[str] | None = None  # streamed (`tablestream`): y holds codes into these sorted labels
     target_kind: str | None = None  # numeric | text
     rows_read: int = 0
     dropped: dict = field(default_factory=dict)  # why -> rows dropped ('missing target', 'missing cells')
@@ -517,20 +520,29 @@ def _pieces(path: str, fmt: TableFormat, whole: bool = False):
     if whole:
         yield path, True
         return
-    carry, first = b"", True
+    for number, (_, piece) in enumerate(spans(path, fmt)):
+        yield piece, number == 0
+
+
+def spans(path: str, fmt: TableFormat, size: int | None = None):
+    """(byte offset, bytes) of each piece of a CSV: about `size` bytes cut after a line end
+    outside quoted cells; pieces of blank lines only are left out. The first holds the header,
+    if any. `data.streaming` reads a piece again from its offset."""
+    size = size or PIECE
+    carry, start = b"", 0
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(PIECE), b""):
+        for block in iter(lambda: handle.read(size), b""):
             data = carry + block
-            cut = _cut(data, fmt.quoted)
+            cut = _cut(data, fmt.quoted and fmt.delimiter != SPACES)
             if cut == 0:
                 carry = data
                 continue
             piece, carry = data[:cut], data[cut:]
             if piece.strip():
-                yield piece, first
-                first = False
+                yield start, piece
+            start += cut
     if carry.strip():
-        yield carry, first
+        yield start, carry
 
 
 def _cut(data: bytes, quoted: bool) -> int:
@@ -613,6 +625,11 @@ def _spaces_to_tabs(path: str) -> bytes:
             raw = handle.read()
     except OSError as exc:
         raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
+    return tabbed(raw)
+
+
+def tabbed(raw: bytes) -> bytes:
+    """Lines aligned with runs of spaces or tabs, as tab-separated cells."""
     raw = re.sub(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)", b"", raw)
     return re.sub(rb"[ \t]+", b"\t", raw)
 
@@ -647,15 +664,23 @@ class _ParquetColumns:
         except (pa.ArrowException, OSError) as exc:
             raise ConfigError(Problem(f"cannot read column '{name}' ({str(exc).splitlines()[0][:200]})",
                                       where=self.path)) from None
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            return pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
-        if pa.types.is_dictionary(column.type):
-            return pa.table({"c": column}).unify_dictionaries().column(0)
-        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-                or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
-            raise ConfigError(Problem(f"column '{name}' is of type {column.type}, neither numbers nor text; "
-                                      "leave it out of data.features", where=self.path))
-        return column
+        return parquet_column(column, name, self.path)
+
+
+def parquet_column(column, name: str, path: str):
+    """A Parquet column as `read_table` takes it: text dictionary-encoded (one dictionary),
+    numbers as they are; a ConfigError for a column of another type."""
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+    if pa.types.is_dictionary(column.type):
+        return pa.table({"c": column}).unify_dictionaries().column(0)
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+            or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
+        raise ConfigError(Problem(f"column '{name}' is of type {column.type}, neither numbers nor text; "
+                                  "leave it out of data.features", where=path))
+    return column
 
 
 # ---------------------------------------------------------------- columns to numbers
@@ -685,13 +710,27 @@ def _plan(column, name: str, kind: str, markers: list, path: str, fmt: TableForm
         plan.column = column
         return plan
     cells = _dictionary(column)
+    counts = np.zeros(len(cells) + 1, dtype="int64")
+    for indices in _indices(column, len(cells)):
+        counts += np.bincount(indices, minlength=len(cells) + 1)
+
+    def first_odd(odd: np.ndarray) -> tuple[int, str]:
+        row = _first_row(column, odd)
+        return row, cells[_index_at(column, row)]
+
+    return plan_cells(cells, counts, name, kind, markers, path, fmt, first_odd)
+
+
+def plan_cells(cells: list[str], counts: np.ndarray, name: str, kind: str, markers: list, path: str,
+               fmt: TableFormat, first_odd) -> _Plan:
+    """The plan of a text column from its distinct cells (trimmed) and how often each occurs
+    (`counts`, one more at the end: null cells). `first_odd(mask over cells)` is the first
+    (row, cell) holding one of the masked cells: where a stray cell is reported. `read_table`
+    counts one column in memory; `data.streaming` counts the whole file piece by piece."""
     size = len(cells)
     marks = set(markers)
     absent = np.array([c in marks for c in cells] + [True], dtype=bool)  # the last: a null cell
     numbers = np.array([is_number(c, fmt.decimal) for c in cells] + [False], dtype=bool) & ~absent
-    counts = np.zeros(size + 1, dtype="int64")
-    for indices in _indices(column, size):
-        counts += np.bincount(indices, minlength=size + 1)
     present = ~absent
     if kind == "auto":
         text_cells = int(counts[present & ~numbers].sum())
@@ -702,13 +741,13 @@ def _plan(column, name: str, kind: str, markers: list, path: str, fmt: TableForm
         if text_cells == 0:
             kind = "numeric"
         elif number_cells >= STRAY_SHARE * (number_cells + text_cells):
-            _stray(column, present & ~numbers, cells, name, path, fmt, forced=False)
+            _stray(first_odd, present & ~numbers, name, path, fmt, forced=False)
         else:
             kind = "categorical"
     lookup = np.full(size + 1, np.nan, dtype="float32")
     if kind == "numeric":
         if (present & ~numbers).any():
-            _stray(column, present & ~numbers, cells, name, path, fmt, forced=True)
+            _stray(first_odd, present & ~numbers, name, path, fmt, forced=True)
         with np.errstate(over="ignore"):
             lookup[numbers] = [float(c.replace(fmt.decimal, ".")) for c, n in zip(cells, numbers) if n]
         return _Plan("numeric", None, lookup)
@@ -759,10 +798,9 @@ def cell_at(path: str, fmt: TableFormat, row: int, name: str) -> str | None:
     return None
 
 
-def _stray(column, odd: np.ndarray, cells: list[str], name: str, path: str, fmt: TableFormat, forced: bool):
+def _stray(first_odd, odd: np.ndarray, name: str, path: str, fmt: TableFormat, forced: bool):
     """Raise for the first cell of a column of numbers that is not one."""
-    row = _first_row(column, odd)
-    cell = cells[_index_at(column, row)]
+    row, cell = first_odd(odd)
     shown = repr(cell) if cell else "an empty cell"
     fixes = (f"add {cell!r} to data.missing if it means 'no value', or fix the cell"
              if forced else
