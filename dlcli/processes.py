@@ -187,7 +187,7 @@ def _read_note(path: str) -> dict:
         lines = Path(path).read_text().splitlines()
     except OSError:
         return {}
-    return dict((line.partition(" ")[0], line.partition(" ")[2]) for line in lines if line)
+    return {line.partition(" ")[0]: line.partition(" ")[2] for line in lines if line}
 
 
 def note(stage: str, detail: str = "") -> None:

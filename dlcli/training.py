@@ -357,7 +357,7 @@ def _fit(session: Session, callbacks: list, recorder, stop) -> float:
     after its last epoch fits no epoch: the callbacks still begin and end (early stopping
     puts its best weights back)."""
     prepared = session.prepared
-    config, data, model, keras = prepared.config, prepared.data, prepared.model, prepared.keras
+    config, model, keras = prepared.config, prepared.model, prepared.keras
     labels = _labels(prepared)
     # Seeded again right before fit, on a fresh run and on a resume alike: Keras's shuffle
     # of in-memory arrays (a random op in its tf.data pipeline) is then a function of the

@@ -17,6 +17,7 @@ ConfigError saying so. The targets are read whole. One pass over the features ch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import struct
@@ -100,14 +101,21 @@ def read_npz(path: str, pick: Callable[[list[str]], list[str]] | None = None) ->
     A ConfigError naming the file for anything but a regular zip of numeric or text `.npy`
     arrays whose headers match their sizes, or arrays larger than `max_array_bytes()`.
     """
+    with _archive(path) as (archive, members):
+        names = pick(list(members)) if pick else list(members)
+        _check_size(path, [(name, members[name]) for name in names])
+        return {name: _read(archive, members[name]) for name in names}
+
+
+@contextlib.contextmanager
+def _archive(path: str):
+    """(the open zip, its members) of an NPZ file; a ConfigError naming the file for
+    anything zip, the OS or numpy raise while it is open."""
     data_file(path)
     _check_magic(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            members = _members(archive, path)
-            names = pick(list(members)) if pick else list(members)
-            _check_size(path, [(name, members[name]) for name in names])
-            return {name: _read(archive, members[name]) for name in names}
+            yield archive, _members(archive, path)
     except (ConfigError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - zip, OS and numpy errors alike
@@ -275,25 +283,14 @@ class NpzRows(Rows):
 
 def _streamed(path: str, pick, keys) -> Loaded:
     """The NPZ with its features mapped (`NpzRows`) and its targets read."""
-    data_file(path)
-    _check_magic(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = _members(archive, path)
-            names = pick(list(members))
-            if (keys.x_test in names) != (keys.y_test in names):
-                raise ConfigError(Problem(f"the NPZ has only one of {keys.x_test} / {keys.y_test}; add both or neither",
-                                          where=path))
-            ys = [key for key in (keys.y_train, keys.y_test) if key in names]
-            _check_size(path, [(key, members[key]) for key in ys])
-            targets = {key: _read(archive, members[key]) for key in ys}
-    except (ConfigError, MemoryError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - zip, OS and numpy errors alike
-        raise ConfigError(Problem(
-            f"not a readable NPZ file ({type(exc).__name__}: {first_line(exc)[:200]}); save it again with numpy.savez",
-            where=path,
-        )) from None
+    with _archive(path) as (archive, members):
+        names = pick(list(members))
+        if (keys.x_test in names) != (keys.y_test in names):
+            raise ConfigError(Problem(f"the NPZ has only one of {keys.x_test} / {keys.y_test}; add both or neither",
+                                      where=path))
+        ys = [key for key in (keys.y_train, keys.y_test) if key in names]
+        _check_size(path, [(key, members[key]) for key in ys])
+        targets = {key: _read(archive, members[key]) for key in ys}
     pairs = [(keys.x_train, keys.y_train)] + ([(keys.x_test, keys.y_test)] if keys.x_test in names else [])
     split = []
     for x_key, y_key in pairs:

@@ -436,6 +436,16 @@ def _csv_columns(path: str, fmt: TableFormat, features: list[str], target: str |
     as ChunkedArrays with one dictionary each, the row count). A column the sample shows
     holding numbers is read as numbers (float32; a target as float64); if pyarrow finds a
     cell that is not one, that column is read again as text."""
+    wanted = [*features, *([target] if target is not None else [])]
+    return typed_read(path, fmt, features, target, kinds, markers,
+                      lambda types: _read_pieces(path, fmt, features, wanted, types, markers))
+
+
+def typed_read(path: str, fmt: TableFormat, features: list[str], target: str | None, kinds: dict, markers: list,
+               read):
+    """`read(types)` with each wanted column's pyarrow type: numbers (float32; a target
+    float64) where the sample shows numbers, else text; a column `read` finds a text cell in
+    (`_ReadAsText`) is read again as text. Reading whole and streaming share it."""
     import pyarrow as pa
 
     wanted = [*features, *([target] if target is not None else [])]
@@ -446,7 +456,7 @@ def _csv_columns(path: str, fmt: TableFormat, features: list[str], target: str |
         types[target] = pa.float64() if target in guess else TEXT()
     for _ in range(len(wanted) + 1):
         try:
-            return _read_pieces(path, fmt, features, wanted, types, markers)
+            return read(types)
         except _ReadAsText as retry:
             types[retry.name] = TEXT()
     raise ConfigError(Problem("cannot read the table's columns", where=path))  # every column retried

@@ -29,7 +29,6 @@ from dlcli.sources.base import Rows
 from dlcli.sources.tablefile import (
     CELL_LIMIT,
     SPACES,
-    TEXT,
     TableColumns,
     TableFormat,
     _check_target,
@@ -37,10 +36,8 @@ from dlcli.sources.tablefile import (
     _indices,
     _longest,
     _not_float32,
-    _numeric_guess,
     _parquet_file,
     _read_piece,
-    _ReadAsText,
     _whole,
     cell_at,
     diagnose,
@@ -50,6 +47,7 @@ from dlcli.sources.tablefile import (
     spans,
     tabbed,
     to_numpy,
+    typed_read,
     where_row,
 )
 
@@ -293,24 +291,15 @@ def scan(path: str, fmt: TableFormat, features: list[str], target: str | None, k
     """`read_table` for `data.streaming`: the same columns, kinds, categories, missing
     counts, drops and target, with `x` a `TableRows` that reads the rows a piece at a time.
     A text target comes as int32 codes into `y_labels` (sorted)."""
-    import pyarrow as pa
-
     markers = list(missing)
     wanted = [*features, *([target] if target is not None else [])]
-    if fmt.kind == "parquet":
-        types = {}
+
+    def read(types):
         return _scan(_Pieces(path, fmt, wanted, types, kinds, markers), features, target, kinds, on_missing)
-    guess = _numeric_guess(path, fmt, wanted, markers)
-    types = {name: pa.float32() if kinds.get(name, "auto") != "categorical" and name in guess else TEXT()
-             for name in features}
-    if target is not None:
-        types[target] = pa.float64() if target in guess else TEXT()
-    for _ in range(len(wanted) + 1):
-        try:
-            return _scan(_Pieces(path, fmt, wanted, types, kinds, markers), features, target, kinds, on_missing)
-        except _ReadAsText as retry:
-            types[retry.name] = TEXT()
-    raise ConfigError(Problem("cannot read the table's columns", where=path))  # every column retried
+
+    if fmt.kind == "parquet":
+        return read({})
+    return typed_read(path, fmt, features, target, kinds, markers, read)
 
 
 def _scan(pieces: _Pieces, features: list[str], target: str | None, kinds: dict, on_missing: str) -> TableColumns:
