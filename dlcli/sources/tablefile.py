@@ -400,12 +400,26 @@ def to_numpy(array, fill) -> np.ndarray:
 
 
 def _apply_missing(table: TableColumns, target_missing, row_missing, on_missing: str, features, path, fmt) -> None:
+    def first():
+        row = int(np.argmax(row_missing))
+        return row, features[int(np.argmax(np.isnan(table.x[row])))]
+
+    keep = kept_rows(table, target_missing, row_missing, on_missing, first, path, fmt)
+    if keep is not None:
+        table.x = table.x[keep]
+        if table.y is not None:
+            table.y = table.y[keep]
+
+
+def kept_rows(table: TableColumns, target_missing, row_missing, on_missing: str, first, path, fmt):
+    """data.on_missing's rule: the rows kept (None: all), recorded in `table.dropped`; under
+    `error`, a ConfigError at the first missing cell (`first()` -> (row, column)). Reading
+    whole and streaming share it."""
     missing_cells = None
     if any(table.missing):
         missing_cells = row_missing
         if on_missing == "error":
-            row = int(np.argmax(missing_cells))
-            column = features[int(np.argmax(np.isnan(table.x[row])))]
+            row, column = first()
             raise ConfigError(Problem(
                 f"column '{column}' is missing (data.on_missing: error); fill the cell, or set data.on_missing: "
                 "fill (training mean, or a 'missing' category) or drop", where=where_row(path, fmt, row)))
@@ -413,13 +427,9 @@ def _apply_missing(table: TableColumns, target_missing, row_missing, on_missing:
     if target_missing.any():
         table.dropped["missing target"] = int(target_missing.sum())
     if on_missing == "drop" and missing_cells is not None:
-        dropped = missing_cells & keep
-        table.dropped["missing cells"] = int(dropped.sum())
+        table.dropped["missing cells"] = int((missing_cells & keep).sum())
         keep &= ~missing_cells
-    if not keep.all():
-        table.x = table.x[keep]
-        if table.y is not None:
-            table.y = table.y[keep]
+    return None if keep.all() else keep
 
 
 class _ReadAsText(Exception):

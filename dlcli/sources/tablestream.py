@@ -42,6 +42,7 @@ from dlcli.sources.tablefile import (
     cell_at,
     diagnose,
     is_number,
+    kept_rows,
     parquet_column,
     plan_cells,
     spans,
@@ -384,23 +385,13 @@ def _check_finite(columns: list[_Column], path: str, fmt: TableFormat) -> None:
 
 def _kept(table: TableColumns, columns: list[_Column], target_missing: np.ndarray, row_missing: np.ndarray,
           on_missing: str, path: str, fmt: TableFormat) -> np.ndarray | None:
-    """The rows kept (None: all), and `table.dropped`; as `tablefile._apply_missing`."""
-    missing_cells = None
-    if any(table.missing):
-        missing_cells = row_missing
-        if on_missing == "error":
-            row = min(c.first_nan for c in columns)
-            column = next(c.name for c in columns if c.first_nan == row)
-            raise ConfigError(Problem(
-                f"column '{column}' is missing (data.on_missing: error); fill the cell, or set data.on_missing: "
-                "fill (training mean, or a 'missing' category) or drop", where=where_row(path, fmt, row)))
-    keep = ~target_missing
-    if target_missing.any():
-        table.dropped["missing target"] = int(target_missing.sum())
-    if on_missing == "drop" and missing_cells is not None:
-        table.dropped["missing cells"] = int((missing_cells & keep).sum())
-        keep &= ~missing_cells
-    return None if keep.all() else keep
+    """The rows kept (None: all), and `table.dropped` (`tablefile.kept_rows`)."""
+
+    def first():
+        row = min(c.first_nan for c in columns)
+        return row, next(c.name for c in columns if c.first_nan == row)
+
+    return kept_rows(table, target_missing, row_missing, on_missing, first, path, fmt)
 
 
 # ---------------------------------------------------------------- reading a piece again
