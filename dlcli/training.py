@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dlcli import checks, metrics, processes, resume
@@ -188,12 +189,18 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
            group: Group) -> TrainResult:
     started = time.time()
     command = command or " ".join(sys.argv)
-    session = _resume(resume, config, overrides, runs_dir, command, started, group) if resume is not None \
+    # Preparing may take long and holds nothing on disk: Ctrl-C there ends the program at
+    # once (dlcli.cli.common). The folder is claimed with signals raising, and a signal that
+    # comes while it is being claimed waits until the run can be marked interrupted.
+    claim = _resume(resume, config, overrides, runs_dir, command, started, group) if resume is not None \
         else _open(config, overrides, runs_dir, command, started, group)
-    recorder = None
-    model = session.prepared.model
+    session = recorder = None
     with signals_raise():  # also while an interrupted run writes its checkpoint and status
         try:
+            with stop_after_batch() as claiming:
+                session = claim()
+            claiming.raise_if_requested()
+            model = session.prepared.model
             from dlcli.callbacks import callbacks_for  # Keras is up: prepare imported it
 
             reporter = _reporter(session, console, rich_bar) if not session.finishing and progress else None
@@ -211,14 +218,18 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
                     _go_local(session)
                 return _score_and_write(session, recorder, fit_seconds, stop)
         except (KeyboardInterrupt, Terminated):
+            if session is None:  # a second signal while claiming: nothing of this run is on disk yet
+                raise
             _interrupted(session, recorder)
-        except RunFailed as exc:
-            _finish(session, "failed", error=str(exc), failed_epoch=recorder.diverged if recorder else None)
-            raise
-        except ConfigError as exc:
-            _finish(session, "failed", error=str(exc))
-            raise
         except Exception as exc:
+            if session is None:  # claiming the folder failed: RunFolder's own error, nothing to mark
+                raise
+            if isinstance(exc, RunFailed):
+                _finish(session, "failed", error=str(exc), failed_epoch=recorder.diverged if recorder else None)
+                raise
+            if isinstance(exc, ConfigError):
+                _finish(session, "failed", error=str(exc))
+                raise
             if _signalled(exc):  # a backend scope that re-raised its own error over Ctrl-C
                 _interrupted(session, recorder)
             reason = _runtime_reason(exc)
@@ -226,7 +237,8 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
             raise RunFailed(reason) from exc
         finally:
             try:
-                session.run.remove_temp_files()
+                if session is not None:
+                    session.run.remove_temp_files()
             except (OSError, ConfigError):
                 pass  # best effort: the error in flight is the one to report
 
@@ -270,9 +282,9 @@ def _checkpointed(run: RunFolder) -> int:
     return int(saved["epoch"]) if saved else 0
 
 
-def _open(config, overrides, runs_dir, command: str, started: float, group: Group) -> Session:
-    """Prepare, then claim a new run folder that appears with run.json and config.yaml in
-    it: a crash or kill from here on leaves a folder that says what it was."""
+def _open(config, overrides, runs_dir, command: str, started: float, group: Group) -> Callable[[], Session]:
+    """Prepare; the function returned claims a new run folder that appears with run.json and
+    config.yaml in it: a crash or kill from then on leaves a folder that says what it was."""
     prepared = prepare(config, overrides, group)
     config, data, model = prepared.config, prepared.data, prepared.model
     record = {
@@ -283,10 +295,14 @@ def _open(config, overrides, runs_dir, command: str, started: float, group: Grou
         "parameters": parameter_counts(model), "epochs": config.training.epochs, "resumes": [],
         "timings": dict(prepared.timings),
     }
-    run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": config.to_yaml()})
-    if group.leads:
-        processes.note("run", str(run.path))
-    return Session(prepared, run, [], None, started)
+
+    def claim() -> Session:
+        run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": config.to_yaml()})
+        if group.leads:
+            processes.note("run", str(run.path))
+        return Session(prepared, run, [], None, started)
+
+    return claim
 
 
 def _describe(session: Session) -> None:
@@ -302,9 +318,9 @@ def _describe(session: Session) -> None:
     run.write_text("summary.txt", "\n".join(lines) + "\n")
 
 
-def _resume(ref, config, overrides, runs_dir, command: str, started: float, group: Group) -> Session:
-    """Prepare the run's config (or the one given), check the resume rules, load the last
-    completed epoch, and mark the run as running again."""
+def _resume(ref, config, overrides, runs_dir, command: str, started: float, group: Group) -> Callable[[], Session]:
+    """Prepare the run's config (or the one given), check the resume rules and load the last
+    completed epoch; the function returned marks the run as running again."""
     run = RunFolder.find(ref, runs_dir)
     run.lock()  # before anything is read: a second resume of this run stops here
     if group.leads:
@@ -313,19 +329,23 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
     config = prepared.config
     resume.check(run, config)
     saved, rows, finishing = resume.restore(run, config, prepared.model, prepared.keras)
-    run.write_text("config.yaml", config.to_yaml())
-    run.folder("checkpoints")
-    record = run.record
-    resumes = record.get("resumes", []) + [{
-        "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
-        "previous_status": effective_status(record),
-    }]
-    run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
-               epochs=config.training.epochs, resumes=resumes, timings=dict(prepared.timings),
-               **_runtime_record(prepared))
-    earlier = record.get("duration_s")
-    earlier = earlier if isinstance(earlier, (int, float)) and earlier >= 0 else 0
-    return Session(prepared, run, rows, saved, started - earlier, finishing)
+
+    def claim() -> Session:
+        run.write_text("config.yaml", config.to_yaml())
+        run.folder("checkpoints")
+        record = run.record
+        resumes = record.get("resumes", []) + [{
+            "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
+            "previous_status": effective_status(record),
+        }]
+        run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
+                   epochs=config.training.epochs, resumes=resumes, timings=dict(prepared.timings),
+                   **_runtime_record(prepared))
+        earlier = record.get("duration_s")
+        earlier = earlier if isinstance(earlier, (int, float)) and earlier >= 0 else 0
+        return Session(prepared, run, rows, saved, started - earlier, finishing)
+
+    return claim
 
 
 def _runtime_record(prepared: Prepared) -> dict:

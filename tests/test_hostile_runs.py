@@ -365,6 +365,26 @@ def test_interrupt_before_any_epoch_says_nothing_is_kept(tmp_path, write_config)
     assert json.loads((training.folder() / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_a_signal_while_the_folder_is_claimed_marks_it_interrupted(tmp_path, write_config, monkeypatch):
+    """The moment the folder appears is covered too: a Ctrl-C right after it is made (before
+    training starts) leaves `interrupted`, never a folder stuck at `running`."""
+    from dlcli import training
+    from dlcli.errors import Interrupted
+
+    made = training.RunFolder.create
+
+    def create_then_signal(*args, **kwargs):
+        run = made(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered while the folder is being claimed
+        return run
+
+    monkeypatch.setattr(training.RunFolder, "create", create_then_signal)
+    with pytest.raises(Interrupted, match="holds no completed epoch yet"):
+        training.train(write_config(), runs_dir=tmp_path / "runs", progress=False)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
+
+
 # --------------------------------------------------------------------------------------
 # 10. damaged run files: exit 2, never a traceback
 
