@@ -34,18 +34,18 @@ def train(config, overrides=(), runs_dir=None, **options):
     return _train(config, overrides=overrides, runs_dir=runs_dir, **options)
 
 
-def evaluate(run=None, split="test", data=None, runs_dir=None):
+def evaluate(run=None, split="test", data=None, runs_dir=None, backend=None):
     """Evaluate a run's saved model; see `dlcli.evaluation.evaluate`."""
     from dlcli.evaluation import evaluate as _evaluate
 
-    return _evaluate(run, split=split, data=data, runs_dir=runs_dir)
+    return _evaluate(run, split=split, data=data, runs_dir=runs_dir, backend=backend)
 
 
-def predict(run, input_path, proba=False, runs_dir=None):
+def predict(run, input_path, proba=False, runs_dir=None, backend=None):
     """Prediction rows (dicts) for a CSV/NPZ of features; see `dlcli.evaluation.predict`."""
     from dlcli.evaluation import predict as _predict
 
-    return _predict(run, input_path, proba=proba, runs_dir=runs_dir)
+    return _predict(run, input_path, proba=proba, runs_dir=runs_dir, backend=backend)
 
 
 def validate(config, overrides=()):

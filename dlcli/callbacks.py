@@ -8,7 +8,9 @@
 - `Restorer`: on `--resume`, puts EarlyStopping's and ReduceLROnPlateau's saved state back
   after their `on_train_begin` reset it.
 - `callbacks_for`: the configured callbacks in order (early stopping, reduce-LR, the extra
-  `training.callbacks` by name, recorder, restorer, TensorBoard, progress).
+  `training.callbacks` by name, recorder, restorer, TensorBoard scalars, progress).
+- `EpochBoard`: TensorBoard's epoch scalars without TensorFlow (`dlcli.board`).
+- `EpochSeed`: each epoch's shuffle a function of the seed and the epoch (resumes repeat it).
 
 A new callback: a class here (or a Keras one named in `training.callbacks`), added in
 `callbacks_for`. This module subclasses Keras's `Callback`, so it is imported only after
@@ -20,6 +22,8 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+
+import numpy as np
 
 from dlcli import checkpoint, keras_names
 from dlcli.checks import PATH_ARGUMENTS
@@ -139,6 +143,55 @@ class Restorer(keras.callbacks.Callback):
             rlr.wait, rlr.best, rlr.cooldown_counter = st["wait"], st["best"], st["cooldown_counter"]
 
 
+class EpochSeed(keras.callbacks.Callback):
+    """numpy's global RNG seeded from (seed, epoch) as each epoch begins. Keras shuffles
+    in-memory arrays on JAX and torch with `np.random.permutation` as an epoch starts, so an
+    epoch's order is then the same whether the run was resumed before it or not."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        np.random.seed([self.seed % 2**32, epoch])
+
+
+class EpochBoard(keras.callbacks.Callback):
+    """`output.tensorboard`: each epoch's metrics and learning rate as TensorBoard scalars,
+    as Keras's `TensorBoard` callback writes them (`epoch_<metric>` under train/ and
+    validation/), through `dlcli.board` so that no backend imports TensorFlow for it."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        from dlcli.board import ScalarBoard
+
+        self.board = ScalarBoard(folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) or hasattr(v, "__float__")}
+        train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_") and k != "learning_rate"}
+        rate = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
+        if rate is not None:
+            try:
+                train["epoch_learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+            except (TypeError, ValueError):  # a schedule object: its value is not a number here
+                pass
+        self.board.scalars("train", epoch, train)
+        val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
+        if val:
+            self.board.scalars("validation", epoch, val)
+
+    def on_train_end(self, logs=None):
+        self.board.close()
+
+
+def close_boards(callbacks: list) -> None:
+    """Let every `EpochBoard` write what it holds (a run that ends early skips on_train_end)."""
+    for callback in callbacks:
+        if isinstance(callback, EpochBoard):
+            callback.board.close()
+
+
 def _inside(run: RunFolder, name: str):
     """`name` in the run folder, its folders made, refused (`UnsafeRunFolder`) when a link
     on its way would lead out; a name with `{epoch}`-style fields is checked up to its
@@ -160,7 +213,7 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
     t = config.training
     es = keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
     rlr = keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()) if t.reduce_lr_on_plateau else None
-    callbacks = [cb for cb in (es, rlr) if cb is not None]
+    callbacks = [EpochSeed(config.seed), *(cb for cb in (es, rlr) if cb is not None)]
     for spec in t.callbacks:
         kwargs = spec.kwargs  # file names were checked to stay inside (dlcli.checks)
         for key in PATH_ARGUMENTS:
@@ -176,7 +229,7 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
     if saved:
         callbacks.append(Restorer(run, saved, es, rlr))
     if config.output.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.folder("tensorboard")), write_graph=False))
+        callbacks.append(EpochBoard(run.folder("tensorboard")))
     if progress is not None:
         progress.cut = recorder.cut
         callbacks.append(progress)

@@ -300,7 +300,8 @@ class TrainingConfig(Section):
 
 
 class RuntimeConfig(Section):
-    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
+    backend: Literal["auto", "tensorflow", "jax", "torch"] = Field(
+        "auto", description="auto: the backend that trains this model fastest among those installed (run.json says which and why)")
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     jit_compile: AutoOrBool = "auto"
     steps_per_execution: AutoOrPositiveInt = "auto"

@@ -9,6 +9,7 @@ val` / `train` the very samples the run used. Each evaluation is appended to the
 from __future__ import annotations
 
 import math
+import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from dlcli.files import csv_text
 from dlcli.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
-from dlcli.runtime import import_keras
+from dlcli.runtime import choose_backend, import_keras
 from dlcli.signals import stop_after_batch
 from dlcli.tables import TablePreprocessing
 
@@ -31,14 +32,22 @@ def open_run(run, runs_dir=None) -> RunFolder:
     return run if isinstance(run, RunFolder) else RunFolder.find(run, runs_dir)
 
 
-def load_run_model(run: RunFolder):
-    """(keras, model, config, run.json) of a finished run."""
+def load_run_model(run: RunFolder, backend: str | None = None):
+    """(keras, model, config, run.json) of a finished run, on `backend` (default: the
+    config's `runtime.backend`, `auto` picking among those installed): a model trained on
+    one backend loads on any."""
     record = run.record
     if not isinstance(record.get("data"), dict) or not isinstance(record["data"].get("input_shape"), list):
         raise ConfigError(Problem("run.json is missing or damaged (no data section); retrain the run",
                                   where=str(run.file("run.json"))))
     config = load_config(run.file("config.yaml"))
-    keras = import_keras(config.runtime.backend)
+    if backend is not None:
+        config.runtime.backend = backend
+    # One device, no distribution, whatever trained it.
+    chosen, _ = choose_backend(types.SimpleNamespace(backend=config.runtime.backend, distribution="none"),
+                               [layer.type for layer in config.model.layers])
+    config.runtime.backend = chosen
+    keras = import_keras(chosen, "--backend" if backend is not None else str(run.file("config.yaml")))
     import dlcli.table_encoder  # noqa: F401 - registers the layer a table's model starts with
     path = run.file("model.keras")
     if not path.is_file():
@@ -97,7 +106,7 @@ def _quietly_stoppable(model):
 
 
 def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None,
-             fail_under=(), fail_over=()) -> dict:
+             fail_under=(), fail_over=(), backend: str | None = None) -> dict:
     """Score a run's model on a split of its data, or on a CSV/NPZ file; record it.
 
     Gates name metrics that must exist (a ConfigError otherwise, with nothing recorded).
@@ -107,10 +116,10 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     if data is None and split not in ("train", "val", "test"):
         raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
     run = open_run(run, runs_dir)
-    _, model, config, record = load_run_model(run)
+    _, model, config, record = load_run_model(run, backend)
     summary = record.get("data", {})
     labels = run_labels(run, record, model)
-    entry = {"time": now_iso()}
+    entry = {"time": now_iso(), "backend": config.runtime.backend}
     if data is not None:
         preprocessing = run_preprocessing(run, record)
         split_data, unseen = read_labeled_file(str(data), config, summary, labels, preprocessing)
@@ -190,11 +199,11 @@ class Predictions:
     warning: str | None = None
 
 
-def predict(run, input_path: str, proba: bool = False, runs_dir=None) -> Predictions:
+def predict(run, input_path: str, proba: bool = False, runs_dir=None, backend: str | None = None) -> Predictions:
     """Predictions, one dict per sample: `prediction` (the original label, or the value for
     regression) and, with `proba`, `proba_<label>` per class. `to_csv` writes them."""
     run = open_run(run, runs_dir)
-    _, model, config, record = load_run_model(run)
+    _, model, config, record = load_run_model(run, backend)
     summary = record.get("data", {})
     labels = run_labels(run, record, model)
     preprocessing = run_preprocessing(run, record)

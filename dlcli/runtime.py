@@ -19,7 +19,9 @@ import importlib.util
 import os
 import sys
 import tempfile
+import types
 
+from dlcli import compile_cache
 from dlcli.errors import ConfigError, Problem
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -120,12 +122,10 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
                     with contextlib.suppress(RuntimeError):  # started already: keep what it has
                         tf.config.set_logical_device_configuration(
                             cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(split)])
-            elif importlib.util.find_spec("tensorflow") is not None:
-                # Keras imports TensorFlow where it is installed, whatever the backend
-                # (`keras.utils.set_random_seed` seeds it, TensorBoard writes with it); its
-                # C++ start-up lines bypass TF_CPP_MIN_LOG_LEVEL, so it is imported here,
-                # quietly, rather than mid-run.
-                import tensorflow  # noqa: F401
+            else:
+                _keep_tensorflow_out()
+                if backend == "jax":
+                    compile_cache.start()
     except ImportError as exc:
         extra = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}.get(backend, "pip install -e .")
         raise ConfigError(Problem(
@@ -142,12 +142,11 @@ DETERMINISM_ENV = {
 
 
 def keras_module():
-    """Keras as `import_keras` set it up (on $KERAS_BACKEND or TensorFlow if none has)."""
+    """Keras as `import_keras` set it up (or on the backend `auto` picks, if nothing has)."""
     loaded = sys.modules.get("keras")
     if loaded is not None:
         return loaded
-    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
-    return import_keras(backend if backend in BACKENDS else "tensorflow")
+    return import_keras(auto_backend())
 
 
 def versions(backend: str) -> dict:
@@ -230,6 +229,81 @@ def enable_memory_growth(backend: str) -> None:
             tf.config.experimental.set_memory_growth(gpu, True)
 
 
+def installed_backends() -> list[str]:
+    """The Keras backends importable here, in BACKENDS order (nothing is imported)."""
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+def choose_backend(runtime, layer_types=(), processes: int = 1) -> tuple[str, str]:
+    """(backend, why) for `runtime.backend`; 'auto' picks among those installed by the rule
+    measured in benchmarks/README.md ("Which backend"): nothing is imported."""
+    if runtime.backend != "auto":
+        return runtime.backend, "set in the config"
+    chosen = os.environ.get("KERAS_BACKEND", "").strip()
+    if chosen:
+        if chosen not in BACKENDS:
+            raise ConfigError(Problem(f"dlcli runs on {', '.join(BACKENDS)}, got '{chosen}'", where="KERAS_BACKEND"))
+        return chosen, "KERAS_BACKEND is set"
+    installed = installed_backends()
+    if not installed:
+        raise ConfigError(Problem("no Keras backend is installed; install one: pip install -e .", where="runtime.backend"))
+    if runtime.distribution == "mirrored":
+        return _needs("tensorflow", installed, "distribution: mirrored is TensorFlow's MirroredStrategy")
+    if processes > 1 or runtime.distribution == "data_parallel":
+        return _needs("jax", installed, "several processes and distribution: data_parallel train on JAX")
+    for backend, families, why in AUTO_RULE:
+        if backend in installed and (families is None or families & _families(layer_types)):
+            return backend, why
+    return installed[0], "the only backend installed"
+
+
+def auto_backend(layer_types=()) -> str:
+    """The backend `runtime.backend: auto` picks for a model with these layers, where there
+    is no config to ask (names looked up, `dlcli env`)."""
+    try:
+        return choose_backend(types.SimpleNamespace(backend="auto", distribution="auto"), layer_types)[0]
+    except ConfigError:
+        return "tensorflow"  # the error shows when a backend is imported
+
+
+def _needs(backend: str, installed: list[str], why: str) -> tuple[str, str]:
+    if backend not in installed:
+        raise ConfigError(Problem(f"{why}, and {backend} is not installed; install it or set runtime.backend",
+                                  where="runtime.backend"))
+    return backend, why
+
+
+def _families(layer_types) -> set[str]:
+    """The model families (AUTO_RULE's keys) of a list of Keras layer class names."""
+    found = set()
+    for name in layer_types:
+        lowered = str(name).lower()
+        for family, marks in LAYER_FAMILIES.items():
+            if any(mark in lowered for mark in marks):
+                found.add(family)
+    return found
+
+
+# Layer class names (lower case) by the family whose speed differs between backends.
+LAYER_FAMILIES = {
+    "conv": ("conv",),
+    "recurrent": ("lstm", "gru", "simplernn", "rnn"),
+}
+
+# `runtime.backend: auto`, first match wins: (backend, families or None for any model, why).
+# The evidence: benchmarks/bench_backends.py, figures in benchmarks/README.md.
+# On 2 CPU cores, JAX trained dense, table and recurrent models 1.6-2.6x faster per epoch
+# than TensorFlow and started faster (no TensorFlow import); convolutions ran 4.4x slower
+# under XLA than under TensorFlow's oneDNN kernels; torch was slowest on all of them.
+AUTO_RULE = [
+    ("tensorflow", {"conv"}, ("a convolutional model: TensorFlow trains convolutions fastest here "
+                             "(4.4x JAX per epoch on CPU; benchmarks/README.md, 'Which backend')")),
+    ("jax", None, ("JAX trains dense, table and recurrent models fastest here "
+                  "(1.6-2.6x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, 'Which backend')")),
+    ("tensorflow", None, "JAX is not installed; TensorFlow is the next fastest"),
+]
+
+
 def runtime_problems(runtime) -> list[tuple[tuple, str]]:
     """Settings the chosen backend cannot honour, as [(config path, message)]: found before
     any backend is imported, so `validate` reports them even where it is not installed."""
@@ -305,6 +379,31 @@ def compute_devices(devices: list[dict]) -> list[dict]:
     return gpus or [d for d in devices if d["type"] == "CPU"]
 
 
+def _keep_tensorflow_out() -> None:
+    """On the JAX and torch backends, Keras asks `tf.available` (which imports TensorFlow,
+    ≈ 3 s, wherever it is installed) to seed it, to serialize a model, to recognise tf.data
+    inputs: none of which such a run uses. Tell Keras's lazy module that TensorFlow is
+    absent unless something has loaded it; `tensorflow_for_feature` brings it back."""
+    from keras.src.utils import module_utils
+
+    lazy = getattr(module_utils, "tensorflow", None)
+    if "tensorflow" not in sys.modules and hasattr(lazy, "_available"):
+        lazy._available = False
+
+
+def tensorflow_for_feature():
+    """TensorFlow for a feature that needs it on any backend (export, tf.data): imported
+    quietly, and visible to Keras again."""
+    with _quiet_stderr():
+        import tensorflow as tf
+    from keras.src.utils import module_utils
+
+    lazy = getattr(module_utils, "tensorflow", None)
+    if hasattr(lazy, "_available"):
+        lazy._available = None
+    return tf
+
+
 def apply_runtime(keras, choices: dict, seed: int):
     """Set seeds, precision and determinism; return the scope to build the model in."""
     keras.utils.set_random_seed(seed)
@@ -368,21 +467,23 @@ def make_deterministic(backend: str) -> None:
 
         torch.use_deterministic_algorithms(True)
     elif "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", ""):
-        raise ConfigError(Problem(
-            "runtime.deterministic on JAX must be set before JAX starts; run it in a process of its own"
-        ))
+        import jax
+
+        if any(device.platform != "cpu" for device in jax.devices()):  # XLA's CPU ops are deterministic
+            raise ConfigError(Problem(
+                "runtime.deterministic on JAX must be set before JAX starts; run it in a process of its own"
+            ))
 
 
 def environment() -> dict:
     """Versions, the Keras backend, the devices it sees and the precision each supports.
 
-    The backend is $KERAS_BACKEND, else tensorflow. Mixed precision: float16 from GPU
-    compute capability 7.0, bfloat16 from 8.0; on CPU only float32 pays off.
+    The backend is the one `runtime.backend: auto` picks for an MLP ($KERAS_BACKEND when
+    set). Mixed precision: float16 from GPU compute capability 7.0, bfloat16 from 8.0; on
+    CPU only float32 pays off.
     """
-    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
     source = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "default"
-    if backend not in BACKENDS:
-        raise ConfigError(Problem(f"dlcli runs on {', '.join(BACKENDS)}, got '{backend}'", where="KERAS_BACKEND"))
+    backend, why = choose_backend(types.SimpleNamespace(backend="auto", distribution="auto"))
     import_keras(backend, where="KERAS_BACKEND" if source != "default" else "")
     devices = list_devices(backend)
     _add_gpu_memory(devices)
@@ -395,7 +496,7 @@ def environment() -> dict:
 
     auto = choose_runtime(RuntimeConfig(backend=backend), devices, 1)["precision"]
     return {
-        **versions(backend), "backend_from": source,
+        **versions(backend), "backend_from": source, "backend_reason": why, "backends_installed": installed_backends(),
         "cpu_count": os.cpu_count(), "devices": devices,
         "precision": {
             "auto": auto,

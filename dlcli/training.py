@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dlcli import checks, metrics, processes, resume
+from dlcli import checks, compile_cache, metrics, processes, resume
 from dlcli.config import Config, load_config, locator
 from dlcli.config_text import raw_config
 from dlcli.data import Dataset, load_data
@@ -36,6 +36,8 @@ from dlcli.processes import Group
 from dlcli.runfolder import RunFolder, effective_status, now_iso, runs_dir_from
 from dlcli.runtime import (
     apply_runtime,
+    auto_backend,
+    choose_backend,
     choose_runtime,
     enable_memory_growth,
     import_keras,
@@ -79,6 +81,8 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
         config = as_config(config, overrides)
     except ConfigError as exc:
         raise ConfigError(exc.problems + _name_problems(config, overrides)) from None
+    requested = config.runtime.backend
+    config, why = with_backend(config, group.count)
     if problems := checks.config_problems(config):
         raise ConfigError(problems)
     runtime = config.runtime
@@ -102,8 +106,36 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
     with apply_runtime(keras, choices, config.seed):
         model = build_model(config, data, keras, choices)
     choices["jit_compile"] = bool(getattr(model, "jit_compile", False))
+    choices["backend_requested"], choices["backend_reason"] = requested, why
     timings = {"load_s": round(loaded - started, 3), "build_s": round(time.perf_counter() - loaded, 3)}
     return Prepared(config, data, model, choices, keras, timings, group)
+
+
+def with_backend(config: Config, processes: int = 1) -> tuple[Config, str]:
+    """A copy of `config` on a concrete backend (`runtime.backend: auto` chosen by
+    `dlcli.runtime.choose_backend`), and why that one."""
+    try:
+        backend, why = choose_backend(config.runtime, [layer.type for layer in config.model.layers], processes)
+    except ConfigError as exc:
+        raise ConfigError([config.problem(("runtime", "backend"), p.message) if p.where == "runtime.backend" else p
+                           for p in exc.problems]) from None
+    if backend == config.runtime.backend:
+        return config, why
+    chosen = config.model_copy(deep=True)
+    chosen.runtime.backend = backend
+    return chosen, why
+
+
+def written_config(prepared: Prepared) -> str:
+    """config.yaml: the resolved config, with runtime.backend as the user gave it (`auto`
+    stays `auto`, so the run folder moves to a machine with other backends; run.json says
+    which one trained it)."""
+    config = prepared.config
+    requested = prepared.choices.get("backend_requested", config.runtime.backend)
+    if requested != config.runtime.backend:
+        config = config.model_copy(deep=True)
+        config.runtime.backend = requested
+    return config.to_yaml()
 
 
 def _check_processes(config: Config, group: Group) -> None:
@@ -126,7 +158,7 @@ def _name_problems(source, overrides) -> list:
         return []
     try:
         data, lines, shown, origins = raw_config(source, overrides)
-        import_keras("tensorflow")
+        import_keras(auto_backend())
     except ConfigError:
         return []
     return checks.name_problems(data, locator(lines, shown, origins))
@@ -195,6 +227,7 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
     claim = _resume(resume, config, overrides, runs_dir, command, started, group) if resume is not None \
         else _open(config, overrides, runs_dir, command, started, group)
     session = recorder = None
+    callbacks: list = []
     with signals_raise():  # also while an interrupted run writes its checkpoint and status
         try:
             with stop_after_batch() as claiming:
@@ -236,6 +269,10 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
             _finish(session, "failed", error=reason)
             raise RunFailed(reason) from exc
         finally:
+            if callbacks:  # TensorBoard's worker writes what it holds (dlcli.board)
+                from dlcli.callbacks import close_boards
+
+                close_boards(callbacks)
             try:
                 if session is not None:
                     session.run.remove_temp_files()
@@ -297,7 +334,7 @@ def _open(config, overrides, runs_dir, command: str, started: float, group: Grou
     }
 
     def claim() -> Session:
-        run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": config.to_yaml()})
+        run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": written_config(prepared)})
         if group.leads:
             processes.note("run", str(run.path))
         return Session(prepared, run, [], None, started)
@@ -331,12 +368,12 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
     saved, rows, finishing = resume.restore(run, config, prepared.model, prepared.keras)
 
     def claim() -> Session:
-        run.write_text("config.yaml", config.to_yaml())
+        run.write_text("config.yaml", written_config(prepared))
         run.folder("checkpoints")
         record = run.record
         resumes = record.get("resumes", []) + [{
             "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
-            "previous_status": effective_status(record),
+            "previous_status": effective_status(record), "backend": config.runtime.backend,
         }]
         run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
                    epochs=config.training.epochs, resumes=resumes, timings=dict(prepared.timings),
@@ -485,6 +522,9 @@ def _finish(session: Session, status: str, **extra) -> dict:
         directions = metrics.directions(session.prepared.model)
     except Exception:  # noqa: BLE001 - a model that failed mid-build: record the rest
         directions = {}
+    cache = compile_cache.record()  # how much of the compiling the JAX cache saved
+    if cache is not None:
+        extra["compile_cache"] = cache
     try:
         return session.run.update(status=status, ended=now_iso(), duration_s=round(time.time() - session.started, 3),
                                   metric_directions=directions, **extra)

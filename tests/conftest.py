@@ -43,6 +43,15 @@ def deep_update(base: dict, changes: dict) -> dict:
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory):
+    """JAX's compilation cache for the session's runs (in-process and subprocesses), in a
+    temporary folder rather than the user's Keras home; runs of the same shapes share it."""
+    if "DLCLI_COMPILE_CACHE" not in os.environ:
+        os.environ["DLCLI_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("jax-cache"))
+    return os.environ["DLCLI_COMPILE_CACHE"]
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """write_config(changes=None, name='cfg.yaml', text=None) -> path of a config file."""

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "dlcli"
 # Each module's stage, in the order data flows. `runfolder` (the store every stage writes
 # through) and `files` sit with the basics: they know nothing of the stages.
 STAGES = [
-    ("basics", ["errors", "files", "runfolder", "metrics", "signals"]),
+    ("basics", ["errors", "files", "runfolder", "metrics", "signals", "board", "compile_cache"]),
     ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks"]),
     ("data", ["sources", "tables", "streaming", "data"]),
     ("model", ["table_encoder", "preprocessing", "model", "outputs"]),

@@ -95,7 +95,8 @@ def test_load_config_returns_a_config_and_leaves_inferred_keys_empty():
 # -- runtime choices and conflicts ---------------------------------------------------------
 
 def runtime(**changes):
-    return load_config({**MINIMAL, "runtime": changes}).runtime
+    """A runtime section as choose_runtime gets it: on a concrete backend (tensorflow unless given)."""
+    return load_config({**MINIMAL, "runtime": {"backend": "tensorflow", **changes}}).runtime
 
 
 def test_auto_runtime_on_cpu_is_float32_without_distribution():

@@ -29,6 +29,24 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config key: --set training.epochs=3 (dotted path, list index, YAML value)."),
 ]
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", help="tensorflow, jax or torch (default: the config's runtime.backend; auto: the fastest installed).",
+                 show_default=False),
+]
+
+
+def check_backend(value: str | None) -> str | None:
+    """--backend's value, or a usage error naming the choices."""
+    choices = ("auto", "tensorflow", "jax", "torch")
+    if value is not None and value not in choices:
+        from dlcli.errors import ConfigError, Problem, did_you_mean
+
+        raise ConfigError(Problem(f"expected one of {', '.join(choices)}, got '{value}'{did_you_mean(value, choices)}",
+                                  where="--backend"))
+    return value
+
+
 RunsDirOption = Annotated[
     Path | None,
     typer.Option("--runs-dir", envvar="DLCLI_RUNS_DIR", help="Where run folders live.", show_default="runs"),

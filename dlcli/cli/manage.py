@@ -340,7 +340,9 @@ def env_command(
     facts.add_row("python", info["python"])
     facts.add_row("keras", info["keras"])
     facts.add_row("backend", f"{info['backend']} {info['backend_version'] or ''}".strip()
-                  + ("  (from KERAS_BACKEND)" if info["backend_from"] == "KERAS_BACKEND" else "  (default; set KERAS_BACKEND to change)"))
+                  + ("  (from KERAS_BACKEND)" if info["backend_from"] == "KERAS_BACKEND"
+                     else "  (what runtime.backend: auto picks for an MLP; KERAS_BACKEND or runtime.backend changes it)"))
+    facts.add_row("installed", ", ".join(info["backends_installed"]))
     facts.add_row("cpu cores", str(info["cpu_count"]))
     precision = info["precision"]
     facts.add_row("precision", f"auto picks {precision['auto']}")

@@ -15,12 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlcli.cli.common import (
+    BackendOption,
     DebugOption,
     JsonOption,
     QuietOption,
     RunArgument,
     RunsDirOption,
     SetOption,
+    check_backend,
     command,
     emit_json,
     err,
@@ -94,6 +96,7 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="A CSV/NPZ file with features and targets instead of a split.")] = None,
     fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower.")] = None,
     fail_over: Annotated[list[str] | None, typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss).")] = None,
+    backend: BackendOption = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -106,7 +109,7 @@ def evaluate(
     for text in [*(fail_under or []), *(fail_over or [])]:
         parse_gate(text)  # a malformed gate is a usage error before any work
     entry = evaluate_run(run, split=split, data=str(data) if data else None, runs_dir=runs_dir,
-                         fail_under=fail_under or [], fail_over=fail_over or [])
+                         fail_under=fail_under or [], fail_over=fail_over or [], backend=check_backend(backend))
     failures = entry.pop("gate_failures", [])
     if "warning" in entry:
         err().print(f"[yellow]warning:[/] {escape(entry['warning'])}")
@@ -127,6 +130,7 @@ def predict(
     input: Annotated[Path, typer.Argument(help="Raw rows in the training table's form, or a CSV/NPZ of features.")],
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
+    backend: BackendOption = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -136,7 +140,7 @@ def predict(
     from dlcli.evaluation import to_csv
     from dlcli.files import write_output
 
-    predicted = predict_run(run, str(input), proba=proba, runs_dir=runs_dir)
+    predicted = predict_run(run, str(input), proba=proba, runs_dir=runs_dir, backend=check_backend(backend))
     rows = predicted.rows
     if predicted.warning:
         err().print(f"[yellow]warning:[/] {escape(predicted.warning)}")
