@@ -284,10 +284,10 @@ def _families(layer_types) -> set[str]:
     return found
 
 
-# Layer class names (lower case) by the family whose speed differs between backends.
+# Layer class names (lower case) by the family whose speed differs between backends:
+# Conv1D/2D/3D, their Transpose, Separable and Depthwise forms, ConvLSTM.
 LAYER_FAMILIES = {
     "conv": ("conv",),
-    "recurrent": ("lstm", "gru", "simplernn", "rnn"),
 }
 
 # `runtime.backend: auto`, first match wins: (backend, families or None for any model, why).

@@ -191,3 +191,15 @@ def test_python_api_names_the_backend_in_evaluations(trained_run):
     entry = dlcli.evaluate(trained_run)
     assert entry["backend"] == sys.modules["keras"].backend.backend()
     assert len((trained_run / "evaluations.jsonl").read_text().splitlines()) == len(lines) + 1
+
+
+def test_convolutions_train_on_tensorflow_when_both_are_installed(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    installed = installed_backends()
+    for layers in (["Conv2D", "MaxPooling2D", "Flatten", "Dense"], ["SeparableConv1D", "Dense"], ["ConvLSTM2D"]):
+        backend, why = choose_backend(Runtime(), layers)
+        assert backend == ("tensorflow" if "tensorflow" in installed else "jax"), layers
+    if {"tensorflow", "jax"} <= set(installed):
+        assert "convolution" in choose_backend(Runtime(), ["Conv2D"])[1]
+        assert choose_backend(Runtime(), ["LSTM", "Dense"])[0] == "jax"
+        assert choose_backend(Runtime(), ["Embedding", "GlobalAveragePooling1D", "Dense"])[0] == "jax"

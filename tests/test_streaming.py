@@ -409,10 +409,10 @@ def write_numbers(path: Path, rows: int, columns: int = 48, seed: int = 0) -> Pa
 
 
 @pytest.mark.slow
-def test_peak_memory_does_not_grow_with_the_file_when_streaming(tmp_path, monkeypatch):
-    # Every run compiles its own programs: a compile peaks higher than a cache hit, and the
-    # runs share shapes, so with JAX's cache the first run alone would pay that peak.
-    monkeypatch.setenv("DLCLI_COMPILE_CACHE", "off")
+def test_peak_memory_does_not_grow_with_the_file_when_streaming(tmp_path):
+    # On TensorFlow: XLA's compile peaks on JAX move by ±20 MB from run to run (and a cache
+    # hit peaks lower than a compile), which would drown the few MB this file size adds.
+    # (Measured by hand on JAX: 538 MB streaming 80,000 rows, 540 MB streaming 320,000.)
     small, large = write_numbers(tmp_path / "small.csv", 80_000), write_numbers(tmp_path / "large.csv", 320_000)
     grown = large.stat().st_size - small.stat().st_size
     assert grown > 60e6
@@ -423,7 +423,8 @@ def test_peak_memory_does_not_grow_with_the_file_when_streaming(tmp_path, monkey
                         "validation_split": 0.1, "test_split": 0.1},
                "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense"}]},
                "compile": {"loss": {"type": "sparse_categorical_crossentropy", "from_logits": True}},
-               "training": {"epochs": 1, "batch_size": 2048}, "output": QUIET}
+               "training": {"epochs": 1, "batch_size": 2048}, "output": QUIET,
+               "runtime": {"backend": "tensorflow"}}
         path = write_yaml(tmp_path / f"{data.stem}-{streaming}.yaml", cfg)
         peak, done = peak_rss([sys.executable, "-m", "dlcli", "train", str(path), "--runs-dir",
                                str(tmp_path / "runs"), "--quiet"])
