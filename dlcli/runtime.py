@@ -292,14 +292,14 @@ LAYER_FAMILIES = {
 
 # `runtime.backend: auto`, first match wins: (backend, families or None for any model, why).
 # The evidence: benchmarks/bench_backends.py, figures in benchmarks/README.md.
-# On 2 CPU cores, JAX trained dense, table and recurrent models 1.6-2.6x faster per epoch
+# On 2 CPU cores, JAX trained dense, table and recurrent models 1.6-8.8x faster per epoch
 # than TensorFlow and started faster (no TensorFlow import); convolutions ran 4.4x slower
 # under XLA than under TensorFlow's oneDNN kernels; torch was slowest on all of them.
 AUTO_RULE = [
     ("tensorflow", {"conv"}, ("a convolutional model: TensorFlow trains convolutions fastest here "
                              "(4.4x JAX per epoch on CPU; benchmarks/README.md, 'Which backend')")),
     ("jax", None, ("JAX trains dense, table and recurrent models fastest here "
-                  "(1.6-2.6x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, 'Which backend')")),
+                  "(1.6-8.8x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, 'Which backend')")),
     ("tensorflow", None, "JAX is not installed; TensorFlow is the next fastest"),
 ]
 
