@@ -14,7 +14,9 @@ folder, and how many programs came from it (`hits`) and were written to it (`wri
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 MAX_BYTES = 2 * 2**30
@@ -51,10 +53,13 @@ def start() -> None:
     import jax
     from jax import monitoring
 
+    # A cache JAX cannot read or write is only a slower run: never a line on the user's stderr.
+    warnings.filterwarnings("ignore", message=r"Error (reading|writing) persistent compilation cache")
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    if importlib.util.find_spec("filelock") is not None:  # JAX evicts under a file lock; without it, no bound
+        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     monitoring.register_event_listener(_count)
     _STATE["dir"] = str(path)
 
