@@ -383,25 +383,12 @@ def _keep_tensorflow_out() -> None:
     """On the JAX and torch backends, Keras asks `tf.available` (which imports TensorFlow,
     ≈ 3 s, wherever it is installed) to seed it, to serialize a model, to recognise tf.data
     inputs: none of which such a run uses. Tell Keras's lazy module that TensorFlow is
-    absent unless something has loaded it; `tensorflow_for_feature` brings it back."""
+    absent unless something has loaded it (a feature that needs TensorFlow imports it itself)."""
     from keras.src.utils import module_utils
 
     lazy = getattr(module_utils, "tensorflow", None)
     if "tensorflow" not in sys.modules and hasattr(lazy, "_available"):
         lazy._available = False
-
-
-def tensorflow_for_feature():
-    """TensorFlow for a feature that needs it on any backend (export, tf.data): imported
-    quietly, and visible to Keras again."""
-    with _quiet_stderr():
-        import tensorflow as tf
-    from keras.src.utils import module_utils
-
-    lazy = getattr(module_utils, "tensorflow", None)
-    if hasattr(lazy, "_available"):
-        lazy._available = None
-    return tf
 
 
 def apply_runtime(keras, choices: dict, seed: int):
