@@ -9,7 +9,6 @@ val` / `train` the very samples the run used. Each evaluation is appended to the
 from __future__ import annotations
 
 import math
-import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from dlcli.files import csv_text
 from dlcli.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
-from dlcli.runtime import choose_backend, import_keras
+from dlcli.runtime import backend_for, import_keras
 from dlcli.signals import stop_after_batch
 from dlcli.tables import TablePreprocessing
 
@@ -41,11 +40,7 @@ def load_run_model(run: RunFolder, backend: str | None = None):
         raise ConfigError(Problem("run.json is missing or damaged (no data section); retrain the run",
                                   where=str(run.file("run.json"))))
     config = load_config(run.file("config.yaml"))
-    if backend is not None:
-        config.runtime.backend = backend
-    # One device, no distribution, whatever trained it.
-    chosen, _ = choose_backend(types.SimpleNamespace(backend=config.runtime.backend, distribution="none"),
-                               [layer.type for layer in config.model.layers])
+    chosen, _ = backend_for(backend or config.runtime.backend, [layer.type for layer in config.model.layers])
     config.runtime.backend = chosen
     keras = import_keras(chosen, "--backend" if backend is not None else str(run.file("config.yaml")))
     import dlcli.table_encoder  # noqa: F401 - registers the layer a table's model starts with

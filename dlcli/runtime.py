@@ -257,13 +257,19 @@ def choose_backend(runtime, layer_types=(), processes: int = 1) -> tuple[str, st
     return installed[0], "the only backend installed"
 
 
+def backend_for(requested: str = "auto", layer_types=()) -> tuple[str, str]:
+    """`choose_backend` for work on one device with no config's runtime to ask: evaluate,
+    predict, `dlcli env`, name look-ups."""
+    return choose_backend(types.SimpleNamespace(backend=requested, distribution="none"), layer_types)
+
+
 def auto_backend(layer_types=()) -> str:
-    """The backend `runtime.backend: auto` picks for a model with these layers, where there
-    is no config to ask (names looked up, `dlcli env`)."""
+    """The backend `runtime.backend: auto` picks for a model with these layers, or
+    tensorflow when it cannot tell (the error then shows when a backend is imported)."""
     try:
-        return choose_backend(types.SimpleNamespace(backend="auto", distribution="auto"), layer_types)[0]
+        return backend_for("auto", layer_types)[0]
     except ConfigError:
-        return "tensorflow"  # the error shows when a backend is imported
+        return "tensorflow"
 
 
 def _needs(backend: str, installed: list[str], why: str) -> tuple[str, str]:
@@ -470,7 +476,7 @@ def environment() -> dict:
     CPU only float32 pays off.
     """
     source = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "default"
-    backend, why = choose_backend(types.SimpleNamespace(backend="auto", distribution="auto"))
+    backend, why = backend_for()
     import_keras(backend, where="KERAS_BACKEND" if source != "default" else "")
     devices = list_devices(backend)
     _add_gpu_memory(devices)

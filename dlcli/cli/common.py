@@ -38,7 +38,9 @@ BackendOption = Annotated[
 
 def check_backend(value: str | None) -> str | None:
     """--backend's value, or a usage error naming the choices."""
-    choices = ("auto", "tensorflow", "jax", "torch")
+    from dlcli.runtime import BACKENDS
+
+    choices = ("auto", *BACKENDS)
     if value is not None and value not in choices:
         from dlcli.errors import ConfigError, Problem, did_you_mean
 
