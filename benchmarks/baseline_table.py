@@ -40,6 +40,7 @@ def parse_args():
     # Diagnostic only (bench_train.py --match-runtime): Keras's default is 1, and that is
     # what the plain script uses.
     p.add_argument("--steps-per-execution", type=int, default=1)
+    p.add_argument("--seed", type=int, help="instead of the config's seed (bench_train.py --vary-seed)")
     return p.parse_args()
 
 
@@ -106,6 +107,8 @@ def transform(frame: pd.DataFrame, prep: dict) -> np.ndarray:
 def main():
     args = parse_args()
     cfg = read_config(args.config)
+    if args.seed is not None:
+        cfg["seed"] = args.seed
     keras.utils.set_random_seed(cfg["seed"])
 
     frame = pd.read_csv(cfg["path"], header=None, names=cfg["columns"], skipinitialspace=True,

@@ -128,7 +128,9 @@ def main() -> int:
     real_open = training._open
 
     def timed_open(*a, **k):
-        # callbacks_for is imported inside train() once Keras is up: time it and its Recorder.
+        # callbacks_for is imported inside train() once Keras is up (which `_open` does, as it
+        # prepares the run): time it and its Recorder after that, never import it first.
+        claim = real_open(*a, **k)
         import dlcli.callbacks as callbacks
 
         if not getattr(callbacks, "_profiled", False):
@@ -138,7 +140,7 @@ def main() -> int:
                 patch(callbacks.Recorder, hook, f"  Recorder.{hook} (dlcli: history, snapshot, saves)")
             for hook in ("on_epoch_end", "on_train_end"):  # the writing itself is on a worker thread
                 patch(callbacks.EpochBoard, hook, f"  EpochBoard.{hook} (TensorBoard scalars, queued)")
-        return real_open(*a, **k)
+        return claim
 
     training._open = timed_open
     patch(RunFolder, "create", "RunFolder.create (+ labels.json, summary.txt after)")
@@ -151,8 +153,9 @@ def main() -> int:
     argv = ["dlcli", "train", str(config), "--quiet", "--runs-dir", str(tmp / "runs"), *extra]
     sys.argv = argv
     started = time.perf_counter()
+    dlcli.cli.common.AS_PROGRAM = True  # as `dlcli.cli.main()` does, which then ends the process
     try:
-        dlcli.cli.main()
+        dlcli.cli.app(argv[1:])
     except SystemExit as exc:
         if exc.code:
             raise
