@@ -48,6 +48,14 @@ def predict(run, input_path, proba=False, runs_dir=None, backend=None):
     return _predict(run, input_path, proba=proba, runs_dir=runs_dir, backend=backend)
 
 
+def export(run=None, formats=(), output=None, runs_dir=None):
+    """Deployable copies of a run's model, each checked against it; see `dlcli.export.export_run`.
+    Returns exports.json's content (`failed` names the copies that failed their check)."""
+    from dlcli.export import export_run
+
+    return export_run(run, formats=formats, output=output, runs_dir=runs_dir)
+
+
 def validate(config, overrides=()):
     """Check a config and build its model without training; see `dlcli.training.prepare`."""
     from dlcli.training import prepare
@@ -57,5 +65,5 @@ def validate(config, overrides=()):
 
 __all__ = [
     "Config", "ConfigError", "DlcliError", "GateFailed", "RunFailed", "RunFolder",
-    "evaluate", "load_config", "predict", "train", "validate",
+    "evaluate", "export", "load_config", "predict", "train", "validate",
 ]

@@ -169,6 +169,7 @@ def run_details(ref=None, runs_dir=None) -> dict:
     details.update(
         record=record if isinstance(record, dict) else {}, config=_parse_yaml(text), config_text=text, history=history,
         evaluations=run.evaluations(),
+        exports=_exports(run),
     )
     return details
 
@@ -255,6 +256,13 @@ def _best(values: list, direction: str) -> list[int]:
     return [i for i, v in enumerate(values) if v == best]
 
 
+def _exports(run: RunFolder) -> dict | None:
+    """exports.json after `dlcli export` (None before, or when it is damaged)."""
+    data = run.read_json("exports.json")
+    return data if isinstance(data, dict) and isinstance(data.get("formats"), dict) else None
+
+
 __all__ = [
     "compare_runs", "find_runs", "list_runs", "metric_value", "parse_metric", "run_details", "summarize",
 ]
+

@@ -226,6 +226,11 @@ class RunFolder:
             self.file(LOCK)
             _take_lock(self.path / LOCK, str(self.path))
 
+    def unlock(self) -> None:
+        """Let the run go when this process is done with it (a Python session that trained
+        a run lives on; `dlcli export` or `--resume` in another process may then take it)."""
+        _release_lock(str(self.path))
+
     def update(self, **fields) -> dict:
         """Merge fields into run.json (atomically) and return the whole record."""
         record = self.record

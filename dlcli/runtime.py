@@ -47,13 +47,13 @@ def cpu_devices() -> int:
     return count
 
 
-# The user's stderr while `_quiet_stderr` points fd 2 elsewhere (for a message that must
+# The user's stderr while `quiet_stderr` points fd 2 elsewhere (for a message that must
 # get out from a signal handler).
 REAL_STDERR: list[int] = []
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """Silence fd 2 (C++ logs) while it runs; replay what was said if it fails."""
     if os.environ.get("DLCLI_DEBUG"):
         yield
@@ -111,7 +111,7 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
             if value not in os.environ.get(name, ""):
                 os.environ[name] = f"{os.environ.get(name, '')} {value}".strip() if name == "XLA_FLAGS" else value
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             import keras
 
             if backend == "tensorflow":  # the first device probe logs CUDA errors on CPU hosts
@@ -170,7 +170,7 @@ def versions(backend: str) -> dict:
 
 def list_devices(backend: str) -> list[dict]:
     """Devices the backend sees: [{'type': 'CPU'|'GPU', 'name': ..., 'memory_gb': ...}]."""
-    with _quiet_stderr():  # probing for CUDA logs errors on machines without it
+    with quiet_stderr():  # probing for CUDA logs errors on machines without it
         return _list_devices(backend)
 
 
@@ -222,7 +222,7 @@ def enable_memory_growth(backend: str) -> None:
         return
     import tensorflow as tf
 
-    with _quiet_stderr():
+    with quiet_stderr():
         gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         with contextlib.suppress(RuntimeError):  # already initialised: nothing to change

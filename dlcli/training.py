@@ -278,6 +278,8 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
                     session.run.remove_temp_files()
             except (OSError, ConfigError):
                 pass  # best effort: the error in flight is the one to report
+            if session is not None:
+                session.run.unlock()
 
 
 def _interrupted(session: Session, recorder) -> None:

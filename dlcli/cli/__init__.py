@@ -33,6 +33,7 @@ COMMANDS = {
     "evaluate": run.evaluate,
     "predict": run.predict,
     "validate": run.validate,
+    "export": run.export,
     "runs": manage.runs_command,
     "show": manage.show_command,
     "compare": manage.compare_command,

@@ -186,6 +186,32 @@ def number(value) -> str:
     return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
+def exports_table(report: dict) -> Table:
+    """A run's exports.json as a table: one row per format, with its check and latency."""
+    table = Table(title=f"exports of {report.get('run')}: checked on {report.get('test_samples')} test samples "
+                        f"({report.get('route')})", title_justify="left")
+    for column, justify in (("format", "left"), ("status", "left"), ("takes", "left"), ("size", "right"),
+                            ("max |diff|", "right"), ("agreement", "right"), ("ms/sample @1", "right"),
+                            ("@256", "right"), ("path", "left")):
+        table.add_column(column, justify=justify)
+    for name, entry in report.get("formats", {}).items():
+        if not isinstance(entry, dict):
+            continue
+        latency = entry.get("latency_ms_per_sample") or {}
+        status = entry.get("status", "?")
+        table.add_row(name, f"[{'green' if status == 'ok' else 'red'}]{status}[/]", escape(str(entry.get("takes", ""))),
+                      f"{entry['bytes'] / 1024:,.0f} KiB" if isinstance(entry.get("bytes"), int) else "",
+                      f"{entry['max_abs_diff']:.2g}" if isinstance(entry.get("max_abs_diff"), float) else "",
+                      number(entry.get("agreement")), number(latency.get("1")), number(latency.get("256")),
+                      escape(str(entry.get("path", entry.get("error", "")))))
+    reference = report.get("reference") or {}
+    latency = reference.get("latency_ms_per_sample") or {}
+    if latency:
+        table.add_row("(the model)", "", "", "", "", "", number(latency.get("1")), number(latency.get("256")),
+                      escape(str(reference.get("runtime", ""))), style="dim")
+    return table
+
+
 STATUS_STYLES = {
     "completed": "green", "running": "cyan", "failed": "red", "killed": "red",
     "interrupted": "yellow", "incomplete": "dim",

@@ -28,6 +28,7 @@ from dlcli.cli.common import (
     console,
     emit_json,
     err,
+    exports_table,
     metrics_table,
     number,
     show_duration,
@@ -153,6 +154,9 @@ def show_command(
     if details["evaluations"]:
         out.print()
         out.print(_evaluations_table(details["evaluations"]))
+    if details.get("exports"):
+        out.print()
+        out.print(exports_table(details["exports"]))
 
 
 def _history_table(history: list[dict], best_epoch) -> Table:

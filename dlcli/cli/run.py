@@ -24,8 +24,10 @@ from dlcli.cli.common import (
     SetOption,
     check_backend,
     command,
+    console,
     emit_json,
     err,
+    exports_table,
     metrics_table,
     out,
 )
@@ -206,3 +208,38 @@ def _columns_table(preprocessing) -> Table:
             detail = f"{kind} of {len(f.categories)} + unknown: {shown}"
         table.add_row(escape(f.name), f.type, escape(detail), f"{f.missing:,}")
     return table
+
+
+@command
+def export(
+    run: RunArgument = None,
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", "-f", help="saved_model, onnx, litert or keras (repeatable); default: every one this machine can make.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the copies and exports.json here instead of into the run folder.")] = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Write deployable copies of a run's model and check each one against the model on the test split."""
+    from dlcli.errors import RunFailed
+    from dlcli.export import export_run, failure_line
+
+    stderr = err()
+    report = export_run(run, formats or [], output, runs_dir,
+                        progress=None if (quiet or as_json) else (lambda text: stderr.print(f"[dim]{escape(text)}[/]")))
+    for name, why in (report.get("skipped") or {}).items():
+        stderr.print(f"[yellow]skipped {name}:[/] {escape(why)}")
+    if as_json:
+        failure = failure_line(report)
+        if failure:
+            raise RunFailed(failure, payload=report)
+        emit_json(report)
+        return
+    if not quiet:
+        console().print(exports_table(report))
+    failure = failure_line(report)
+    if failure:
+        raise RunFailed(failure, payload=report)
+
