@@ -54,10 +54,20 @@ def load_run_model(run: RunFolder, backend: str | None = None):
             where=str(path),
         ))
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True, custom_objects=portable_optimizers(keras))
     except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
         raise ConfigError(Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))) from None
     return keras, model, config, record
+
+
+def portable_optimizers(keras) -> dict:
+    """Keras's optimizer classes by name, for loading a model saved on another backend: on
+    torch, Keras saves its optimizer under the torch backend's module, which loading on
+    TensorFlow would import, and torch and TensorFlow in one process abort it (an LLVM
+    'registered more than once' error that no Python code can catch)."""
+    base = keras.optimizers.Optimizer
+    return {name: value for name, value in vars(keras.optimizers).items()
+            if isinstance(value, type) and issubclass(value, base) and value is not base}
 
 
 def run_labels(run: RunFolder, record: dict, model) -> list | None:
