@@ -11,7 +11,6 @@ and checks that its peak memory grows by a small part of what the file grows.
 from __future__ import annotations
 
 import importlib.util
-
 import json
 import os
 import subprocess
