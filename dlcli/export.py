@@ -71,8 +71,8 @@ class Format:
 @dataclass
 class Copy:
     """A loaded copy: `run(x)` answers for a batch of model inputs (rows as the Keras model
-    takes them; raw-column formats get them converted by `feed`), `inputs` describes what it
-    takes."""
+    takes them; a raw-column copy turns them back into columns with `RawTable.raw`), `inputs`
+    describes what it takes."""
 
     run: Callable[[np.ndarray], np.ndarray]
     inputs: list[dict]
@@ -260,6 +260,9 @@ class RawTable:
             taken.add(key)
             categories = [str(c) for c in feature.categories] if feature.type == "categorical" else None
             self.columns.append(Column(feature.name, key, i, categories))
+        # UTF-8 bytes, as TensorFlow holds strings (the lookup's keys are encoded the same way)
+        self._text = {c.key: np.array([b"", *(v.encode() for v in c.categories)], dtype=object)
+                      for c in self.columns if c.categories is not None}
         self.by_key = {c.key: c for c in self.columns}
 
     def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -271,9 +274,8 @@ class RawTable:
             if c.categories is None:
                 columns[c.key] = x[:, c.index].astype("float32")
             else:
-                text = np.array(["", *c.categories], dtype=object)
                 codes = np.nan_to_num(x[:, c.index], nan=0.0).astype("int64").clip(0, len(c.categories))
-                columns[c.key] = text[codes].astype(bytes)
+                columns[c.key] = self._text[c.key][codes]
         return columns
 
 

@@ -306,3 +306,18 @@ def test_a_model_saved_on_torch_exports_on_tensorflow(run_copy):
     report, result = export(run_copy, "--format", "onnx")
     assert result.returncode == 0, result.stderr[-2000:]
     assert report["formats"]["onnx"]["status"] == "ok"
+
+
+def test_raw_columns_carry_any_text_and_names_a_signature_accepts():
+    from types import SimpleNamespace
+
+    from dlcli.export import RawTable
+    from dlcli.tables import Feature
+
+    table = RawTable(SimpleNamespace(features=[
+        Feature("city name", "categorical", categories=["São Paulo", "Zürich"]),
+        Feature("2nd", "numeric", mean=0.0, std=1.0), Feature("city_name", "categorical", categories=["x"])]))
+    assert [c.key for c in table.columns] == ["city_name", "2nd", "city_name_2"]
+    raw = table.raw(np.array([[1, 0.5, 1], [2, np.nan, 0], [0, 3.0, 1]], "float32"))
+    assert raw["city_name"].tolist() == ["São Paulo".encode(), "Zürich".encode(), b""]
+    assert np.isnan(raw["2nd"][1]) and raw["city_name_2"].tolist() == [b"x", b"", b"x"]
