@@ -265,4 +265,3 @@ def _exports(run: RunFolder) -> dict | None:
 __all__ = [
     "compare_runs", "find_runs", "list_runs", "metric_value", "parse_metric", "run_details", "summarize",
 ]
-
