@@ -355,8 +355,9 @@ def chosen_formats(requested) -> tuple[list[Format], dict[str, str]]:
                                           where="--format"))
             chosen.append(FORMATS[name])
         return chosen, {}
-    skipped = {f.name: f"needs {', '.join(f.missing())}: {INSTALL}" for f in FORMATS.values() if f.missing()}
-    return [f for f in FORMATS.values() if f.name not in skipped], skipped
+    missing = {f.name: f.missing() for f in FORMATS.values()}
+    skipped = {name: f"needs {', '.join(lacking)}: {INSTALL}" for name, lacking in missing.items() if lacking}
+    return [f for f in FORMATS.values() if not missing[f.name]], skipped
 
 
 def _replace_folder(built: Path, target: Path) -> None:
