@@ -30,6 +30,7 @@ from dlcli.runfolder import RunFolder, effective_status, runs_dir_from
 from dlcli.runfolder import timestamp as _timestamp
 
 SPLITS = ("test", "val", "train")
+SWEEP_FILE = "sweep.json"  # what makes a folder of the runs dir a sweep (`dlcli.sweep`)
 # --sort keys that are not metrics, and which way is "first".
 RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "a to z"}
 
@@ -47,7 +48,7 @@ def summarize(folder: str | os.PathLike) -> dict:
     folder = run.path
     record = run.read_json("run.json")
     row = {
-        "id": folder.name, "name": None, "path": str(folder), "status": "incomplete",
+        "kind": "run", "id": folder.name, "name": None, "path": str(folder), "status": "incomplete",
         "started": None, "ended": None, "duration_s": None, "epochs": None, "epochs_run": None,
         "best_epoch": None, "metrics": {}, "samples_per_s": None, "error": None, "directions": {},
     }
@@ -117,7 +118,7 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
         raise ConfigError(Problem("is a file, not a runs dir; choose another with --runs-dir", where=str(runs))) from None
     except OSError as exc:
         raise ConfigError(Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))) from None
-    rows = [summarize(folder) for folder in folders]
+    rows = [summarize_sweep(folder) if is_sweep(folder) else summarize(folder) for folder in folders]
     started = {row["path"]: _timestamp(row["started"]) or _mtime(row["path"]) for row in rows}
     rows.sort(key=lambda r: (started[r["path"]], r["id"]), reverse=True)
     if not sort or sort == "started":
@@ -171,6 +172,62 @@ def run_details(ref=None, runs_dir=None) -> dict:
         evaluations=run.evaluations(),
         exports=_exports(run),
     )
+    return details
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+def is_sweep(folder) -> bool:
+    """Whether a folder is a sweep's (it holds sweep.json), not a run's."""
+    return (Path(folder) / SWEEP_FILE).is_file()
+
+
+def find_sweep(ref: str | os.PathLike, runs_dir=None, where: str = "") -> RunFolder:
+    """A sweep folder by path or by id under the runs dir."""
+    runs = runs_dir_from(runs_dir)
+    for path in (Path(ref), runs / str(ref)):
+        if is_sweep(path):
+            return RunFolder(path)
+    hint = did_you_mean(str(ref), [p.name for p in runs.iterdir() if is_sweep(p)]) if runs.is_dir() else ""
+    raise ConfigError(Problem(f"no sweep '{ref}' (neither a sweep folder nor an id in {runs}){hint}; "
+                              "`dlcli runs` lists them", where=where))
+
+
+def short_key(key: str) -> str:
+    """A searched key as a column names it: 'compile.optimizer.learning_rate' -> 'learning_rate',
+    'model.layers.0.units' -> 'layers.0.units'."""
+    parts = key.split(".")
+    return ".".join(parts[-3:]) if len(parts) > 2 and parts[-2].isdigit() else parts[-1]
+
+
+def summarize_sweep(folder) -> dict:
+    """One row of `dlcli runs` for a sweep folder (`kind: sweep`, its best trial and its
+    trials by state); never raises."""
+    sweep = RunFolder(folder)
+    record = sweep.read_json(SWEEP_FILE, {})
+    record = record if isinstance(record, dict) else {}
+    status = effective_status(record) if record else "incomplete"
+    duration = record.get("duration_s")
+    if status == "running":
+        started = _timestamp(record.get("started"))
+        duration = round(float(record.get("duration_before_s") or 0) + time.time() - started, 1) if started else None
+    best = record.get("best") if isinstance(record.get("best"), dict) else None
+    return {
+        "kind": "sweep", "id": sweep.path.name, "name": record.get("name"), "path": str(sweep.path),
+        "status": status, "started": record.get("started"), "ended": record.get("ended"), "duration_s": duration,
+        "metric": record.get("metric"), "direction": record.get("direction"), "best": best,
+        "trials": record.get("counts") if isinstance(record.get("counts"), dict) else {},
+        "epochs": None, "epochs_run": None, "best_epoch": None, "metrics": {}, "samples_per_s": None,
+        "error": None, "directions": {},
+    }
+
+
+def sweep_details(ref, runs_dir=None) -> dict:
+    """Everything `dlcli show SWEEP` prints: `summarize_sweep`'s fields and sweep.json."""
+    folder = find_sweep(ref, runs_dir)
+    details = summarize_sweep(folder.path)
+    record = folder.read_json(SWEEP_FILE, {})
+    details["record"] = record if isinstance(record, dict) else {}
     return details
 
 

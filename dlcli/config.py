@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -314,6 +315,91 @@ class OutputConfig(Section):
     plots: StrictBool = True
 
 
+SPACE_KINDS = ("choice", "uniform", "log_uniform", "int", "log_int")
+SPACE_SCHEMA = {
+    "type": "object", "minProperties": 1, "maxProperties": 2,
+    "properties": {
+        "choice": {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean", "null"]}},
+        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "log_uniform": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+        "int": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "log_int": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+        "step": {"type": "number", "exclusiveMinimum": 0},
+    },
+    "additionalProperties": False,
+}
+
+
+def _is_number(value, integer: bool = False) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (not integer and isinstance(value, float) and math.isfinite(value))
+
+
+def _space_entry(value):
+    """One `sweep.space` entry: `{choice: [...]}`, `{uniform: [low, high]}` (optional `step`),
+    `{log_uniform: [low, high]}`, `{int: [low, high]}` (optional `step`), `{log_int: [low, high]}`."""
+    forms = "{choice: [a, b]}, {uniform: [low, high]}, {log_uniform: [low, high]}, {int: [low, high]} or {log_int: [low, high]}"
+    if not isinstance(value, dict):
+        raise ValueError(f"expected one of {forms}, got {value!r}")  # noqa: TRY004 - pydantic reports ValueError
+    kinds = [k for k in value if k in SPACE_KINDS]
+    unknown = [k for k in value if k not in (*SPACE_KINDS, "step")]
+    if unknown:
+        raise ValueError(f"unknown range kind '{unknown[0]}'{did_you_mean(str(unknown[0]), SPACE_KINDS)}; "
+                         f"expected one of {forms}")
+    if len(kinds) != 1:
+        raise ValueError(f"give exactly one of {', '.join(SPACE_KINDS)}, got {', '.join(kinds) or 'none'}")
+    kind = kinds[0]
+    bounds, step = value[kind], value.get("step")
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise ValueError(f"choice takes a non-empty list of values, got {bounds!r}")
+        odd = [v for v in bounds if not (v is None or isinstance(v, (str, bool, int, float)))]
+        if odd:
+            raise ValueError(f"choice takes plain values (numbers, text, true/false, null), got {odd[0]!r}")
+        if len({repr(v) for v in bounds}) != len(bounds):
+            raise ValueError(f"choice lists a value twice: {bounds!r}; list each once")
+        if step is not None:
+            raise ValueError("step is for uniform and int ranges, not choice")
+        return value
+    integer = kind in ("int", "log_int")
+    what = "whole numbers" if integer else "numbers"
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b, integer) for b in bounds)):
+        raise ValueError(f"{kind} takes [low, high], two {what}, got {bounds!r}")
+    low, high = bounds
+    if low >= high:
+        raise ValueError(f"{kind}: low must be below high, got [{low}, {high}]")
+    if kind.startswith("log_") and low <= 0:
+        raise ValueError(f"{kind} needs low > 0 (a log scale), got {low}")
+    if step is not None:
+        if kind.startswith("log_"):
+            raise ValueError(f"step is for uniform and int ranges, not {kind}")
+        if not _is_number(step, integer) or step <= 0:
+            raise ValueError(f"step must be a positive {'whole ' if integer else ''}number, got {step!r}")
+        count = (high - low) / step
+        if abs(count - round(count)) > 1e-9:
+            raise ValueError(f"{kind}: high - low ({high - low:g}) is not a multiple of step {step}; "
+                             "choose bounds a whole number of steps apart")
+    return value
+
+
+SpaceEntry = Annotated[dict, PlainValidator(_space_entry), WithJsonSchema(SPACE_SCHEMA)]
+
+
+class SweepConfig(Section):
+    """`dlcli sweep`: what to search and how (SPEC 7). `dlcli train` ignores this section."""
+
+    metric: str | None = Field(None, description="a column of history.csv; default: val_loss, or loss without validation")
+    direction: Literal["auto", "max", "min"] = Field("auto", description="auto: the metric's own direction")
+    trials: PositiveCount = Field(20, description="trials this process runs")
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "none"] = Field(
+        "median", description="median: stop a trial that trails the others' median at the same epoch")
+    parallel: PositiveCount = Field(1, description="trials at once on this machine")
+    space: dict[str, SpaceEntry] = Field(
+        min_length=1, description="dotted config keys, as --set takes them, each with its range")
+
+
 class Config(Section):
     """The whole validated config. `load_config` makes one from a YAML file."""
 
@@ -325,6 +411,7 @@ class Config(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    sweep: SweepConfig | None = Field(None, description="dlcli sweep only: the search (SPEC 7)")
 
     _source: str = PrivateAttr("<config>")
     _lines: dict = PrivateAttr(default_factory=dict)
@@ -376,8 +463,9 @@ class Config(Section):
         return Problem(message, where=self.where(path), path=format_path(path))
 
     def to_dict(self) -> dict:
-        """The resolved config as plain data, every default filled in."""
-        return self.model_dump(mode="json")
+        """The resolved config as plain data, every default filled in: what a run trains
+        (the `sweep:` section, the search around it, is left out)."""
+        return self.model_dump(mode="json", exclude={"sweep"})
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)

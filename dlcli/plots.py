@@ -61,3 +61,47 @@ def confusion_figure(matrix, labels: list, title: str):
     margin = min(0.08 + 0.011 * longest, 0.35)
     fig.subplots_adjust(left=margin, bottom=margin + 0.07, right=0.97, top=0.93)
     return fig
+
+
+def sweep_figure(trials: list[dict], metric: str, way: str, title: str):
+    """Each trial's value by trial number (completed as dots, pruned at their last epoch's
+    value as crosses) and the best so far as a step line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.subplots()
+    done = [t for t in trials if t["state"] == "completed" and t.get("value") is not None]
+    pruned = [t for t in trials if t["state"] == "pruned" and t.get("last_value") is not None]
+    ax.plot([t["number"] for t in done], [t["value"] for t in done], "o", ms=5, label="completed")
+    if pruned:
+        ax.plot([t["number"] for t in pruned], [t["last_value"] for t in pruned], "x", ms=6, color="grey",
+                label="pruned (last epoch)")
+    best, steps = None, []
+    for t in sorted(done, key=lambda t: t["number"]):
+        if best is None or (t["value"] > best if way == "max" else t["value"] < best):
+            best = t["value"]
+        steps.append((t["number"], best))
+    if steps:
+        ax.step([n for n, _ in steps], [b for _, b in steps], where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
+    return fig
+
+
+def importance_figure(importances: dict[str, float], metric: str):
+    """How much each searched key mattered to `metric` (Optuna's importance), largest on top."""
+    from matplotlib.figure import Figure
+
+    names = list(importances)[::-1]
+    fig = Figure(figsize=(6.5, 0.5 * len(names) + 1.3))
+    ax = fig.subplots()
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set_xlabel(f"importance for {metric}")
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3, axis="x")
+    fig.subplots_adjust(left=0.4, right=0.97, bottom=0.7 / (0.5 * len(names) + 1.3), top=0.95)
+    return fig

@@ -73,8 +73,9 @@ class RunFolder:
 
     @classmethod
     def create(cls, runs_dir: str | os.PathLike, name: str, record: dict | None = None,
-               files: dict[str, str] | None = None) -> RunFolder:
-        """Claim a new run folder that appears whole: run.json (`record` plus `id`) and
+               files: dict[str, str] | None = None, record_file: str = "run.json") -> RunFolder:
+        """Claim a new run folder that appears whole: run.json (`record` plus `id`; a sweep
+        folder names its record `sweep.json`) and
         `files` are written into a hidden staging folder, which is then renamed into
         place. The rename fails when the name is taken (every run folder holds files), so
         concurrent processes get distinct folders, and a kill leaves either nothing
@@ -93,7 +94,7 @@ class RunFolder:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             for attempt in range(1, 10_000):
                 folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-                atomic_write(staging / "run.json", json_text({"id": folder.name, **(record or {})}, indent=2) + "\n")
+                atomic_write(staging / record_file, json_text({"id": folder.name, **(record or {})}, indent=2) + "\n")
                 if folder.exists():
                     continue
                 try:

@@ -14,7 +14,9 @@ writing the final status.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 
@@ -101,3 +103,22 @@ def held():
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+PARENT = "DLCLI_PARENT_PID"  # set by `dlcli sweep` in each trial's process
+
+
+def follow_parent() -> None:
+    """In a process `dlcli sweep` started: end as SIGTERM ends it (a run marked
+    `interrupted`) when the sweep's process dies, `kill -9` included (Linux), so no trial
+    trains on unwatched after its sweep is gone."""
+    text = os.environ.get(PARENT, "")
+    if not text.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(text):  # the sweep died before prctl took hold
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -21,7 +21,7 @@ STAGES = [
     ("data", ["sources", "tables", "streaming", "data"]),
     ("model", ["table_encoder", "preprocessing", "model", "outputs"]),
     ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "processes", "training"]),
-    ("using runs", ["evaluation", "export", "catalog", "templates"]),
+    ("using runs", ["evaluation", "export", "catalog", "sweep", "templates"]),
     ("CLI", ["cli", "__main__"]),
 ]
 

@@ -18,6 +18,7 @@ import sys
 import typer
 
 from dlcli.cli import common, manage, run
+from dlcli.signals import follow_parent
 
 app = typer.Typer(
     name="dlcli",
@@ -34,6 +35,7 @@ COMMANDS = {
     "predict": run.predict,
     "validate": run.validate,
     "export": run.export,
+    "sweep": run.sweep,
     "runs": manage.runs_command,
     "show": manage.show_command,
     "compare": manage.compare_command,
@@ -49,6 +51,7 @@ def main() -> None:
     """Console-script entry point."""
     common.AS_PROGRAM = True
     common.install_program_signals()
+    follow_parent()
     try:
         app()
         code = 0

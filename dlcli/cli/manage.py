@@ -82,14 +82,27 @@ def runs_command(
     for column in metric_columns:
         table.add_column(escape(column.replace(".", " ", 1)), justify="right", no_wrap=True)
     table.add_column("best epoch", justify="right", no_wrap=True)
+    sweeps = any(row.get("kind") == "sweep" for row in shown)
+    if sweeps:
+        table.add_column("sweep: best, trials", no_wrap=True)
     for row in shown:
-        table.add_row(
-            escape(row["id"]), escape(str(row["name"] or "—")), show_status(row["status"]), show_when(row["started"]),
-            show_duration(row["duration_s"]), show_epochs(row),
-            *[number(catalog.metric_value(row, column)) for column in metric_columns],
-            number(row["best_epoch"]),
-        )
+        cells = [escape(row["id"]), escape(str(row["name"] or "—")), show_status(row["status"]), show_when(row["started"]),
+                 show_duration(row["duration_s"])]
+        if row.get("kind") == "sweep":
+            table.add_row(*cells, f"{sum(row['trials'].values())} trials", *["" for _ in metric_columns], "",
+                          escape(sweep_line(row)))
+            continue
+        table.add_row(*cells, show_epochs(row), *[number(catalog.metric_value(row, column)) for column in metric_columns],
+                      number(row["best_epoch"]), *([""] if sweeps else []))
     console().print(table)
+
+
+def sweep_line(row: dict) -> str:
+    """'val_accuracy 0.9757 (trial 3); 5 completed, 1 pruned' for a sweep's row."""
+    best = row.get("best")
+    head = f"{row.get('metric')} {number(best.get('value'))} (trial {best.get('trial')})" if best else "no trial completed yet"
+    counts = ", ".join(f"{n} {state}" for state, n in row["trials"].items())
+    return f"{head}; {counts}" if counts else head
 
 
 @command
@@ -99,7 +112,10 @@ def show_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
-    """One run (default: the newest): status, timings, config, final metrics, per-epoch history."""
+    """One run (default: the newest): status, timings, config, final metrics, per-epoch history; or a sweep's trials."""
+    if run not in (None, "", "latest") and (catalog.is_sweep(run) or catalog.is_sweep(runs_dir_from(runs_dir) / run)):
+        _show_sweep(catalog.sweep_details(run, runs_dir), as_json)
+        return
     details = catalog.run_details(run, runs_dir)
     if as_json:
         emit_json({k: v for k, v in details.items() if k != "config_text"})
@@ -157,6 +173,57 @@ def show_command(
     if details.get("exports"):
         out.print()
         out.print(exports_table(details["exports"]))
+
+
+def _show_sweep(details: dict, as_json: bool) -> None:
+    """A sweep: its settings, best trial and the table of its trials."""
+    if as_json:
+        emit_json(details)
+        return
+    out = console()
+    record = details["record"]
+    out.print(Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (sweep)"))
+    facts = Facts()
+    facts.add_row("path", escape(details["path"]))
+    facts.add_row("started", f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
+                             f"duration {show_duration(details['duration_s'])}")
+    settings = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
+    facts.add_row("search", escape(f"{details['metric']} ({details['direction']}), sampler {settings.get('sampler')}, "
+                                   f"pruner {settings.get('pruner')}, {settings.get('trials')} trials, "
+                                   f"{settings.get('parallel')} at a time; study '{record.get('study')}' in {record.get('storage')}"))
+    facts.add_row("best", escape(sweep_line(details)))
+    if isinstance(details.get("best"), dict):
+        facts.add_row("best run", escape(str(details["best"].get("run"))))
+    if record.get("command"):
+        facts.add_row("command", escape(str(record["command"])))
+    out.print(facts)
+    trials = [t for t in record.get("trials", []) if isinstance(t, dict)]
+    if not trials:
+        return
+    keys = list(dict.fromkeys(k for t in trials for k in (t.get("params") or {})))
+    best = (details.get("best") or {}).get("trial")
+    table = Table(title=f"trials ({len(trials)})", title_justify="left")
+    for column, justify in (("#", "right"), ("state", "left"), (str(details["metric"]), "right")):
+        table.add_column(escape(column), justify=justify, no_wrap=True)
+    for key in keys:
+        table.add_column(escape(catalog.short_key(key)), justify="right", no_wrap=True)
+    for column in ("epochs", "duration", "run"):
+        table.add_column(column, justify="left" if column == "run" else "right", no_wrap=True)
+    for t in trials:
+        value = t.get("value") if t.get("state") == "completed" else t.get("last_value")
+        mark = " ★" if t.get("number") == best else ""
+        table.add_row(
+            f"{t.get('number')}{mark}", show_status(str(t.get("state"))), number(value),
+            *[_param((t.get("params") or {}).get(k)) for k in keys],
+            number(t.get("epochs")), show_duration(t.get("duration_s")),
+            escape(str(t.get("run") or "—") if t.get("state") != "failed" else f"{t.get('run') or '—'}: {t.get('error')}"),
+        )
+    out.print()
+    out.print(table)
+
+
+def _param(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else show_value(value)
 
 
 def _history_table(history: list[dict], best_epoch) -> Table:

@@ -243,3 +243,36 @@ def export(
     if failure:
         raise RunFailed(failure, payload=report)
 
+
+
+@command
+def sweep(
+    config: Annotated[Path | None, typer.Argument(help="A YAML config with a sweep: section (optional with --resume).",
+                                                  show_default=False)] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Trials this process runs (default: sweep.trials).")] = None,
+    parallel: Annotated[int | None, typer.Option(
+        "--parallel", min=1, help="Trials at once on this machine, each on its share of the cores (default: sweep.parallel).")] = None,
+    set_: SetOption = None,
+    storage: Annotated[str | None, typer.Option(
+        "--storage", envvar="DLCLI_STORAGE",
+        help="A database several sweeps share: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in the sweep folder).")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Carry SWEEP on: keep its finished trials, run the rest.")] = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Search CONFIG's sweep.space: each trial a run folder inside the sweep folder; print the sweep's path."""
+    from dlcli.sweep import run_sweep
+
+    stderr = err()
+    result = run_sweep(str(config) if config else None, set_ or [], runs_dir, trials=trials, parallel=parallel,
+                       storage=storage, resume=resume, console=stderr, progress=not quiet and not as_json)
+    if as_json:
+        emit_json(result.summary())
+        return
+    if not quiet and result.best is not None:
+        best = result.best
+        stderr.print(f"best: trial {best['trial']}, {result.record['metric']} {best['value']:.6g}  "
+                     + "  ".join(f"{k}={v}" for k, v in best["params"].items()), highlight=False)
+    print(result.folder.path)
