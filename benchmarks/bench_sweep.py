@@ -11,7 +11,8 @@ this script, for each repeat:
                                        after the other, as a shell `for` loop would (the
                                        values are the ones the sweep drew)
 
-It prints the wall time of each, trials per minute, the ratio to the loop, and the share of
+Each side starts with an empty JAX compilation cache of its own (as a first sweep does), so
+none reuses the programs another compiled. It prints the wall time of each, trials per minute, the ratio to the loop, and the share of
 time spent outside training: 1 - (sum of the trials' fit seconds, from their history.csv)
 / (wall seconds x trials at once). Each trial is its own process, so the share is mostly
 Python, Keras and the backend starting, the data loading and the final evaluation.
@@ -36,9 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "digits_sweep.yaml"
 
 
-def dlcli(*args: str) -> subprocess.CompletedProcess:
+def dlcli(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DLCLI_COMPILE_CACHE": str(cache)}
     result = subprocess.run([sys.executable, "-m", "dlcli", *args], capture_output=True, text=True,
-                            check=False, cwd=ROOT)
+                            check=False, cwd=ROOT, env=env)
     if result.returncode != 0:
         sys.exit(f"dlcli {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -55,7 +57,7 @@ def sweep(tmp: Path, trials: int, parallel: int, epochs: int) -> tuple[float, li
     started = time.perf_counter()
     out = dlcli("sweep", str(CONFIG), "--trials", str(trials), "--parallel", str(parallel),
                 "--set", f"training.epochs={epochs}", "--set", "sweep.sampler=random", "--set", "sweep.pruner=none",
-                "--runs-dir", str(runs), "--json")
+                "--runs-dir", str(runs), "--json", cache=runs / "jax-cache")
     wall = time.perf_counter() - started
     folder = Path(json.loads(out.stdout)["sweep"])
     record = json.loads((folder / "sweep.json").read_text())
@@ -67,11 +69,12 @@ def loop(tmp: Path, trials: list[dict], epochs: int) -> tuple[float, float]:
     from dlcli.sweep import override
 
     runs = tmp / f"loop-{time.time_ns()}"
+    cache = runs / "jax-cache"
     fit = 0.0
     started = time.perf_counter()
     for trial in trials:
         sets = [part for key, value in trial["params"].items() for part in ("--set", override(key, value))]
-        out = dlcli("train", str(CONFIG), "--set", f"training.epochs={epochs}", *sets, "--runs-dir", str(runs), "--quiet")
+        out = dlcli("train", str(CONFIG), "--set", f"training.epochs={epochs}", *sets, "--runs-dir", str(runs), "--quiet", cache=cache)
         fit += fit_seconds(Path(out.stdout.strip().splitlines()[-1]))
     return time.perf_counter() - started, fit
 

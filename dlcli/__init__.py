@@ -9,6 +9,9 @@ The same functions serve the `dlcli` command and Python users:
 Importing dlcli imports neither TensorFlow nor Keras; the functions that need them do.
 """
 
+import sys
+import types
+
 __version__ = "0.1.0"
 
 from dlcli.errors import ConfigError, DlcliError, GateFailed, RunFailed
@@ -56,6 +59,14 @@ def export(run=None, formats=(), output=None, runs_dir=None):
     return export_run(run, formats=formats, output=output, runs_dir=runs_dir)
 
 
+def sweep(config=None, overrides=(), runs_dir=None, **options):
+    """Search a config's `sweep.space` (or carry on `resume=SWEEP`); see `dlcli.sweep.run_sweep`.
+    Returns a `SweepResult` (`.folder`, `.best`, `.record`: sweep.json's content)."""
+    from dlcli.sweep import run_sweep
+
+    return run_sweep(config, overrides=overrides, runs_dir=runs_dir, **options)
+
+
 def validate(config, overrides=()):
     """Check a config and build its model without training; see `dlcli.training.prepare`."""
     from dlcli.training import prepare
@@ -63,7 +74,23 @@ def validate(config, overrides=()):
     return prepare(config, overrides)
 
 
+class _Package(types.ModuleType):
+    """`dlcli.export` and `dlcli.sweep` stay the functions above: Python binds a submodule
+    over its package's attribute of the same name when it is first imported, which would
+    turn `dlcli.export(...)` into "module is not callable" once anything imported
+    `dlcli.export` (the module is still `sys.modules["dlcli.export"]`, and
+    `from dlcli.export import export_run` works as ever)."""
+
+    def __setattr__(self, name, value):
+        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_FUNCTIONS = ("export", "sweep")
+sys.modules[__name__].__class__ = _Package
+
 __all__ = [
     "Config", "ConfigError", "DlcliError", "GateFailed", "RunFailed", "RunFolder",
-    "evaluate", "export", "load_config", "predict", "train", "validate",
+    "evaluate", "export", "load_config", "predict", "sweep", "train", "validate",
 ]

@@ -14,8 +14,11 @@ what Optuna does not know:
   to its share of the cores (and its thread pools sized to match);
 - pruning follows each trial's `history.csv`, reports every epoch to the pruner, and stops a
   pruned trial with SIGINT (its run folder says `interrupted`, the study `pruned`);
-- `sweep.json` is rewritten as each trial starts and ends; `best.yaml`, `history.png` and
-  `importance.png` are written as results come in.
+- `sweep.json` is rewritten as each trial starts and ends, `best.yaml` as each ends;
+  `history.png` and `importance.png` at the end (and when stopped);
+- a spare process per slot starts Keras and its backend while the trial before it trains,
+  and takes the next trial's arguments on stdin (`await_trial`): the 2–3 s of imports every
+  `dlcli train` pays are off the sweep's critical path.
 
 Reading sweep folders back (`dlcli runs`, `show`) is `dlcli.catalog`'s, without Optuna.
 
@@ -49,6 +52,8 @@ from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed, did_you_m
 from dlcli.metrics import direction as metric_direction
 from dlcli.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.signals import PARENT, held, stop_after_batch
+
+PRELOAD = "DLCLI_PRELOAD"  # a spare trial process: the backend to start before its argv comes
 
 STUDY_FILE = "study.db"
 CONFIG_FILE = "config.yaml"  # the config every trial trains, with the sweep's --sets applied
@@ -275,6 +280,8 @@ class Sweeper:
         self.env = {k: v for k, v in os.environ.items() if k not in ("DLCLI_RUN_NOTE", "DLCLI_WORKER")}
         self.cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
         self.study = None
+        self.spares: dict[int, tuple] = {}  # slot -> (process, note, log) of its next trial's process
+        self.preload = preload_spec(config)
         self.began = time.time()
         self.uid = str((folder.read_json(SWEEP_FILE, {}) or {}).get("uid") or folder.id)
 
@@ -389,14 +396,15 @@ class Sweeper:
             try:
                 while (remaining > 0 or self.running) and stop.requested is None:
                     while remaining > 0 and len(self.running) < self.settings.parallel and stop.requested is None:
-                        self._launch(dists)
                         remaining -= 1
+                        self._launch(dists, remaining)
                     time.sleep(POLL_S)
                     for number in list(self.running):
                         self._follow(self.running[number])
             except (KeyboardInterrupt, Terminated):
                 interrupted = True
             finally:
+                self._drop_spares()
                 if self.running:  # Ctrl-C, SIGTERM or an error in the sweep itself
                     self._stop_all(stop.requested or signal.SIGTERM)
         if interrupted or stop.requested is not None:
@@ -416,36 +424,84 @@ class Sweeper:
         used = {t.slot for t in self.running.values()}
         return next(i for i in range(self.settings.parallel) if i not in used)
 
-    def _launch(self, dists: dict) -> None:
+    def _launch(self, dists: dict, more: int) -> None:
+        """Start a trial in a free slot (in that slot's spare process when it has one), and
+        a spare for the slot's next trial when `more` trials are still to come."""
         trial = self.study.ask(dists)
         number = trial.number
         for key, value in (("sweep", self.folder.id), ("sweep_uid", self.uid), ("host", socket.gethostname()),
                            ("pid", os.getpid())):
             trial.set_user_attr(key, value)
         slot = self._free_slot()
-        logs = self.folder.folder(LOGS)
-        log, note = logs / f"trial-{number:04d}.log", logs / f"trial-{number:04d}.note"
+        argv = ["train", str(self.folder.path / CONFIG_FILE), "--runs-dir", str(self.folder.path), "--json", "--quiet",
+                "--set", f"name={self.config.name}-t{number:04d}",
+                *[part for key, value in trial.params.items() for part in ("--set", override(key, value))]]
+        log = self.folder.folder(LOGS) / f"trial-{number:04d}.log"
+        spare = self.spares.pop(slot, None)
+        process, note = self._hand(spare, argv, log) if spare is not None else (None, None)
+        if process is None:
+            process, note, _ = self._spawn(slot, argv, log)
+        trial.set_user_attr("cores", len(self._cores(slot) or self.cores))
+        self.running[number] = TrialProcess(trial, process, slot, time.time(), log, note)
+        if more > len(self.spares) and self.preload:
+            self.spares[slot] = self._spawn(slot, None, self.folder.folder(LOGS) / f"spare-{slot}-{number:04d}.log")
+        self._say(f"trial {number} started: " + ", ".join(f"{short_key(k)}={_value(v)}" for k, v in trial.params.items()))
+        self.write("running")
+
+    def _spawn(self, slot: int, argv: list[str] | None, log: Path) -> tuple[subprocess.Popen, Path, Path]:
+        """A `dlcli` process on `slot`'s cores: running `argv`, or (None) a spare that starts
+        Keras and its backend, then waits for its argv on stdin (`await_trial`)."""
+        note = log.with_suffix(".note")
         note.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "dlcli", "train", str(self.folder.path / CONFIG_FILE),
-                   "--runs-dir", str(self.folder.path), "--json", "--quiet",
-                   "--set", f"name={self.config.name}-t{number:04d}",
-                   *[part for key, value in trial.params.items() for part in ("--set", override(key, value))]]
         env = {**self.env, "DLCLI_RUN_NOTE": str(note), PARENT: str(os.getpid())}
+        if argv is None:
+            env[PRELOAD] = self.preload
         cores = self._cores(slot)
         if cores is not None:
             for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
                 env[name] = str(len(cores))
             env["TF_NUM_INTEROP_THREADS"] = "1"
         with open(log, "wb") as handle:  # a new session: the sweep alone passes Ctrl-C on, once
-            process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=handle, start_new_session=True)
+            process = subprocess.Popen([sys.executable, "-m", "dlcli", *(argv or [])], env=env,
+                                       stdin=subprocess.DEVNULL if argv else subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=handle, start_new_session=True)
         if cores is not None:
             with contextlib.suppress(OSError):  # before the child starts its thread pools
                 os.sched_setaffinity(process.pid, cores)
-        trial.set_user_attr("cores", len(cores) if cores is not None else len(self.cores))
-        self.running[number] = TrialProcess(trial, process, slot, time.time(), log, note)
-        self._say(f"trial {number} started: " + ", ".join(f"{short_key(k)}={_value(v)}" for k, v in trial.params.items()))
-        self.write("running")
+        return process, note, log
+
+    def _hand(self, spare: tuple, argv: list[str], log: Path) -> tuple[subprocess.Popen | None, Path | None]:
+        """Give a spare its trial; (None, None) when it is gone (a fresh process is started)."""
+        process, note, spare_log = spare
+        if process.poll() is not None:
+            return None, None
+        try:
+            process.stdin.write((json.dumps(argv) + "\n").encode())
+            process.stdin.close()
+        except OSError:  # it died meanwhile
+            with contextlib.suppress(OSError):
+                process.kill()
+            return None, None
+        with contextlib.suppress(OSError):
+            os.replace(spare_log, log)
+        return process, note
+
+    def _drop_spares(self) -> None:
+        """Spares no trial will need: their stdin closes and they end."""
+        for process, _, log in self.spares.values():
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout:
+                process.stdout.close()
+            with contextlib.suppress(OSError):
+                log.unlink()
+                log.with_suffix(".note").unlink(missing_ok=True)
+        self.spares.clear()
 
     def _cores(self, slot: int) -> list[int] | None:
         """The cores of `slot` when trials share the machine (None: one trial, every core)."""
@@ -521,6 +577,7 @@ class Sweeper:
                 tp.log.unlink()
         self._say_end(number)
         self.write("running")
+        self.final_files(figures=False)
 
     def _stop_all(self, signum: int) -> None:
         """Pass the stop on to every trial in flight, wait for them to write their last
@@ -598,14 +655,16 @@ class Sweeper:
         self.folder.write_json(SWEEP_FILE, record)
         return record
 
-    def final_files(self) -> None:
-        """best.yaml, history.png and importance.png, as the study stands."""
+    def final_files(self, figures: bool = True) -> None:
+        """best.yaml as the study stands (after each trial); history.png and importance.png
+        (at the end: drawing, and Optuna's fANOVA, would take CPU from the trials)."""
         rows = self.trial_rows()
         best = self.best(rows)
         if best is not None:
             self.folder.write_text(BEST_FILE, self.best_yaml(best))
-        with contextlib.suppress(Exception):  # a figure is a convenience: never the sweep's failure
-            self._figures(rows)
+        if figures:
+            with contextlib.suppress(Exception):  # a figure is a convenience: never the sweep's failure
+                self._figures(rows)
 
     def best_yaml(self, best: dict) -> str:
         """The best trial's resolved config (its run's config.yaml), named as the sweep's config."""
@@ -672,6 +731,39 @@ class Sweeper:
             self._say(f"trial {row['number']} completed: {self.target.metric} {row['value']:.4g}{took}{tail}")
         elif row["state"] in ("failed", "interrupted"):
             self._say(f"trial {row['number']} {row['state']}: {row['error'] or 'no reason given'}{took}")
+
+
+def preload_spec(config: Config) -> str:
+    """What a spare trial process starts before its trial is known: `BACKEND:DETERMINISTIC`,
+    or '' (no spares) when the trials may differ in backend (the space changes `runtime.*`
+    or a layer's type, and `auto` may choose differently)."""
+    keys = list(config.sweep.space) if config.sweep else []
+    if any(k.startswith("runtime.") or k.endswith(".type") or k.startswith("model.layers.") and k.count(".") == 2
+           for k in keys):
+        return ""
+    from dlcli.runtime import choose_backend
+
+    try:
+        backend, _ = choose_backend(config.runtime, [layer.type for layer in config.model.layers])
+    except ConfigError:
+        return ""
+    return f"{backend}:{int(config.runtime.deterministic)}"
+
+
+def await_trial() -> None:
+    """In a spare trial process (`$DLCLI_PRELOAD`): start Keras on the sweep's backend while
+    the trial before it trains, then take this trial's arguments from stdin and run it as
+    `dlcli ARGV`. End quietly when the sweep needs no more trials (stdin closes)."""
+    spec = os.environ.pop(PRELOAD, "")
+    backend, _, deterministic = spec.partition(":")
+    with contextlib.suppress(ConfigError):  # the trial itself reports what went wrong
+        from dlcli.runtime import import_keras
+
+        import_keras(backend, deterministic=deterministic == "1")
+    line = sys.stdin.readline()
+    if not line.strip():
+        os._exit(0)
+    sys.argv = [sys.argv[0], *json.loads(line)]
 
 
 def record_counts(rows: list[dict]) -> dict:
@@ -824,7 +916,11 @@ def _reopen(ref, runs_dir, trials, parallel, storage, console, progress) -> tupl
     folder.lock()
     record = folder.read_json(SWEEP_FILE, {}) or {}
     config = load_config(folder.path / CONFIG_FILE)
-    config.sweep = SweepConfig.model_validate(record.get("sweep") or {})
+    try:
+        config.sweep = SweepConfig.model_validate(record.get("sweep") or {})
+    except ValueError:  # pydantic's ValidationError
+        raise ConfigError(Problem("holds no readable sweep settings: it is damaged or not a sweep folder dlcli "
+                                  "wrote; start a new sweep", where=str(folder.path / SWEEP_FILE))) from None
     settings = _settings(config, trials, parallel)
     _check_parallel(settings.parallel, "--parallel")
     recorded = record.get("storage") or STUDY_FILE

@@ -243,8 +243,8 @@ def test_a_copy_that_differs_from_the_model_fails_with_exit_1_and_the_other_reco
     exported = tmp_path / digits_export[0].name
     shutil.copytree(digits_export[0], exported)
     code = f"""
-import sys
-import dlcli.export as export
+import importlib, sys
+export = importlib.import_module("dlcli.export")  # the module (dlcli.export is the API function)
 export.TOLERANCE = export.LOOSE_TOLERANCE = -1.0  # no copy can be this close
 sys.argv = ["dlcli", "export", {str(exported)!r}, "--format", "keras"]
 from dlcli.cli import main
@@ -271,18 +271,18 @@ def test_an_unknown_format_is_a_usage_error(cli, run_copy, option, needle):
 
 
 def test_a_missing_export_library_names_the_install(cli, run_copy, monkeypatch):
+    import importlib
     import importlib.util
 
-    import dlcli.export
-
+    exports = importlib.import_module("dlcli.export")  # the module (dlcli.export is the API function)
     real = importlib.util.find_spec
-    monkeypatch.setattr(dlcli.export.importlib.util, "find_spec",
+    monkeypatch.setattr(exports.importlib.util, "find_spec",
                         lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     result = cli("export", run_copy, "--format", "onnx")
     assert result.exit_code == 2
     assert "onnx needs onnxruntime, which is not installed: pip install 'dlcli[export]'" in result.stderr
     assert not (run_copy / "export").exists()
-    chosen, skipped = dlcli.export.chosen_formats([])  # by default the others are made, onnx skipped
+    chosen, skipped = exports.chosen_formats([])  # by default the others are made, onnx skipped
     assert [f.name for f in chosen] == ["saved_model", "litert", "keras"]
     assert skipped == {"onnx": "needs onnxruntime: pip install 'dlcli[export]'"}
 

@@ -164,6 +164,18 @@ def test_a_config_without_a_sweep_section_is_a_usage_error(tmp_path, cli, runs_d
     assert f"{path}: has no sweep: section" in result.stderr
 
 
+def test_the_python_api_sweep_and_export_stay_callable_once_their_modules_are_imported():
+    import importlib
+
+    import dlcli
+
+    module = importlib.import_module("dlcli.sweep")
+    importlib.import_module("dlcli.export")
+    assert callable(dlcli.sweep) and callable(dlcli.export) and callable(module.run_sweep)
+    with pytest.raises(dlcli.ConfigError, match="give a CONFIG with a sweep: section"):
+        dlcli.sweep()
+
+
 def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
     """The pruner sees each epoch the trial's process writes to history.csv and stops the
     process with SIGINT (a stand-in process here: the bookkeeping is what is tested)."""
@@ -174,7 +186,7 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
     config = load_config(write(tmp_path, deep_update(TINY, {"sweep": {"space": {
         "compile.optimizer.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]}}}})))
     folder = RunFolder.create(tmp_path / "runs", "tiny-sweep", record={"started": "2026-11-24T10:00:00+00:00"},
-                              record_file="sweep.json")
+                              files={"config.yaml": config.to_yaml()}, record_file="sweep.json")
     sweeper = Sweeper(folder, config, config.sweep, Target("val_loss", "min"), f"sqlite:///{tmp_path / 's.db'}")
     study = sweeper.open_study(fresh=True)
     dists = distributions(config.sweep.space)
@@ -237,6 +249,7 @@ def test_a_sweep_runs_trials_side_by_side_records_a_failure_and_keeps_the_best(t
     for name in ("best.yaml", "history.png", "importance.png", "study.db", "config.yaml"):
         assert (folder / name).stat().st_size > 0, name
     assert set(record["importance"]) == {"compile.optimizer.learning_rate"}
+    assert not list(folder.glob(".logs/spare-*")), "the spare process nobody needed is gone"
     # `runs` shows the sweep as one line; inside it, the trials are runs like any other.
     listed = run_dlcli("runs", "--runs-dir", runs, "--json")
     rows = json.loads(listed.stdout)["runs"]

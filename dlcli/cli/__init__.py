@@ -52,6 +52,10 @@ def main() -> None:
     common.AS_PROGRAM = True
     common.install_program_signals()
     follow_parent()
+    if os.environ.get("DLCLI_PRELOAD"):  # a sweep's spare trial process (dlcli.sweep)
+        from dlcli.sweep import await_trial
+
+        await_trial()
     try:
         app()
         code = 0
