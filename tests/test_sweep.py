@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY, deep_update, run_dlcli
 
 from dlcli.cli.common import number
 from dlcli.config import load_config
 from dlcli.config_text import parse_override
 from dlcli.runfolder import RunFolder
-from tests.conftest import TINY, deep_update, run_dlcli
 
 # Diabetes regression: 442 rows, a trial trains in about a second after its imports. SGD
 # with a learning rate of a million overflows to NaN in the first epoch: a failing trial.
@@ -258,6 +258,9 @@ def test_a_sweep_runs_trials_side_by_side_records_a_failure_and_keeps_the_best(t
     assert f"val_loss {number(best['value'])} (trial {best['number']})" in table and "2 completed, 1 failed" in table
     inside = json.loads(run_dlcli("runs", "--runs-dir", folder, "--json").stdout)["runs"]
     assert sorted(r["status"] for r in inside) == ["completed", "completed", "failed"]
+    compared = json.loads(run_dlcli("compare", by_rate[0.003]["run"], by_rate[0.001]["run"], "--runs-dir", folder,
+                                    "--json").stdout)
+    assert {d["key"] for d in compared["differences"]} == {"compile.optimizer.learning_rate", "name"}
     shown = run_dlcli("show", folder, env={"COLUMNS": "250"}).stdout
     assert "trials (3)" in shown and f"{best['number']} ★" in shown and "NaN" in shown
     # best.yaml trains the best trial again, to the same numbers.
