@@ -41,7 +41,7 @@ import time
 import uuid
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -140,7 +140,6 @@ class Target:
 
     metric: str
     direction: str  # max | min
-    logged: list[str] = field(default_factory=list)
 
 
 def check_space(config: Config, source: str | Path | dict, overrides=()) -> tuple[list[Problem], Target | None]:
@@ -155,7 +154,8 @@ def check_space(config: Config, source: str | Path | dict, overrides=()) -> tupl
 
     sweep = config.sweep
     problems: list[Problem] = []
-    import_keras(auto_backend())
+    if "keras" not in sys.modules:  # names and arguments are the same on every backend
+        import_keras(auto_backend())
     for key, entry in sweep.space.items():
         at = ("sweep", "space", key)
         if key.split(".")[0] in ("name", "sweep"):
@@ -223,7 +223,7 @@ def _target(config: Config, keras_names) -> Target:
         raise ConfigError(config.problem(("sweep", "metric"), (
             f"'{metric}' is not a column of history.csv{why}{hint}; choose one of: {', '.join(logged)}")))
     way = sweep.direction if sweep.direction != "auto" else ways.get(metric.removeprefix("val_"), "min")
-    return Target(metric, way, logged)
+    return Target(metric, way)
 
 
 # -- the sweep folder ------------------------------------------------------------------------
