@@ -408,7 +408,7 @@ class Sweeper:
                 if self.running:  # Ctrl-C, SIGTERM or an error in the sweep itself
                     self._stop_all(stop.requested or signal.SIGTERM)
         if interrupted or stop.requested is not None:
-            record = self.write("interrupted")
+            self.write("interrupted")
             self.final_files()
             raise Interrupted(f"interrupted; the finished trials are kept: carry on with "
                               f"`dlcli sweep --resume {self.folder.path}`")
