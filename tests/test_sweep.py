@@ -261,6 +261,10 @@ def test_a_sweep_runs_trials_side_by_side_records_a_failure_and_keeps_the_best(t
     compared = json.loads(run_dlcli("compare", by_rate[0.003]["run"], by_rate[0.001]["run"], "--runs-dir", folder,
                                     "--json").stdout)
     assert {d["key"] for d in compared["differences"]} == {"compile.optimizer.learning_rate", "name"}
+    evaluated = cli("evaluate", folder / best["run"], "--split", "val", "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    last_epoch = RunFolder(folder / best["run"]).history()[-1]  # no early stopping: model.keras is the last epoch
+    assert json.loads(evaluated.stdout)["metrics"]["loss"] == pytest.approx(last_epoch["val_loss"], rel=1e-3)
     shown = run_dlcli("show", folder, env={"COLUMNS": "250"}).stdout
     assert "trials (3)" in shown and f"{best['number']} ★" in shown and "NaN" in shown
     # best.yaml is the best trial's resolved config, under the sweep's name: `dlcli train
