@@ -127,8 +127,8 @@ def on_program_signal(signum, frame) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stderr.flush()
-    runtime = sys.modules.get("dlcli.runtime")  # fd 2 may be hushed while a backend imports
-    quieted = runtime.REAL_STDERR if runtime is not None else []
+    # fd 2 may be hushed while a backend imports; dlcli.runtime may itself be half-imported
+    quieted = getattr(sys.modules.get("dlcli.runtime"), "REAL_STDERR", [])
     os.write(quieted[-1] if quieted else 2, b"error: interrupted\n")  # plain: rich may be half-imported
     if _STATE["as_json"]:
         emit_json({"error": "interrupted", "errors": ["interrupted"], "exit_code": EXIT_INTERRUPTED})
