@@ -200,11 +200,11 @@ def short_key(key: str) -> str:
     return ".".join(parts[-3:]) if len(parts) > 2 and parts[-2].isdigit() else parts[-1]
 
 
-def summarize_sweep(folder) -> dict:
+def summarize_sweep(folder, record: dict | None = None) -> dict:
     """One row of `dlcli runs` for a sweep folder (`kind: sweep`, its best trial and its
-    trials by state); never raises."""
+    trials by state), from its sweep.json (`record`, when read already); never raises."""
     sweep = RunFolder(folder)
-    record = sweep.read_json(SWEEP_FILE, {})
+    record = sweep.read_json(SWEEP_FILE, {}) if record is None else record
     record = record if isinstance(record, dict) else {}
     status = effective_status(record) if record else "incomplete"
     duration = record.get("duration_s")
@@ -225,9 +225,10 @@ def summarize_sweep(folder) -> dict:
 def sweep_details(ref, runs_dir=None) -> dict:
     """Everything `dlcli show SWEEP` prints: `summarize_sweep`'s fields and sweep.json."""
     folder = find_sweep(ref, runs_dir)
-    details = summarize_sweep(folder.path)
     record = folder.read_json(SWEEP_FILE, {})
-    details["record"] = record if isinstance(record, dict) else {}
+    record = record if isinstance(record, dict) else {}
+    details = summarize_sweep(folder.path, record)
+    details["record"] = record
     return details
 
 

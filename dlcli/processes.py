@@ -138,7 +138,7 @@ def supervise(group: Group, argv: list[str], debug: bool = False) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        noted = _read_note(note_path)
+        noted = read_note(note_path)
         with contextlib.suppress(OSError):
             os.unlink(note_path)
     run = noted.get("run")
@@ -181,7 +181,7 @@ def _how(code: int) -> str:
     return "an abort (SIGABRT) from JAX's distributed runtime" if code == 134 else f"exit code {code}"
 
 
-def _read_note(path: str) -> dict:
+def read_note(path: str | os.PathLike) -> dict:
     """What the worker noted: `joining`, `joined`, `scratch PATH`, `run PATH`, `done` (as keys)."""
     try:
         lines = Path(path).read_text().splitlines()

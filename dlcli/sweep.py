@@ -50,6 +50,7 @@ from dlcli.catalog import SWEEP_FILE, find_sweep, short_key
 from dlcli.config import Config, SweepConfig, load_config
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed, did_you_mean, first_line
 from dlcli.metrics import direction as metric_direction
+from dlcli.processes import RUN_NOTE, WORKER, read_note
 from dlcli.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.signals import PARENT, held, stop_after_batch
 
@@ -277,13 +278,14 @@ class Sweeper:
         self.storage_url = storage
         self.console, self.progress = console, progress
         self.running: dict[int, TrialProcess] = {}
-        self.env = {k: v for k, v in os.environ.items() if k not in ("DLCLI_RUN_NOTE", "DLCLI_WORKER")}
-        self.cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        self.env = {k: v for k, v in os.environ.items() if k not in (RUN_NOTE, WORKER)}
+        self.cores = usable_cores()
         self.study = None
         self.spares: dict[int, tuple] = {}  # slot -> (process, note, log) of its next trial's process
         self.preload = preload_spec(config)
         self.began = time.time()
-        self.uid = str((folder.read_json(SWEEP_FILE, {}) or {}).get("uid") or folder.id)
+        self.record = folder.read_json(SWEEP_FILE, {}) or {}  # sweep.json: this process writes it
+        self.uid = str(self.record.get("uid") or folder.id)
 
     # -- the study
     def open_study(self, fresh: bool):
@@ -384,6 +386,7 @@ class Sweeper:
         from dlcli.signals import Terminated, signals_raise
 
         dists = distributions(self.settings.space)
+        self.logs = self.folder.folder(LOGS)  # checked once: nothing but this process writes in it
         remaining = max(0, trials - self.finished_here())
         if self.settings.sampler == "grid":
             remaining = min(remaining, max(0, grid_size(self.settings.space) - self._grid_done()))
@@ -408,13 +411,12 @@ class Sweeper:
                 if self.running:  # Ctrl-C, SIGTERM or an error in the sweep itself
                     self._stop_all(stop.requested or signal.SIGTERM)
         if interrupted or stop.requested is not None:
-            self.write("interrupted")
-            self.final_files()
+            self.final_files(self.write("interrupted"))
             raise Interrupted(f"interrupted; the finished trials are kept: carry on with "
                               f"`dlcli sweep --resume {self.folder.path}`")
-        completed = record_counts(self._trials_here()).get("completed", 0)
+        completed = record_counts([t for t in self.trial_rows() if t["here"]]).get("completed", 0)
         record = self.write("completed" if completed else "failed")
-        self.final_files()
+        self.final_files(record)
         return record
 
     def _grid_done(self) -> int:
@@ -436,7 +438,7 @@ class Sweeper:
         argv = ["train", str(self.folder.path / CONFIG_FILE), "--runs-dir", str(self.folder.path), "--json", "--quiet",
                 "--set", f"name={self.config.name}-t{number:04d}",
                 *[part for key, value in trial.params.items() for part in ("--set", override(key, value))]]
-        log = self.folder.folder(LOGS) / f"trial-{number:04d}.log"
+        log = self.logs / f"trial-{number:04d}.log"
         spare = self.spares.pop(slot, None)
         process, note = self._hand(spare, argv, log) if spare is not None else (None, None)
         if process is None:
@@ -444,7 +446,7 @@ class Sweeper:
         trial.set_user_attr("cores", len(self._cores(slot) or self.cores))
         self.running[number] = TrialProcess(trial, process, slot, time.time(), log, note)
         if more > len(self.spares) and self.preload:
-            self.spares[slot] = self._spawn(slot, None, self.folder.folder(LOGS) / f"spare-{slot}-{number:04d}.log")
+            self.spares[slot] = self._spawn(slot, None, self.logs / f"spare-{slot}-{number:04d}.log")
         self._say(f"trial {number} started: " + ", ".join(f"{short_key(k)}={_value(v)}" for k, v in trial.params.items()))
         self.write("running")
 
@@ -453,7 +455,7 @@ class Sweeper:
         Keras and its backend, then waits for its argv on stdin (`await_trial`)."""
         note = log.with_suffix(".note")
         note.unlink(missing_ok=True)
-        env = {**self.env, "DLCLI_RUN_NOTE": str(note), PARENT: str(os.getpid())}
+        env = {**self.env, RUN_NOTE: str(note), PARENT: str(os.getpid())}
         if argv is None:
             env[PRELOAD] = self.preload
         cores = self._cores(slot)
@@ -575,9 +577,9 @@ class Sweeper:
         with contextlib.suppress(OSError):
             if tp.log.stat().st_size == 0:
                 tp.log.unlink()
-        self._say_end(number)
-        self.write("running")
-        self.final_files(figures=False)
+        record = self.write("running")
+        self._say_end(record, number)
+        self.final_files(record, figures=False)
 
     def _stop_all(self, signum: int) -> None:
         """Pass the stop on to every trial in flight, wait for them to write their last
@@ -609,9 +611,6 @@ class Sweeper:
             self.running.clear()
 
     # -- the record
-    def _trials_here(self) -> list[dict]:
-        return [t for t in self.trial_rows() if t["here"]]
-
     def trial_rows(self) -> list[dict]:
         rows = []
         for t in self.study.get_trials(deepcopy=False):
@@ -642,7 +641,7 @@ class Sweeper:
     def write(self, status: str) -> dict:
         """Rewrite sweep.json: the status, the settings and every trial of the study."""
         rows = self.trial_rows()
-        record = self.folder.read_json(SWEEP_FILE, {}) or {}
+        record = self.record
         record.update(
             status=status, pid=os.getpid(), host=socket.gethostname(),
             metric=self.target.metric, direction=self.target.direction,
@@ -655,16 +654,14 @@ class Sweeper:
         self.folder.write_json(SWEEP_FILE, record)
         return record
 
-    def final_files(self, figures: bool = True) -> None:
-        """best.yaml as the study stands (after each trial); history.png and importance.png
-        (at the end: drawing, and Optuna's fANOVA, would take CPU from the trials)."""
-        rows = self.trial_rows()
-        best = self.best(rows)
-        if best is not None:
-            self.folder.write_text(BEST_FILE, self.best_yaml(best))
+    def final_files(self, record: dict, figures: bool = True) -> None:
+        """best.yaml as sweep.json `record` has the study (after each trial); history.png and
+        importance.png (at the end: drawing, and Optuna's fANOVA, would take CPU from the trials)."""
+        if record["best"] is not None:
+            self.folder.write_text(BEST_FILE, self.best_yaml(record["best"]))
         if figures:
             with contextlib.suppress(Exception):  # a figure is a convenience: never the sweep's failure
-                self._figures(rows)
+                self._figures(record["trials"])
 
     def best_yaml(self, best: dict) -> str:
         """The best trial's resolved config (its run's config.yaml), named as the sweep's config."""
@@ -691,9 +688,8 @@ class Sweeper:
         if importances:
             figure = importance_figure(importances, self.target.metric)
             self.folder.save("importance.png", lambda tmp: figure.savefig(tmp, dpi=80))
-            record = self.folder.read_json(SWEEP_FILE, {}) or {}
-            record["importance"] = importances
-            self.folder.write_json(SWEEP_FILE, record)
+            self.record["importance"] = importances
+            self.folder.write_json(SWEEP_FILE, self.record)
 
     def importances(self) -> dict | None:
         """Optuna's fANOVA importance of each parameter (None: too few completed trials)."""
@@ -719,12 +715,11 @@ class Sweeper:
         self._say(f"sweep {self.folder.id}: {remaining} trial(s), {s.parallel} at a time; "
                   f"{self.target.metric} ({self.target.direction}), sampler {s.sampler}, pruner {s.pruner}")
 
-    def _say_end(self, number: int) -> None:
-        rows = self.trial_rows()
-        row = next((r for r in rows if r["number"] == number), None)
+    def _say_end(self, record: dict, number: int) -> None:
+        row = next((r for r in record["trials"] if r["number"] == number), None)
         if row is None:
             return
-        best = self.best(rows)
+        best = record["best"]
         tail = f"  (best {best['value']:.4g}, trial {best['trial']})" if best else ""
         took = f"  {row['duration_s']:.1f} s" if row["duration_s"] is not None else ""
         if row["state"] == "completed":
@@ -789,12 +784,9 @@ def _inside(path: str, folder: Path) -> bool:
 
 
 def _noted_run(note: Path) -> Path | None:
-    with contextlib.suppress(OSError):
-        for line in note.read_text().splitlines():
-            stage, _, detail = line.partition(" ")
-            if stage == "run" and detail:
-                return Path(detail)
-    return None
+    """The run folder a trial named in its note (`dlcli.processes.note`), once it has one."""
+    noted = read_note(note).get("run")
+    return Path(noted) if noted else None
 
 
 def _json_line(data: bytes) -> dict:
@@ -876,8 +868,15 @@ def _settings(config: Config, trials: int | None, parallel: int | None) -> Sweep
     return settings
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def _check_parallel(parallel: int, where: str) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(usable_cores())
     if parallel > cores:
         raise ConfigError(Problem(
             f"{parallel} trials at once is more than the {cores} cores this process may use (each trial needs one "
@@ -928,10 +927,10 @@ def _reopen(ref, runs_dir, trials, parallel, storage, console, progress) -> tupl
         raise ConfigError(Problem("the sweep's storage needs its password: give --storage again", where="--resume"))
     url = storage or (f"sqlite:///{(folder.path / STUDY_FILE).resolve()}" if recorded == STUDY_FILE else recorded)
     target = Target(record.get("metric") or "val_loss", record.get("direction") or "min")
-    sweeper = Sweeper(folder, config, settings, target, url, console, progress)
     record.update(sweep=settings.model_dump(mode="json"), resumes=int(record.get("resumes", 0)) + 1,
                   duration_before_s=float(record.get("duration_s") or 0))
     folder.write_json(SWEEP_FILE, record)
+    sweeper = Sweeper(folder, config, settings, target, url, console, progress)
     sweeper.open_study(fresh=False)
     return sweeper, settings.trials
 
