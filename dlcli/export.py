@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
+from dlcli.export_safety import build_folder, checked_targets, replace_folder, written
 from dlcli.runfolder import now_iso
 
 INSTALL = "pip install 'dlcli[export]'"
@@ -360,18 +361,6 @@ def chosen_formats(requested) -> tuple[list[Format], dict[str, str]]:
     return [f for f in FORMATS.values() if not missing[f.name]], skipped
 
 
-def _replace_folder(built: Path, target: Path) -> None:
-    """Put a finished copy's folder in place of the old one (never a half-written copy)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    built.rename(target)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -385,27 +374,35 @@ def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Calla
 
     chosen, skipped = chosen_formats(formats)
     run = open_run(run, runs_dir)
-    trained_on = (run.record.get("runtime") or {}).get("backend")
-    keras, model, config, record = load_run_model(run, "tensorflow")
-    if not os.environ.get("DLCLI_DEBUG"):  # TensorFlow's Python warnings while saving ("probably safe to ignore")
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    labels = run_labels(run, record, model)
-    preprocessing = run_preprocessing(run, record)
-    table = RawTable(preprocessing) if preprocessing is not None else None
-
     if output is not None:
         root = Path(output).resolve()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(Problem(f"cannot create it: {io_error(exc)}", where=str(output))) from None
-        job = Job(run, keras, model, config, labels, table, trained_on, root, root, root / "exports.json")
+        if root.exists() and not root.is_dir():
+            raise ConfigError(Problem("--output names a file; give a folder (it is created if missing)",
+                                      where=str(output)))
+        where, report_path, elsewhere = root, root / "exports.json", "choose another --output"
+        shown = (str(output), str(Path(output) / "exports.json"))
     else:
         run.lock()  # one export or resume of a run at a time; let go when done (below)
-        job = Job(run, keras, model, config, labels, table, trained_on, run.path, run.folder("export"),
-                  run.file("exports.json"))
+        root, where, report_path = run.path, run.folder("export"), run.file("exports.json")
+        shown, elsewhere = (str(where), str(report_path)), "export elsewhere with --output DIR"
     try:
-        return _export(job, chosen, skipped, progress or (lambda text: None))
+        # Before the slow part and before writing anything: every folder to be replaced is
+        # dlcli's own earlier copy, and exports.json is dlcli's record (else exit 2).
+        previous = checked_targets(where, [f.name for f in chosen], report_path, *shown, elsewhere)
+        trained_on = (run.record.get("runtime") or {}).get("backend")
+        keras, model, config, record = load_run_model(run, "tensorflow")
+        if not os.environ.get("DLCLI_DEBUG"):  # TensorFlow's Python warnings while saving ("probably safe to ignore")
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        labels = run_labels(run, record, model)
+        preprocessing = run_preprocessing(run, record)
+        table = RawTable(preprocessing) if preprocessing is not None else None
+        if output is not None:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(Problem(f"cannot create it: {io_error(exc)}", where=str(output))) from None
+        job = Job(run, keras, model, config, labels, table, trained_on, root, where, report_path, shown[0], elsewhere)
+        return _export(job, chosen, skipped, previous, progress or (lambda text: None))
     finally:
         run.unlock()
 
@@ -424,12 +421,14 @@ class Job:
     root: Path  # paths in exports.json are relative to it (the run folder, or --output)
     where: Path  # the formats' folders go in here
     report_path: Path
+    shown_where: str  # `where` as the user named it
+    elsewhere: str  # the other way out when a folder is the user's (another --output)
 
     def shown(self, path: Path) -> str:
         return str(path.relative_to(self.root))
 
 
-def _export(job: Job, chosen: list[Format], skipped: dict, say: Callable[[str], None]) -> dict:
+def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: Callable[[str], None]) -> dict:
     from dlcli.data import load_data
     from dlcli.outputs import class_probabilities
 
@@ -456,16 +455,13 @@ def _export(job: Job, chosen: list[Format], skipped: dict, say: Callable[[str], 
             str(b): latency_ms(lambda rows: model.predict(rows, batch_size=len(rows), verbose=0), x, b)
             for b in LATENCY_BATCHES}},
     }
-    previous = _read_previous(job.report_path)
     results = dict(previous.get("formats", {}))
     for fmt in chosen:
         say(f"writing {fmt.name}")
         entry = {"status": "failed", "runtime": fmt.runtime,
                  "takes": RAW if (table is None or fmt.raw_tables) else INDICES}
-        built = where / f".{fmt.name}.building"
-        if built.exists():
-            shutil.rmtree(built)
-        built.mkdir()
+        built = build_folder(where, fmt.name)  # ours alone: the only folders deleted below
+        earlier = results.get(fmt.name)
         exported, against = model, reference
         if fmt.float32 and precision != "float32":
             # The copy computes the model in float32: checked against the same weights in
@@ -482,7 +478,9 @@ def _export(job: Job, chosen: list[Format], skipped: dict, say: Callable[[str], 
         try:
             path = fmt.write(exported, built, table)
             final = (where / fmt.name / path.relative_to(built)) if path != built else where / fmt.name
-            _replace_folder(built, where / fmt.name)
+            files = written(built)
+            replace_folder(built, where / fmt.name, earlier, f"{job.shown_where}/{fmt.name}", job.elsewhere)
+            entry["files"] = files  # what is ours to replace next time
             copy = fmt.load(final, table)
             say(f"checking {fmt.name} on {len(x)} test samples")
             outputs = outputs_of(copy.run, x)
@@ -493,6 +491,8 @@ def _export(job: Job, chosen: list[Format], skipped: dict, say: Callable[[str], 
             entry["latency_ms_per_sample"] = {str(b): latency_ms(copy.run, x, b) for b in LATENCY_BATCHES}
         except Exception as exc:  # noqa: BLE001 - a converter or runtime fails in many ways
             shutil.rmtree(built, ignore_errors=True)
+            if "files" not in entry and isinstance(earlier, dict) and "files" in earlier:
+                entry["files"] = earlier["files"]  # the older copy stayed: still ours to replace
             entry["error"] = f"{type(exc).__name__}: {first_line(exc)[:300]}"
             results[fmt.name] = entry
             continue
@@ -534,17 +534,6 @@ def _first_rows(split, count: int, shape: tuple) -> np.ndarray:
         if held >= count:
             break
     return np.concatenate(batches) if batches else np.zeros((0, *shape), "float32")
-
-
-def _read_previous(path: Path) -> dict:
-    """The exports.json an earlier export wrote, for the formats this one does not redo."""
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) and isinstance(data.get("formats"), dict) else {}
 
 
 def _write_report(path: Path, report: dict) -> None:
