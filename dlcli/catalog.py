@@ -4,6 +4,10 @@ It reads run folders and never writes to one; it imports neither TensorFlow nor 
 scikit-learn or matplotlib), so the commands built on it answer at once. Which way a metric
 is better comes from the run's own record (`dlcli.metrics`).
 
+It reads what it shows: `dlcli runs --limit N` (newest first) and `show latest` read the
+folders they list and those whose names say they may be as new (`dlcli.runfolder.newest_first`),
+not the whole runs dir; a full listing reads each folder once.
+
 A run's status is what its run.json says, with two corrections a reader needs:
 `running` whose process is gone from this host is `killed`, and a folder without a
 readable run.json (a crash while it was being created, or a stray folder) is `incomplete`.
@@ -16,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import os
 import time
@@ -26,7 +32,15 @@ import yaml
 from dlcli.config_text import MAX_BYTES, config_differences, safe_load
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.metrics import direction
-from dlcli.runfolder import RunFolder, effective_status, runs_dir_from
+from dlcli.runfolder import (
+    RunFolder,
+    effective_status,
+    folder_names,
+    newest_first,
+    read_json_at,
+    runs_dir_from,
+    stamp_time,
+)
 from dlcli.runfolder import timestamp as _timestamp
 
 SPLITS = ("test", "val", "train")
@@ -37,16 +51,17 @@ RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "
 
 # -- one run -------------------------------------------------------------------------------
 
-def summarize(folder: str | os.PathLike) -> dict:
+def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
     """One row of `dlcli runs` from a folder's run.json and metrics.json; never raises.
 
     Returns a dict with id, name, path, status, started, ended, duration_s, epochs (the
     configured total), epochs_run, best_epoch, metrics ({train, val, test}),
     samples_per_s and error. A folder without a readable run.json is `incomplete`.
+    `record` is its run.json when read already ({} when it could not be).
     """
-    run = RunFolder(folder)
-    folder = run.path
-    record = run.read_json("run.json")
+    folder = folder if isinstance(folder, Path) else Path(folder)
+    if record is None:
+        record = read_json_at(os.path.join(folder, "run.json"))
     row = {
         "kind": "run", "id": folder.name, "name": None, "path": str(folder), "status": "incomplete",
         "started": None, "ended": None, "duration_s": None, "epochs": None, "epochs_run": None,
@@ -54,7 +69,7 @@ def summarize(folder: str | os.PathLike) -> dict:
     }
     if not isinstance(record, dict) or not record:
         return row
-    metrics = run.read_json("metrics.json")
+    metrics = read_json_at(os.path.join(folder, "metrics.json"))
     metrics = metrics if isinstance(metrics, dict) else {}
     status = effective_status(record)
     duration = record.get("duration_s")
@@ -63,7 +78,7 @@ def summarize(folder: str | os.PathLike) -> dict:
         duration = round(time.time() - started, 1) if started else None
     epochs_run = metrics.get("epochs_run")
     if epochs_run is None and status != "incomplete":
-        epochs_run = _history_rows(run)  # unfinished: no metrics.json yet
+        epochs_run = _history_rows(RunFolder(folder))  # unfinished: no metrics.json yet
     row.update(
         name=record.get("name"), status=status, started=record.get("started"), ended=record.get("ended"),
         duration_s=duration, epochs=record.get("epochs"), epochs_run=epochs_run,
@@ -108,19 +123,13 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
             best first: higher first for accuracy/auc/precision/recall/f1, lower first
             for loss and errors; or `started`, `duration`, `name`. Runs without the
             value come last.
+
+    Newest first is by `started` in run.json (sweep.json for a sweep); a folder without
+    one by the time in its name, else by its mtime; ties by id, the larger first.
     """
     runs = runs_dir_from(runs_dir)
-    try:
-        folders = [Path(e.path) for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir()]
-    except FileNotFoundError:
-        return []
-    except NotADirectoryError:
-        raise ConfigError(Problem("is a file, not a runs dir; choose another with --runs-dir", where=str(runs))) from None
-    except OSError as exc:
-        raise ConfigError(Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))) from None
-    rows = [summarize_sweep(folder) if is_sweep(folder) else summarize(folder) for folder in folders]
-    started = {row["path"]: _timestamp(row["started"]) or _mtime(row["path"]) for row in rows}
-    rows.sort(key=lambda r: (started[r["path"]], r["id"]), reverse=True)
+    with no_collection():
+        rows = [_row(*found) for _, _, found in newest_first(_names(runs), lambda name: _dated(runs, name))]
     if not sort or sort == "started":
         return rows
     if sort == "duration":
@@ -141,6 +150,67 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
     return sorted(rows, key=lambda r: (values[r["path"]] is None, sign * (values[r["path"]] or 0.0)))
 
 
+def select_runs(runs_dir=None, sort: str | None = None, limit: int | None = None) -> tuple[list[dict], int]:
+    """The first `limit` runs of `find_runs(runs_dir, sort)` (all with None), and how many
+    runs there are: what `dlcli runs` shows.
+
+    Newest first (no sort, or `started`) with a limit, it reads the folders it shows and
+    those whose names say they may be as new (started within `STAMP_SLACK` of them), not
+    the whole runs dir (`dlcli.runfolder.newest_first`); the total is a count of folders.
+    """
+    if limit is None or limit < 1 or (sort and sort != "started"):
+        rows = find_runs(runs_dir, sort)
+        return (rows if limit is None else rows[:limit]), len(rows)
+    runs = runs_dir_from(runs_dir)
+    names = _names(runs)
+    with no_collection():
+        newest = newest_first(names, lambda name: _dated(runs, name), limit)
+        return [_row(*found) for _, _, found in newest], len(names)
+
+
+@contextlib.contextmanager
+def no_collection():
+    """No cyclic garbage collection inside the block: reading thousands of JSON files
+    makes hundreds of thousands of containers (none in a cycle), and the collector, which
+    runs every few hundred new ones and rescans the older ones, took a third of the time
+    of a listing (and of its JSON text)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _names(runs: Path) -> list[str]:
+    """The runs dir's folders ([] when it does not exist); a ConfigError when it cannot be read."""
+    try:
+        return folder_names(runs)
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        raise ConfigError(Problem("is a file, not a runs dir; choose another with --runs-dir", where=str(runs))) from None
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))) from None
+
+
+def _dated(runs: Path, name: str) -> tuple[float, tuple[Path, bool, dict]]:
+    """When a folder of the runs dir started, as the listing orders it (see `find_runs`),
+    with what it read to know: (time, (folder, is a sweep, its run.json or sweep.json))."""
+    folder = runs / name
+    path = str(folder)
+    sweep = os.path.isfile(os.path.join(path, SWEEP_FILE))
+    record = read_json_at(os.path.join(path, SWEEP_FILE if sweep else "run.json"))
+    record = record if isinstance(record, dict) else {}
+    return _timestamp(record.get("started")) or stamp_time(name, local=True) or _mtime(path), (folder, sweep, record)
+
+
+def _row(folder: Path, sweep: bool, record: dict) -> dict:
+    return summarize_sweep(folder, record) if sweep else summarize(folder, record)
+
+
 def _direction(metric: str, rows: list[dict]) -> str:
     """The metric's direction as the runs recorded it (the first that did), else a guess."""
     known = next((row["directions"] for row in rows if metric in row.get("directions", {})), None)
@@ -149,8 +219,7 @@ def _direction(metric: str, rows: list[dict]) -> str:
 
 def list_runs(runs_dir=None, sort: str | None = None, limit: int | None = None) -> list[dict]:
     """The first `limit` runs of `find_runs(runs_dir, sort)`: what `dlcli runs` shows."""
-    rows = find_runs(runs_dir, sort)
-    return rows if limit is None else rows[:limit]
+    return select_runs(runs_dir, sort, limit)[0]
 
 
 def run_details(ref=None, runs_dir=None) -> dict:
@@ -321,5 +390,5 @@ def _exports(run: RunFolder) -> dict | None:
 
 
 __all__ = [
-    "compare_runs", "find_runs", "list_runs", "metric_value", "parse_metric", "run_details", "summarize",
+    "compare_runs", "find_runs", "list_runs", "metric_value", "parse_metric", "run_details", "select_runs", "summarize",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import heapq
 import json
 import os
 import re
@@ -305,19 +306,136 @@ class RunFolder:
 
 
 def latest_run(runs_dir: Path) -> RunFolder | None:
-    """The newest run (by its start time in run.json) in a runs dir."""
+    """The newest run (by its start time in run.json; ties: the larger folder name) in a
+    runs dir, reading run.json only of the folders that may be it (`newest_first`)."""
     if not runs_dir.is_dir():
         return None
-    best, best_key = None, None
-    for folder in runs_dir.iterdir():
-        run = RunFolder(folder)
-        record = run.record if folder.is_dir() and not folder.name.startswith(".") else {}
-        if not record:
-            continue
-        key = (timestamp(record.get("started")) or 0.0, folder.name)
-        if best_key is None or key > best_key:
-            best, best_key = run, key
-    return best
+    base = str(runs_dir)
+
+    def started(name: str):
+        record = read_json_at(os.path.join(base, name, "run.json"))
+        if not isinstance(record, dict) or not record:
+            return None  # not a run (a sweep, a stray or half-made folder)
+        return timestamp(record.get("started")) or 0.0, None
+
+    newest = newest_first(folder_names(runs_dir), started, 1)
+    return RunFolder(runs_dir / newest[0][1]) if newest else None
+
+
+# -- listing many run folders -----------------------------------------------------------------
+
+# The end of a folder name dlcli made: `-YYYYMMDD-HHMMSS`, then `-N` when that second was taken.
+STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
+# A stamp is the local wall-clock time of the machine that made the folder, a moment after
+# run.json's `started` was taken on the same clock. UTC offsets run from -12:00 to +14:00, so
+# the moment a stamp names is at most 12 hours after the stamp read as UTC; 14 is a margin.
+STAMP_SLACK = 14 * 3600.0
+
+
+def folder_names(runs_dir: str | os.PathLike) -> list[str]:
+    """The names of the folders in a runs dir that may be runs (not hidden); OSError as
+    `os.scandir` raises it (FileNotFoundError for a missing runs dir)."""
+    with os.scandir(runs_dir) as entries:
+        return [entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir()]
+
+
+def stamp_time(name: str, local: bool = False) -> float | None:
+    """The time at the end of a run folder's name (`digits-mlp-20261121-082033[-2]`) in
+    seconds since the epoch, read as UTC (or as this machine's local time); None without one."""
+    match = STAMP.search(name)
+    if match is None:
+        return None
+    text = match.group(1)
+    try:  # by hand: strptime takes longer than everything else `dlcli runs -n 20` does per folder
+        when = datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
+                        int(text[13:15]), tzinfo=None if local else timezone.utc)
+    except ValueError:
+        return None
+    return when.timestamp()
+
+
+def newest_first(names: list[str], read, count: int | None = None) -> list[tuple]:
+    """The `count` folders (every one when None) that `read` dates newest, newest first.
+
+    `read(name)` returns (time, payload), or None to leave the folder out; the result is
+    [(time, name, payload)], ordered by (time, name) from the largest, as sorting them all
+    would. With a `count`, a folder whose name ends in dlcli's stamp is read only while it
+    could still be among the newest: its time is at most its stamp (read as UTC) plus
+    `STAMP_SLACK` (true of every folder dlcli made, whose `started` precedes its name). A
+    folder without a stamp is always read; one found later than its stamp allows (not named
+    by dlcli) makes it read them all.
+    """
+    found: list[tuple] = []
+    if count is None:
+        for name in names:
+            got = read(name)
+            if got is not None:
+                found.append((got[0], name, got[1]))
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return found
+    bounded, unbounded = [], []
+    for name in names:
+        stamp = stamp_time(name)
+        if stamp is None:
+            unbounded.append(name)
+        else:
+            bounded.append((stamp + STAMP_SLACK, name))
+    bounded.sort(reverse=True)
+    trust = True
+
+    def offer(name: str, bound: float | None) -> None:
+        nonlocal trust
+        got = read(name)
+        if got is None:
+            return
+        if bound is not None and got[0] > bound:
+            trust = False
+        item = (got[0], name, got[1])  # names are unique: a payload is never compared
+        if len(found) < count:
+            heapq.heappush(found, item)
+        elif item[:2] > found[0][:2]:
+            heapq.heapreplace(found, item)
+
+    for name in unbounded:
+        offer(name, None)
+    for bound, name in bounded:
+        if trust and len(found) >= count and found[0][:2] > (bound, name):
+            break  # no folder left can be newer than the ones found
+        offer(name, bound)
+    return sorted(found, key=lambda item: (item[0], item[1]), reverse=True)
+
+
+def read_json_at(path: str, default=None):
+    """`RunFolder.read_json` for a file directly in a run folder, given by its path: the
+    same refusals (a link, FIFO or device is never opened; over `READ_LIMIT`, not UTF-8, not
+    JSON: `default`), without pathlib, which costs more than the read when the catalogue
+    reads thousands of small files."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return default
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return default
+    try:
+        info = os.fstat(fd)  # the file may have been swapped since the lstat
+        if not stat.S_ISREG(info.st_mode) or info.st_size > READ_LIMIT:
+            return default
+        want = info.st_size + 1  # one byte more than its size: a short read is the end of the file
+        chunks, size = [], 0
+        while size <= READ_LIMIT:
+            chunk = os.read(fd, want)
+            chunks.append(chunk)
+            size += len(chunk)
+            if len(chunk) < want:
+                break
+            want = 1 << 16  # it grew since the fstat
+        if size > READ_LIMIT:
+            return default
+        return json.loads(b"".join(chunks).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and bad JSON are ValueErrors
+        return default
+    finally:
+        os.close(fd)
 
 
 def _take_lock(path: Path, key: str) -> None:

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions
 from rich.markup import escape
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -31,11 +35,13 @@ from dlcli.cli.common import (
     exports_table,
     metrics_table,
     number,
+    require_stdout,
     show_duration,
     show_epochs,
     show_status,
     show_value,
     show_when,
+    write_stdout,
 )
 from dlcli.errors import ConfigError, Problem
 from dlcli.runfolder import runs_dir_from
@@ -52,13 +58,17 @@ def runs_command(
     debug: DebugOption = False,
 ):
     """A table of the runs in the runs dir: status, start, duration, epochs, test metrics."""
-    runs = runs_dir_from(runs_dir)
-    rows = catalog.find_runs(runs, sort=sort)
-    shown = rows if limit is None else rows[:limit]
+    with catalog.no_collection():
+        _runs(sort, limit, runs_dir_from(runs_dir), as_json)
+
+
+def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> None:
+    """`dlcli runs`: the JSON object or the table."""
+    shown, total = catalog.select_runs(runs, sort=sort, limit=limit)
     if as_json:
-        emit_json({"runs_dir": str(runs), "total": len(rows), "runs": shown})
+        emit_json({"runs_dir": str(runs), "total": total, "runs": shown})
         return
-    if not rows:
+    if not total:
         err().print(f"no runs in {escape(str(runs))} yet; train one with `dlcli train CONFIG`")
         return
     metric_columns = list(dict.fromkeys(
@@ -68,8 +78,8 @@ def runs_command(
         split, name = catalog.parse_metric(sort)
         if f"{split}.{name}" not in metric_columns:
             metric_columns.insert(0, f"{split}.{name}")
-    count = f"{len(shown)} of {len(rows)}" if len(shown) < len(rows) else str(len(rows))
-    title = f"{count} run{'s' if len(rows) != 1 else ''} in {runs}"
+    count = f"{len(shown)} of {total}" if len(shown) < total else str(total)
+    title = f"{count} run{'s' if total != 1 else ''} in {runs}"
     if sort:
         title += f", sorted by {sort}"
     table = Table(title=escape(title), title_justify="left")
@@ -85,16 +95,137 @@ def runs_command(
     sweeps = any(row.get("kind") == "sweep" for row in shown)
     if sweeps:
         table.add_column("sweep: best, trials", no_wrap=True)
+    rows = []
     for row in shown:
         cells = [escape(row["id"]), escape(str(row["name"] or "—")), show_status(row["status"]), show_when(row["started"]),
                  show_duration(row["duration_s"])]
         if row.get("kind") == "sweep":
-            table.add_row(*cells, f"{sum(row['trials'].values())} trials", *["" for _ in metric_columns], "",
-                          escape(sweep_line(row)))
+            rows.append([*cells, f"{sum(row['trials'].values())} trials", *["" for _ in metric_columns], "",
+                         escape(sweep_line(row))])
             continue
-        table.add_row(*cells, show_epochs(row), *[number(catalog.metric_value(row, column)) for column in metric_columns],
-                      number(row["best_epoch"]), *([""] if sweeps else []))
-    console().print(table)
+        rows.append([*cells, show_epochs(row), *[number(catalog.metric_value(row, column)) for column in metric_columns],
+                     number(row["best_epoch"]), *([""] if sweeps else [])])
+    console().print(RowsTable(table, rows))
+
+
+class RowsTable:
+    """A rich `Table` (columns and title, no rows yet) with `rows` added, printed as rich
+    prints it, in a fraction of the time.
+
+    Rich lays out every cell of a table through its whole machinery (10,000 runs: about
+    10 s). The cells of `dlcli runs` are one line of text each, at most one style: here
+    they are padded (or, in a table wider than the console, cut) to the widths rich gives
+    the columns and joined into lines, and rich draws only the title, header and edges (a
+    table of no rows, at those widths). A table this does not cover (markup, a line break
+    or a control character in a cell; a console narrower than two cells a column; a
+    shape `runs` does not use) is left whole to rich.
+    """
+
+    def __init__(self, table: Table, rows: list[list]):
+        self.table, self.rows = table, rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        body = self._body(console, options)
+        if body is None:
+            for row in self.rows:
+                self.table.add_row(*row)
+            yield self.table
+            return
+        head = list(console.render(self.table, options))  # title, top edge, header, rule, bottom edge
+        yield from head[:-2]
+        yield from body
+        yield from head[-2:]
+
+    def _body(self, console: Console, options: ConsoleOptions) -> list[Segment] | None:
+        """The rows' lines as rich would render them, or None when rich must lay them out."""
+        table, columns = self.table, self.table.columns
+        if (table.rows or table.caption or table.box is None or not (table.show_edge and table.show_header)
+                or table.show_footer or table.show_lines or table.leading or table.expand or table.width is not None
+                or table.min_width is not None or table.row_styles or tuple(table.padding) != (0, 1, 0, 1)
+                or not table.pad_edge or table.collapse_padding
+                or console.get_style(table.style or "") + console.get_style(table.border_style or "")):
+            return None  # a shape `runs` does not use (styled borders among them)
+        if any(console.get_style(column.style or "") or column.width is not None or column.min_width is not None
+               or column.max_width is not None or column.ratio or column.highlight or not column.no_wrap
+               or column.justify not in ("left", "right") or column.overflow != "ellipsis" for column in columns):
+            return None
+        right = [column.justify == "right" for column in columns]
+        seen: dict[str, tuple | None] = {}  # a listing repeats most of its texts ("completed", "—", names)
+
+        def read(cell, right: bool):
+            found = seen.get(cell) if isinstance(cell, str) else None
+            if found is None:
+                found = self._cell(console, cell)
+                if isinstance(cell, str):
+                    seen[cell] = found
+            # rich strips the end of a right-justified cell
+            return None if found is None or (right and found[0].endswith(" ")) else found
+
+        cells = [[read(cell, right[i]) for i, cell in enumerate(row)] for row in self.rows]
+        headers = [read(column.header, False) for column in columns]
+        if None in headers or any(len(row) != len(columns) or None in row for row in cells):
+            return None
+        widths = [max(length for _, length, _ in column) + 2 for column in zip(headers, *cells)]  # 1 space each side
+        room = options.max_width - len(columns) - 1  # the borders take the rest
+        if sum(widths) > room:
+            widths = [min(width, room) for width in widths]  # rich measures each column within the room
+            widths = _narrowed(widths, sum(widths) - room)
+            if sum(widths) > room or min(widths) < 2:
+                return None  # narrower than its padding: rich knows what to do
+        sizes = [width - 2 for width in widths]
+        for column, size in zip(columns, sizes):
+            column.width = size  # rich measures every cell otherwise
+        box = table.box.substitute(options, safe=table.safe_box if table.safe_box is not None else console.safe_box)
+        plain = console.color_system is None  # no styles in the output: one segment for all
+        segments, run = [], []  # `run`: text waiting to become one unstyled segment
+        for index, row in enumerate(cells):
+            last = index == len(cells) - 1
+            run.append(box.foot_left if last else box.mid_left)
+            divider = box.foot_vertical if last else box.mid_vertical
+            for i, (text, length, style) in enumerate(row):
+                if length > sizes[i]:  # too wide for a narrowed column: cut, as rich does, with an ellipsis
+                    text, length = (set_cell_size(text, sizes[i] - 1) + "…" if sizes[i] else ""), sizes[i]
+                padding = " " * (sizes[i] - length)
+                text = padding + text if right[i] else text + padding
+                if style and not plain:
+                    segments += [Segment("".join(run) + " "), Segment(text, style)]
+                    run = [" "]
+                else:
+                    run.append(f" {text} ")
+                run.append(divider if i < len(row) - 1 else box.foot_right if last else box.mid_right)
+            run.append("\n")
+        segments.append(Segment("".join(run)))
+        return segments
+
+    @staticmethod
+    def _cell(console: Console, cell) -> tuple[str, int, Style | None] | None:
+        """A cell as (text, width in cells, style), or None when it needs rich's layout."""
+        if isinstance(cell, str):
+            if "[" not in cell and ":" not in cell:
+                text, style = cell, None
+            else:
+                cell = console.render_str(cell, highlight=False)  # markup and :emoji: codes, as rich reads a cell
+        if isinstance(cell, Text):
+            if cell.spans or cell.justify or cell.overflow or cell.no_wrap is not None:
+                return None
+            text, style = cell.plain, console.get_style(cell.style) if isinstance(cell.style, str) else cell.style
+        elif not isinstance(cell, str):
+            return None
+        if not text.isprintable():  # a line break, a tab, a control character
+            return None
+        return text, len(text) if text.isascii() else cell_len(text), style
+
+
+def _narrowed(widths: list[int], excess: int) -> list[int]:
+    """Columns made `excess` cells narrower in all, evenly, as rich narrows a table of
+    columns that may not wrap (`rich._ratio.ratio_reduce` with equal ratios)."""
+    out, left = [], len(widths)
+    for width in widths:
+        taken = min(width, round(excess / left))
+        out.append(width - taken)
+        excess -= taken
+        left -= 1
+    return out
 
 
 def sweep_line(row: dict) -> str:
@@ -378,10 +509,12 @@ def schema_command(
     Its output is JSON already; `--json` prints it on one line (or, with --output, where it went)."""
     from dlcli.config import config_schema
 
+    if output is None:
+        require_stdout("give --output FILE")
     schema = config_schema()
     text = json.dumps(schema, indent=2) + "\n"
     if output is None:
-        typer.echo(json.dumps(schema) + "\n" if as_json else text, nl=False)
+        write_stdout(json.dumps(schema) + "\n" if as_json else text)
         return
     from dlcli.files import write_output
 
