@@ -8,14 +8,18 @@ everywhere; process 0 writes the run folder and prints the result, the others wr
 into a scratch folder that is removed at the end and print their progress on stderr only.
 
 - `Group` is the three options, checked.
-- `supervise` runs the process's training in a child and watches it. JAX's coordination
+- `supervise` runs the process's training in a child (`python -m dlcli.child`, told its
+  part by `dlcli.handoff`, never by the environment) and watches it. JAX's coordination
   service ends a process whose peer died or stopped answering with SIGABRT and a C++ stack
   on stderr (after `DLCLI_PEER_TIMEOUT` seconds without a heartbeat); the parent turns that
   into one line and marks the run folder failed. Native log lines are kept off the terminal
   unless `--debug`.
 - `join` starts the distributed runtime (`keras.distribution.initialize`) with dlcli's
-  timeouts; `handed_folder` gives the followers a copy of the leader's run folder for
-  `--resume` (they may run on machines that do not have it).
+  timeouts, once process 0 has found the coordinator's port free (`port_taken`);
+  `check_same_config` then stops every process when their configs differ (a different
+  model or step count would otherwise end in a peer that stops answering);
+  `handed_folder` gives the followers a copy of the leader's run folder for `--resume`
+  (they may run on machines that do not have it).
 - `batches` feeds a process its share of a split (`Split.shard`): the same number of samples
   in every process, each global batch made of one per-process batch from each.
 - `local_model` is the trained model as an ordinary one-process model, for scoring and
@@ -25,27 +29,30 @@ into a scratch folder that is removed at the end and print their progress on std
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
+import json
 import math
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dlcli import handoff
 from dlcli.errors import ConfigError, Problem, RunFailed
 
-WORKER = "DLCLI_WORKER"  # set in the supervised child: it trains
-RUN_NOTE = "DLCLI_RUN_NOTE"  # a file where the child notes its run folder, then `done`
 PEER_TIMEOUT = "DLCLI_PEER_TIMEOUT"  # seconds without a peer's heartbeat before giving up
 START_TIMEOUT = "DLCLI_START_TIMEOUT"  # seconds to wait for every process to join
 DEFAULT_PEER_TIMEOUT, DEFAULT_START_TIMEOUT = 60, 300
@@ -120,8 +127,9 @@ def supervise(group: Group, argv: list[str], debug: bool = False) -> int:
     """Run `dlcli ARGV` as this process's worker and return the exit code to end with."""
     handle, note_path = tempfile.mkstemp(prefix="dlcli-run-", suffix=".txt")
     os.close(handle)
-    env = {**os.environ, WORKER: "1", RUN_NOTE: note_path}
-    child = subprocess.Popen([sys.executable, "-m", "dlcli", *argv], env=env, stdin=subprocess.DEVNULL,
+    # The worker trains, and notes how far it got in `note_path`.
+    part = handoff.Handoff(note=note_path, worker=True)
+    child = subprocess.Popen(handoff.child_command(part, argv), stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Gloo announces its connections on stdout, which --json keeps to one object.
     relay = threading.Thread(target=_relay, args=(child.stdout, sys.stdout, debug), daemon=True)
@@ -193,9 +201,9 @@ def read_note(path: str | os.PathLike) -> dict:
 def note(stage: str, detail: str = "") -> None:
     """In a supervised worker, tell the parent how far it got: `joining`, `joined`,
     `scratch PATH` (a follower's scratch folder), `run PATH` (the run folder it writes),
-    `done` (the result is out)."""
-    if os.environ.get(RUN_NOTE):
-        with contextlib.suppress(OSError), open(os.environ[RUN_NOTE], "a") as handle:
+    `done` (the result is out). Elsewhere (`handoff.current.note` unset) nothing."""
+    if handoff.current.note is not None:
+        with contextlib.suppress(OSError), open(handoff.current.note, "a") as handle:
             handle.write(f"{stage} {detail}".rstrip() + "\n")
 
 
@@ -214,10 +222,14 @@ def join(group: Group) -> None:
     """Start JAX's distributed runtime for this process (before any JAX computation)."""
     from dlcli.runtime import import_keras
 
+    start, heartbeat = timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT), timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)
+    if group.leads and port_taken(int(group.coordinator.rpartition(":")[2])):
+        # JAX's coordinator would fail to listen there, and every process wait out its start timeout.
+        raise ConfigError(Problem("the port is already in use on this host (another program, or an earlier run "
+                                  "still ending); choose a free port", where=f"--coordinator {group.coordinator}"))
     keras = import_keras("jax")
     import jax
 
-    start, heartbeat = timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT), timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)
     note("joining")
     original = jax.distributed.initialize
     # keras.distribution.initialize takes no timeouts; JAX's defaults wait 5 minutes for
@@ -237,6 +249,89 @@ def join(group: Group) -> None:
     finally:
         jax.distributed.initialize = original
     note("joined")
+
+
+def port_taken(port: int) -> bool:
+    """Whether a socket listens on `port` on this host, where JAX's coordinator listens on
+    every address (`[::]:PORT`). The probe is closed before JAX binds the port itself."""
+    for family, address in ((socket.AF_INET6, ("::", port)), (socket.AF_INET, ("0.0.0.0", port))):
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 on this host
+            continue
+        with probe:
+            # A connection of an earlier run in TIME_WAIT does not keep gRPC's server from
+            # the port (it sets SO_REUSEADDR too), a listener does: without SO_REUSEPORT it
+            # conflicts with this probe even when the listener set it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                with contextlib.suppress(OSError):  # both IPv6 and IPv4, as `[::]` is
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                probe.bind(address)
+                probe.listen(1)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+                continue  # this family cannot bind here: try the next
+            return False
+    return False
+
+
+# Each part of a config every process must share; `output` is process 0's alone (the
+# others write a scratch folder), and `sweep` is no part of what a run trains.
+SECTIONS = ("name", "seed", "data", "model", "compile", "training", "runtime")
+
+
+def fingerprint(config, overrides=()) -> list[int]:
+    """One hash per `SECTIONS` entry of what this process trains: of `config` resolved; of
+    the `--set` options on a resume (`config` None: every process continues the leader's
+    run, so only those can differ). Leaves out what may differ between machines: data
+    files' folders, the cache folder; runtime.backend (several processes train on jax)."""
+    if config is not None:
+        resolved = config.to_dict()
+        data = resolved["data"]
+        data.pop("cache_dir", None)
+        for key in ("path", "test_path"):
+            data[key] = data.get(key) and Path(data[key]).name
+        resolved["runtime"].pop("backend", None)
+        parts = {section: resolved.get(section) for section in SECTIONS}
+    else:
+        from dlcli.config_text import parse_override
+
+        parts = {section: [] for section in SECTIONS}
+        for text in overrides:
+            try:
+                path, value = parse_override(text)
+            except ConfigError:  # the resume itself reports it
+                path, value = (str(text).partition(".")[0],), str(text)
+            if path and path[0] in parts:
+                parts[path[0]].append([list(path), value])
+    return [zlib.crc32(json.dumps(parts[s], sort_keys=True, default=str).encode()) & 0x7FFFFFFF for s in SECTIONS]
+
+
+def check_same_config(group: Group, config, overrides=()) -> None:
+    """After `join`, before any model is built: every process compares its `fingerprint`
+    with the others' (a collective step); where they differ every process leaves the
+    runtime and raises the same ConfigError, naming the sections that differ. Without this
+    check, different models or step counts end in a peer that stops answering."""
+    from jax.experimental import multihost_utils
+
+    mine = np.asarray(fingerprint(config, overrides), dtype=np.int32)
+    table = np.asarray(multihost_utils.process_allgather(mine)).reshape(group.count, len(SECTIONS))
+    differ = [i for i in range(1, group.count) if (table[i] != table[0]).any()]
+    if not differ:
+        return
+    sections = [s for j, s in enumerate(SECTIONS) if any(table[i, j] != table[0, j] for i in differ)]
+    who = (f"process {differ[0]}'s config differs" if len(differ) == 1 else
+           f"the configs of processes {', '.join(map(str, differ[:-1]))} and {differ[-1]} differ")
+    finish()  # together: a process that left alone would end the others with an abort
+    raise ConfigError(f"{who} from process 0's in {_listed(sections)}: start every process with the same "
+                      "config and --set options")
+
+
+def _listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def peer_failure(exc: BaseException) -> str | None:
@@ -369,4 +464,4 @@ def finish() -> None:
         jax.distributed.shutdown()
 
 
-__all__ = ["Group", "batches", "check_batch", "handed_folder", "join", "local_model", "supervise"]
+__all__ = ["Group", "batches", "check_batch", "check_same_config", "handed_folder", "join", "local_model", "supervise"]

@@ -19,6 +19,8 @@ import signal
 import sys
 import threading
 
+from dlcli import handoff
+
 
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread like KeyboardInterrupt."""
@@ -105,20 +107,17 @@ def held():
             signal.signal(sig, handler)
 
 
-PARENT = "DLCLI_PARENT_PID"  # set by `dlcli sweep` in each trial's process
-
-
 def follow_parent() -> None:
-    """In a process `dlcli sweep` started: end as SIGTERM ends it (a run marked
-    `interrupted`) when the sweep's process dies, `kill -9` included (Linux), so no trial
-    trains on unwatched after its sweep is gone."""
-    text = os.environ.get(PARENT, "")
-    if not text.isdigit() or not sys.platform.startswith("linux"):
+    """In a process `dlcli sweep` started (`handoff.current.parent`): end as SIGTERM ends it
+    (a run marked `interrupted`) when the sweep's process dies, `kill -9` included (Linux),
+    so no trial trains on unwatched after its sweep is gone."""
+    parent = handoff.current.parent
+    if parent is None or not sys.platform.startswith("linux"):
         return
     import ctypes
 
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(text):  # the sweep died before prctl took hold
+    if os.getppid() != parent:  # the sweep died before prctl took hold
         os.kill(os.getpid(), signal.SIGTERM)

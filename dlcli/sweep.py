@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -46,15 +47,14 @@ from pathlib import Path
 
 import yaml
 
+from dlcli import handoff, sqlite_lock
 from dlcli.catalog import SWEEP_FILE, find_sweep, short_key
 from dlcli.config import Config, SweepConfig, load_config
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed, did_you_mean, first_line
 from dlcli.metrics import direction as metric_direction
-from dlcli.processes import RUN_NOTE, WORKER, read_note
+from dlcli.processes import read_note
 from dlcli.runfolder import RunFolder, now_iso, runs_dir_from
-from dlcli.signals import PARENT, held, stop_after_batch
-
-PRELOAD = "DLCLI_PRELOAD"  # a spare trial process: the backend to start before its argv comes
+from dlcli.signals import held, stop_after_batch
 
 STUDY_FILE = "study.db"
 CONFIG_FILE = "config.yaml"  # the config every trial trains, with the sweep's --sets applied
@@ -278,17 +278,40 @@ class Sweeper:
         self.storage_url = storage
         self.console, self.progress = console, progress
         self.running: dict[int, TrialProcess] = {}
-        self.env = {k: v for k, v in os.environ.items() if k not in (RUN_NOTE, WORKER)}
+        self.env = dict(os.environ)
         self.cores = usable_cores()
         self.study = None
         self.spares: dict[int, tuple] = {}  # slot -> (process, note, log) of its next trial's process
         self.preload = preload_spec(config)
         self.began = time.time()
-        self.record = folder.read_json(SWEEP_FILE, {}) or {}  # sweep.json: this process writes it
+        self.record = sweep_record(folder)  # sweep.json: this process writes it
         self.uid = str(self.record.get("uid") or folder.id)
+        self.offline = False  # the study's database stayed locked: the study cannot be written
 
     # -- the study
     def open_study(self, fresh: bool):
+        """Open (or create) the study; a ConfigError naming the process that keeps its
+        database locked."""
+        try:
+            return self._open_study(fresh)
+        except Exception as exc:
+            if not sqlite_lock.is_locked(exc):
+                raise
+            raise self._offline(ConfigError) from None
+
+    def _offline(self, error: type[ConfigError | RunFailed]) -> ConfigError | RunFailed:
+        """The error for a study database another process keeps locked; sweep.json, written
+        without the study (it cannot be read), says `interrupted`: `--resume` carries on."""
+        self.offline = True
+        before = float(self.record.get("duration_before_s") or 0)
+        self.record.update(status="interrupted", ended=now_iso(), duration_s=round(before + time.time() - self.began, 1))
+        with contextlib.suppress(OSError, ConfigError):
+            self.folder.write_json(SWEEP_FILE, self.record)
+        own = self.storage_url == f"sqlite:///{(self.folder.path / STUDY_FILE).resolve()}"
+        path = self.folder.path / STUDY_FILE if own else sqlite_lock.database_path(self.storage_url)
+        return sqlite_lock.locked_error(path, f"dlcli sweep --resume {self.folder.path}", error)
+
+    def _open_study(self, fresh: bool):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -319,17 +342,21 @@ class Sweeper:
 
     def _storage(self, optuna):
         """The RDB storage; two sweeps that create one database at the same moment race to
-        write its schema, so the loser tries again."""
+        write its schema, so the loser tries again, for `sqlite_lock.WAIT_S` at most (a lock
+        another process keeps is `open_study`'s error)."""
         sqlite = self.storage_url.startswith("sqlite")
+        began = time.monotonic()
         for attempt in range(STORAGE_ATTEMPTS):
             try:
                 return optuna.storages.RDBStorage(
-                    self.storage_url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {})
-            except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
+                    self.storage_url, engine_kwargs={"connect_args": {"timeout": sqlite_lock.WAIT_S}} if sqlite else {})
+            except Exception as exc:  # a bad URL, a missing driver, a refused connection, a lock
                 racing = any(word in str(exc) for word in ("IntegrityError", "UNIQUE constraint", "already exists", "locked"))
-                if racing and attempt < STORAGE_ATTEMPTS - 1:
+                if racing and attempt < STORAGE_ATTEMPTS - 1 and time.monotonic() - began < sqlite_lock.WAIT_S:
                     time.sleep(0.2 * (attempt + 1))
                     continue
+                if sqlite_lock.is_locked(exc):
+                    raise
                 raise ConfigError(Problem(f"cannot open the study's storage: {first_line(exc)}; give --storage "
                                           "sqlite:///PATH or postgresql://USER@HOST/DB (pip install psycopg2-binary)",
                                           where=_safe_storage(self.storage_url))) from None
@@ -382,7 +409,16 @@ class Sweeper:
 
     # -- the loop
     def run(self, trials: int) -> dict:
-        """Run trials until this folder has `trials` finished ones; return sweep.json."""
+        """Run trials until this folder has `trials` finished ones; return sweep.json. A
+        RunFailed naming the process when another one keeps the study's database locked."""
+        try:
+            return self._run(trials)
+        except Exception as exc:
+            if not sqlite_lock.is_locked(exc):
+                raise
+            raise self._offline(RunFailed) from None
+
+    def _run(self, trials: int) -> dict:
         from dlcli.signals import Terminated, signals_raise
 
         dists = distributions(self.settings.space)
@@ -406,6 +442,9 @@ class Sweeper:
                         self._follow(self.running[number])
             except (KeyboardInterrupt, Terminated):
                 interrupted = True
+            except Exception as exc:
+                self.offline = sqlite_lock.is_locked(exc)  # the trials are stopped, the study not told
+                raise
             finally:
                 self._drop_spares()
                 if self.running:  # Ctrl-C, SIGTERM or an error in the sweep itself
@@ -455,16 +494,15 @@ class Sweeper:
         Keras and its backend, then waits for its argv on stdin (`await_trial`)."""
         note = log.with_suffix(".note")
         note.unlink(missing_ok=True)
-        env = {**self.env, RUN_NOTE: str(note), PARENT: str(os.getpid())}
-        if argv is None:
-            env[PRELOAD] = self.preload
+        env = dict(self.env)
+        part = handoff.Handoff(note=str(note), parent=os.getpid(), preload=self.preload if argv is None else None)
         cores = self._cores(slot)
         if cores is not None:
             for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
                 env[name] = str(len(cores))
             env["TF_NUM_INTEROP_THREADS"] = "1"
         with open(log, "wb") as handle:  # a new session: the sweep alone passes Ctrl-C on, once
-            process = subprocess.Popen([sys.executable, "-m", "dlcli", *(argv or [])], env=env,
+            process = subprocess.Popen(handoff.child_command(part, argv or []), env=env,
                                        stdin=subprocess.DEVNULL if argv else subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=handle, start_new_session=True)
         if cores is not None:
@@ -597,6 +635,8 @@ class Sweeper:
                 except subprocess.TimeoutExpired:
                     tp.process.kill()
                     tp.process.wait()
+                if self.offline:  # the trial stays `running` in the study: --resume marks it lost
+                    continue
                 if tp.process.returncode == 0:  # it finished before the stop reached it: a result
                     self._follow(tp)
                     continue
@@ -746,10 +786,11 @@ def preload_spec(config: Config) -> str:
 
 
 def await_trial() -> None:
-    """In a spare trial process (`$DLCLI_PRELOAD`): start Keras on the sweep's backend while
-    the trial before it trains, then take this trial's arguments from stdin and run it as
-    `dlcli ARGV`. End quietly when the sweep needs no more trials (stdin closes)."""
-    spec = os.environ.pop(PRELOAD, "")
+    """In a spare trial process (`handoff.current.preload`): start Keras on the sweep's
+    backend while the trial before it trains, then take this trial's arguments from stdin
+    and run it as `dlcli ARGV`. End quietly when the sweep needs no more trials (stdin closes)."""
+    spec = handoff.current.preload or ""
+    handoff.current = dataclasses.replace(handoff.current, preload=None)
     backend, _, deterministic = spec.partition(":")
     with contextlib.suppress(ConfigError):  # the trial itself reports what went wrong
         from dlcli.runtime import import_keras
@@ -809,6 +850,17 @@ def _log_reason(log: Path, code: int) -> str:
             if line.startswith("error:") or "Error" in line:
                 return line.removeprefix("error:").strip()
     return f"its process ended with exit code {code}; see {log}"
+
+
+def sweep_record(folder: RunFolder) -> dict:
+    """sweep.json's record ({} when missing or unreadable); a ConfigError when it holds
+    JSON that is not an object (an edited or damaged file)."""
+    record = folder.read_json(SWEEP_FILE)
+    if record is not None and not isinstance(record, dict):
+        raise ConfigError(Problem(
+            f"is damaged (a JSON {type(record).__name__}, not an object), so the sweep cannot be continued; "
+            "restore it, or start a new sweep", where=str(folder.path / SWEEP_FILE)))
+    return record or {}
 
 
 def _value(value) -> str:
@@ -913,7 +965,7 @@ def _start(source, overrides, runs_dir, trials, parallel, storage, console, prog
 def _reopen(ref, runs_dir, trials, parallel, storage, console, progress) -> tuple[Sweeper, int]:
     folder = find_sweep(ref, runs_dir)
     folder.lock()
-    record = folder.read_json(SWEEP_FILE, {}) or {}
+    record = sweep_record(folder)
     config = load_config(folder.path / CONFIG_FILE)
     try:
         config.sweep = SweepConfig.model_validate(record.get("sweep") or {})

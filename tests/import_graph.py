@@ -16,13 +16,13 @@ PACKAGE = ROOT / "dlcli"
 # Each module's stage, in the order data flows. `runfolder` (the store every stage writes
 # through) and `files` sit with the basics: they know nothing of the stages.
 STAGES = [
-    ("basics", ["errors", "files", "runfolder", "metrics", "signals", "board", "compile_cache"]),
+    ("basics", ["errors", "handoff", "sqlite_lock", "files", "runfolder", "metrics", "signals", "board", "compile_cache"]),
     ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks"]),
     ("data", ["sources", "tables", "streaming", "data"]),
     ("model", ["table_encoder", "preprocessing", "model", "outputs"]),
     ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "processes", "training"]),
-    ("using runs", ["evaluation", "export", "catalog", "sweep", "templates"]),
-    ("CLI", ["cli", "__main__"]),
+    ("using runs", ["evaluation", "export_safety", "export", "catalog", "sweep", "templates"]),
+    ("CLI", ["cli", "child", "__main__"]),
 ]
 
 
