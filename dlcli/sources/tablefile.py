@@ -47,6 +47,11 @@ SPACES = " "  # data.delimiter for runs of spaces or tabs (whitespace-aligned fi
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 MAX_CODES = 1 << 24  # categories a float32 code keeps exactly
 STRAY_SHARE = 0.5  # a column whose cells are mostly numbers is numeric: its text cells are mistakes
+# Archives whose bytes pyarrow's piece reader would take for text: named, never parsed.
+COMPRESSED = {b"\x1f\x8b": "gzip-compressed", b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed",
+              b"\x28\xb5\x2f\xfd": "zstd-compressed", b"PK\x03\x04": "zip archive"}
+UNPACK = {"gzip-compressed": "gunzip -k {path}", "bzip2-compressed": "bunzip2 -k {path}",
+          "xz-compressed": "unxz -k {path}", "zstd-compressed": "unzstd {path}", "zip archive": "unzip {path}"}
 BLOCK = 1 << 20  # bytes pyarrow parses per block (per thread)
 PIECE = 2 << 20  # bytes of a CSV parsed at a time: what is held besides the matrix (1.75x the arrays at 200k rows)
 
@@ -186,9 +191,14 @@ def _read_sample(path: str, mtime_ns: int, size: int) -> str:
             raw = handle.read(SAMPLE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
+    packed = next((name for magic, name in COMPRESSED.items() if raw.startswith(magic)), None)
+    if packed:
+        raise ConfigError(Problem(
+            f"is a {packed} file; dlcli reads tables as plain CSV text or Parquet: unpack it first "
+            f"({UNPACK[packed].format(path=path)}), or save it as Parquet", where=path))
     whole = len(raw) <= SAMPLE_BYTES
     if not whole:
-        end = raw.rfind(b"\n", 0, SAMPLE_BYTES)
+        end = max(raw.rfind(b"\n", 0, SAMPLE_BYTES), raw.rfind(b"\r", 0, SAMPLE_BYTES))
         if end < 0:
             raise ConfigError(Problem(
                 f"the first line is over {SAMPLE_BYTES:,} bytes long; this is not a table with one row per line",
@@ -197,7 +207,7 @@ def _read_sample(path: str, mtime_ns: int, size: int) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
+        line = len(line_ends(np.frombuffer(raw[:exc.start] + b"\0", dtype=np.uint8))) + 1
         raise ConfigError(Problem(f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
                                   where=f"{path}:{line}")) from None
 
@@ -206,12 +216,17 @@ def _split_spaces(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip()]
 
 
+def _universal(text: str) -> io.StringIO:
+    """The sample as lines for Python's csv module, whatever ends them (\\n, \\r\\n or \\r)."""
+    return io.StringIO(text, newline=None)
+
+
 def _sample_rows(text: str, sep: str) -> list[list[str]]:
     if sep == SPACES:
         rows = _split_spaces(text)
     else:
         try:
-            rows = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if any(c.strip() for c in row)]
+            rows = [row for row in csv.reader(_universal(text), delimiter=sep) if any(c.strip() for c in row)]
         except csv.Error:
             rows = [line.split(sep) for line in text.splitlines() if line.strip()]
     return rows[:SAMPLE_ROWS + 1]
@@ -223,7 +238,7 @@ def _sniff_delimiter(text: str) -> str:
     best, best_score = ",", (0.0, 0)
     for sep in CANDIDATES:
         try:
-            rows = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if any(c.strip() for c in row)]
+            rows = [row for row in csv.reader(_universal(text), delimiter=sep) if any(c.strip() for c in row)]
         except csv.Error:
             continue
         score = _consistency(rows[:SAMPLE_ROWS])
@@ -253,18 +268,25 @@ def is_number(text: str, decimal: str = ".") -> bool:
 
 
 def _has_header(rows: list[list[str]], markers: set) -> bool:
-    """A first row of text over columns of numbers is a header; with no column of numbers,
-    a first row whose cells never appear again in their columns is one."""
+    """A first row of text over columns of numbers is a header. Failing that (a header of
+    numbers, such as `1,0,label`, or no column of numbers), a first row whose cells never
+    appear again in their columns of text is one, where those columns repeat their values
+    (categories, labels): a data row shares its categories with the rows below."""
     first, body = rows[0], rows[1:]
     if not body:
         return not all(is_number(c.strip()) or c.strip() in markers for c in first)
     numeric_column = False
+    repeating = []  # per column of repeated text values: does the first row's cell come again?
     for j, cell in enumerate(first):
         below = [r[j].strip() for r in body if j < len(r) and r[j].strip() not in markers]
         column_of_numbers = bool(below) and all(is_number(c) or is_number(c, ",") for c in below)
         numeric_column |= column_of_numbers
         if column_of_numbers and cell.strip() not in markers and not (is_number(cell.strip()) or is_number(cell.strip(), ",")):
             return True
+        if not column_of_numbers and len(below) >= 4 and len(set(below)) <= len(below) // 2:
+            repeating.append(cell.strip() in below)
+    if repeating and not any(repeating) and len({c.strip() for c in first}) == len(first):
+        return True
     if numeric_column:
         return False
     cells = [c.strip() for c in first]
@@ -331,7 +353,7 @@ def read_table(path: str, fmt: TableFormat, features: list[str], target: str | N
     table = TableColumns(x, [p.kind for p in plans], [p.categories for p in plans], [], rows_read=rows)
     target_missing = np.zeros(rows, dtype=bool)
     if target is not None:
-        table.y, table.target_kind, target_missing = _target(columns.pop(target), markers, fmt.decimal)
+        table.y, table.target_kind, target_missing = _target(columns.pop(target), markers, target, path, fmt)
         _check_target(table, target, target_missing, on_missing, path, fmt)
     row_missing = np.zeros(rows, dtype=bool)
     counts = np.zeros(len(features), dtype="int64")
@@ -522,13 +544,15 @@ def _read_pieces(path, fmt, features, wanted, types, markers, whole: bool = Fals
 
 
 def _rows_at_most(path: str) -> int:
-    """Lines in the file (+1 for a last line without its end): at least its rows."""
+    """Lines in the file, whatever ends them (+1 for a last line without its end): at least
+    its rows."""
     lines, last = 0, b"\n"
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(PIECE), b""):
-            lines += block.count(b"\n")
+            lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            lines -= last == b"\r" and block[:1] == b"\n"  # a \r\n cut by the read: counted twice
             last = block[-1:]
-    return lines + (last != b"\n")
+    return lines + (last not in (b"\n", b"\r"))
 
 
 def _pieces(path: str, fmt: TableFormat, whole: bool = False):
@@ -569,15 +593,28 @@ def _cut(data: bytes, quoted: bool) -> int:
     """Where a piece of `data` may end: after its last line end that is not inside a quoted
     cell (0 if none). A piece starts outside quotes, and a CSV writes a quote inside a quoted
     cell twice, so an odd count of quotes before a line end means the line end is quoted."""
-    if not quoted or b'"' not in data:
+    if b"\r" not in data and (not quoted or b'"' not in data):
         return data.rfind(b"\n") + 1
     raw = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(raw == 10)
+    ends = line_ends(raw)
     if not len(ends):
         return 0
-    inside = np.cumsum(raw == 34)[ends] % 2 == 1
-    outside = ends[~inside]
-    return int(outside[-1]) + 1 if len(outside) else 0
+    if quoted:
+        ends = ends[np.cumsum(raw == 34)[ends] % 2 == 0]
+    return int(ends[-1]) + 1 if len(ends) else 0
+
+
+def line_ends(raw: np.ndarray) -> np.ndarray:
+    """The offsets of the bytes that end a line: `\\n`, and a `\\r` not followed by `\\n` (old
+    Mac files end lines with `\\r` alone; Excel exports mix all three, as pyarrow reads them).
+    A `\\r` that is the last byte may be half of a `\\r\\n` split by the read: not an end yet."""
+    newline = raw == 10
+    if not (raw == 13).any():
+        return np.flatnonzero(newline)
+    lone = raw == 13
+    lone[:-1] &= ~newline[1:]
+    lone[-1] = False
+    return np.flatnonzero(newline | lone)
 
 
 def _read_piece(source, first: bool, path: str, fmt: TableFormat, wanted: list[str], types: dict, markers: list):
@@ -650,7 +687,7 @@ def _spaces_to_tabs(path: str) -> bytes:
 
 def tabbed(raw: bytes) -> bytes:
     """Lines aligned with runs of spaces or tabs, as tab-separated cells."""
-    raw = re.sub(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)", b"", raw)
+    raw = re.sub(rb"(?:^|(?<=[\r\n]))[ \t]+|[ \t]+(?=[\r\n]|\Z)", b"", raw)
     return re.sub(rb"[ \t]+", b"\t", raw)
 
 
@@ -748,6 +785,7 @@ def plan_cells(cells: list[str], counts: np.ndarray, name: str, kind: str, marke
     (row, cell) holding one of the masked cells: where a stray cell is reported. `read_table`
     counts one column in memory; `data.streaming` counts the whole file piece by piece."""
     size = len(cells)
+    refuse_nul(cells, first_odd, name, path, fmt)
     marks = set(markers)
     absent = np.array([c in marks for c in cells] + [True], dtype=bool)  # the last: a null cell
     numbers = np.array([is_number(c, fmt.decimal) for c in cells] + [False], dtype=bool) & ~absent
@@ -778,6 +816,18 @@ def plan_cells(cells: list[str], counts: np.ndarray, name: str, kind: str, marke
     position = {c: i for i, c in enumerate(categories)}
     lookup[:size] = [np.nan if a else position[c] for c, a in zip(cells, absent)]
     return _Plan("categorical", categories, lookup)
+
+
+def refuse_nul(cells: list[str], first_odd, name: str, path: str, fmt: TableFormat) -> None:
+    """A ConfigError at the first row whose cell of column `name` holds a NUL byte: no text
+    table writes one (the file is damaged, or binary), and it would become part of a
+    category or label unseen."""
+    odd = np.array(["\x00" in c for c in cells] + [False], dtype=bool)
+    if odd.any():
+        row, cell = first_odd(odd)
+        raise ConfigError(Problem(f"column '{name}' has a NUL byte (\\x00) in {cell!r}; text tables hold none "
+                                  "(the file is damaged or binary): remove the byte or fix the export",
+                                  where=where_row(path, fmt, row)))
 
 
 def _dictionary(column) -> list[str]:
@@ -851,9 +901,11 @@ def _index_at(column, row: int) -> int:
     raise IndexError(row)
 
 
-def _target(column, markers: list, decimal: str):
+def _target(column, markers: list, name: str, path: str, fmt: TableFormat):
     """(values, 'numeric' | 'text', missing mask): numbers (int64 when whole) or labels."""
     import pyarrow as pa
+
+    decimal = fmt.decimal
 
     if not pa.types.is_dictionary(column.type):
         parts = [to_numpy(chunk.cast(pa.float64()), np.nan) for chunk in column.chunks]
@@ -861,6 +913,8 @@ def _target(column, markers: list, decimal: str):
         absent = np.isnan(values)
         return _whole(values, absent), "numeric", absent
     cells = _dictionary(column)
+    refuse_nul(cells, lambda odd: (_first_row(column, odd), cells[_index_at(column, _first_row(column, odd))]),
+               name, path, fmt)
     marks = set(markers)
     absent = np.array([c in marks for c in cells] + [True], dtype=bool)
     parts = list(_indices(column, len(cells)))

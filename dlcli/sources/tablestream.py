@@ -45,6 +45,7 @@ from dlcli.sources.tablefile import (
     kept_rows,
     parquet_column,
     plan_cells,
+    refuse_nul,
     spans,
     tabbed,
     to_numpy,
@@ -90,7 +91,7 @@ class _Pieces:
                 handle.seek(offset)
                 data = handle.read(size)
         except OSError as exc:
-            raise ConfigError(Problem(f"cannot read the data file: {exc}", where=self.path)) from None
+            raise ConfigError(Problem(f"cannot read the data file: {exc.strerror or exc}", where=self.path)) from None
         return self._csv(data, first=piece == 0, wanted=wanted)
 
     def _csv(self, data: bytes, first: bool, wanted: list[str] | None = None):
@@ -348,6 +349,8 @@ def _scan(pieces: _Pieces, features: list[str], target: str | None, kinds: dict,
     table = TableColumns(None, kinds_found, categories, [], rows_read=total)
     target_missing = np.zeros(total, dtype=bool)
     if target is not None:
+        if not goal.numbers:
+            refuse_nul(goal.cells.cells, goal.cells.first_odd, target, path, fmt)
         table.y, table.target_kind, target_missing, table.y_labels = goal.values(markers, fmt.decimal)
         _check_target(table, target, target_missing, on_missing, path, fmt)
     _check_finite(columns, path, fmt)
@@ -411,6 +414,10 @@ class TableRows(Rows):
 
     def read(self, piece: int) -> np.ndarray:
         table = self.source.table(piece, self.features)
+        expected = int(self.raw_starts[piece + 1] - self.raw_starts[piece])
+        if table.num_rows != expected:  # the file changed since the first pass
+            raise ConfigError(Problem(f"part {piece + 1} of the file holds {table.num_rows} rows where it held "
+                                      f"{expected}", where=self.source.path))
         x = np.empty((table.num_rows, len(self.columns)), dtype="float32")
         for j, column in enumerate(self.columns):
             values = table.column(column.name)
