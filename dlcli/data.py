@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlcli.config import FILE_SOURCES, Config
+from dlcli.config import FILE_SOURCES, Config, FeatureConfig
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
 from dlcli.losses import task_of
 from dlcli.sources import source_for
@@ -297,9 +297,11 @@ def _fingerprint(*splits: Split | None) -> str:
     return digest.hexdigest()
 
 
-def load_data(config: Config) -> Dataset:
+def load_data(config: Config, fitted: TablePreprocessing | None = None) -> Dataset:
     """Load, check, encode and split the config's data.
 
+    `fitted`, a run's own table preprocessing, is applied instead of one fitted anew (the
+    columns and their types are its own): what a finished run's splits are scored with.
     Running out of memory while reading is a `RunFailed` (one line) naming the way out.
 
     Example:
@@ -307,11 +309,14 @@ def load_data(config: Config) -> Dataset:
         >>> len(ds.train), ds.n_classes
         (1149, 10)
     """
+    if fitted is not None:
+        config = config.model_copy(deep=True)
+        config.data.features = [FeatureConfig(name=f.name, type=f.type) for f in fitted.features]
     try:
         loaded = source_for(config.data.source).load(config)
         if isinstance(loaded.x, Rows):
-            return _streamed(config, loaded)
-        return _in_memory(config, loaded)
+            return _streamed(config, loaded, fitted)
+        return _in_memory(config, loaded, fitted)
     except MemoryError as exc:
         if config.data.source not in FILE_SOURCES:
             fix = "use a machine with more memory"
@@ -323,7 +328,7 @@ def load_data(config: Config) -> Dataset:
         raise RunFailed(f"out of memory while loading the data ({exc or 'MemoryError'}); {fix}") from None
 
 
-def _in_memory(config: Config, loaded) -> Dataset:
+def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None) -> Dataset:
     d = config.data
     x, y, x_test, y_test = loaded.x, np.asarray(loaded.y), loaded.x_test, loaded.y_test
     if len(x) < 4:
@@ -346,7 +351,7 @@ def _in_memory(config: Config, loaded) -> Dataset:
     preprocessing = None
     if loaded.table is not None:  # categories and statistics of the training rows only
         table = loaded.table
-        preprocessing = fit(table, train.x, d.normalize)
+        preprocessing = fitted or fit(table, train.x, d.normalize)
         for split in (train, val):
             if split is not None:
                 preprocessing.encode(split.x, table.categories)
@@ -366,7 +371,7 @@ def _labels(loaded, task: str, classes: list | None) -> list | None:
     return [known[i] for i in classes] if known is not None and all(isinstance(c, int) for c in classes) else classes
 
 
-def _streamed(config: Config, loaded) -> Dataset:
+def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) -> Dataset:
     """`load_data` for `data.streaming`: the same split of the same rows, made on row
     numbers with the targets alone; the samples stay in the files (`StreamSplit`)."""
     d, t = config.data, config.training
@@ -397,7 +402,7 @@ def _streamed(config: Config, loaded) -> Dataset:
     test = _sorted(test_rows, test_index, y_test, batch_size=t.batch_size)
     preprocessing = None
     if loaded.table is not None:
-        preprocessing = _fit_streamed(loaded.table, train, val, test, d.normalize)
+        preprocessing = _fit_streamed(loaded.table, train, val, test, d.normalize, fitted)
     return Dataset(
         train=train, val=val, test=test, task=task, labels=labels,
         feature_names=loaded.feature_names, target=loaded.table.target if loaded.table else d.target,
@@ -417,20 +422,25 @@ def _sorted(rows: Rows, index: np.ndarray, y: np.ndarray, **options) -> StreamSp
     return StreamSplit(rows, index[order], y[order], **options)
 
 
-def _fit_streamed(table, train: StreamSplit, val: StreamSplit | None, test: StreamSplit, normalize) -> TablePreprocessing:
+def _fit_streamed(table, train: StreamSplit, val: StreamSplit | None, test: StreamSplit, normalize,
+                  fitted: TablePreprocessing | None = None) -> TablePreprocessing:
     """The table's preprocessing from one pass over the training rows (the test rows'
-    categories counted in the same pass, or one over the test file), and the splits set
-    to encode their rows with it."""
+    categories counted in the same pass, or one over the test file), or `fitted`, and the
+    splits set to encode their rows with it."""
     counts = TableCounts(table.kinds, table.categories)
     test_counts = TableCounts(table.kinds, table.categories)
     categorical = "categorical" in table.kinds
+    passes = [] if fitted is not None else [(train.index, counts)]
     if test.rows is train.rows:
-        tally(train.rows, [(train.index, counts)] + ([(test.index, test_counts)] if categorical else []))
+        passes += [(test.index, test_counts)] if categorical else []
+        if passes:
+            tally(train.rows, passes)
     else:
-        tally(train.rows, [(train.index, counts)])
+        if passes:
+            tally(train.rows, passes)
         if categorical:
             tally(test.rows, [(test.index, test_counts)])
-    preprocessing = counts.fit(table, normalize)
+    preprocessing = fitted or counts.fit(table, normalize)
     test_categories = table.test_categories or table.categories
     preprocessing.unseen = preprocessing.unseen_in(test_counts.codes, test_categories)
     for split in (train, val):

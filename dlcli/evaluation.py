@@ -24,6 +24,7 @@ from dlcli.reports import write_confusion
 from dlcli.runfolder import RunFolder, now_iso
 from dlcli.runtime import backend_for, import_keras
 from dlcli.signals import stop_after_batch
+from dlcli.sources.files import changed_files
 from dlcli.tables import TablePreprocessing
 
 
@@ -111,12 +112,14 @@ def _quietly_stoppable(model):
 
 
 def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None,
-             fail_under=(), fail_over=(), backend: str | None = None) -> dict:
+             fail_under=(), fail_over=(), backend: str | None = None, allow_changed_data: bool = False) -> dict:
     """Score a run's model on a split of its data, or on a CSV/NPZ file; record it.
 
-    Gates name metrics that must exist (a ConfigError otherwise, with nothing recorded).
-    Returns `{"time", "split" or "data", "metrics", "samples"}` (as in evaluations.jsonl),
-    plus `gate_failures` when gates were given.
+    A split is made from the run's data files with the run's own preprocessing; a file
+    whose SHA-256 is not the one run.json records is refused (its split is not the run's),
+    unless `allow_changed_data`. Gates name metrics that must exist (a ConfigError
+    otherwise, with nothing recorded). Returns `{"time", "split" or "data", "metrics",
+    "samples"}` (as in evaluations.jsonl), plus `gate_failures` when gates were given.
     """
     if data is None and split not in ("train", "val", "test"):
         raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
@@ -133,11 +136,18 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
             entry["unseen"] = unseen
             entry["warning"] = preprocessing.describe_unseen(unseen, str(data))
     else:
-        dataset = load_data(config)
-        trained_on = summary.get("files") or {}
-        changed = [path for path, digest in dataset.files.items() if trained_on.get(path) != digest]
+        recorded = summary.get("files") if isinstance(summary.get("files"), dict) else {}
+        changed = changed_files(recorded)
+        if changed and not allow_changed_data:
+            raise ConfigError(Problem(
+                f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
+                f"run's {split} split cannot be made from it; restore the file, score all of it with --data "
+                f"{changed[0]}, or split it anew with --allow-changed-data", where=changed[0]))
+        dataset = load_data(config, fitted=run_preprocessing(run, record))
         if changed:
-            entry["warning"] = f"{changed[0]} changed since the run was trained"
+            entry["warning"] = (f"{changed[0]} changed since the run was trained: scored a new split of it with "
+                                "the run's own preprocessing (--allow-changed-data)")
+            entry["data_changed"] = changed
         split_data = dataset.split(split)
         entry["split"] = split
     n_classes = len(labels) if labels else 0

@@ -21,6 +21,7 @@ from dlcli import checkpoint
 from dlcli.config_text import config_differences, resumable, safe_load
 from dlcli.errors import ConfigError, Problem, first_line
 from dlcli.runfolder import RunFolder, effective_status
+from dlcli.sources.files import changed_files
 
 
 def check(run: RunFolder, config) -> None:
@@ -45,6 +46,19 @@ def check(run: RunFolder, config) -> None:
     record = run.record
     if effective_status(record) == "running" and record.get("pid") != os.getpid():
         raise ConfigError(Problem(f"the run is still being trained by process {record.get('pid')}", where=str(run.path)))
+
+
+def check_data(run: RunFolder) -> None:
+    """ConfigError when a data file the run was trained on changed since (its SHA-256 is not
+    the one run.json records): the rest of the run would train on other samples, and a table's
+    columns or categories may no longer fit the checkpoint."""
+    data = run.record.get("data")
+    recorded = data.get("files") if isinstance(data, dict) and isinstance(data.get("files"), dict) else {}
+    changed = changed_files(recorded)
+    if changed:
+        raise ConfigError(Problem(
+            f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records); a resumed run "
+            "must train on the data it started with: restore the file, or start a new run", where=changed[0]))
 
 
 def restore(run: RunFolder, config, model, keras) -> tuple[dict | None, list[dict], bool]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from dlcli.errors import ConfigError, RunFailed, first_line
 from dlcli.sources.base import Rows
 
 BATCH_ROWS = 4096  # rows per batch where dlcli itself walks a split (statistics, predictions)
@@ -125,13 +126,31 @@ class StreamSplit:
             low, high = bounds[piece], bounds[piece + 1]
             if low == high:
                 continue
-            x = self.rows.read(piece)
+            x = _read_again(self.rows, piece)
             local = self.index[low:high] - starts[piece]
             if len(local) != len(x):
                 x = x[local]
             if self.encode is not None:
                 self.encode(x)
             yield x, self.y[low:high]
+
+
+def _read_again(rows: Rows, piece: int) -> np.ndarray:
+    """A piece of a file read and checked before the split was made: that it no longer
+    reads (truncated, replaced or deleted since) is a failure of the run (exit 1), not a
+    mistake in the config."""
+    try:
+        x = rows.read(piece)
+    except (ConfigError, OSError) as exc:
+        cause = (f"{exc.filename or 'the data file'}: {exc.strerror or first_line(exc)}"
+                 if isinstance(exc, OSError) else first_line(exc))
+    else:
+        expected = int(rows.starts[piece + 1] - rows.starts[piece])
+        if len(x) == expected:
+            return x
+        cause = f"part {piece + 1} of the file holds {len(x)} rows where it held {expected}"
+    raise RunFailed(f"the data failed to load mid-run: {cause} (was the file changed, truncated or deleted "
+                    "while the run read it? restore it and resume the run)")
 
 
 def _rebatch(blocks, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -204,6 +204,7 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
         overrides = ()
         _check_processes(config, group)
     processes.join(group)
+    processes.check_same_config(group, config, overrides)  # before any model: a mismatch would hang a step
     scratch = None if group.leads else processes.scratch_folder()
     try:
         if resume is not None:  # the followers get a copy of the leader's folder
@@ -364,6 +365,7 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
     run.lock()  # before anything is read: a second resume of this run stops here
     if group.leads:
         processes.note("run", str(run.path))
+    resume.check_data(run)
     prepared = prepare(config if config is not None else str(run.file("config.yaml")), overrides, group)
     config = prepared.config
     resume.check(run, config)

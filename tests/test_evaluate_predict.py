@@ -187,7 +187,7 @@ def test_evaluate_on_an_npz_file(cli, trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_warns_when_the_data_file_changed_since_training(cli, write_config, runs_dir, tmp_path):
+def test_evaluate_refuses_a_data_file_changed_since_training_unless_asked(cli, write_config, runs_dir, tmp_path):
     data = tmp_path / "wine.csv"
     shutil.copy(CONFIGS / "data" / "wine.csv", data)
     config = write_config({"data": {"source": "csv", "path": str(data), "target": "cultivar"},
@@ -199,7 +199,10 @@ def test_evaluate_warns_when_the_data_file_changed_since_training(cli, write_con
     unchanged = json.loads(cli("evaluate", run, "--json").stdout)
     assert "warning" not in unchanged
     data.write_text(data.read_text() + data.read_text().splitlines()[1] + "\n")
-    changed = cli("evaluate", run, "--json")
+    refused = cli("evaluate", run, "--json")
+    assert refused.exit_code == 2, refused.stderr
+    assert json.loads(refused.stdout)["error"].startswith(f"{data.resolve()}: changed since run")
+    changed = cli("evaluate", run, "--json", "--allow-changed-data")
     assert changed.exit_code == 0, changed.stderr
-    assert json.loads(changed.stdout)["warning"] == f"{data.resolve()} changed since the run was trained"
+    assert json.loads(changed.stdout)["warning"].startswith(f"{data.resolve()} changed since the run was trained")
     assert "changed since the run was trained" in changed.stderr

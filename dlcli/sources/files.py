@@ -4,6 +4,7 @@ SHA-256 a run records, the not-found wording, and whether the data is read in pa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -26,12 +27,29 @@ def data_file(path: str | Path) -> Path:
 
 
 def sha256_file(path: str | Path) -> str:
-    """The file's SHA-256 (run.json records it; `evaluate` warns when it changed)."""
+    """The file's SHA-256 (run.json records it): read once per version of the file in a
+    process, so checking a run's files and then loading them reads them once."""
+    stat = os.stat(path)
+    return _sha256(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, inode: int, mtime_ns: int, size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def changed_files(recorded: dict) -> list[str]:
+    """The files of `recorded` (path -> SHA-256, as run.json keeps them) whose content is
+    no longer what was recorded; a missing file is left to the reader that needs it."""
+    changed = []
+    for path, digest in recorded.items():
+        if isinstance(path, str) and os.path.isfile(path) and sha256_file(path) != digest:
+            changed.append(path)
+    return changed
 
 
 def machine_memory() -> int:
