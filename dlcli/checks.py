@@ -149,18 +149,28 @@ def _monitors(config) -> list[tuple[tuple, str]]:
 
 
 def output_activation(layers: list) -> str | None:
-    """The activation the stack ends with ('softmax', 'sigmoid', ...), if it says one."""
+    """The activation the stack ends with ('softmax', 'sigmoid', 'linear' for none, ...),
+    or None when its last layer does not say."""
     for layer in reversed(layers):
         name = type(layer).__name__
         if name == "Softmax":
             return "softmax"
         activation = getattr(layer, "activation", None)
         if activation is not None:
-            label = getattr(activation, "__name__", str(activation))
-            return None if label == "linear" else label
+            return getattr(activation, "__name__", str(activation))
         if name not in PASS_THROUGH:
             return None
     return None
+
+
+def ends_in_logits(layer_specs: list) -> bool:
+    """Whether a config's stack ends with a Dense layer without an activation (so its
+    outputs are logits), looking past dropout-like layers: what the default loss is told."""
+    for spec in reversed(layer_specs):
+        if spec.type.lower() in {name.lower() for name in PASS_THROUGH}:
+            continue
+        return spec.type.lower() == "dense" and spec.kwargs.get("activation") in (None, "linear")
+    return False
 
 
 def output_problems(config, data, units: int, layers: list, loss) -> list[Problem]:
@@ -192,4 +202,9 @@ def output_problems(config, data, units: int, layers: list, loss) -> list[Proble
         out.append(config.problem(last, f"the model ends with {units} units but the data has {k} classes; set units: {k}"))
     if from_logits and activation in ("softmax", "sigmoid"):
         out.append(config.problem(loss_path, f"from_logits: true, but the last layer already applies {activation}; drop the activation or set from_logits: false"))
+    if not from_logits and activation == "linear" and "Crossentropy" in name:
+        squash = "sigmoid" if name in BINARY else "softmax"
+        out.append(config.problem(loss_path, f"the last layer has no activation, so it outputs logits, but {name} is "
+                                  f"told they are probabilities; set from_logits: true on the loss, or activation: "
+                                  f"{squash} on the last layer"))
     return out

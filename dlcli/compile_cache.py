@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -48,7 +49,12 @@ def start() -> None:
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: compile as usual
+        with tempfile.TemporaryFile(dir=path):  # JAX would fail to write into it silently
+            pass
+    except OSError as exc:  # a read-only home: compile as usual; a folder the user chose: say so
+        if os.environ.get("DLCLI_COMPILE_CACHE", "").strip() or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+            _STATE["warning"] = (f"the compilation cache {path} cannot be written ({exc.strerror or exc}); "
+                                 "compiling without it: point DLCLI_COMPILE_CACHE at a writable folder, or set it to off")
         return
     import jax
     from jax import monitoring
@@ -69,6 +75,11 @@ def _count(event: str, **_) -> None:
         _STATE["hits"] += 1
     elif event == "/jax/compilation_cache/cache_misses":  # JAX's name for a program written to the cache
         _STATE["writes"] += 1
+
+
+def take_warning() -> str | None:
+    """The line to tell the user once, when the folder they chose for the cache is unusable."""
+    return _STATE.pop("warning", None)
 
 
 def record() -> dict | None:

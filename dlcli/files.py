@@ -23,8 +23,10 @@ import stat
 import tempfile
 from pathlib import Path
 
-from dlcli.errors import ConfigError, Problem, first_line
+from dlcli.errors import ConfigError, Problem, RunFailed, first_line
 
+# Write failures that are the device's, not the path's (exit 1, as for `> /dev/full`).
+DEVICE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -120,6 +122,8 @@ def write_output(path, text: str) -> None:
         if exc.errno == errno.ENXIO:
             raise ConfigError(Problem("is a FIFO that no process reads; start the reader first",
                                       where=str(path))) from None
+        if exc.errno in DEVICE_FULL:  # the path is fine; the device failed: a run-time failure
+            raise RunFailed(f"{path}: cannot write it: {exc.strerror or exc}; free disk space") from None
         raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(path))) from None
 
 

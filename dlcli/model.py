@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlcli import keras_names
-from dlcli.checks import monitor_problems, output_problems
+from dlcli.checks import ends_in_logits, monitor_problems, output_problems
 from dlcli.config import Config, KerasObject
 from dlcli.data import Dataset
 from dlcli.errors import ConfigError, Problem, first_line
@@ -31,6 +31,8 @@ def resolve(config: Config, data: Dataset) -> Config:
     resolved = config.model_copy(deep=True)
     if resolved.compile.loss is None:
         resolved.compile.loss = KerasObject(type=default_loss(data.task, data.one_hot))
+        if data.task == "classification" and ends_in_logits(resolved.model.layers):
+            resolved.compile.loss.__pydantic_extra__["from_logits"] = True  # a linear last layer gives logits
     if resolved.model.input_shape is None:
         resolved.model.input_shape = list(data.input_shape)
     last = resolved.model.layers[-1]

@@ -131,6 +131,9 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
         raise ConfigError(Problem(
             f"runtime.backend '{backend}' is not installed ({exc}); install it: {extra}", where=where
         )) from None
+    warning = compile_cache.take_warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return keras
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
+from dlcli import handoff
 from dlcli.cli import common, manage, run
 from dlcli.signals import follow_parent
 
@@ -47,12 +49,29 @@ for _name, _function in COMMANDS.items():
     app.command(_name)(_function)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from dlcli import __version__
+
+        typer.echo(f"dlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool | None, typer.Option(
+        "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Train Keras models from YAML files; every run lands in a folder you can trust."""
+
+
 def main() -> None:
     """Console-script entry point."""
     common.AS_PROGRAM = True
+    common.reserve_standard_streams()
     common.install_program_signals()
     follow_parent()
-    if os.environ.get("DLCLI_PRELOAD"):  # a sweep's spare trial process (dlcli.sweep)
+    if handoff.current.preload is not None:  # a sweep's spare trial process (dlcli.child)
         from dlcli.sweep import await_trial
 
         await_trial()

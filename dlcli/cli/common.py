@@ -7,6 +7,7 @@ in library calls. Nothing here knows how training works.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -21,7 +22,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dlcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, DlcliError, io_error
+from dlcli.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    ConfigError,
+    DlcliError,
+    Problem,
+    RunFailed,
+    first_line,
+    io_error,
+)
 from dlcli.files import json_text
 from dlcli.signals import Terminated, main_thread, signals_raise
 
@@ -42,7 +52,7 @@ def check_backend(value: str | None) -> str | None:
 
     choices = ("auto", *BACKENDS)
     if value is not None and value not in choices:
-        from dlcli.errors import ConfigError, Problem, did_you_mean
+        from dlcli.errors import did_you_mean
 
         raise ConfigError(Problem(f"expected one of {', '.join(choices)}, got '{value}'{did_you_mean(value, choices)}",
                                   where="--backend"))
@@ -68,8 +78,46 @@ def err() -> Console:
 
 
 def emit_json(data: dict) -> None:
-    sys.stdout.write(json_text(data) + "\n")
-    sys.stdout.flush()
+    write_stdout(json_text(data) + "\n")
+
+
+def write_stdout(text: str) -> None:
+    """A command's result on standard output; a full disk or a closed pipe there is a
+    failure of the run (exit 1) in one line, as for any file dlcli writes."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise RunFailed(f"cannot write to standard output: {exc.strerror or first_line(exc)}") from None
+
+
+CLOSED_STREAMS: set[int] = set()  # 0, 1, 2: closed when dlcli started (`>&-`), now /dev/null
+
+
+def reserve_standard_streams() -> None:
+    """Give a standard stream that was closed when dlcli started (`dlcli predict ... >&-`)
+    /dev/null, and remember it: otherwise the next file dlcli opens takes its number, and a
+    library's stray print would land in that file (a model, a JSON record)."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        CLOSED_STREAMS.add(fd)
+        stream = open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - for the process's life
+        setattr(sys, name, stream)
+
+
+def require_stdout(fix: str) -> None:
+    """A usage error, before any work, when the command's result goes to a standard output
+    that was closed: it would be lost."""
+    if 1 in CLOSED_STREAMS:
+        raise ConfigError(Problem(f"standard output is closed (>&-), so the result would be lost; {fix}"))
 
 
 def command(func):
@@ -83,6 +131,8 @@ def command(func):
             os.environ["DLCLI_DEBUG"] = "1"
         _STATE.update(as_json=as_json, done=False)
         try:
+            if as_json:
+                require_stdout("leave it open for --json, or drop --json")
             if AS_PROGRAM:
                 result = func(*args, **kwargs)
             else:  # in-process (tests, notebooks): signals raise as they do in training
@@ -110,8 +160,12 @@ def command(func):
 def _done() -> None:
     """The command's work is done and printed: a signal from here on (while the backends
     tear down) ends the process with exit 0, as the result stands."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        raise RunFailed(f"cannot write to standard output: {exc.strerror or first_line(exc)}") from None
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
     _STATE["done"] = True
 
 
@@ -131,9 +185,11 @@ def on_program_signal(signum, frame) -> None:
     quieted = getattr(sys.modules.get("dlcli.runtime"), "REAL_STDERR", [])
     os.write(quieted[-1] if quieted else 2, b"error: interrupted\n")  # plain: rich may be half-imported
     if _STATE["as_json"]:
-        emit_json({"error": "interrupted", "errors": ["interrupted"], "exit_code": EXIT_INTERRUPTED})
-    sys.stdout.flush()
-    sys.stderr.flush()
+        with contextlib.suppress(DlcliError):
+            emit_json({"error": "interrupted", "errors": ["interrupted"], "exit_code": EXIT_INTERRUPTED})
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
 
 
@@ -154,8 +210,9 @@ def _fail(message: str, code: int, as_json: bool, payload: dict | None = None):
     lines = message.splitlines() or [message]
     for line in lines:
         stderr.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
-    if as_json:
-        emit_json({**(payload or {}), "error": message, "errors": lines, "exit_code": code})
+    if as_json and 1 not in CLOSED_STREAMS:
+        with contextlib.suppress(DlcliError):  # stdout failing too: the line on stderr stands
+            emit_json({**(payload or {}), "error": message, "errors": lines, "exit_code": code})
     if code == EXIT_INTERRUPTED and AS_PROGRAM:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -30,6 +30,8 @@ from dlcli.cli.common import (
     exports_table,
     metrics_table,
     out,
+    require_stdout,
+    write_stdout,
 )
 
 
@@ -53,16 +55,14 @@ def train(
     debug: DebugOption = False,
 ):
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
-    import os
-
-    from dlcli import processes
+    from dlcli import handoff, processes
     from dlcli.errors import ConfigError
     from dlcli.training import train as train_run
 
     if config is None and resume is None:
         raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
     group = processes.Group.from_options(coordinator, num_processes, process_id)
-    if group.several and not os.environ.get(processes.WORKER):
+    if group.several and not handoff.current.worker:  # the supervised worker trains
         raise typer.Exit(processes.supervise(group, sys.argv[1:], debug))
     stderr = err()
     result = train_run(
@@ -99,6 +99,9 @@ def evaluate(
     fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower.")] = None,
     fail_over: Annotated[list[str] | None, typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss).")] = None,
     backend: BackendOption = None,
+    allow_changed_data: Annotated[bool, typer.Option(
+        "--allow-changed-data", help="Split a data file that changed since training anew (scored with the run's "
+                                     "own preprocessing) instead of refusing.")] = False,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -111,7 +114,8 @@ def evaluate(
     for text in [*(fail_under or []), *(fail_over or [])]:
         parse_gate(text)  # a malformed gate is a usage error before any work
     entry = evaluate_run(run, split=split, data=str(data) if data else None, runs_dir=runs_dir,
-                         fail_under=fail_under or [], fail_over=fail_over or [], backend=check_backend(backend))
+                         fail_under=fail_under or [], fail_over=fail_over or [], backend=check_backend(backend),
+                         allow_changed_data=allow_changed_data)
     failures = entry.pop("gate_failures", [])
     if "warning" in entry:
         err().print(f"[yellow]warning:[/] {escape(entry['warning'])}")
@@ -142,6 +146,8 @@ def predict(
     from dlcli.evaluation import to_csv
     from dlcli.files import write_output
 
+    if output is None:
+        require_stdout("give --output FILE")
     predicted = predict_run(run, str(input), proba=proba, runs_dir=runs_dir, backend=check_backend(backend))
     rows = predicted.rows
     if predicted.warning:
@@ -153,7 +159,7 @@ def predict(
                     **({"unseen": predicted.unseen} if predicted.unseen else {}),
                     **({"output": str(output)} if output else {})})
     elif output is None:
-        sys.stdout.write(to_csv(rows))
+        write_stdout(to_csv(rows))
     else:
         err().print(f"wrote {len(rows)} predictions to {output}")
 
