@@ -1,5 +1,5 @@
 """Which Keras backend trains which model fastest on this machine: the evidence behind
-`runtime.backend: auto` (dlcli.runtime.choose_backend).
+`runtime.backend: auto` (dlcli.runtime.backend.choose_backend).
 
 Each workload is trained by `dlcli train` in a fresh process on every backend installed
 (`--set runtime.backend=...`), with dlcli's defaults otherwise, `--repeats` times in turn

@@ -13,7 +13,7 @@ ten minutes apart, four run names interleaved) into a temporary runs dir, then t
   - `python -m dlcli runs --runs-dir TMP`                 every run, as a table (reads every folder)
   - `python -m dlcli runs --runs-dir TMP --json`          every run, as JSON
   - `python -m dlcli runs --runs-dir TMP --sort accuracy --limit 20`   (a sort reads every folder)
-  - in this process: `dlcli.catalog.list_runs(TMP, limit=20)`, `dlcli.catalog.find_runs(TMP)`,
+  - in this process: `dlcli.runs.catalog.list_runs(TMP, limit=20)`, `dlcli.runs.catalog.find_runs(TMP)`,
     and the floor for the latter: reading and parsing every run.json and metrics.json, nothing else
 
 Each figure is the median of --repeats runs after one untimed warm-up (so the files are in
@@ -191,7 +191,7 @@ def main() -> int:
             "python -m dlcli runs --sort accuracy --limit 20": time_command(
                 ["runs", *where, "--sort", "accuracy", "--limit", "20"], options.repeats),
         }
-        from dlcli import catalog
+        from dlcli.runs import catalog
 
         shown = len(catalog.list_runs(runs, limit=20))
         listed = len(catalog.find_runs(runs))

@@ -6,7 +6,7 @@ an integer label column 'label'; a header row) is generated into a temporary fol
 fixed seed. Each reader then reads it in a fresh process, --repeats times, so that the peak
 RSS of one reader is its own:
 
-    dlcli     dlcli.sources.tablefile: inspect + read_table (the 63 features, target 'label')
+    dlcli     dlcli.data.tables.tablefile: inspect + read_table (the 63 features, target 'label')
     pyarrow   pyarrow.csv.read_csv(path), defaults
     pandas    pandas.read_csv(path), defaults
     loadtxt   numpy.loadtxt(path, delimiter=",", skiprows=1, dtype=float32)
@@ -132,7 +132,7 @@ def child(reader: str, path: str) -> dict:
         import pyarrow.compute
         import pyarrow.csv
 
-        from dlcli.sources.tablefile import inspect, read_table
+        from dlcli.data.tables.tablefile import inspect, read_table
 
         def read():
             fmt = inspect(path, header="auto", columns=None, delimiter="auto", missing=["", "?", "NA"])

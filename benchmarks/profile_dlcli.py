@@ -93,11 +93,11 @@ def main() -> int:
 
     TIMES["import dlcli.cli (typer, rich)"].append(time.perf_counter() - started)
     started = time.perf_counter()
-    import dlcli.reports as reports
-    import dlcli.training as training
-    from dlcli.runfolder import RunFolder
+    import dlcli.runs.reports as reports
+    import dlcli.training.session as training
+    from dlcli.runs.runfolder import RunFolder
 
-    TIMES["import dlcli.training (pydantic, yaml, numpy, ...)"].append(time.perf_counter() - started)
+    TIMES["import dlcli.training.session (pydantic, yaml, numpy, ...)"].append(time.perf_counter() - started)
 
     def after_keras(keras):
         keras.Model.fit = fit_flag(keras.Model.fit)
@@ -131,7 +131,7 @@ def main() -> int:
         # callbacks_for is imported inside train() once Keras is up (which `_open` does, as it
         # prepares the run): time it and its Recorder after that, never import it first.
         claim = real_open(*a, **k)
-        import dlcli.callbacks as callbacks
+        import dlcli.training.callbacks as callbacks
 
         if not getattr(callbacks, "_profiled", False):
             callbacks._profiled = True

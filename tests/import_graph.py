@@ -13,16 +13,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dlcli"
 
-# Each module's stage, in the order data flows. `runfolder` (the store every stage writes
-# through) and `files` sit with the basics: they know nothing of the stages.
+# Each module's stage, in the order data flows: a top-level module or a package of dlcli.
+# `runs` (the run folder, the store every later stage writes through) comes before the data
+# and training that write into it, and knows nothing of them.
 STAGES = [
-    ("basics", ["errors", "handoff", "sqlite_lock", "files", "runfolder", "metrics", "signals", "board", "compile_cache"]),
-    ("config", ["config_text", "config", "runtime", "keras_names", "losses", "checks"]),
-    ("data", ["sources", "tables", "streaming", "data"]),
-    ("model", ["table_encoder", "preprocessing", "model", "outputs"]),
-    ("training", ["checkpoint", "callbacks", "resume", "progress", "plots", "reports", "processes", "training"]),
-    ("using runs", ["evaluation", "export_safety", "export", "catalog", "sweep", "templates"]),
-    ("CLI", ["cli", "child", "__main__"]),
+    ("basics", ["errors", "files"]),
+    ("config", ["config"]),
+    ("runtime", ["runtime"]),
+    ("runs", ["runs"]),
+    ("data", ["data"]),
+    ("init", ["init"]),
+    ("model", ["model"]),
+    ("training", ["training"]),
+    ("use", ["use"]),
+    ("tuning", ["tuning"]),
+    ("CLI", ["cli", "__main__"]),
 ]
 
 

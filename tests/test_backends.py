@@ -20,7 +20,7 @@ from conftest import run_dlcli, run_python
 from typer.testing import CliRunner
 
 from dlcli.cli import app
-from dlcli.runtime import AUTO_RULE, choose_backend, installed_backends
+from dlcli.runtime.backend import AUTO_RULE, choose_backend, installed_backends
 
 TWO = [b for b in ("jax", "tensorflow") if b in installed_backends()]
 needs_two = pytest.mark.skipif(len(TWO) < 2, reason="needs both jax and tensorflow installed (the [test] extra has them)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from dlcli.cli import manage
-from dlcli.runfolder import STAMP_SLACK
+from dlcli.runs.runfolder import STAMP_SLACK
 
 BASE = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 NAMES = ["digits-mlp", "wine-csv", "diabetes", "tiny"]

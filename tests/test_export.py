@@ -85,7 +85,7 @@ from ai_edge_litert.interpreter import Interpreter
 folder, model, rows, feed = sys.argv[1:5]
 x = np.load(rows)["x"]
 if feed != "-":
-    import dlcli.table_encoder  # registers a table model's first layer (the README says so)
+    import dlcli.data.tables.encoder  # registers a table model's first layer (the README says so)
 want = keras.saving.load_model(model).predict(x, verbose=0)
 serve = tf.saved_model.load(folder + "/saved_model").signatures["serving_default"]
 specs = serve.structured_input_signature[1]
@@ -244,7 +244,7 @@ def test_a_copy_that_differs_from_the_model_fails_with_exit_1_and_the_other_reco
     shutil.copytree(digits_export[0], exported)
     code = f"""
 import importlib, sys
-export = importlib.import_module("dlcli.export")  # the module (dlcli.export is the API function)
+export = importlib.import_module("dlcli.use.export")  # the module (dlcli.use.export is the API function)
 export.TOLERANCE = export.LOOSE_TOLERANCE = -1.0  # no copy can be this close
 sys.argv = ["dlcli", "export", {str(exported)!r}, "--format", "keras"]
 from dlcli.cli import main
@@ -274,7 +274,7 @@ def test_a_missing_export_library_names_the_install(cli, run_copy, monkeypatch):
     import importlib
     import importlib.util
 
-    exports = importlib.import_module("dlcli.export")  # the module (dlcli.export is the API function)
+    exports = importlib.import_module("dlcli.use.export")  # the module (dlcli.use.export is the API function)
     real = importlib.util.find_spec
     monkeypatch.setattr(exports.importlib.util, "find_spec",
                         lambda name, *a: None if name == "onnxruntime" else real(name, *a))
@@ -311,8 +311,8 @@ def test_a_model_saved_on_torch_exports_on_tensorflow(run_copy):
 def test_raw_columns_carry_any_text_and_names_a_signature_accepts():
     from types import SimpleNamespace
 
-    from dlcli.export import RawTable
-    from dlcli.tables import Feature
+    from dlcli.use.export import RawTable
+    from dlcli.data.tables.preprocessing import Feature
 
     table = RawTable(SimpleNamespace(features=[
         Feature("city name", "categorical", categories=["São Paulo", "Zürich"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import json
 
-import dlcli.runfolder
+import dlcli.runs.runfolder
 
 
 def _only_run(runs_dir):
@@ -33,7 +33,7 @@ def test_disk_full_while_training_is_one_line_and_a_failed_run(cli, write_config
     def disk_full(path, line):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(dlcli.runfolder, "append_line", disk_full)
+    monkeypatch.setattr(dlcli.runs.runfolder, "append_line", disk_full)
     result = cli("train", write_config(), "--runs-dir", runs_dir)
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()

@@ -349,7 +349,7 @@ def test_csv_cell_over_the_field_limit_names_the_line(refused, write_config, tmp
 
 
 def test_csv_line_without_end_is_cut_short(cli, write_config, tmp_path, monkeypatch):
-    from dlcli.sources import tablefile
+    from dlcli.data.tables import tablefile
 
     monkeypatch.setattr(tablefile, "MAX_LINE", 1_000)
     lines = csv_lines()

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from conftest import CONFIGS, run_dlcli
 
-from dlcli.sqlite_lock import WAIT_S
+from dlcli.tuning.sqlite_lock import WAIT_S
 
 FAST = {"DLCLI_PEER_TIMEOUT": "8", "DLCLI_START_TIMEOUT": "20", "NO_COLOR": "1"}
 # Diabetes regression: a trial trains in about a second after its imports.

@@ -179,9 +179,9 @@ def test_several_processes_need_the_jax_backend(write_config, runs_dir):
 
 
 def test_batch_size_is_split_evenly_over_the_processes():
-    from dlcli.config import load_config
+    from dlcli.config.schema import load_config
     from dlcli.errors import ConfigError
-    from dlcli.processes import Group, check_batch
+    from dlcli.training.distributed import Group, check_batch
 
     config = load_config({"data": {"source": "digits"}, "model": {"layers": [{"type": "Dense", "units": 10}]},
                           "training": {"batch_size": 30}})

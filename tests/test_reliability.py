@@ -288,7 +288,7 @@ def test_three_trainings_at_once_get_three_run_folders(tmp_path, write_config):
 
 
 def _create_at_once(runs: str, barrier, queue) -> None:
-    from dlcli.runfolder import RunFolder
+    from dlcli.runs.runfolder import RunFolder
 
     barrier.wait()
     try:

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import yaml
 
-from dlcli.config import load_config
-from dlcli.data import Split, load_data, stratified_rows
-from dlcli.sources.npzfile import NpzRows
-from dlcli.streaming import StreamSplit
+from dlcli.config.schema import load_config
+from dlcli.data.dataset import Split, load_data, stratified_rows
+from dlcli.data.sources.npzfile import NpzRows
+from dlcli.data.streaming import StreamSplit
 
 FROZEN = {"type": "adam", "learning_rate": 1e-12}  # weights do not move: batch order cannot matter
 SMALL = [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]
@@ -111,7 +111,7 @@ def assert_close(a, b, path="") -> None:
 
 
 def test_a_csv_streamed_gives_the_same_splits_preprocessing_and_metrics(cli, tmp_path, monkeypatch):
-    from dlcli.sources import tablestream
+    from dlcli.data.tables import stream as tablestream
 
     monkeypatch.setattr(tablestream, "PIECE", 8192)  # many pieces in a small file
     data = write_table(tmp_path / "table.csv")
@@ -139,7 +139,7 @@ def test_a_csv_streamed_gives_the_same_splits_preprocessing_and_metrics(cli, tmp
 
 
 def test_a_separate_test_file_and_dropped_rows_stream_the_same(cli, tmp_path, monkeypatch):
-    from dlcli.sources import tablestream
+    from dlcli.data.tables import stream as tablestream
 
     monkeypatch.setattr(tablestream, "PIECE", 8192)
     data, test = write_table(tmp_path / "train.csv", 2000, seed=1), write_table(tmp_path / "test.csv", 600, seed=2)
@@ -166,7 +166,7 @@ def test_parquet_streams_one_row_group_at_a_time(cli, tmp_path):
 
 
 def test_an_npz_is_memory_mapped_and_trains_as_in_memory(cli, tmp_path, monkeypatch):
-    from dlcli.sources import npzfile
+    from dlcli.data.sources import npzfile
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(1500, 6, 2))
@@ -261,12 +261,12 @@ def test_streamed_splits_hold_the_same_rows_and_shard_evenly(tmp_path):
 
 
 def test_each_epoch_is_shuffled_anew_with_the_seed_and_sees_every_row_once(tmp_path, monkeypatch):
-    from dlcli import streaming
+    from dlcli.data import streaming
 
     monkeypatch.setattr(streaming, "WINDOW_BYTES", 64 * 4 * 2)  # windows of 64 rows of 2 numbers
     x = np.arange(2000, dtype="float64").reshape(1000, 2)
     np.savez(tmp_path / "a.npz", x_train=x, y_train=np.arange(1000) % 3)
-    monkeypatch.setattr("dlcli.sources.npzfile.PIECE_BYTES", 16 * 2 * 8)  # pieces of 16 rows
+    monkeypatch.setattr("dlcli.data.sources.npzfile.PIECE_BYTES", 16 * 2 * 8)  # pieces of 16 rows
     cfg = {"data": {"source": "npz", "path": str(tmp_path / "a.npz"), "streaming": True},
            "model": {"layers": SMALL}, "seed": 9}
     train = load_data(load_config(cfg)).train
@@ -303,7 +303,7 @@ def test_the_lean_stratified_split_draws_what_scikit_learn_draws(n, classes, fra
 
 
 def test_auto_streams_files_larger_than_a_quarter_of_memory(cli, tmp_path, monkeypatch):
-    from dlcli.sources import files
+    from dlcli.data.sources import datafile as files
 
     data = write_table(tmp_path / "table.csv", 400)
     cfg = {**config(data, "auto"), "training": {"epochs": 1, "batch_size": 64}}
@@ -326,7 +326,7 @@ def test_streaming_a_dataset_that_is_not_a_file_is_a_one_line_error_at_its_line(
 
 
 def test_running_out_of_memory_while_streaming_is_one_line_and_a_failed_run(cli, tmp_path, monkeypatch):
-    from dlcli import streaming
+    from dlcli.data import streaming
 
     data = write_table(tmp_path / "table.csv", 1500)
     blocks = streaming.StreamSplit._blocks
@@ -351,7 +351,7 @@ def test_running_out_of_memory_while_streaming_is_one_line_and_a_failed_run(cli,
 
 
 def test_running_out_of_memory_while_loading_is_one_line(cli, tmp_path, monkeypatch):
-    from dlcli.sources import tablestream
+    from dlcli.data.tables import stream as tablestream
 
     def starved(*args, **kwargs):
         raise MemoryError

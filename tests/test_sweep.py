@@ -16,9 +16,9 @@ import yaml
 from conftest import TINY, deep_update, run_dlcli
 
 from dlcli.cli.common import number
-from dlcli.config import load_config
-from dlcli.config_text import parse_override
-from dlcli.runfolder import RunFolder
+from dlcli.config.schema import load_config
+from dlcli.config.text import parse_override
+from dlcli.runs.runfolder import RunFolder
 
 # Diabetes regression: 442 rows, a trial trains in about a second after its imports. SGD
 # with a learning rate of a million overflows to NaN in the first epoch: a failing trial.
@@ -69,7 +69,7 @@ def trial_states(folder: Path) -> dict:
 
 @pytest.mark.parametrize("value", [1e-05, 0.001, 3.0e-12, 1e20, 64, True, "relu", "1e-3", None, 0.5])
 def test_a_trial_value_reads_back_through_set_as_the_same_value(value):
-    from dlcli.sweep import override
+    from dlcli.tuning.sweep import override
 
     path, parsed = parse_override(override("compile.optimizer.learning_rate", value))
     assert path == ("compile", "optimizer", "learning_rate")
@@ -112,7 +112,7 @@ def test_the_sweep_section_is_not_part_of_what_a_run_trains(tmp_path):
 
 
 def test_the_grid_sampler_takes_finite_lists_only():
-    from dlcli.sweep import grid
+    from dlcli.tuning.sweep import grid
 
     lists, endless = grid({"a": {"choice": [1, 2]}, "b": {"int": [16, 64], "step": 16},
                            "c": {"uniform": [0.0, 0.5], "step": 0.25}, "d": {"log_uniform": [1e-4, 1e-2]}})
@@ -169,8 +169,8 @@ def test_the_python_api_sweep_and_export_stay_callable_once_their_modules_are_im
 
     import dlcli
 
-    module = importlib.import_module("dlcli.sweep")
-    importlib.import_module("dlcli.export")
+    module = importlib.import_module("dlcli.tuning.sweep")
+    importlib.import_module("dlcli.use.export")
     assert callable(dlcli.sweep) and callable(dlcli.export) and callable(module.run_sweep)
     with pytest.raises(dlcli.ConfigError, match="give a CONFIG with a sweep: section"):
         dlcli.sweep()
@@ -181,7 +181,7 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
     process with SIGINT (a stand-in process here: the bookkeeping is what is tested)."""
     from optuna.trial import TrialState
 
-    from dlcli.sweep import Sweeper, Target, distributions
+    from dlcli.tuning.sweep import Sweeper, Target, distributions
 
     config = load_config(write(tmp_path, deep_update(TINY, {"sweep": {"space": {
         "compile.optimizer.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]}}}})))
@@ -195,7 +195,7 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
         for epoch in (1, 2, 3):
             trial.report(value + 0.1 * (3 - epoch), step=epoch)
         study.tell(trial, value)
-    from dlcli.sweep import TrialProcess
+    from dlcli.tuning.sweep import TrialProcess
 
     run = RunFolder.create(folder.path, "tiny-t0003")
     process = subprocess.Popen(["sleep", "60"])

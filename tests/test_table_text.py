@@ -18,7 +18,7 @@ import pyarrow.csv as pcsv
 import pytest
 import yaml
 
-from dlcli.sources.tablefile import inspect, spans
+from dlcli.data.tables.tablefile import inspect, spans
 
 ENDINGS = {"lf": ["\n"], "cr": ["\r"], "crlf": ["\r\n"], "mixed": ["\n", "\r\n", "\r"]}
 

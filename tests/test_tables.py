@@ -146,7 +146,7 @@ def test_a_header_is_found_over_columns_of_numbers_and_quoting_is_honoured(cli, 
 
 
 def test_quoted_cells_with_line_ends_and_quotes_are_read_across_pieces(cli, write_config, tmp_path, monkeypatch):
-    from dlcli.sources import tablefile
+    from dlcli.data.tables import tablefile
 
     monkeypatch.setattr(tablefile, "PIECE", 4096)  # the reader parses a CSV a piece at a time
     pieces, cut = [], tablefile._pieces

@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from dlcli.config import Config, load_config
-from dlcli.config_text import apply_overrides, config_differences, parse_override, resumable
+from dlcli.config.schema import Config, load_config
+from dlcli.config.text import apply_overrides, config_differences, parse_override, resumable
 from dlcli.errors import ConfigError, first_line
 from dlcli.files import csv_text
-from dlcli.metrics import best_epoch, direction, final_metrics
-from dlcli.runtime import choose_runtime, runtime_problems
+from dlcli.runs.metrics import best_epoch, direction, final_metrics
+from dlcli.runtime.backend import choose_runtime, runtime_problems
 
 MINIMAL = {"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}}
 
@@ -159,7 +159,7 @@ def test_compatible_runtime_settings_have_no_problem():
     ("kl_divergense", "KLDivergence", "kl_divergence"),
 ])
 def test_did_you_mean_is_spelt_the_users_way(word, keras_name, shown):
-    from dlcli.keras_names import suggest
+    from dlcli.runtime.keras_names import suggest
 
     assert suggest(word, {keras_name.lower(): keras_name}) == f" (did you mean '{shown}'?)"
 
@@ -178,7 +178,7 @@ def test_csv_text_keeps_every_digit_of_a_float():
 # -- data: splits, statistics, sources ------------------------------------------------------
 
 def test_split_steps_batches_and_shards():
-    from dlcli.data import Split
+    from dlcli.data.dataset import Split
 
     split = Split(np.arange(20, dtype="float32").reshape(10, 2), np.arange(10))
     assert len(split) == 10 and split.steps(4) == 3
@@ -192,7 +192,7 @@ def test_split_steps_batches_and_shards():
 
 @pytest.mark.parametrize(("shape", "mode"), [((3,), "standard"), ((3,), "minmax"), ((4, 4, 3), "standard"), ((6, 6), "standard")])
 def test_statistics_over_batches_equal_those_of_the_whole_split(shape, mode):
-    from dlcli.preprocessing import statistics
+    from dlcli.model.inputs import statistics
 
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(257, int(np.prod(shape)))) * 3 + 5).astype("float32")
@@ -208,16 +208,16 @@ def test_statistics_over_batches_equal_those_of_the_whole_split(shape, mode):
 def test_every_schema_source_has_a_source_and_back():
     import typing
 
-    from dlcli.config import DataConfig
-    from dlcli.sources import SOURCES
+    from dlcli.config.schema import DataConfig
+    from dlcli.data.sources import SOURCES
 
     schema_names = set(typing.get_args(DataConfig.model_fields["source"].annotation))
     assert schema_names == set(SOURCES)
 
 
 def test_resolve_returns_a_new_config_and_leaves_the_given_one_alone():
-    from dlcli.data import Dataset, Split
-    from dlcli.model import resolve
+    from dlcli.data.dataset import Dataset, Split
+    from dlcli.model.build import resolve
 
     config = load_config(MINIMAL)
     data = Dataset(train=Split(np.zeros((8, 4), "float32"), np.arange(8) % 3),
@@ -234,8 +234,8 @@ def test_resolve_returns_a_new_config_and_leaves_the_given_one_alone():
 def test_importing_dlcli_and_its_light_modules_imports_no_keras():
     from conftest import run_python
 
-    code = ("import sys, dlcli, dlcli.cli, dlcli.catalog, dlcli.runfolder, dlcli.config, dlcli.metrics, "
-            "dlcli.templates, dlcli.data, dlcli.model, dlcli.training, dlcli.evaluation; "
+    code = ("import sys, dlcli, dlcli.cli, dlcli.runs.catalog, dlcli.runs.runfolder, dlcli.config.schema, dlcli.runs.metrics, "
+            "dlcli.init.templates, dlcli.data.dataset, dlcli.model.build, dlcli.training.session, dlcli.use.evaluate; "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
     out = run_python(code, env={"KERAS_BACKEND": ""})
     assert out.returncode == 0, out.stderr
@@ -258,7 +258,7 @@ def test_nan_counts_as_worst_for_either_direction():
 
 
 def test_env_says_what_an_explicit_precision_does_on_each_kind_of_gpu():
-    from dlcli.runtime import precision_effects
+    from dlcli.runtime.backend import precision_effects
 
     ampere = {"type": "GPU", "name": "A100", "compute_capability": [8, 0]}
     volta = {"type": "GPU", "name": "V100", "compute_capability": [7, 0]}

@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from dlcli import handoff
+from dlcli.training import handoff
 from dlcli.cli import common, manage, run
-from dlcli.signals import follow_parent
+from dlcli.training.signals import follow_parent
 
 app = typer.Typer(
     name="dlcli",
@@ -71,8 +71,8 @@ def main() -> None:
     common.reserve_standard_streams()
     common.install_program_signals()
     follow_parent()
-    if handoff.current.preload is not None:  # a sweep's spare trial process (dlcli.child)
-        from dlcli.sweep import await_trial
+    if handoff.current.preload is not None:  # a sweep's spare trial process (dlcli.cli.child)
+        from dlcli.tuning.sweep import await_trial
 
         await_trial()
     try:

@@ -33,7 +33,7 @@ from dlcli.errors import (
     io_error,
 )
 from dlcli.files import json_text
-from dlcli.signals import Terminated, main_thread, signals_raise
+from dlcli.training.signals import Terminated, main_thread, signals_raise
 
 SetOption = Annotated[
     list[str] | None,
@@ -48,7 +48,7 @@ BackendOption = Annotated[
 
 def check_backend(value: str | None) -> str | None:
     """--backend's value, or a usage error naming the choices."""
-    from dlcli.runtime import BACKENDS
+    from dlcli.runtime.backend import BACKENDS
 
     choices = ("auto", *BACKENDS)
     if value is not None and value not in choices:
@@ -174,15 +174,15 @@ _STATE = {"as_json": False, "done": False}
 
 def on_program_signal(signum, frame) -> None:
     """The `dlcli` program's SIGINT/SIGTERM handler outside an open run folder (training
-    installs its own, `dlcli.signals`): the work so far is only in memory, so end now with
+    installs its own, `dlcli.training.signals`): the work so far is only in memory, so end now with
     130 (one line, and the JSON object under --json), or with 0 once the result is out."""
     if _STATE["done"]:
         os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stderr.flush()
-    # fd 2 may be hushed while a backend imports; dlcli.runtime may itself be half-imported
-    quieted = getattr(sys.modules.get("dlcli.runtime"), "REAL_STDERR", [])
+    # fd 2 may be hushed while a backend imports; dlcli.runtime.backend may itself be half-imported
+    quieted = getattr(sys.modules.get("dlcli.runtime.backend"), "REAL_STDERR", [])
     os.write(quieted[-1] if quieted else 2, b"error: interrupted\n")  # plain: rich may be half-imported
     if _STATE["as_json"]:
         with contextlib.suppress(DlcliError):

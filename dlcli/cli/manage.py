@@ -1,7 +1,7 @@
 """The everyday commands around training: runs, show, compare, init, schema, env.
 
-Thin adapters over `dlcli.catalog`, `dlcli.templates`, `dlcli.config.config_schema` and
-`dlcli.runtime.environment`: parse the options, call the library, print a rich table (or
+Thin adapters over `dlcli.runs.catalog`, `dlcli.init.templates`, `dlcli.config.schema.config_schema` and
+`dlcli.runtime.backend.environment`: parse the options, call the library, print a rich table (or
 one JSON object with `--json`). None of them but `env` imports TensorFlow or Keras, so they
 answer at once.
 """
@@ -21,7 +21,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from dlcli import catalog, templates
+from dlcli.runs import catalog
+from dlcli.init import templates
 from dlcli.cli.common import (
     DebugOption,
     Facts,
@@ -44,7 +45,7 @@ from dlcli.cli.common import (
     write_stdout,
 )
 from dlcli.errors import ConfigError, Problem
-from dlcli.runfolder import runs_dir_from
+from dlcli.runs.runfolder import runs_dir_from
 
 
 @command
@@ -507,7 +508,7 @@ def schema_command(
     """The JSON Schema of the config, for editors' YAML language servers and CI checks.
 
     Its output is JSON already; `--json` prints it on one line (or, with --output, where it went)."""
-    from dlcli.config import config_schema
+    from dlcli.config.schema import config_schema
 
     if output is None:
         require_stdout("give --output FILE")
@@ -532,7 +533,7 @@ def env_command(
     debug: DebugOption = False,
 ):
     """Versions, the Keras backend, the devices it sees and the precision they support."""
-    from dlcli.runtime import environment
+    from dlcli.runtime.backend import environment
 
     info = environment()
     if as_json:

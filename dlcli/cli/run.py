@@ -1,6 +1,6 @@
 """The commands that train and use a model: train, evaluate, predict, validate.
 
-Each parses its options, calls `dlcli.training` / `dlcli.evaluation`, and prints the
+Each parses its options, calls `dlcli.training.session` / `dlcli.use.evaluate`, and prints the
 result (a rich table on stderr, the run's path or one JSON object on stdout).
 """
 
@@ -55,9 +55,9 @@ def train(
     debug: DebugOption = False,
 ):
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
-    from dlcli import handoff, processes
+    from dlcli.training import handoff, distributed as processes
     from dlcli.errors import ConfigError
-    from dlcli.training import train as train_run
+    from dlcli.training.session import train as train_run
 
     if config is None and resume is None:
         raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
@@ -108,8 +108,8 @@ def evaluate(
     debug: DebugOption = False,
 ):
     """Evaluate a run's saved model (default: the newest run) and append it to evaluations.jsonl."""
-    from dlcli.evaluation import evaluate as evaluate_run
-    from dlcli.evaluation import parse_gate
+    from dlcli.use.evaluate import evaluate as evaluate_run
+    from dlcli.use.evaluate import parse_gate
 
     for text in [*(fail_under or []), *(fail_over or [])]:
         parse_gate(text)  # a malformed gate is a usage error before any work
@@ -142,8 +142,8 @@ def predict(
     debug: DebugOption = False,
 ):
     """Predict labels (or values) for a file of raw features with a run's model."""
-    from dlcli.evaluation import predict as predict_run
-    from dlcli.evaluation import to_csv
+    from dlcli.use.evaluate import predict as predict_run
+    from dlcli.use.evaluate import to_csv
     from dlcli.files import write_output
 
     if output is None:
@@ -173,8 +173,8 @@ def validate(
     debug: DebugOption = False,
 ):
     """Check CONFIG and build its model without training: every problem, or the layer table."""
-    from dlcli.model import layer_table, parameter_counts
-    from dlcli.training import prepare
+    from dlcli.model.build import layer_table, parameter_counts
+    from dlcli.training.session import prepare
 
     prepared = prepare(str(config), set_ or [])
     rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)
@@ -230,7 +230,7 @@ def export(
 ):
     """Write deployable copies of a run's model and check each one against the model on the test split."""
     from dlcli.errors import RunFailed
-    from dlcli.export import export_run, failure_line
+    from dlcli.use.export import export_run, failure_line
 
     stderr = err()
     report = export_run(run, formats or [], output, runs_dir,
@@ -269,7 +269,7 @@ def sweep(
     debug: DebugOption = False,
 ):
     """Search CONFIG's sweep.space: each trial a run folder inside the sweep folder; print the sweep's path."""
-    from dlcli.sweep import run_sweep
+    from dlcli.tuning.sweep import run_sweep
 
     stderr = err()
     result = run_sweep(str(config) if config else None, set_ or [], runs_dir, trials=trials, parallel=parallel,

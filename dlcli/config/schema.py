@@ -1,0 +1,603 @@
+"""The config schema: pydantic models of every section, `load_config`, and the JSON Schema.
+
+Reading the YAML (with the line of each key) and applying `--set` is `dlcli.config.text`'s
+work; this module validates the result and places each schema error at its line. It knows
+nothing of Keras: names such as `type: Dense` or `optimizer: adam` are checked later against
+Keras's own registries (`dlcli.runtime.keras_names`). Every problem is reported at once, each with
+the file, the line and the dotted path.
+
+Example:
+    >>> cfg = load_config("configs/digits_mlp.yaml", overrides=["training.epochs=3"])
+    >>> cfg.training.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PositiveInt,
+    PrivateAttr,
+    Strict,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from dlcli.config.text import format_path, raw_config
+from dlcli.errors import ConfigError, Problem, did_you_mean
+
+SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+TABLE_SOURCES = ("csv", "parquet")
+FILE_SOURCES = (*TABLE_SOURCES, "npz")
+# Cells that hold no value, as tables write them (SPEC 4.2); `data.missing` replaces the list.
+MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", " ": "runs of spaces"}
+RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_NAME = 200  # a run folder is `NAME-YYYYmmdd-HHMMSS`; file names end at 255 bytes
+
+# Numbers are numbers: `epochs: true` or `epochs: "10"` is a mistake, not 1 or 10.
+Count = Annotated[int, Strict()]
+PositiveCount = Annotated[PositiveInt, Strict()]
+Number = Annotated[float, Strict(), AllowInfNan(False)]  # an int is a number too; nan/inf are not
+# What the type errors of these fields say is expected, and a fix for what was given.
+EXPECTED = {"int_type": "an integer such as 10", "float_type": "a number such as 0.5",
+            "bool_type": "true or false", "finite_number": "a finite number"}
+
+
+def _auto_or(kind: str, check):
+    """A field type that takes the word 'auto' or a value `check` accepts, with one error."""
+
+    def validate(value):
+        if value == "auto":
+            return value
+        try:
+            return check(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected 'auto' or {kind}, got {value!r}") from None
+
+    return validate
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    raise ValueError
+
+
+def _positive_int(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError
+
+
+def _normalize(value):
+    if value in ("standard", "minmax", "none"):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise ValueError(
+        f"expected standard, minmax, none or a positive number to divide by, got {value!r}"
+    )
+
+
+AutoOrBool = Annotated[
+    Literal["auto"] | bool,
+    PlainValidator(_auto_or("true/false", _bool)),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "boolean"}]}),
+]
+AutoOrPositiveInt = Annotated[
+    Literal["auto"] | int,
+    PlainValidator(_auto_or("a positive integer", _positive_int)),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
+]
+Normalize = Annotated[
+    Literal["standard", "minmax", "none"] | float,
+    PlainValidator(_normalize),
+    WithJsonSchema(
+        {"anyOf": [{"enum": ["standard", "minmax", "none"]}, {"type": "number", "exclusiveMinimum": 0}]}
+    ),
+]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KerasObject(BaseModel):
+    """A Keras class by name (`type:`), with its keyword arguments passed through.
+
+    A bare string is the same as `{type: name}`: `optimizer: adam`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="a Keras class or alias, case-insensitive")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"type": value} if isinstance(value, str) else value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class NpzKeys(Section):
+    x_train: str = "x_train"
+    y_train: str = "y_train"
+    x_test: str = "x_test"
+    y_test: str = "y_test"
+
+
+def _delimiter(value):
+    if value == "auto" or (isinstance(value, str) and len(value) == 1 and value not in "\"\r\n"):
+        return value
+    raise ValueError(
+        f"expected 'auto' or one character such as ',' ';' '|' \"\\t\" (' ' for runs of spaces), got {value!r}"
+    )
+
+
+Delimiter = Annotated[str, PlainValidator(_delimiter),
+                      WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "string", "minLength": 1, "maxLength": 1}]})]
+def _column(value):
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"expected a column name or a 0-based position (-1: the last), got {value!r}")
+
+
+Column = Annotated[str | int, PlainValidator(_column),
+                   WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})]
+
+
+class FeatureConfig(Section):
+    """A table column used as a feature, with its type given instead of inferred."""
+
+    name: Column = Field(description="a column name, or its 0-based position")
+    type: Literal["auto", "numeric", "categorical"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+
+class DataConfig(Section):
+    source: Literal[SKLEARN_SOURCES + KERAS_SOURCES + FILE_SOURCES] = Field(
+        description="a bundled scikit-learn dataset, a keras.datasets one, or csv / parquet / npz"
+    )
+    path: str | None = Field(None, description="csv/parquet/npz file; relative to the config's folder")
+    test_path: str | None = Field(None, description="csv/parquet: a separate test file with the same columns")
+    target: Column | None = Field(None, description="csv/parquet: the target column, by name or 0-based position (-1: last)")
+    features: list[FeatureConfig] | None = Field(
+        None, description="csv/parquet: names, positions or {name, type}; default every other column")
+    header: AutoOrBool = Field("auto", description="csv: does the first row name the columns?")
+    columns: list[str] | None = Field(None, description="csv: names for the file's columns (a file without a header)")
+    delimiter: Delimiter = Field("auto", description="csv: auto (sniffed among , ; tab | and runs of spaces) or the character")
+    missing: list[str] = Field(default_factory=lambda: list(MISSING_MARKERS),
+                               description="csv/parquet: cells that hold no value")
+    on_missing: Literal["fill", "drop", "error"] = Field(
+        "fill", description="fill (training mean, or a 'missing' category), drop the row, or error")
+    keys: NpzKeys = Field(default_factory=NpzKeys, description="npz only: the array names")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    validation_split: Number = Field(0.2, ge=0, lt=1, description="fraction of the training data")
+    test_split: Number = Field(0.2, gt=0, lt=1, description="when the source has no test set")
+    normalize: Normalize = "standard"
+    cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
+    streaming: AutoOrBool = Field(
+        "auto", description="csv/parquet/npz: read the files a piece at a time instead of whole "
+                            "(auto: when they are larger than a quarter of this machine's memory)")
+
+    @model_validator(mode="after")
+    def _source_needs(self):
+        wrong = []
+        table = self.source in TABLE_SOURCES
+        if self.source in FILE_SOURCES and not self.path:
+            wrong.append(f"source '{self.source}' needs 'path:' (the data file)")
+        if table and self.target is None:
+            wrong.append(f"source '{self.source}' needs 'target:' (the target column's name, "
+                         "or its 0-based position: -1 for the last)")
+        if self.source not in FILE_SOURCES:
+            for key in ("path", "test_path", "target", "features"):
+                if getattr(self, key) is not None:
+                    wrong.append(f"'{key}' is only for csv/parquet/npz sources, not '{self.source}'")
+        if self.source == "npz" and (self.target is not None or self.features or self.test_path):
+            wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
+        if self.source != "csv":
+            set_here = self._changed("header", "columns", "delimiter")
+            if set_here:
+                wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
+        if not table:
+            set_here = self._changed("missing", "on_missing")
+            if set_here:
+                wrong.append(f"{', '.join(set_here)}: only for csv/parquet tables, not '{self.source}'")
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return self
+
+    def _changed(self, *keys: str) -> list[str]:
+        """The keys among `keys` whose value is not the default (a resolved config has them all)."""
+        fields = type(self).model_fields
+        return [key for key in keys if getattr(self, key) != fields[key].get_default(call_default_factory=True)]
+
+    @field_validator("columns")
+    @classmethod
+    def _distinct_columns(cls, value):
+        if value is not None:
+            seen = set()
+            for name in value:
+                if name in seen:
+                    raise ValueError(f"column '{name}' is named twice; give each column its own name")
+                seen.add(name)
+        return value
+
+
+class ModelConfig(Section):
+    input_shape: list[PositiveCount] | None = Field(None, description="default: from the data")
+    layers: list[KerasObject] = Field(
+        min_length=1,
+        description="a keras.Sequential stack; a last Dense without units gets one per class",
+    )
+
+
+class CompileConfig(Section):
+    optimizer: KerasObject = Field(default_factory=lambda: KerasObject(type="adam"))
+    loss: KerasObject | None = Field(
+        None, description="default: sparse_categorical_crossentropy, or mean_squared_error"
+    )
+    metrics: list[KerasObject] = Field(default_factory=list)
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _default_optimizer(cls, value):
+        if isinstance(value, dict) and "type" not in value:
+            return {"type": "adam", **value}  # `--set compile.optimizer.learning_rate=..`
+        return value
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = "val_loss"
+    patience: Count = Field(3, ge=0)
+    min_delta: Number = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+    restore_best_weights: StrictBool = True
+    start_from_epoch: Count = Field(0, ge=0)
+
+
+class ReduceLROnPlateauConfig(Section):
+    monitor: str = "val_loss"
+    factor: Number = Field(0.5, gt=0, lt=1)
+    patience: Count = Field(2, ge=0)
+    min_delta: Number = Field(1e-4, ge=0)
+    cooldown: Count = Field(0, ge=0)
+    min_lr: Number = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class TrainingConfig(Section):
+    epochs: PositiveCount = 10
+    batch_size: PositiveCount = 32
+    shuffle: StrictBool = True
+    early_stopping: EarlyStoppingConfig | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = None
+    callbacks: list[KerasObject] = Field(
+        default_factory=list, description="more keras.callbacks by name, with their arguments"
+    )
+
+
+class RuntimeConfig(Section):
+    backend: Literal["auto", "tensorflow", "jax", "torch"] = Field(
+        "auto", description="auto: the backend that trains this model fastest among those installed (run.json says which and why)")
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    jit_compile: AutoOrBool = "auto"
+    steps_per_execution: AutoOrPositiveInt = "auto"
+    distribution: Literal["auto", "none", "mirrored", "data_parallel"] = "auto"
+    deterministic: StrictBool = Field(False, description="op determinism: same seed, same numbers")
+
+
+class OutputConfig(Section):
+    tensorboard: StrictBool = True
+    plots: StrictBool = True
+
+
+SPACE_KINDS = ("choice", "uniform", "log_uniform", "int", "log_int")
+SPACE_SCHEMA = {
+    "type": "object", "minProperties": 1, "maxProperties": 2,
+    "properties": {
+        "choice": {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean", "null"]}},
+        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "log_uniform": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+        "int": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "log_int": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+        "step": {"type": "number", "exclusiveMinimum": 0},
+    },
+    "additionalProperties": False,
+}
+
+
+def _is_number(value, integer: bool = False) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (not integer and isinstance(value, float) and math.isfinite(value))
+
+
+def _space_entry(value):
+    """One `sweep.space` entry: `{choice: [...]}`, `{uniform: [low, high]}` (optional `step`),
+    `{log_uniform: [low, high]}`, `{int: [low, high]}` (optional `step`), `{log_int: [low, high]}`."""
+    forms = "{choice: [a, b]}, {uniform: [low, high]}, {log_uniform: [low, high]}, {int: [low, high]} or {log_int: [low, high]}"
+    if not isinstance(value, dict):
+        raise ValueError(f"expected one of {forms}, got {value!r}")  # noqa: TRY004 - pydantic reports ValueError
+    kinds = [k for k in value if k in SPACE_KINDS]
+    unknown = [k for k in value if k not in (*SPACE_KINDS, "step")]
+    if unknown:
+        raise ValueError(f"unknown range kind '{unknown[0]}'{did_you_mean(str(unknown[0]), SPACE_KINDS)}; "
+                         f"expected one of {forms}")
+    if len(kinds) != 1:
+        raise ValueError(f"give exactly one of {', '.join(SPACE_KINDS)}, got {', '.join(kinds) or 'none'}")
+    kind = kinds[0]
+    bounds, step = value[kind], value.get("step")
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise ValueError(f"choice takes a non-empty list of values, got {bounds!r}")
+        odd = [v for v in bounds if not (v is None or isinstance(v, (str, bool, int, float)))]
+        if odd:
+            raise ValueError(f"choice takes plain values (numbers, text, true/false, null), got {odd[0]!r}")
+        if len({repr(v) for v in bounds}) != len(bounds):
+            raise ValueError(f"choice lists a value twice: {bounds!r}; list each once")
+        if step is not None:
+            raise ValueError("step is for uniform and int ranges, not choice")
+        return value
+    integer = kind in ("int", "log_int")
+    what = "whole numbers" if integer else "numbers"
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b, integer) for b in bounds)):
+        raise ValueError(f"{kind} takes [low, high], two {what}, got {bounds!r}")
+    low, high = bounds
+    if low >= high:
+        raise ValueError(f"{kind}: low must be below high, got [{low}, {high}]")
+    if kind.startswith("log_") and low <= 0:
+        raise ValueError(f"{kind} needs low > 0 (a log scale), got {low}")
+    if step is not None:
+        if kind.startswith("log_"):
+            raise ValueError(f"step is for uniform and int ranges, not {kind}")
+        if not _is_number(step, integer) or step <= 0:
+            raise ValueError(f"step must be a positive {'whole ' if integer else ''}number, got {step!r}")
+        count = (high - low) / step
+        if abs(count - round(count)) > 1e-9:
+            raise ValueError(f"{kind}: high - low ({high - low:g}) is not a multiple of step {step}; "
+                             "choose bounds a whole number of steps apart")
+    return value
+
+
+SpaceEntry = Annotated[dict, PlainValidator(_space_entry), WithJsonSchema(SPACE_SCHEMA)]
+
+
+class SweepConfig(Section):
+    """`dlcli sweep`: what to search and how (SPEC 7). `dlcli train` ignores this section."""
+
+    metric: str | None = Field(None, description="a column of history.csv; default: val_loss, or loss without validation")
+    direction: Literal["auto", "max", "min"] = Field("auto", description="auto: the metric's own direction")
+    trials: PositiveCount = Field(20, description="trials this process runs")
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "none"] = Field(
+        "median", description="median: stop a trial that trails the others' median at the same epoch")
+    parallel: PositiveCount = Field(1, description="trials at once on this machine")
+    space: dict[str, SpaceEntry] = Field(
+        min_length=1, description="dotted config keys, as --set takes them, each with its range")
+
+
+class Config(Section):
+    """The whole validated config. `load_config` makes one from a YAML file."""
+
+    name: str | None = Field(None, description="run name; default: the config file's stem")
+    seed: Count = Field(42, ge=0, lt=2**32, description="numpy takes seeds in [0, 2**32)")
+    data: DataConfig
+    model: ModelConfig
+    compile: CompileConfig = Field(default_factory=CompileConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    sweep: SweepConfig | None = Field(None, description="dlcli sweep only: the search (SPEC 7)")
+
+    _source: str = PrivateAttr("<config>")
+    _lines: dict = PrivateAttr(default_factory=dict)
+    _overridden: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value):
+        if value is not None and len(value) > MAX_NAME:
+            raise ValueError(f"the run name has {len(value)} characters; shorten it to at most {MAX_NAME} "
+                             "(it names the run folder)")
+        if value is not None and (not RUN_NAME.match(value) or set(value) == {"."}):
+            raise ValueError(
+                f"run name {value!r} may hold only letters, digits, '.', '_' and '-'"
+            )
+        return value
+
+    def monitor_problems(self) -> list[Problem]:
+        """Callbacks that watch a val_ metric when there is no validation split."""
+        if self.data.validation_split > 0:
+            return []
+        return [
+            self.problem(("training", key, "monitor"),
+                         f"monitors '{cb.monitor}' but data.validation_split is 0; "
+                         "set a validation_split or monitor 'loss'")
+            for key in ("early_stopping", "reduce_lr_on_plateau")
+            if (cb := getattr(self.training, key)) is not None and cb.monitor.startswith("val_")
+        ]
+
+    def streaming_problems(self) -> list[Problem]:
+        """`data.streaming: true` on a source that is not a file (nothing to read in parts)."""
+        if self.data.streaming is not True or self.data.source in FILE_SOURCES:
+            return []
+        return [self.problem(("data", "streaming"), (
+            f"'{self.data.source}' is loaded whole, not read from a file: only csv, parquet and npz "
+            "sources stream; set data.streaming: auto (or false), or save the data as one of those files"))]
+
+    def where(self, path: tuple) -> str:
+        """'file:line' (or the `--set` that gave it) for a path into the config."""
+        for end in range(len(path), -1, -1):
+            prefix = tuple(path[:end])
+            if prefix in self._overridden:
+                return f"--set {self._overridden[prefix]}"
+            if prefix in self._lines:
+                return f"{self._source}:{self._lines[prefix]}"
+        return self._source
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        return Problem(message, where=self.where(path), path=format_path(path))
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain data, every default filled in: what a run trains
+        (the `sweep:` section, the search around it, is left out)."""
+        return self.model_dump(mode="json", exclude={"sweep"})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _model_for(path: tuple):
+    """The pydantic model class that owns `path` (for did-you-mean on unknown keys)."""
+    model = Config
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            for c in candidates:  # list[Model]
+                nested += [a for a in getattr(c, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _probe(lines: dict, source: str, origins: dict) -> Config:
+    """An empty Config that knows where each path of the file is, to place problems."""
+    probe = Config.model_construct()
+    probe._lines, probe._source, probe._overridden = lines, source, origins
+    return probe
+
+
+def locator(lines: dict, source: str, origins: dict):
+    """problem(path, message) -> Problem, for raw config data before it validates."""
+    return _probe(lines, source, origins).problem
+
+
+def _problems_from(error: ValidationError, lines: dict, source: str, origins: dict) -> list[Problem]:
+    probe = _probe(lines, source, origins)
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            parent, key = loc[:-1], loc[-1]
+            owner = _model_for(parent)
+            hint = did_you_mean(key, owner.model_fields) if owner else ""
+            if not hint and owner:
+                hint = " (expected one of: " + ", ".join(owner.model_fields) + ")"
+            problems.append(Problem(f"unknown key '{key}'{hint}", where=probe.where(loc), path=format_path(parent)))
+            continue
+        if kind == "missing":
+            problems.append(Problem(f"missing required key '{loc[-1]}'", where=probe.where(loc[:-1]), path=format_path(loc[:-1])))
+            continue
+        got = item.get("input")
+        message = item["msg"].removeprefix("Value error, ")
+        if kind in EXPECTED:
+            message = f"expected {EXPECTED[kind]}, got {got!r}{_type_fix(kind, got)}"
+        elif kind == "literal_error":
+            expected = item.get("ctx", {}).get("expected", "")
+            choices = re.findall(r"'([^']*)'", expected)
+            message = f"expected one of {', '.join(choices)}; got {got!r}{did_you_mean(got, choices)}"
+        elif kind not in ("value_error", "assertion_error") and not isinstance(got, (dict, list)):
+            message = f"{message}, got {got!r}"
+        problems.append(Problem(message, where=probe.where(loc), path=format_path(loc)))
+    return problems
+
+
+def _type_fix(kind: str, got) -> str:
+    """How to write a value the schema refused for its type: `"10"` -> without quotes."""
+    if isinstance(got, bool) and kind != "bool_type":
+        return "; true/false is not a number"
+    if isinstance(got, str) and kind != "bool_type":
+        return "; write the number without quotes" if _number_text(got) else ""
+    if isinstance(got, str):
+        return "; write true or false without quotes" if got.lower() in ("true", "false") else ""
+    if isinstance(got, float) and kind == "int_type" and got.is_integer():
+        return f"; write {int(got)}"
+    return ""
+
+
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config(source: str | Path | dict, overrides=()) -> Config:
+    """Read, override and validate a config; raise `ConfigError` with every problem.
+
+    Args:
+        source: a YAML file's path, or the config as a dict.
+        overrides: `KEY=VALUE` strings, as `--set` takes them.
+
+    Example:
+        >>> load_config({"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}})
+    """
+    data, lines, shown, origins = raw_config(source, overrides)
+    if isinstance(source, dict):
+        base, stem = Path.cwd(), "run"
+    else:
+        base, stem = Path(source).resolve().parent, Path(source).stem
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
+    config._source, config._lines, config._overridden = shown, lines, origins  # where() for later checks
+    if problems := config.monitor_problems() + config.streaming_problems():
+        raise ConfigError(problems)
+    if config.name is None:
+        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:MAX_NAME].strip("-.") or "run"
+    for key in ("path", "test_path"):
+        value = getattr(config.data, key)
+        if value:
+            setattr(config.data, key, str((base / Path(value).expanduser()).resolve()))
+    return config
+
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def config_schema() -> dict:
+    """The JSON Schema of a dlcli config (`dlcli schema`), for editors and CI checks."""
+    generated = Config.model_json_schema()
+    keras_object = generated.get("$defs", {}).get("KerasObject")
+    if keras_object is not None:
+        # The config accepts a bare name wherever it takes a Keras object (`optimizer: adam`).
+        generated["$defs"]["KerasObject"] = {
+            "description": keras_object.pop("description", ""),
+            "anyOf": [{"type": "string", "description": "a Keras class or alias, case-insensitive"}, keras_object],
+        }
+    return {"$schema": SCHEMA_DIALECT, "title": "dlcli config", **{k: v for k, v in generated.items() if k != "title"}}

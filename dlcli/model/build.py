@@ -1,0 +1,130 @@
+"""The model: a keras.Sequential stack from `model.layers`, checked against the data.
+
+`resolve` returns the config with what it left out filled in (the loss, the input shape,
+the last Dense layer's units), so that the resolved config written to the run folder
+reproduces the run; the config it is given is left as it was. `build_model` puts the
+preprocessing fitted on the training split (`dlcli.model.inputs`) in front of the user's
+stack, so the saved model takes raw features, and compiles it. Mismatches Keras would only
+report mid-fit are `ConfigError`s here (`dlcli.model.checks.output_problems`), all of them at
+once, each pointing at the config line.
+
+Example:
+    >>> config = resolve(load_config("configs/digits_mlp.yaml"), dataset)
+    >>> model = build_model(config, dataset, keras, choices)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlcli.runtime import keras_names
+from dlcli.model.checks import ends_in_logits, monitor_problems, output_problems
+from dlcli.config.schema import Config, KerasObject
+from dlcli.data.dataset import Dataset
+from dlcli.errors import ConfigError, Problem, first_line
+from dlcli.runtime.losses import BINARY, default_loss, loss_class
+from dlcli.model.inputs import input_layer
+
+
+def resolve(config: Config, data: Dataset) -> Config:
+    """A copy of `config` with the loss, input shape and output units it left out."""
+    resolved = config.model_copy(deep=True)
+    if resolved.compile.loss is None:
+        resolved.compile.loss = KerasObject(type=default_loss(data.task, data.one_hot))
+        if data.task == "classification" and ends_in_logits(resolved.model.layers):
+            resolved.compile.loss.__pydantic_extra__["from_logits"] = True  # a linear last layer gives logits
+    if resolved.model.input_shape is None:
+        resolved.model.input_shape = list(data.input_shape)
+    last = resolved.model.layers[-1]
+    if last.type.lower() == "dense" and "units" not in last.kwargs:
+        binary = loss_class(resolved.compile.loss) in BINARY
+        units = data.target_width if data.task == "regression" else (1 if binary else data.n_classes)
+        last.__pydantic_extra__["units"] = units
+    return resolved
+
+
+def build_model(config: Config, data: Dataset, keras, choices: dict):
+    """Build and compile the model of a resolved config; ConfigError with every problem."""
+    problems: list[Problem] = []
+    shape = tuple(config.model.input_shape)
+    if int(np.prod(shape)) != int(np.prod(data.input_shape)):
+        raise ConfigError(config.problem(
+            ("model", "input_shape"), f"{list(shape)} does not fit the data's {list(data.input_shape)} features per sample"
+        ))
+
+    model = keras.Sequential(name=config.name.replace(".", "_"))
+    model.add(keras.Input(shape=shape))
+    norm = input_layer(keras, config.data.normalize, data, shape)
+    if norm is not None:
+        model.add(norm)
+    if len(shape) > 1 and config.model.layers[0].type.lower() == "dense":
+        model.add(keras.layers.Flatten(name="dlcli_flatten"))
+
+    mixed = choices["precision"] != "float32"
+    layers = []
+    shapes_ok = True
+    for index, spec in enumerate(config.model.layers):
+        path = ("model", "layers", index)
+        kwargs = spec.kwargs
+        if mixed and index == len(config.model.layers) - 1 and "dtype" not in kwargs:
+            kwargs["dtype"] = "float32"  # outputs in float32 keep the loss numerically stable
+        try:
+            layer = keras_names.construct("layer", spec.type, kwargs)
+        except keras_names.NameProblem as exc:
+            problems.append(config.problem((*path, exc.key) if exc.key else path, str(exc)))
+            continue  # keep checking the other layers
+        layers.append(layer)
+        if shapes_ok:
+            try:
+                model.add(layer)
+            except Exception as exc:  # noqa: BLE001 - Keras raises many types for a shape mismatch
+                problems.append(config.problem(path, f"does not fit the output of the layer before it: {first_line(exc)}"))
+                shapes_ok = False
+
+    compiled = {}
+    for key, make in (("optimizer", keras_names.make_optimizer), ("loss", keras_names.make_loss)):
+        try:
+            compiled[key] = make(getattr(config.compile, key))
+        except keras_names.NameProblem as exc:
+            problems.append(config.problem(("compile", key, *([exc.key] if exc.key else [])), str(exc)))
+    metrics = []
+    for index, spec in enumerate(config.compile.metrics):
+        try:
+            metrics.append(keras_names.make_metric(spec))
+        except keras_names.NameProblem as exc:
+            problems.append(config.problem(("compile", "metrics", index), str(exc)))
+    if len(metrics) == len(config.compile.metrics):  # every name known: the logged names are too
+        names = [keras_names.logged_name(m) for m in metrics]
+        problems += monitor_problems(config, names, data.val is not None)
+
+    if "loss" in compiled:
+        units = model.output_shape[-1] if shapes_ok and not problems else config.model.layers[-1].kwargs.get("units")
+        if isinstance(units, int):
+            problems += output_problems(config, data, units, layers, compiled["loss"])
+    if problems:
+        raise ConfigError(problems)
+
+    model.compile(
+        optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=metrics,
+        jit_compile=choices["jit_compile"], steps_per_execution=choices["steps_per_execution"],
+    )
+    return model
+
+
+def parameter_counts(model) -> dict:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(sum(np.prod(w.shape) for w in model.weights))
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+
+
+def layer_table(model) -> list[dict]:
+    """One row per layer: name, type, output shape, parameters."""
+    return [
+        {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": str(tuple(layer.output.shape)) if hasattr(layer, "output") else "?",
+            "params": int(layer.count_params()),
+        }
+        for layer in model.layers
+    ]

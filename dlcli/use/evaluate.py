@@ -1,0 +1,245 @@
+"""Evaluate and predict with a run's saved model.
+
+The model is loaded with Keras's `safe_mode` (a crafted `.keras` file cannot run code),
+the run's resolved config says where its data is, and the seeded split makes `--split
+val` / `train` the very samples the run used. Each evaluation is appended to the run's
+`evaluations.jsonl`.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dlcli.config.schema import TABLE_SOURCES, load_config
+from dlcli.data.dataset import load_data, read_features_file, read_labeled_file
+from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
+from dlcli.files import csv_text
+from dlcli.model.outputs import class_probabilities, predicted_classes, targets_for
+from dlcli.runs.reports import write_confusion
+from dlcli.runs.runfolder import RunFolder, now_iso
+from dlcli.runtime.backend import backend_for, import_keras
+from dlcli.training.signals import stop_after_batch
+from dlcli.data.sources.datafile import changed_files
+from dlcli.data.tables.preprocessing import TablePreprocessing
+
+
+def open_run(run, runs_dir=None) -> RunFolder:
+    return run if isinstance(run, RunFolder) else RunFolder.find(run, runs_dir)
+
+
+def load_run_model(run: RunFolder, backend: str | None = None):
+    """(keras, model, config, run.json) of a finished run, on `backend` (default: the
+    config's `runtime.backend`, `auto` picking among those installed): a model trained on
+    one backend loads on any."""
+    record = run.record
+    if not isinstance(record.get("data"), dict) or not isinstance(record["data"].get("input_shape"), list):
+        raise ConfigError(Problem("run.json is missing or damaged (no data section); retrain the run",
+                                  where=str(run.file("run.json"))))
+    config = load_config(run.file("config.yaml"))
+    chosen, _ = backend_for(backend or config.runtime.backend, [layer.type for layer in config.model.layers])
+    config.runtime.backend = chosen
+    keras = import_keras(chosen, "--backend" if backend is not None else str(run.file("config.yaml")))
+    import dlcli.data.tables.encoder  # noqa: F401 - registers the layer a table's model starts with
+    path = run.file("model.keras")
+    if not path.is_file():
+        status = run.record.get("status", "unknown")
+        raise ConfigError(Problem(f"the run has no model.keras (status: {status}); train it to completion first", where=str(run.path)))
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(Problem(
+            "is not a .keras archive (corrupted, or not written by Keras); retrain the run or restore the file",
+            where=str(path),
+        ))
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, custom_objects=portable_optimizers(keras))
+    except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
+        raise ConfigError(Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))) from None
+    return keras, model, config, record
+
+
+def portable_optimizers(keras) -> dict:
+    """Keras's optimizer classes by name, for loading a model saved on another backend: on
+    torch, Keras saves its optimizer under the torch backend's module, which loading on
+    TensorFlow would import, and torch and TensorFlow in one process abort it (an LLVM
+    'registered more than once' error that no Python code can catch)."""
+    base = keras.optimizers.Optimizer
+    return {name: value for name, value in vars(keras.optimizers).items()
+            if isinstance(value, type) and issubclass(value, base) and value is not base}
+
+
+def run_labels(run: RunFolder, record: dict, model) -> list | None:
+    """labels.json (class index -> original label), checked: a list of labels for a
+    classification run, None for regression; a ConfigError for a damaged file."""
+    labels = run.read_json("labels.json")
+    task = record.get("data", {}).get("task")
+    if task == "regression" and labels is None:
+        return None
+    if not isinstance(labels, list) or not labels or not all(
+            isinstance(v, (str, int, float, bool)) for v in labels):
+        raise ConfigError(Problem("labels.json is missing or is not a list of class labels; "
+                                  "restore it or retrain the run", where=str(run.file("labels.json"))))
+    width = int(model.output_shape[-1])
+    if width not in (1, len(labels)):
+        raise ConfigError(Problem(f"labels.json names {len(labels)} classes but the model has {width} outputs; "
+                                  "restore it or retrain the run", where=str(run.file("labels.json"))))
+    return labels
+
+
+def run_preprocessing(run: RunFolder, record: dict) -> TablePreprocessing | None:
+    """A table run's preprocessing.json (None for other sources); a ConfigError when a table
+    run lacks it or it is damaged."""
+    if record.get("data", {}).get("source") not in TABLE_SOURCES:
+        return None
+    shown = str(run.file("preprocessing.json"))
+    data = run.read_json("preprocessing.json")
+    if not isinstance(data, dict):
+        raise ConfigError(Problem("the run has no readable preprocessing.json; restore it or retrain the run",
+                                  where=shown))
+    return TablePreprocessing.from_json(data, shown)
+
+
+def _quietly_stoppable(model):
+    """A Ctrl-C/SIGTERM in Keras's evaluate/predict ends it after the batch and is raised
+    after it (`dlcli.training.signals.stop_after_batch`), never inside a backend call."""
+    def stop():
+        model.stop_evaluating = model.stop_predicting = True
+
+    return stop_after_batch(stop)
+
+
+def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None,
+             fail_under=(), fail_over=(), backend: str | None = None, allow_changed_data: bool = False) -> dict:
+    """Score a run's model on a split of its data, or on a CSV/NPZ file; record it.
+
+    A split is made from the run's data files with the run's own preprocessing; a file
+    whose SHA-256 is not the one run.json records is refused (its split is not the run's),
+    unless `allow_changed_data`. Gates name metrics that must exist (a ConfigError
+    otherwise, with nothing recorded). Returns `{"time", "split" or "data", "metrics",
+    "samples"}` (as in evaluations.jsonl), plus `gate_failures` when gates were given.
+    """
+    if data is None and split not in ("train", "val", "test"):
+        raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
+    run = open_run(run, runs_dir)
+    _, model, config, record = load_run_model(run, backend)
+    summary = record.get("data", {})
+    labels = run_labels(run, record, model)
+    entry = {"time": now_iso(), "backend": config.runtime.backend}
+    if data is not None:
+        preprocessing = run_preprocessing(run, record)
+        split_data, unseen = read_labeled_file(str(data), config, summary, labels, preprocessing)
+        entry["data"] = str(Path(data).resolve())
+        if unseen:
+            entry["unseen"] = unseen
+            entry["warning"] = preprocessing.describe_unseen(unseen, str(data))
+    else:
+        recorded = summary.get("files") if isinstance(summary.get("files"), dict) else {}
+        changed = changed_files(recorded)
+        if changed and not allow_changed_data:
+            raise ConfigError(Problem(
+                f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
+                f"run's {split} split cannot be made from it; restore the file, score all of it with --data "
+                f"{changed[0]}, or split it anew with --allow-changed-data", where=changed[0]))
+        dataset = load_data(config, fitted=run_preprocessing(run, record))
+        if changed:
+            entry["warning"] = (f"{changed[0]} changed since the run was trained: scored a new split of it with "
+                                "the run's own preprocessing (--allow-changed-data)")
+            entry["data_changed"] = changed
+        split_data = dataset.split(split)
+        entry["split"] = split
+    n_classes = len(labels) if labels else 0
+    with _quietly_stoppable(model) as stop:
+        metrics = model.evaluate(**split_data.keras_inputs(lambda y: targets_for(model, y, n_classes),
+                                                           config.training.batch_size),
+                                 verbose=0, return_dict=True)
+        stop.raise_if_requested()
+        predictions = predicted_classes(model, split_data.feature_batches()) if labels else None
+        stop.raise_if_requested()
+    entry["metrics"] = {k: float(v) for k, v in metrics.items()}
+    entry["samples"] = len(split_data)
+    failures = check_gates(entry["metrics"], fail_under, fail_over)
+    try:
+        if labels:
+            suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
+            entry["confusion_matrix"] = write_confusion(
+                run, f"confusion_matrix{suffix}", split_data.y, predictions,
+                labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
+            )
+        run.append_evaluation(entry)
+    except OSError as exc:
+        raise RunFailed(f"the evaluation could not be recorded: {io_error(exc)}", payload=entry) from None
+    if fail_under or fail_over:
+        entry["gate_failures"] = failures
+    return entry
+
+
+def parse_gate(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise ConfigError(Problem("expected METRIC=VALUE, such as accuracy=0.95", where=f"gate {text}")) from None
+
+
+def check_gates(metrics: dict, fail_under=(), fail_over=()) -> list[str]:
+    """Gate failures as sentences; a ConfigError for a metric the run does not have."""
+    failures = []
+    for texts, under in ((fail_under, True), (fail_over, False)):
+        for text in texts:
+            name, bound = parse_gate(text)
+            if name not in metrics:
+                flag = "--fail-under" if under else "--fail-over"
+                raise ConfigError(Problem(
+                    f"no metric '{name}'{did_you_mean(name, metrics)}; this run has: {', '.join(metrics)}",
+                    where=f"{flag} {text}",
+                ))
+            value = metrics[name]
+            if (under and not value >= bound) or (not under and not value <= bound) or not math.isfinite(value):
+                failures.append(f"{name} {value:.4g} is {'under' if under else 'over'} {bound:g}")
+    return failures
+
+
+@dataclass
+class Predictions:
+    """`predict`'s answer: one dict per sample, and what the input held that training never
+    saw (`unseen`: column -> value -> rows), with `warning` the line that says so."""
+
+    rows: list[dict]
+    unseen: dict = field(default_factory=dict)
+    warning: str | None = None
+
+
+def predict(run, input_path: str, proba: bool = False, runs_dir=None, backend: str | None = None) -> Predictions:
+    """Predictions, one dict per sample: `prediction` (the original label, or the value for
+    regression) and, with `proba`, `proba_<label>` per class. `to_csv` writes them."""
+    run = open_run(run, runs_dir)
+    _, model, config, record = load_run_model(run, backend)
+    summary = record.get("data", {})
+    labels = run_labels(run, record, model)
+    preprocessing = run_preprocessing(run, record)
+    x, unseen = read_features_file(str(input_path), summary, preprocessing)
+    warning = preprocessing.describe_unseen(unseen, str(input_path)) if preprocessing else None
+    with _quietly_stoppable(model) as stop:
+        outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
+        stop.raise_if_requested()
+    if labels is None:  # regression
+        outputs = outputs.reshape(len(outputs), -1)
+        names = ["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])]
+        return Predictions([dict(zip(names, map(float, row))) for row in outputs], unseen, warning)
+    rows = []
+    for row in class_probabilities(model, outputs):
+        entry = {"prediction": labels[int(np.argmax(row))]}
+        if proba:
+            entry.update({f"proba_{label}": round(float(p), 6) for label, p in zip(labels, row)})
+        rows.append(entry)
+    return Predictions(rows, unseen, warning)
+
+
+def to_csv(rows: list[dict]) -> str:
+    """Prediction rows as CSV text (header from the first row)."""
+    return csv_text(rows) if rows else ""

@@ -1,0 +1,548 @@
+"""`dlcli export`: deployable copies of a run's model, each proven to compute what the model
+computes (SPEC 8).
+
+Every copy is made from the run's `model.keras` loaded on TensorFlow, whatever backend
+trained it: the `.keras` file is backend-neutral (dlcli's own table layer is written with
+`keras.ops`), and TensorFlow is the one backend from which Keras reaches all of SavedModel,
+ONNX (tf2onnx) and LiteRT. The JAX routes (jax2tf) have broken across JAX releases and torch
+loses dynamic shapes in LiteRT, so dlcli does not take them.
+
+Each copy is then loaded back in its own runtime (TensorFlow's SavedModel loader,
+onnxruntime, the LiteRT interpreter, Keras) and fed the run's test split; `exports.json`
+records what it takes, how far its outputs are from the model's and how fast it answers.
+
+Example:
+    >>> report = export_run("latest", formats=["onnx"])
+    >>> report["formats"]["onnx"]["max_abs_diff"] < 1e-4
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
+from dlcli.use.export_safety import build_folder, checked_targets, replace_folder, written
+from dlcli.runs.runfolder import now_iso
+
+INSTALL = "pip install 'dlcli[export]'"
+TOLERANCE = 1e-4  # max |copy - model| for float32 models ...
+LOOSE_TOLERANCE = 1e-2  # ... for mixed precision, and LiteRT (its kernels reorder float sums);
+# both times max(1, the largest |output|): float32 holds 7 digits, so a regression predicting
+# values near 1000 differs by ~1e-4 between two correct float32 runtimes
+AGREEMENT = 0.999  # the least share of equal predicted classes
+MAX_ROWS = 100_000  # the test rows a copy is checked on (a streamed test split may be larger)
+LATENCY_BATCHES = (1, 256)
+RAW = "raw features"
+INDICES = "category indices"
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: what it needs, where it goes, and how it is written and read back.
+
+    `write(model, folder, table)` makes the copy inside `folder` and returns its path; `load(path,
+    table)` returns a `Copy` that runs it in the format's own runtime.
+    """
+
+    name: str
+    needs: tuple[str, ...]  # importable modules (the runtime that reads the copy back included)
+    runtime: str
+    write: Callable
+    load: Callable
+    float32: bool = False  # the format cannot hold a mixed-precision model
+    raw_tables: bool = False  # takes a table's raw columns (category text); else category indices
+    loose: bool = False  # compared with LOOSE_TOLERANCE whatever the precision
+
+    def missing(self) -> list[str]:
+        return [module for module in self.needs if importlib.util.find_spec(module) is None]
+
+
+@dataclass
+class Copy:
+    """A loaded copy: `run(x)` answers for a batch of model inputs (rows as the Keras model
+    takes them; a raw-column copy turns them back into columns with `RawTable.raw`), `inputs`
+    describes what it takes."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    inputs: list[dict]
+
+
+# ---------------------------------------------------------------------------- the formats
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def write_keras(model, folder: Path, table) -> Path:
+    path = folder / "model.keras"
+    model.save(path)
+    return path
+
+
+def load_keras(path: Path, table) -> Copy:
+    from dlcli.runtime.backend import keras_module
+
+    keras = keras_module()
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    spec = loaded.inputs[0]
+    return Copy(lambda x: keras.ops.convert_to_numpy(loaded(x, training=False)),
+                [{"name": spec.name, "dtype": str(spec.dtype), "shape": list(spec.shape)}])
+
+
+def write_saved_model(model, folder: Path, table) -> Path:
+    path = folder  # a SavedModel is a folder: export/saved_model/ itself
+    if table is None:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+        return path
+    import keras
+
+    tf = _tf()
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    lookups = {}
+    for column in table.columns:
+        if column.categories is not None:
+            keys = tf.constant(column.categories, tf.string)
+            values = tf.constant(np.arange(1, len(column.categories) + 1, dtype="float32"))
+            lookups[column.key] = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), 0.0)
+            archive.track(lookups[column.key])
+
+    def serve(features):
+        parts = [lookups[c.key].lookup(features[c.key]) if c.key in lookups else tf.cast(features[c.key], tf.float32)
+                 for c in table.columns]
+        return model(tf.stack(parts, axis=1), training=False)
+
+    signature = {c.key: tf.TensorSpec([None], tf.string if c.categories is not None else tf.float32, name=c.key)
+                 for c in table.columns}
+    archive.add_endpoint("serve", serve, input_signature=[signature])
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
+def load_saved_model(path: Path, table) -> Copy:
+    tf = _tf()
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures["serving_default"]
+    _, specs = serve.structured_input_signature
+    inputs = [{"name": name, "dtype": spec.dtype.name, "shape": spec.shape.as_list()} for name, spec in specs.items()]
+    if table is not None:  # in the table's column order
+        inputs.sort(key=lambda entry: table.by_key[entry["name"]].index)
+        for entry in inputs:
+            entry["column"] = table.by_key[entry["name"]].name
+
+    def run(x):
+        if table is not None:
+            feed = {key: tf.constant(value) for key, value in table.raw(x).items()}
+        else:
+            feed = {next(iter(specs)): tf.constant(x)}
+        outputs = serve(**feed)
+        return next(iter(outputs.values())).numpy()
+
+    return Copy(run, inputs)
+
+
+def write_onnx(model, folder: Path, table) -> Path:
+    import warnings
+
+    path = folder / "model.onnx"
+    model = constants_as_variables(model)
+    with warnings.catch_warnings():  # Keras's tf2onnx patch probes `np.object` (a FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(path), format="onnx", verbose=False)
+    return path
+
+
+def constants_as_variables(model):
+    """A copy of the model whose Normalization statistics are variables, not the eager tensors
+    Keras builds them as: tf2onnx freezes variables into the graph but leaves captured eager
+    tensors as extra graph inputs, which onnxruntime then demands ('Required inputs ... are
+    missing from input feed')."""
+    import keras
+
+    tf = _tf()
+    copy = rebuilt(keras, model)
+    for layer in copy._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None:
+            layer.mean = tf.Variable(np.asarray(layer.mean), trainable=False, name="mean")
+            layer.variance = tf.Variable(np.asarray(layer.variance), trainable=False, name="variance")
+    return copy
+
+
+def load_onnx(path: Path, table) -> Copy:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    name = spec.name
+    return Copy(lambda x: session.run(None, {name: x})[0],
+                [{"name": name, "dtype": spec.type, "shape": [d if isinstance(d, int) else None for d in spec.shape]}])
+
+
+def write_litert(model, folder: Path, table) -> Path:
+    path = folder / "model.tflite"
+    model.export(str(path), format="litert", verbose=False)
+    return path
+
+
+def load_litert(path: Path, table) -> Copy:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dlcli.runtime.backend import quiet_stderr
+
+    with quiet_stderr():  # the interpreter's C++ logs ("Created TensorFlow Lite XNNPACK delegate")
+        interpreter = Interpreter(model_path=str(path))
+    spec = interpreter.get_input_details()[0]
+    shape = [None if d < 0 else int(d) for d in spec.get("shape_signature", spec["shape"])]
+    state = {"rows": None}
+
+    def run(x):
+        if state["rows"] != len(x):  # the batch size is fixed per allocation
+            with quiet_stderr():
+                interpreter.resize_tensor_input(spec["index"], [len(x), *x.shape[1:]])
+                interpreter.allocate_tensors()
+            state["rows"] = len(x)
+        interpreter.set_tensor(spec["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    return Copy(run, [{"name": spec["name"], "dtype": np.dtype(spec["dtype"]).name, "shape": shape}])
+
+
+FORMATS = {
+    f.name: f for f in (
+        Format("saved_model", ("tensorflow",), "tensorflow", write_saved_model, load_saved_model, raw_tables=True),
+        Format("onnx", ("tf2onnx", "onnx", "onnxruntime"), "onnxruntime", write_onnx, load_onnx, float32=True),
+        Format("litert", ("tensorflow", "ai_edge_litert"), "LiteRT interpreter", write_litert, load_litert,
+               float32=True, loose=True),
+        Format("keras", (), "keras", write_keras, load_keras),
+    )
+}
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Column:
+    name: str  # the table's column
+    key: str  # the name the SavedModel's signature gives it
+    index: int
+    categories: list[str] | None  # a categorical column's vocabulary (index i + 1)
+
+
+class RawTable:
+    """A table run's columns as the SavedModel takes them, and the conversion of the model's
+    input rows (category indices) back to raw columns (the category text)."""
+
+    def __init__(self, preprocessing):
+        self.columns, taken = [], set()
+        for i, feature in enumerate(preprocessing.features):
+            key = re.sub(r"[^A-Za-z0-9_.\-]", "_", feature.name) or f"column_{i}"
+            key = key if re.match(r"[A-Za-z0-9.]", key) else f"c{key}"
+            while key in taken:
+                key = f"{key}_{i}"
+            taken.add(key)
+            categories = [str(c) for c in feature.categories] if feature.type == "categorical" else None
+            self.columns.append(Column(feature.name, key, i, categories))
+        # UTF-8 bytes, as TensorFlow holds strings (the lookup's keys are encoded the same way)
+        self._text = {c.key: np.array([b"", *(v.encode() for v in c.categories)], dtype=object)
+                      for c in self.columns if c.categories is not None}
+        self.by_key = {c.key: c for c in self.columns}
+
+    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of model input -> one array per column: numbers as float32 (NaN where missing),
+        categories as their text ('' for a missing or unseen one, which the lookup maps to 0
+        as dlcli does)."""
+        columns = {}
+        for c in self.columns:
+            if c.categories is None:
+                columns[c.key] = x[:, c.index].astype("float32")
+            else:
+                codes = np.nan_to_num(x[:, c.index], nan=0.0).astype("int64").clip(0, len(c.categories))
+                columns[c.key] = self._text[c.key][codes]
+        return columns
+
+
+# ---------------------------------------------------------------------------- checking
+
+
+def rebuilt(keras, model, float32: bool = False):
+    """A copy of the model (same weights), with every layer computing in float32 if `float32`
+    (for formats that cannot hold mixed precision)."""
+    def plain(value):
+        if isinstance(value, dict):
+            if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(value.get("config"), dict):
+                return {**value, "config": {**value["config"], "name": "float32"}}
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return "float32" if value in ("mixed_float16", "mixed_bfloat16") else value
+
+    config = keras.saving.serialize_keras_object(model)
+    config = plain(config) if float32 else config
+    copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    copy(np.zeros((1, *model.input_shape[1:]), "float32"), training=False)  # built and called, as export needs
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def precision_of(model) -> str:
+    names = {getattr(layer.dtype_policy, "name", "float32") for layer in model.layers}
+    mixed = sorted(n for n in names if n != "float32")
+    return mixed[0] if mixed else "float32"
+
+
+def outputs_of(run: Callable, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    return np.concatenate([np.asarray(run(x[i:i + batch]), dtype="float64").reshape(len(x[i:i + batch]), -1)
+                           for i in range(0, len(x), batch)])
+
+
+def latency_ms(run: Callable, x: np.ndarray, batch: int, budget_s: float = 0.15, most: int = 50) -> float:
+    """Median milliseconds per sample of `run` on batches of `batch` rows (after one call
+    that warms it up), over at most `most` calls or `budget_s` seconds."""
+    rows = np.resize(x, (batch, *x.shape[1:])).astype(x.dtype)
+    run(rows)
+    times, spent = [], 0.0
+    while len(times) < 3 or (spent < budget_s and len(times) < most):
+        started = time.perf_counter()
+        run(rows)
+        took = time.perf_counter() - started
+        times.append(took)
+        spent += took
+    return round(1000 * statistics.median(times) / batch, 6)
+
+
+def compare(reference: np.ndarray, outputs: np.ndarray, classes: Callable | None) -> dict:
+    if outputs.shape != reference.shape:
+        return {"max_abs_diff": None, "agreement": None,
+                "error": f"outputs of shape {list(outputs.shape)}, the model's are {list(reference.shape)}"}
+    diff = float(np.max(np.abs(outputs - reference))) if reference.size else 0.0
+    agreement = float(np.mean(classes(outputs) == classes(reference))) if classes and len(reference) else None
+    return {"max_abs_diff": diff if np.isfinite(diff) else None, "agreement": agreement}
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def chosen_formats(requested) -> tuple[list[Format], dict[str, str]]:
+    """(formats to make, {format: why it is skipped}): the requested ones, each of which must
+    be makeable here (a ConfigError naming the install otherwise), or every makeable one."""
+    if requested:
+        chosen = []
+        for name in dict.fromkeys(requested):
+            if name not in FORMATS:
+                raise ConfigError(Problem(f"no export format '{name}'{did_you_mean(name, FORMATS)}; "
+                                          f"choose from {', '.join(FORMATS)}", where="--format"))
+            missing = FORMATS[name].missing()
+            if missing:
+                raise ConfigError(Problem(f"{name} needs {', '.join(missing)}, which is not installed: {INSTALL}",
+                                          where="--format"))
+            chosen.append(FORMATS[name])
+        return chosen, {}
+    missing = {f.name: f.missing() for f in FORMATS.values()}
+    skipped = {name: f"needs {', '.join(lacking)}: {INSTALL}" for name, lacking in missing.items() if lacking}
+    return [f for f in FORMATS.values() if not missing[f.name]], skipped
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Callable[[str], None] | None = None) -> dict:
+    """Write the copies, check each against the model on the test split and record them in
+    `exports.json` (in the run folder, or `output`). Returns that record; a copy that fails its
+    check is marked `failed` there and named in `report["failed"]` (`failure_line` says why).
+    """
+    from dlcli.use.evaluate import load_run_model, open_run, run_labels, run_preprocessing
+
+    chosen, skipped = chosen_formats(formats)
+    run = open_run(run, runs_dir)
+    if output is not None:
+        root = Path(output).resolve()
+        if root.exists() and not root.is_dir():
+            raise ConfigError(Problem("--output names a file; give a folder (it is created if missing)",
+                                      where=str(output)))
+        where, report_path, elsewhere = root, root / "exports.json", "choose another --output"
+        shown = (str(output), str(Path(output) / "exports.json"))
+    else:
+        run.lock()  # one export or resume of a run at a time; let go when done (below)
+        root, where, report_path = run.path, run.folder("export"), run.file("exports.json")
+        shown, elsewhere = (str(where), str(report_path)), "export elsewhere with --output DIR"
+    try:
+        # Before the slow part and before writing anything: every folder to be replaced is
+        # dlcli's own earlier copy, and exports.json is dlcli's record (else exit 2).
+        previous = checked_targets(where, [f.name for f in chosen], report_path, *shown, elsewhere)
+        trained_on = (run.record.get("runtime") or {}).get("backend")
+        keras, model, config, record = load_run_model(run, "tensorflow")
+        if not os.environ.get("DLCLI_DEBUG"):  # TensorFlow's Python warnings while saving ("probably safe to ignore")
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        labels = run_labels(run, record, model)
+        preprocessing = run_preprocessing(run, record)
+        table = RawTable(preprocessing) if preprocessing is not None else None
+        if output is not None:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(Problem(f"cannot create it: {io_error(exc)}", where=str(output))) from None
+        job = Job(run, keras, model, config, labels, table, trained_on, root, where, report_path, shown[0], elsewhere)
+        return _export(job, chosen, skipped, previous, progress or (lambda text: None))
+    finally:
+        run.unlock()
+
+
+@dataclass
+class Job:
+    """One export: the run, its model on TensorFlow, and where the copies and record go."""
+
+    run: object
+    keras: object
+    model: object
+    config: object
+    labels: list | None
+    table: RawTable | None
+    trained_on: str | None
+    root: Path  # paths in exports.json are relative to it (the run folder, or --output)
+    where: Path  # the formats' folders go in here
+    report_path: Path
+    shown_where: str  # `where` as the user named it
+    elsewhere: str  # the other way out when a folder is the user's (another --output)
+
+    def shown(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+
+def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: Callable[[str], None]) -> dict:
+    from dlcli.data.dataset import load_data
+    from dlcli.model.outputs import class_probabilities
+
+    run, keras, model, table, where = job.run, job.keras, job.model, job.table, job.where
+
+    say("reading the test split")
+    split = load_data(job.config).split("test")
+    x = np.ascontiguousarray(_first_rows(split, MAX_ROWS, model.input_shape[1:]), dtype="float32")
+    if not len(x):
+        raise ConfigError(Problem("the run has no test split to check the copies on (data.test_split: 0); "
+                                  "retrain it with a test split", where=str(run.file("config.yaml"))))
+    classes = (lambda out: class_probabilities(model, out).argmax(axis=-1)) if job.labels else None
+    reference = outputs_of(model.predict_on_batch, x)
+    scale = max(1.0, float(np.max(np.abs(reference)))) if np.isfinite(reference).all() else 1.0
+    precision = precision_of(model)
+    plain = plain_reference = None
+    report = {
+        "run": run.id, "time": now_iso(), "backend": keras.backend.backend(), "trained_on": job.trained_on,
+        "route": "model.keras loaded on TensorFlow" + (f" (trained on {job.trained_on})" if job.trained_on else ""),
+        "precision": precision, "test_samples": len(x),
+        "thresholds": {"max_abs_diff": LOOSE_TOLERANCE if precision != "float32" else TOLERANCE,
+                       "max_abs_diff_litert": LOOSE_TOLERANCE, "times": scale, "agreement": AGREEMENT},
+        "reference": {"runtime": "keras model.predict", "latency_ms_per_sample": {
+            str(b): latency_ms(lambda rows: model.predict(rows, batch_size=len(rows), verbose=0), x, b)
+            for b in LATENCY_BATCHES}},
+    }
+    results = dict(previous.get("formats", {}))
+    for fmt in chosen:
+        say(f"writing {fmt.name}")
+        entry = {"status": "failed", "runtime": fmt.runtime,
+                 "takes": RAW if (table is None or fmt.raw_tables) else INDICES}
+        built = build_folder(where, fmt.name)  # ours alone: the only folders deleted below
+        earlier = results.get(fmt.name)
+        exported, against = model, reference
+        if fmt.float32 and precision != "float32":
+            # The copy computes the model in float32: checked against the same weights in
+            # float32 in Keras (a bfloat16 model and its float32 self disagree on samples at
+            # a class boundary); how far it is from the model as trained is recorded too.
+            if plain is None:
+                plain = rebuilt(keras, model, float32=True)
+                plain_reference = outputs_of(plain.predict_on_batch, x)
+            exported, against = plain, plain_reference
+            entry["precision"] = f"float32 (the run trained in {precision}; {fmt.name} needs float32)"
+            entry["checked_against"] = "the model computed in float32"
+        else:
+            entry["precision"] = precision
+        try:
+            path = fmt.write(exported, built, table)
+            final = (where / fmt.name / path.relative_to(built)) if path != built else where / fmt.name
+            files = written(built)
+            replace_folder(built, where / fmt.name, earlier, f"{job.shown_where}/{fmt.name}", job.elsewhere)
+            entry["files"] = files  # what is ours to replace next time
+            copy = fmt.load(final, table)
+            say(f"checking {fmt.name} on {len(x)} test samples")
+            outputs = outputs_of(copy.run, x)
+            entry.update({"path": job.shown(final), "bytes": _size(final), "inputs": copy.inputs})
+            entry.update(compare(against, outputs, classes))
+            if against is not reference:
+                entry["as_trained"] = compare(reference, outputs, classes)
+            entry["latency_ms_per_sample"] = {str(b): latency_ms(copy.run, x, b) for b in LATENCY_BATCHES}
+        except Exception as exc:  # noqa: BLE001 - a converter or runtime fails in many ways
+            shutil.rmtree(built, ignore_errors=True)
+            if "files" not in entry and isinstance(earlier, dict) and "files" in earlier:
+                entry["files"] = earlier["files"]  # the older copy stayed: still ours to replace
+            entry["error"] = f"{type(exc).__name__}: {first_line(exc)[:300]}"
+            results[fmt.name] = entry
+            continue
+        tolerance = (LOOSE_TOLERANCE if (fmt.loose or precision != "float32") else TOLERANCE) * scale
+        entry["tolerance"] = tolerance
+        problems = []
+        if entry.get("error"):
+            problems.append(entry["error"])
+        elif entry["max_abs_diff"] is None or entry["max_abs_diff"] > tolerance:
+            problems.append(f"max_abs_diff {entry['max_abs_diff']:.3g} exceeds {tolerance:.3g}")
+        if entry.get("agreement") is not None and entry["agreement"] < AGREEMENT:
+            problems.append(f"agreement {entry['agreement']:.4f} is under {AGREEMENT}")
+        entry["status"] = "failed" if problems else "ok"
+        if problems:
+            entry["error"] = "; ".join(problems)
+        results[fmt.name] = entry
+    report["formats"] = results
+    if skipped:
+        report["skipped"] = skipped
+    report["failed"] = [f.name for f in chosen if results[f.name]["status"] != "ok"]
+    _write_report(job.report_path, report)
+    return report
+
+
+def failure_line(report: dict) -> str | None:
+    """The one-line cause when some copy failed its check (the command's exit 1)."""
+    failed = report.get("failed") or []
+    return ("export failed for " + "; ".join(f"{name}: {report['formats'][name].get('error')}" for name in failed)
+            if failed else None)
+
+
+def _first_rows(split, count: int, shape: tuple) -> np.ndarray:
+    """The split's first `count` samples, read batch by batch (a streamed split is never
+    read whole)."""
+    batches, held = [], 0
+    for batch in split.feature_batches():
+        batches.append(batch[:count - held])
+        held += len(batches[-1])
+        if held >= count:
+            break
+    return np.concatenate(batches) if batches else np.zeros((0, *shape), "float32")
+
+
+def _write_report(path: Path, report: dict) -> None:
+    from dlcli.files import atomic_write, json_text
+
+    try:
+        atomic_write(path, json_text(report, indent=2) + "\n")
+    except OSError as exc:
+        raise RunFailed(f"exports.json could not be written: {io_error(exc)}", payload=report) from None
+
+
+__all__ = ["FORMATS", "INSTALL", "export_run", "failure_line"]
