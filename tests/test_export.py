@@ -311,8 +311,8 @@ def test_a_model_saved_on_torch_exports_on_tensorflow(run_copy):
 def test_raw_columns_carry_any_text_and_names_a_signature_accepts():
     from types import SimpleNamespace
 
-    from dlcli.use.export import RawTable
     from dlcli.data.tables.preprocessing import Feature
+    from dlcli.use.export import RawTable
 
     table = RawTable(SimpleNamespace(features=[
         Feature("city name", "categorical", categories=["São Paulo", "Zürich"]),

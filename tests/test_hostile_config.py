@@ -25,8 +25,8 @@ import pytest
 import yaml
 from conftest import TINY, run_dlcli
 
-from dlcli.model.checks import path_problem
 from dlcli.config.text import MAX_BYTES, MAX_DEPTH, MAX_VALUES
+from dlcli.model.checks import path_problem
 
 # --------------------------------------------------------------------------------------
 # helpers

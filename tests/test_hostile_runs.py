@@ -368,8 +368,8 @@ def test_interrupt_before_any_epoch_says_nothing_is_kept(tmp_path, write_config)
 def test_a_signal_while_the_folder_is_claimed_marks_it_interrupted(tmp_path, write_config, monkeypatch):
     """The moment the folder appears is covered too: a Ctrl-C right after it is made (before
     training starts) leaves `interrupted`, never a folder stuck at `running`."""
-    from dlcli.training import session as training
     from dlcli.errors import Interrupted
+    from dlcli.training import session as training
 
     made = training.RunFolder.create
 

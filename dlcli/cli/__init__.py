@@ -18,8 +18,8 @@ from typing import Annotated
 
 import typer
 
-from dlcli.training import handoff
 from dlcli.cli import common, manage, run
+from dlcli.training import handoff
 from dlcli.training.signals import follow_parent
 
 app = typer.Typer(

@@ -21,8 +21,6 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from dlcli.runs import catalog
-from dlcli.init import templates
 from dlcli.cli.common import (
     DebugOption,
     Facts,
@@ -45,6 +43,8 @@ from dlcli.cli.common import (
     write_stdout,
 )
 from dlcli.errors import ConfigError, Problem
+from dlcli.init import templates
+from dlcli.runs import catalog
 from dlcli.runs.runfolder import runs_dir_from
 
 

@@ -55,8 +55,9 @@ def train(
     debug: DebugOption = False,
 ):
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
-    from dlcli.training import handoff, distributed as processes
     from dlcli.errors import ConfigError
+    from dlcli.training import distributed as processes
+    from dlcli.training import handoff
     from dlcli.training.session import train as train_run
 
     if config is None and resume is None:
@@ -142,9 +143,9 @@ def predict(
     debug: DebugOption = False,
 ):
     """Predict labels (or values) for a file of raw features with a run's model."""
+    from dlcli.files import write_output
     from dlcli.use.evaluate import predict as predict_run
     from dlcli.use.evaluate import to_csv
-    from dlcli.files import write_output
 
     if output is None:
         require_stdout("give --output FILE")

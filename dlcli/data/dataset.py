@@ -30,16 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlcli.config.schema import FILE_SOURCES, Config, FeatureConfig
-from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
-from dlcli.runtime.losses import task_of
 from dlcli.data.sources import source_for
 from dlcli.data.sources.base import Rows, checked_targets, numeric_features, plain
 from dlcli.data.sources.datafile import streams
 from dlcli.data.sources.npzfile import read_features as read_npz_features
 from dlcli.data.sources.npzfile import read_labeled as read_npz_labeled
-from dlcli.data.tables.tablefile import inspect, read_table
 from dlcli.data.streaming import BATCH_ROWS, StreamSplit, tally
 from dlcli.data.tables.preprocessing import TableCounts, TablePreprocessing, fit
+from dlcli.data.tables.tablefile import inspect, read_table
+from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
+from dlcli.runtime.losses import task_of
 
 MIN_TRAIN = 2  # samples the training split keeps at least (validation and test keep one)
 LEAN_ROWS = 1_000_000  # a streamed split of more rows is drawn by `stratified_rows`

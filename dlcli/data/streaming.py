@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dlcli.errors import ConfigError, RunFailed, first_line
 from dlcli.data.sources.base import Rows
+from dlcli.errors import ConfigError, RunFailed, first_line
 
 BATCH_ROWS = 4096  # rows per batch where dlcli itself walks a split (statistics, predictions)
 WINDOW_BYTES = 16 << 20  # features shuffled together: consecutive pieces of an epoch's order

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.runtime import keras_names
-from dlcli.model.checks import ends_in_logits, monitor_problems, output_problems
 from dlcli.config.schema import Config, KerasObject
 from dlcli.data.dataset import Dataset
 from dlcli.errors import ConfigError, Problem, first_line
-from dlcli.runtime.losses import BINARY, default_loss, loss_class
+from dlcli.model.checks import ends_in_logits, monitor_problems, output_problems
 from dlcli.model.inputs import input_layer
+from dlcli.runtime import keras_names
+from dlcli.runtime.losses import BINARY, default_loss, loss_class
 
 
 def resolve(config: Config, data: Dataset) -> Config:

@@ -19,10 +19,10 @@ import re
 import string
 from pathlib import Path
 
-from dlcli.runtime import keras_names
 from dlcli.errors import Problem, did_you_mean
-from dlcli.runtime.losses import BINARY, INDICES
+from dlcli.runtime import keras_names
 from dlcli.runtime.backend import runtime_problems
+from dlcli.runtime.losses import BINARY, INDICES
 
 # Keyword arguments of keras.callbacks that name files: kept inside the run folder.
 PATH_ARGUMENTS = ("filename", "filepath", "log_dir", "backup_dir")

@@ -21,8 +21,8 @@ import sys
 import tempfile
 import types
 
-from dlcli.runtime import compile_cache
 from dlcli.errors import ConfigError, Problem
+from dlcli.runtime import compile_cache
 
 BACKENDS = ("tensorflow", "jax", "torch")
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.training import checkpoint
-from dlcli.runtime import keras_names
 from dlcli.model.checks import PATH_ARGUMENTS
 from dlcli.runs.runfolder import RunFolder
+from dlcli.runtime import keras_names
 from dlcli.runtime.backend import keras_module
+from dlcli.training import checkpoint
 
 keras = keras_module()
 

@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.training import handoff
 from dlcli.errors import ConfigError, Problem, RunFailed
+from dlcli.training import handoff
 
 PEER_TIMEOUT = "DLCLI_PEER_TIMEOUT"  # seconds without a peer's heartbeat before giving up
 START_TIMEOUT = "DLCLI_START_TIMEOUT"  # seconds to wait for every process to join

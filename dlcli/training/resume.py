@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 
-from dlcli.training import checkpoint
 from dlcli.config.text import config_differences, resumable, safe_load
+from dlcli.data.sources.datafile import changed_files
 from dlcli.errors import ConfigError, Problem, first_line
 from dlcli.runs.runfolder import RunFolder, effective_status
-from dlcli.data.sources.datafile import changed_files
+from dlcli.training import checkpoint
 
 
 def check(run: RunFolder, config) -> None:

@@ -25,18 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dlcli.model import checks
-from dlcli.runtime import compile_cache
-from dlcli.runs import metrics
-from dlcli.training import distributed as processes, resume
 from dlcli.config.schema import Config, load_config, locator
 from dlcli.config.text import raw_config
 from dlcli.data.dataset import Dataset, load_data
 from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
+from dlcli.model import checks
 from dlcli.model.build import build_model, parameter_counts, resolve
 from dlcli.model.outputs import predicted_classes, targets_for
-from dlcli.training.distributed import Group
+from dlcli.runs import metrics
 from dlcli.runs.runfolder import RunFolder, effective_status, now_iso, runs_dir_from
+from dlcli.runtime import compile_cache
 from dlcli.runtime.backend import (
     apply_runtime,
     auto_backend,
@@ -47,6 +45,9 @@ from dlcli.runtime.backend import (
     list_devices,
     versions,
 )
+from dlcli.training import distributed as processes
+from dlcli.training import resume
+from dlcli.training.distributed import Group
 from dlcli.training.signals import Terminated, held, signals_raise, stop_after_batch
 
 

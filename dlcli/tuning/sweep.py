@@ -47,15 +47,15 @@ from pathlib import Path
 
 import yaml
 
-from dlcli.training import handoff
-from dlcli.tuning import sqlite_lock
-from dlcli.runs.catalog import SWEEP_FILE, find_sweep, short_key
 from dlcli.config.schema import Config, SweepConfig, load_config
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed, did_you_mean, first_line
+from dlcli.runs.catalog import SWEEP_FILE, find_sweep, short_key
 from dlcli.runs.metrics import direction as metric_direction
-from dlcli.training.distributed import read_note
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
+from dlcli.training import handoff
+from dlcli.training.distributed import read_note
 from dlcli.training.signals import held, stop_after_batch
+from dlcli.tuning import sqlite_lock
 
 STUDY_FILE = "study.db"
 CONFIG_FILE = "config.yaml"  # the config every trial trains, with the sweep's --sets applied
@@ -149,10 +149,10 @@ def check_space(config: Config, source: str | Path | dict, overrides=()) -> tupl
     value the schema or Keras refuses, a grid without finite lists, a metric training does
     not log. Each problem is placed at the line of its `sweep:` key. Imports Keras (names
     and arguments are checked against it)."""
-    from dlcli.model import checks
-    from dlcli.runtime import keras_names
     from dlcli.config.schema import locator
     from dlcli.config.text import raw_config
+    from dlcli.model import checks
+    from dlcli.runtime import keras_names
     from dlcli.runtime.backend import auto_backend, import_keras
 
     sweep = config.sweep

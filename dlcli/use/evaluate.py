@@ -17,6 +17,8 @@ import numpy as np
 
 from dlcli.config.schema import TABLE_SOURCES, load_config
 from dlcli.data.dataset import load_data, read_features_file, read_labeled_file
+from dlcli.data.sources.datafile import changed_files
+from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
 from dlcli.model.outputs import class_probabilities, predicted_classes, targets_for
@@ -24,8 +26,6 @@ from dlcli.runs.reports import write_confusion
 from dlcli.runs.runfolder import RunFolder, now_iso
 from dlcli.runtime.backend import backend_for, import_keras
 from dlcli.training.signals import stop_after_batch
-from dlcli.data.sources.datafile import changed_files
-from dlcli.data.tables.preprocessing import TablePreprocessing
 
 
 def open_run(run, runs_dir=None) -> RunFolder:

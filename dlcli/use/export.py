@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
-from dlcli.use.export_safety import build_folder, checked_targets, replace_folder, written
 from dlcli.runs.runfolder import now_iso
+from dlcli.use.export_safety import build_folder, checked_targets, replace_folder, written
 
 INSTALL = "pip install 'dlcli[export]'"
 TOLERANCE = 1e-4  # max |copy - model| for float32 models ...

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.config.schema import KERAS_SOURCES
-from dlcli.errors import ConfigError, Problem
 from dlcli.data.sources.base import Loaded, Source
+from dlcli.errors import ConfigError, Problem
 
 
 class KerasDataset(Source):

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib import format as npy
 
-from dlcli.errors import ConfigError, Problem, did_you_mean, first_line
 from dlcli.data.sources.base import (
     Loaded,
     Rows,
@@ -39,6 +38,7 @@ from dlcli.data.sources.base import (
     numeric_features,
 )
 from dlcli.data.sources.datafile import data_file, machine_memory, sha256_file, streams
+from dlcli.errors import ConfigError, Problem, did_you_mean, first_line
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive; an empty archive
 NPY_MAGIC = b"\x93NUMPY"

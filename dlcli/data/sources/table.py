@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.data.sources.base import Loaded, Source
 from dlcli.data.sources.datafile import sha256_file, streams
-from dlcli.data.tables.tablefile import TableColumns, TableFormat, inspect, read_table
 from dlcli.data.tables.stream import scan
+from dlcli.data.tables.tablefile import TableColumns, TableFormat, inspect, read_table
+from dlcli.errors import ConfigError, Problem, did_you_mean
 
 MAX_GUESSED_CLASSES = 20  # a target of whole numbers with at most this many values is a set of classes
 

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.data.tables.tablefile import TableFormat, inspect, read_table
+from dlcli.errors import ConfigError, Problem, did_you_mean
 
 ONE_HOT_MAX = 32  # categories up to which a column is one-hot; above, an embedding
 MAX_CATEGORIES = 10_000  # the most frequent categories kept; rarer ones share the 'unseen' index

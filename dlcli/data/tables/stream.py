@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlcli.errors import ConfigError, Problem
 from dlcli.data.sources.base import Rows
 from dlcli.data.tables.tablefile import (
     CELL_LIMIT,
@@ -52,6 +51,7 @@ from dlcli.data.tables.tablefile import (
     typed_read,
     where_row,
 )
+from dlcli.errors import ConfigError, Problem
 
 PIECE = 8 << 20  # bytes of a CSV parsed at a time
 NOT_SET = np.iinfo("int64").max  # a first row not seen yet

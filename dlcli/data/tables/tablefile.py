@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dlcli.errors import ConfigError, Problem
 from dlcli.data.sources.base import FLOAT32_MAX
 from dlcli.data.sources.datafile import NOT_FOUND, data_file
+from dlcli.errors import ConfigError, Problem
 
 MAX_LINE = 16 << 20  # characters in one line: a file with no line breaks is not a table
 CELL_LIMIT = csv.field_size_limit()  # characters in one cell (131,072): a label, not a document
