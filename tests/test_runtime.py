@@ -46,7 +46,7 @@ def test_run_json_duration_counts_the_data_loading(cli, write_config, runs_dir):
 @pytest.mark.slow
 def test_determinism_switches_are_set_before_jax_starts():
     code = (
-        "import os; from dlcli.runtime.backend import import_keras, make_deterministic\n"
+        "import os; from dlcli.runtime.keras_import import import_keras; from dlcli.runtime.choices import make_deterministic\n"
         "keras = import_keras('jax', deterministic=True)\n"
         "import jax; jax.devices(); make_deterministic('jax')\n"
         "print(keras.backend.backend(), os.environ['XLA_FLAGS'])\n"
@@ -80,7 +80,7 @@ def test_callbacks_are_checked_on_the_configured_backend(write_config):
 
 def test_jax_takes_gpu_memory_as_it_needs_it_unless_told_otherwise():
     code = (
-        "import os; from dlcli.runtime.backend import import_keras\n"
+        "import os; from dlcli.runtime.keras_import import import_keras\n"
         "import_keras('jax')\n"
         "print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])\n"
     )

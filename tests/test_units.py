@@ -14,7 +14,7 @@ from dlcli.config.text import apply_overrides, config_differences, parse_overrid
 from dlcli.errors import ConfigError, first_line
 from dlcli.files import csv_text
 from dlcli.runs.metrics import best_epoch, direction, final_metrics
-from dlcli.runtime.backend import choose_runtime, runtime_problems
+from dlcli.runtime.choices import choose_runtime, runtime_problems
 
 MINIMAL = {"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}}
 
@@ -101,35 +101,35 @@ def runtime(**changes):
 
 def test_auto_runtime_on_cpu_is_float32_without_distribution():
     chosen = choose_runtime(runtime(), [{"type": "CPU", "name": "cpu"}], steps_per_epoch=10)
-    assert chosen["precision"] == "float32" and chosen["distribution"] == "none"
-    assert chosen["steps_per_execution"] == 10
+    assert chosen.precision == "float32" and chosen.distribution == "none"
+    assert chosen.steps_per_execution == 10
 
 
 def test_auto_runtime_on_gpus_picks_mixed_precision_and_a_strategy_per_backend():
     gpus = [{"type": "GPU", "name": "a", "compute_capability": [9, 0]}] * 2
-    assert choose_runtime(runtime(), gpus, 500)["precision"] == "mixed_bfloat16"
-    assert choose_runtime(runtime(), gpus, 500)["distribution"] == "mirrored"
-    assert choose_runtime(runtime(backend="jax"), gpus, 500)["distribution"] == "data_parallel"
-    assert choose_runtime(runtime(backend="torch"), gpus, 500)["distribution"] == "none"
+    assert choose_runtime(runtime(), gpus, 500).precision == "mixed_bfloat16"
+    assert choose_runtime(runtime(), gpus, 500).distribution == "mirrored"
+    assert choose_runtime(runtime(backend="jax"), gpus, 500).distribution == "data_parallel"
+    assert choose_runtime(runtime(backend="torch"), gpus, 500).distribution == "none"
     volta = [{"type": "GPU", "name": "v", "compute_capability": [7, 0]}]
-    assert choose_runtime(runtime(), volta, 500)["precision"] == "mixed_float16"
-    assert choose_runtime(runtime(backend="jax"), gpus, 500)["steps_per_execution"] == 64
+    assert choose_runtime(runtime(), volta, 500).precision == "mixed_float16"
+    assert choose_runtime(runtime(backend="jax"), gpus, 500).steps_per_execution == 64
     # MirroredStrategy runs one step per execution (keras-team/keras#19246)
-    assert choose_runtime(runtime(), gpus, 500)["steps_per_execution"] == 1
-    assert choose_runtime(runtime(), gpus, 500)["replicas"] == 2
-    assert choose_runtime(runtime(), gpus[:1], 500)["steps_per_execution"] == 64
+    assert choose_runtime(runtime(), gpus, 500).steps_per_execution == 1
+    assert choose_runtime(runtime(), gpus, 500).replicas == 2
+    assert choose_runtime(runtime(), gpus[:1], 500).steps_per_execution == 64
 
 
 def test_several_processes_share_the_training_through_data_parallel():
     cpus = [{"type": "CPU", "name": "cpu", "process": i} for i in range(2)]
     chosen = choose_runtime(runtime(backend="jax"), cpus, 10, processes=2)
-    assert chosen["distribution"] == "data_parallel" and chosen["replicas"] == 2 and chosen["processes"] == 2
+    assert chosen.distribution == "data_parallel" and chosen.replicas == 2 and chosen.processes == 2
     with pytest.raises(ConfigError, match="2 processes share the training through distribution: data_parallel"):
         choose_runtime(runtime(backend="jax", distribution="none"), cpus, 10, processes=2)
 
 
 def test_torch_runs_one_step_per_execution():
-    assert choose_runtime(runtime(backend="torch"), [{"type": "CPU", "name": "cpu"}], 100)["steps_per_execution"] == 1
+    assert choose_runtime(runtime(backend="torch"), [{"type": "CPU", "name": "cpu"}], 100).steps_per_execution == 1
 
 
 @pytest.mark.parametrize(("settings", "key", "words"), [
@@ -258,7 +258,7 @@ def test_nan_counts_as_worst_for_either_direction():
 
 
 def test_env_says_what_an_explicit_precision_does_on_each_kind_of_gpu():
-    from dlcli.runtime.backend import precision_effects
+    from dlcli.runtime.environment import precision_effects
 
     ampere = {"type": "GPU", "name": "A100", "compute_capability": [8, 0]}
     volta = {"type": "GPU", "name": "V100", "compute_capability": [7, 0]}

@@ -182,7 +182,7 @@ def on_program_signal(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stderr.flush()
     # fd 2 may be hushed while a backend imports; dlcli.runtime.backend may itself be half-imported
-    quieted = getattr(sys.modules.get("dlcli.runtime.backend"), "REAL_STDERR", [])
+    quieted = getattr(sys.modules.get("dlcli.runtime.keras_import"), "REAL_STDERR", [])
     os.write(quieted[-1] if quieted else 2, b"error: interrupted\n")  # plain: rich may be half-imported
     if _STATE["as_json"]:
         with contextlib.suppress(DlcliError):

@@ -1,7 +1,7 @@
 """The everyday commands around training: runs, show, compare, init, schema, env.
 
 Thin adapters over `dlcli.runs.catalog`, `dlcli.init.templates`, `dlcli.config.schema.config_schema` and
-`dlcli.runtime.backend.environment`: parse the options, call the library, print a rich table (or
+`dlcli.runtime.environment.environment`: parse the options, call the library, print a rich table (or
 one JSON object with `--json`). None of them but `env` imports TensorFlow or Keras, so they
 answer at once.
 """
@@ -533,7 +533,7 @@ def env_command(
     debug: DebugOption = False,
 ):
     """Versions, the Keras backend, the devices it sees and the precision they support."""
-    from dlcli.runtime.backend import environment
+    from dlcli.runtime.environment import environment
 
     info = environment()
     if as_json:

@@ -201,7 +201,7 @@ def batches(split: StreamSplit, labels: Callable[[np.ndarray], np.ndarray], batc
 
 
 def _batches_class():
-    from dlcli.runtime.backend import keras_module
+    from dlcli.runtime.keras_import import keras_module
 
     keras = keras_module()
 

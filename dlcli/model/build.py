@@ -60,7 +60,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
     if len(shape) > 1 and config.model.layers[0].type.lower() == "dense":
         model.add(keras.layers.Flatten(name="dlcli_flatten"))
 
-    mixed = choices["precision"] != "float32"
+    mixed = choices.precision != "float32"
     layers = []
     shapes_ok = True
     for index, spec in enumerate(config.model.layers):
@@ -106,7 +106,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
 
     model.compile(
         optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=metrics,
-        jit_compile=choices["jit_compile"], steps_per_execution=choices["steps_per_execution"],
+        jit_compile=choices.jit_compile, steps_per_execution=choices.steps_per_execution,
     )
     return model
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dlcli.errors import Problem, did_you_mean
 from dlcli.runtime import keras_names
-from dlcli.runtime.backend import runtime_problems
+from dlcli.runtime.choices import runtime_problems
 from dlcli.runtime.losses import BINARY, INDICES
 
 # Keyword arguments of keras.callbacks that name files: kept inside the run folder.
@@ -56,7 +56,7 @@ def callback_problems(config) -> list[Problem]:
     """Callbacks Keras does not know or refuses to build (a ModelCheckpoint file name without
     `.keras`), found by building each one with its file names under a folder that is never
     created: nothing is written, and `validate` finds what `train` would. Call it once
-    `dlcli.runtime.backend.import_keras` has started the configured backend."""
+    `dlcli.runtime.keras_import.import_keras` has started the configured backend."""
     problems = []
     for index, spec in enumerate(config.training.callbacks):
         kwargs = dict(spec.kwargs)

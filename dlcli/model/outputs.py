@@ -37,7 +37,7 @@ def predicted_classes(model, batches) -> np.ndarray:
     """Class indices for feature batches (an iterable of arrays): eager forward passes, with
     no tracing of a predict function, which costs more than the pass itself on the small
     splits dlcli reports on."""
-    from dlcli.runtime.backend import keras_module
+    from dlcli.runtime.keras_import import keras_module
 
     ops = keras_module().ops
     classes = [class_probabilities(model, ops.convert_to_numpy(model(x, training=False))).argmax(axis=-1)

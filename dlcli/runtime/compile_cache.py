@@ -20,6 +20,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from dlcli.runtime import compat
+
 MAX_BYTES = 2 * 2**30
 
 _STATE: dict = {"dir": None, "hits": 0, "writes": 0}
@@ -34,12 +36,7 @@ def folder() -> Path | None:
         return Path(chosen).expanduser()
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
-    try:
-        from keras.src.backend.config import keras_home  # where Keras keeps its own files
-        home = Path(keras_home())
-    except ImportError:
-        home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    return home / "jax_cache"
+    return compat.keras_home() / "jax_cache"
 
 
 def start() -> None:

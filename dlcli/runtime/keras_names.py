@@ -22,7 +22,8 @@ import inspect
 import math
 
 from dlcli.errors import closest, did_you_mean, first_line
-from dlcli.runtime.backend import keras_module
+from dlcli.runtime import compat
+from dlcli.runtime.keras_import import keras_module
 
 REFUSED = {
     "lambda": "runs Python code from the config; use a built-in layer",
@@ -123,7 +124,7 @@ def suggest(word: str, names: dict[str, str]) -> str:
 def in_style_of(word: str, name: str) -> str:
     """`name` spelt in `word`'s style: snake_case, all lower case, or as Keras spells it."""
     if "_" in word:
-        return keras_module().src.utils.naming.to_snake_case(name)  # Keras's own rule
+        return compat.snake_case(name)  # Keras's own rule
     if word == word.lower():
         return name.lower()
     return name
@@ -157,7 +158,7 @@ def accepted_arguments(cls: type) -> set[str] | None:
         names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             return names - {"self"}
-        if klass.__module__.startswith("keras.src.layers.layer"):
+        if klass is keras_module().layers.Layer:  # Keras's base layer takes these too
             return (names | {"input_shape", "input_dim", "batch_size"}) - {"self"}
     return None  # takes anything
 

@@ -14,7 +14,7 @@
 
 A new callback: a class here (or a Keras one named in `training.callbacks`), added in
 `callbacks_for`. This module subclasses Keras's `Callback`, so it is imported only after
-`dlcli.runtime.backend.import_keras` has chosen the backend (as `dlcli.training.session` does).
+`dlcli.runtime.keras_import.import_keras` has chosen the backend (as `dlcli.training.session` does).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 
 from dlcli.model.checks import PATH_ARGUMENTS
 from dlcli.runs.runfolder import RunFolder
-from dlcli.runtime import keras_names
-from dlcli.runtime.backend import keras_module
+from dlcli.runtime import compat, keras_names
+from dlcli.runtime.keras_import import keras_module
 from dlcli.training import checkpoint
 
 keras = keras_module()
@@ -40,10 +40,11 @@ def callback_state(es, rlr) -> dict:
     """EarlyStopping's and ReduceLROnPlateau's counters, as state.json keeps them."""
     out = {}
     if es is not None:
-        out["early_stopping"] = {"wait": es.wait, "best": _float(es.best), "best_epoch": es.best_epoch,
-                                 "stopped_epoch": es.stopped_epoch}
+        state = compat.early_stopping_state(es)
+        out["early_stopping"] = {**state, "best": _float(state["best"])}
     if rlr is not None:
-        out["reduce_lr_on_plateau"] = {"wait": rlr.wait, "best": _float(rlr.best), "cooldown_counter": rlr.cooldown_counter}
+        state = compat.reduce_lr_state(rlr)
+        out["reduce_lr_on_plateau"] = {**state, "best": _float(state["best"])}
     return out
 
 
@@ -105,7 +106,7 @@ class Recorder(keras.callbacks.Callback):
             return
         self.snapshot = checkpoint.take(
             keras, self.model, epoch + 1, lr, callback_state(es, self.rlr),
-            best_weights=es.best_weights if es is not None else None,
+            best_weights=compat.best_weights(es) if es is not None else None,
             best_epoch=es.best_epoch + 1 if es is not None else None,
             finished=bool(self.model.stop_training),  # early stopping (or a callback) ends it here
         )
@@ -133,15 +134,10 @@ class Restorer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         saved, es, rlr = self.saved, self.es, self.rlr
         if es is not None and "early_stopping" in saved:
-            st = saved["early_stopping"]
-            es.wait, es.best, es.best_epoch, es.stopped_epoch = st["wait"], st["best"], st["best_epoch"], 0
-            if es.restore_best_weights:
-                best = checkpoint.best_weights(self.run, saved)
-                if best is not None:
-                    es.best_weights = best
+            best = checkpoint.best_weights(self.run, saved) if es.restore_best_weights else None
+            compat.restore_early_stopping(es, saved["early_stopping"], best)
         if rlr is not None and "reduce_lr_on_plateau" in saved:
-            st = saved["reduce_lr_on_plateau"]
-            rlr.wait, rlr.best, rlr.cooldown_counter = st["wait"], st["best"], st["cooldown_counter"]
+            compat.restore_reduce_lr(rlr, saved["reduce_lr_on_plateau"])
 
 
 class EpochSeed(keras.callbacks.Callback):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlcli.runs.runfolder import RunFolder, now_iso
+from dlcli.runtime import compat
 
 FOLDER = "checkpoints"
 STATE = f"{FOLDER}/state.json"
@@ -43,11 +44,6 @@ class Snapshot:
     finished: bool = False  # early stopping ended training at this epoch
 
 
-def seed_states(model) -> list:
-    """The layers' random-number state (Dropout's seed generators): Keras does not save it."""
-    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
 def values(keras, model) -> tuple[list, list]:
     """The model's weights and optimizer variables as numpy arrays (what `assign` restores)."""
     return model.get_weights(), [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
@@ -62,7 +58,7 @@ def assign(model, weights, optimizer_values) -> None:
 def take(keras, model, epoch: int, lr: float, callbacks: dict, best_weights=None, best_epoch=None,
          finished: bool = False) -> Snapshot:
     weights, optimizer = values(keras, model)
-    rng = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(model)]
+    rng = [keras.ops.convert_to_numpy(v).tolist() for v in compat.seed_states(model)]
     return Snapshot(epoch, lr, weights, optimizer, rng, callbacks, best_weights, best_epoch, finished)
 
 
@@ -119,7 +115,7 @@ def load_into(keras, model, run: RunFolder, state: dict) -> None:
     model.optimizer.build(model.trainable_variables)
     model.load_weights(run.file(f"{FOLDER}/{state['checkpoint']}"))
     model.optimizer.learning_rate = state.get("lr", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
-    for variable, value in zip(seed_states(model), state.get("rng") or []):
+    for variable, value in zip(compat.seed_states(model), state.get("rng") or []):
         variable.assign(value)
 
 

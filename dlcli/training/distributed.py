@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.errors import ConfigError, Problem, RunFailed
+from dlcli.runtime import compat
 from dlcli.training import handoff
 
 PEER_TIMEOUT = "DLCLI_PEER_TIMEOUT"  # seconds without a peer's heartbeat before giving up
@@ -220,7 +221,7 @@ def _mark_failed(path: str, reason: str) -> None:
 
 def join(group: Group) -> None:
     """Start JAX's distributed runtime for this process (before any JAX computation)."""
-    from dlcli.runtime.backend import import_keras
+    from dlcli.runtime.keras_import import import_keras
 
     start, heartbeat = timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT), timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)
     if group.leads and port_taken(int(group.coordinator.rpartition(":")[2])):
@@ -228,17 +229,13 @@ def join(group: Group) -> None:
         raise ConfigError(Problem("the port is already in use on this host (another program, or an earlier run "
                                   "still ending); choose a free port", where=f"--coordinator {group.coordinator}"))
     keras = import_keras("jax")
-    import jax
 
     note("joining")
-    original = jax.distributed.initialize
-    # keras.distribution.initialize takes no timeouts; JAX's defaults wait 5 minutes for
-    # a peer that never comes and 100 s for one that died.
-    jax.distributed.initialize = functools.partial(original, initialization_timeout=start,
-                                                   heartbeat_timeout_seconds=heartbeat)
     try:
-        keras.distribution.initialize(job_addresses=group.coordinator, num_processes=group.count,
-                                      process_id=group.index)
+        compat.initialize_jax_distributed(
+            lambda: keras.distribution.initialize(job_addresses=group.coordinator, num_processes=group.count,
+                                                  process_id=group.index),
+            timeout_s=start, heartbeat_s=heartbeat)
     except Exception as exc:  # noqa: BLE001 - JAX raises its runtime's own errors
         from dlcli.errors import first_line
 
@@ -246,8 +243,6 @@ def join(group: Group) -> None:
             f"process {group.index} could not join the run at {group.coordinator} within {start} s "
             f"({first_line(exc)}); start all {group.count} processes (--process-id 0 to {group.count - 1}) "
             "with the same --coordinator, process 0 on that host") from None
-    finally:
-        jax.distributed.initialize = original
     note("joined")
 
 
@@ -386,6 +381,29 @@ def remove_scratch(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Share:
+    """This process's part of a multi-process run: its batch, its devices, its samples."""
+
+    process_batch_size: int
+    local_devices: int
+    samples_per_process: dict  # split -> samples this process trains or validates on
+
+    def record(self) -> dict:
+        """What run.json's `runtime` adds for a run of several processes."""
+        return {"process_batch_size": self.process_batch_size, "local_devices": self.local_devices,
+                "samples_per_process": self.samples_per_process}
+
+
+def share_of(config, group: Group, choices, data) -> Share:
+    """This process's share of the run: the devices of its kind it holds, the per-process
+    batch (a ConfigError when the batch cannot be split evenly), its samples of each split."""
+    local = [d for d in choices.devices if d.get("process", 0) == group.index and d["type"] == choices.device_kind]
+    samples = {name: len(split.shard(group.index, group.count, len(local)))
+               for name, split in (("train", data.train), ("val", data.val)) if split is not None}
+    return Share(check_batch(config, group, len(local)), len(local), samples)
+
+
 def check_batch(config, group: Group, local_devices: int) -> int:
     """The per-process batch size: training.batch_size split evenly over every device."""
     batch, devices = config.training.batch_size, group.count * local_devices
@@ -464,4 +482,5 @@ def finish() -> None:
         jax.distributed.shutdown()
 
 
-__all__ = ["Group", "batches", "check_batch", "check_same_config", "handed_folder", "join", "local_model", "supervise"]
+__all__ = ["Group", "Share", "batches", "check_batch", "check_same_config", "handed_folder", "join", "local_model",
+           "share_of", "supervise"]

@@ -34,17 +34,12 @@ from dlcli.model.build import build_model, parameter_counts, resolve
 from dlcli.model.outputs import predicted_classes, targets_for
 from dlcli.runs import metrics
 from dlcli.runs.runfolder import RunFolder, effective_status, now_iso, runs_dir_from
-from dlcli.runtime import compile_cache
-from dlcli.runtime.backend import (
-    apply_runtime,
-    auto_backend,
-    choose_backend,
-    choose_runtime,
-    enable_memory_growth,
-    import_keras,
-    list_devices,
-    versions,
-)
+from dlcli.runtime import compat, compile_cache
+from dlcli.runtime.backend import auto_backend, choose_backend
+from dlcli.runtime.choices import Choices, apply_runtime, choose_runtime
+from dlcli.runtime.devices import enable_memory_growth, list_devices
+from dlcli.runtime.environment import versions
+from dlcli.runtime.keras_import import import_keras
 from dlcli.training import distributed as processes
 from dlcli.training import resume
 from dlcli.training.distributed import Group
@@ -58,10 +53,11 @@ class Prepared:
     config: Config
     data: Dataset
     model: object
-    choices: dict
+    choices: Choices
     keras: object
     timings: dict = field(default_factory=dict)
     group: Group = field(default_factory=Group)
+    share: processes.Share | None = None  # this process's part of a multi-process run
 
 
 @dataclass
@@ -99,20 +95,14 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
     data = load_data(config)
     loaded = time.perf_counter()
     choices = choose_runtime(runtime, list_devices(runtime.backend), data.train.steps(config.training.batch_size),
-                             group.count)
-    if group.several:
-        local = [d for d in choices["devices"] if d.get("process", 0) == group.index and d["type"] == _kind(choices)]
-        choices["process_batch_size"] = processes.check_batch(config, group, len(local))
-        choices["local_devices"] = len(local)
-        choices["samples_per_process"] = {name: len(split.shard(group.index, group.count, len(local)))
-                                          for name, split in (("train", data.train), ("val", data.val)) if split is not None}
+                             group.count, requested=requested, reason=why)
+    share = processes.share_of(config, group, choices, data) if group.several else None
     config = resolve(config, data)
     with apply_runtime(keras, choices, config.seed):
         model = build_model(config, data, keras, choices)
-    choices["jit_compile"] = bool(getattr(model, "jit_compile", False))
-    choices["backend_requested"], choices["backend_reason"] = requested, why
+    choices = choices.compiled(model)
     timings = {"load_s": round(loaded - started, 3), "build_s": round(time.perf_counter() - loaded, 3)}
-    return Prepared(config, data, model, choices, keras, timings, group)
+    return Prepared(config, data, model, choices, keras, timings, group, share)
 
 
 def with_backend(config: Config, processes: int = 1) -> tuple[Config, str]:
@@ -135,7 +125,7 @@ def written_config(prepared: Prepared) -> str:
     stays `auto`, so the run folder moves to a machine with other backends; run.json says
     which one trained it)."""
     config = prepared.config
-    requested = prepared.choices.get("backend_requested", config.runtime.backend)
+    requested = prepared.choices.backend_requested or config.runtime.backend
     if requested != config.runtime.backend:
         config = config.model_copy(deep=True)
         config.runtime.backend = requested
@@ -149,11 +139,6 @@ def _check_processes(config: Config, group: Group) -> None:
         raise ConfigError(config.problem(("runtime", "backend"), (
             f"{group.count} processes (--num-processes) train on runtime.backend: jax, got {backend} "
             "(Keras 3's TensorFlow backend does not run MultiWorkerMirroredStrategy: keras-team/keras#20585)")))
-
-
-def _kind(choices: dict) -> str:
-    """The type of device the run computes on: GPU where there are any, else CPU."""
-    return "GPU" if any(d["type"] == "GPU" for d in choices["devices"]) else "CPU"
 
 
 def _name_problems(source, overrides) -> list:
@@ -315,7 +300,8 @@ def _signalled(exc: BaseException) -> bool:
 
 def _stop(model) -> None:
     """Ask Keras to end fit, evaluate or predict after the batch in progress."""
-    model.stop_training = model.stop_evaluating = model.stop_predicting = True
+    model.stop_training = True
+    compat.stop_inference(model)
 
 
 def _checkpointed(run: RunFolder) -> int:
@@ -395,9 +381,9 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
 
 def _runtime_record(prepared: Prepared) -> dict:
     choices, group = prepared.choices, prepared.group
-    record = {"devices": choices["devices"], "runtime": {k: v for k, v in choices.items() if k != "devices"}}
+    record = {"devices": choices.devices, "runtime": {**choices.record(), **(prepared.share.record() if prepared.share else {})}}
     if group.several:
-        record["processes"] = group.record(choices["devices"])
+        record["processes"] = group.record(choices.devices)
     return record
 
 
@@ -451,11 +437,11 @@ def _fit_inputs(session: Session, labels) -> dict:
     """model.fit's data arguments: the splits; in a multi-process run, this process's share
     of each, in per-process batches (`dlcli.training.distributed`)."""
     prepared = session.prepared
-    config, data, group, choices = prepared.config, prepared.data, prepared.group, prepared.choices
-    if not group.several:
+    config, data, group, share = prepared.config, prepared.data, prepared.group, prepared.share
+    if share is None:
         return {**data.train.keras_inputs(labels, config.training.batch_size),
                 "validation_data": data.val.validation_data(labels) if data.val is not None else None}
-    batch, devices = choices["process_batch_size"], choices["local_devices"]
+    batch, devices = share.process_batch_size, share.local_devices
 
     def share(split, shuffle):
         part = split.shard(group.index, group.count, devices)
@@ -468,7 +454,7 @@ def _fit_inputs(session: Session, labels) -> dict:
 def _go_local(session: Session) -> None:
     """Swap the trained, distributed model for a one-process copy (`processes.local_model`)."""
     prepared = session.prepared
-    local = {**prepared.choices, "distribution": "none"}
+    local = prepared.choices.on_one_process()
     prepared.model = processes.local_model(
         prepared.model, lambda: build_model(prepared.config, prepared.data, prepared.keras, local))
 

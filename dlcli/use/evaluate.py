@@ -24,7 +24,9 @@ from dlcli.files import csv_text
 from dlcli.model.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.runs.reports import write_confusion
 from dlcli.runs.runfolder import RunFolder, now_iso
-from dlcli.runtime.backend import backend_for, import_keras
+from dlcli.runtime import compat
+from dlcli.runtime.backend import backend_for
+from dlcli.runtime.keras_import import import_keras
 from dlcli.training.signals import stop_after_batch
 
 
@@ -106,7 +108,7 @@ def _quietly_stoppable(model):
     """A Ctrl-C/SIGTERM in Keras's evaluate/predict ends it after the batch and is raised
     after it (`dlcli.training.signals.stop_after_batch`), never inside a backend call."""
     def stop():
-        model.stop_evaluating = model.stop_predicting = True
+        compat.stop_inference(model)
 
     return stop_after_batch(stop)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.runs.runfolder import now_iso
+from dlcli.runtime import compat
 from dlcli.use.export_safety import build_folder, checked_targets, replace_folder, written
 
 INSTALL = "pip install 'dlcli[export]'"
@@ -95,7 +96,7 @@ def write_keras(model, folder: Path, table) -> Path:
 
 
 def load_keras(path: Path, table) -> Copy:
-    from dlcli.runtime.backend import keras_module
+    from dlcli.runtime.keras_import import keras_module
 
     keras = keras_module()
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
@@ -176,7 +177,7 @@ def constants_as_variables(model):
 
     tf = _tf()
     copy = rebuilt(keras, model)
-    for layer in copy._flatten_layers(include_self=False):
+    for layer in compat.inner_layers(copy):
         if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None:
             layer.mean = tf.Variable(np.asarray(layer.mean), trainable=False, name="mean")
             layer.variance = tf.Variable(np.asarray(layer.variance), trainable=False, name="variance")
@@ -204,7 +205,7 @@ def write_litert(model, folder: Path, table) -> Path:
 def load_litert(path: Path, table) -> Copy:
     from ai_edge_litert.interpreter import Interpreter
 
-    from dlcli.runtime.backend import quiet_stderr
+    from dlcli.runtime.keras_import import quiet_stderr
 
     with quiet_stderr():  # the interpreter's C++ logs ("Created TensorFlow Lite XNNPACK delegate")
         interpreter = Interpreter(model_path=str(path))

@@ -17,7 +17,7 @@ class KerasDataset(Source):
     names = KERAS_SOURCES
 
     def load(self, config) -> Loaded:
-        from dlcli.runtime.backend import keras_module
+        from dlcli.runtime.keras_import import keras_module
 
         keras = keras_module()
         name = config.data.source
