@@ -66,7 +66,7 @@ def sweep(tmp: Path, trials: int, parallel: int, epochs: int) -> tuple[float, li
 
 
 def loop(tmp: Path, trials: list[dict], epochs: int) -> tuple[float, float]:
-    from dlcli.tuning.sweep import override
+    from dlcli.tuning.trials import override
 
     runs = tmp / f"loop-{time.time_ns()}"
     cache = runs / "jax-cache"

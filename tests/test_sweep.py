@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import TINY, deep_update, run_dlcli
 
-from dlcli.cli.common import number
+from dlcli.cli.render import number
 from dlcli.config.schema import load_config
 from dlcli.config.text import parse_override
 from dlcli.runs.runfolder import RunFolder
@@ -69,7 +69,7 @@ def trial_states(folder: Path) -> dict:
 
 @pytest.mark.parametrize("value", [1e-05, 0.001, 3.0e-12, 1e20, 64, True, "relu", "1e-3", None, 0.5])
 def test_a_trial_value_reads_back_through_set_as_the_same_value(value):
-    from dlcli.tuning.sweep import override
+    from dlcli.tuning.trials import override
 
     path, parsed = parse_override(override("compile.optimizer.learning_rate", value))
     assert path == ("compile", "optimizer", "learning_rate")
@@ -112,7 +112,7 @@ def test_the_sweep_section_is_not_part_of_what_a_run_trains(tmp_path):
 
 
 def test_the_grid_sampler_takes_finite_lists_only():
-    from dlcli.tuning.sweep import grid
+    from dlcli.config.space import grid
 
     lists, endless = grid({"a": {"choice": [1, 2]}, "b": {"int": [16, 64], "step": 16},
                            "c": {"uniform": [0.0, 0.5], "step": 0.25}, "d": {"log_uniform": [1e-4, 1e-2]}})
@@ -176,12 +176,15 @@ def test_the_python_api_sweep_and_export_stay_callable_once_their_modules_are_im
         dlcli.sweep()
 
 
+@pytest.mark.slow
 def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
     """The pruner sees each epoch the trial's process writes to history.csv and stops the
     process with SIGINT (a stand-in process here: the bookkeeping is what is tested)."""
     from optuna.trial import TrialState
 
-    from dlcli.tuning.sweep import Sweeper, Target, distributions
+    from dlcli.config.space import distributions
+    from dlcli.tuning.preflight import Target
+    from dlcli.tuning.sweep import Sweeper
 
     config = load_config(write(tmp_path, deep_update(TINY, {"sweep": {"space": {
         "compile.optimizer.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]}}}})))
@@ -195,7 +198,7 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
         for epoch in (1, 2, 3):
             trial.report(value + 0.1 * (3 - epoch), step=epoch)
         study.tell(trial, value)
-    from dlcli.tuning.sweep import TrialProcess
+    from dlcli.tuning.trials import TrialProcess
 
     run = RunFolder.create(folder.path, "tiny-t0003")
     process = subprocess.Popen(["sleep", "60"])
@@ -243,9 +246,9 @@ def test_a_sweep_runs_trials_side_by_side_records_a_failure_and_keeps_the_best(t
     # Each trial is a complete run folder inside the sweep folder; its value is its best epoch.
     for trial in done:
         run = RunFolder(folder / trial["run"])
-        assert run.record["status"] == "completed"
+        assert run.record.status == "completed"
         assert trial["value"] == pytest.approx(min(r["val_loss"] for r in run.history()))
-    assert RunFolder(folder / failed["run"]).record["status"] == "failed"
+    assert RunFolder(folder / failed["run"]).record.status == "failed"
     for name in ("best.yaml", "history.png", "importance.png", "study.db", "config.yaml"):
         assert (folder / name).stat().st_size > 0, name
     assert set(record["importance"]) == {"compile.optimizer.learning_rate"}
@@ -309,7 +312,7 @@ def test_an_interrupted_or_killed_sweep_resumes_and_keeps_its_finished_trials(tm
     record = sweep_record(folder)
     assert record["status"] == "interrupted" and record["counts"] == {"completed": 1, "interrupted": 1}
     kept, lost = record["trials"]
-    assert RunFolder(folder / lost["run"]).record["status"] == "interrupted"
+    assert RunFolder(folder / lost["run"]).record.status == "interrupted"
 
     # Carry on, then kill -9 the sweep mid-trial: its trial stops with it.
     second = subprocess.Popen([sys.executable, "-m", "dlcli", "sweep", "--resume", str(folder), "--runs-dir", str(runs)],

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from dlcli.config.space import ENTRY_SCHEMA, kind_of
 from dlcli.config.text import format_path, raw_config
 from dlcli.errors import ConfigError, Problem, did_you_mean
 
@@ -315,75 +315,13 @@ class OutputConfig(Section):
     plots: StrictBool = True
 
 
-SPACE_KINDS = ("choice", "uniform", "log_uniform", "int", "log_int")
-SPACE_SCHEMA = {
-    "type": "object", "minProperties": 1, "maxProperties": 2,
-    "properties": {
-        "choice": {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean", "null"]}},
-        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-        "log_uniform": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
-        "int": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-        "log_int": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
-        "step": {"type": "number", "exclusiveMinimum": 0},
-    },
-    "additionalProperties": False,
-}
-
-
-def _is_number(value, integer: bool = False) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (not integer and isinstance(value, float) and math.isfinite(value))
-
-
 def _space_entry(value):
-    """One `sweep.space` entry: `{choice: [...]}`, `{uniform: [low, high]}` (optional `step`),
-    `{log_uniform: [low, high]}`, `{int: [low, high]}` (optional `step`), `{log_int: [low, high]}`."""
-    forms = "{choice: [a, b]}, {uniform: [low, high]}, {log_uniform: [low, high]}, {int: [low, high]} or {log_int: [low, high]}"
-    if not isinstance(value, dict):
-        raise ValueError(f"expected one of {forms}, got {value!r}")  # noqa: TRY004 - pydantic reports ValueError
-    kinds = [k for k in value if k in SPACE_KINDS]
-    unknown = [k for k in value if k not in (*SPACE_KINDS, "step")]
-    if unknown:
-        raise ValueError(f"unknown range kind '{unknown[0]}'{did_you_mean(str(unknown[0]), SPACE_KINDS)}; "
-                         f"expected one of {forms}")
-    if len(kinds) != 1:
-        raise ValueError(f"give exactly one of {', '.join(SPACE_KINDS)}, got {', '.join(kinds) or 'none'}")
-    kind = kinds[0]
-    bounds, step = value[kind], value.get("step")
-    if kind == "choice":
-        if not isinstance(bounds, list) or not bounds:
-            raise ValueError(f"choice takes a non-empty list of values, got {bounds!r}")
-        odd = [v for v in bounds if not (v is None or isinstance(v, (str, bool, int, float)))]
-        if odd:
-            raise ValueError(f"choice takes plain values (numbers, text, true/false, null), got {odd[0]!r}")
-        if len({repr(v) for v in bounds}) != len(bounds):
-            raise ValueError(f"choice lists a value twice: {bounds!r}; list each once")
-        if step is not None:
-            raise ValueError("step is for uniform and int ranges, not choice")
-        return value
-    integer = kind in ("int", "log_int")
-    what = "whole numbers" if integer else "numbers"
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b, integer) for b in bounds)):
-        raise ValueError(f"{kind} takes [low, high], two {what}, got {bounds!r}")
-    low, high = bounds
-    if low >= high:
-        raise ValueError(f"{kind}: low must be below high, got [{low}, {high}]")
-    if kind.startswith("log_") and low <= 0:
-        raise ValueError(f"{kind} needs low > 0 (a log scale), got {low}")
-    if step is not None:
-        if kind.startswith("log_"):
-            raise ValueError(f"step is for uniform and int ranges, not {kind}")
-        if not _is_number(step, integer) or step <= 0:
-            raise ValueError(f"step must be a positive {'whole ' if integer else ''}number, got {step!r}")
-        count = (high - low) / step
-        if abs(count - round(count)) > 1e-9:
-            raise ValueError(f"{kind}: high - low ({high - low:g}) is not a multiple of step {step}; "
-                             "choose bounds a whole number of steps apart")
+    """One `sweep.space` entry, checked by its kind (`dlcli.config.space`) and kept as written."""
+    kind_of(value)
     return value
 
 
-SpaceEntry = Annotated[dict, PlainValidator(_space_entry), WithJsonSchema(SPACE_SCHEMA)]
+SpaceEntry = Annotated[dict, PlainValidator(_space_entry), WithJsonSchema(ENTRY_SCHEMA)]
 
 
 class SweepConfig(Section):

@@ -55,10 +55,37 @@ def directions(model) -> dict[str, str]:
         if isinstance(inner, (list, tuple)) and inner and metric.name in ("compile_metrics", "loss"):
             pending.extend(inner)  # Keras's containers of the compiled metrics
             continue
-        way = getattr(metric, "_direction", None)
-        if way in ("up", "down"):
-            found[metric.name] = "max" if way == "up" else "min"
+        way = declared_direction(metric)
+        if way is not None:
+            found[metric.name] = way
     return found
+
+
+def declared_direction(metric) -> str | None:
+    """'max' or 'min' as a Keras metric object declares it (`_direction`: 'up' or 'down'),
+    None when it declares neither."""
+    return {"up": "max", "down": "min"}.get(getattr(metric, "_direction", None))
+
+
+def logged_directions(metrics: dict[str, object]) -> dict[str, str]:
+    """The direction of `loss` and of each metric training will log, by its logged name, from
+    the Keras metric objects before any model is compiled (`dlcli sweep` checks its target
+    then): as each declares it, else guessed from its name (`direction`).
+
+    Example:
+        >>> logged_directions({"accuracy": keras.metrics.Accuracy()})
+        {'loss': 'min', 'accuracy': 'max'}
+    """
+    found = {"loss": "min"}
+    for name, metric in metrics.items():
+        found[name] = declared_direction(metric) or direction(name)
+    return found
+
+
+def column_direction(column: str, logged: dict[str, str]) -> str:
+    """The direction of a history.csv column (`val_accuracy`): its metric's in `logged`
+    (`logged_directions`); a column of no logged metric is guessed from its name."""
+    return logged.get(column.removeprefix("val_")) or direction(column)
 
 
 def best_epoch(rows: list[dict], monitor: str, way: str) -> int:
