@@ -6,7 +6,7 @@ an integer label column 'label'; a header row) is generated into a temporary fol
 fixed seed. Each reader then reads it in a fresh process, --repeats times, so that the peak
 RSS of one reader is its own:
 
-    dlcli     dlcli.data.tables.tablefile: inspect + read_table (the 63 features, target 'label')
+    dlcli     dlcli.data.tables: TableFile.open + whole.read_table (the 63 features, target 'label')
     pyarrow   pyarrow.csv.read_csv(path), defaults
     pandas    pandas.read_csv(path), defaults
     loadtxt   numpy.loadtxt(path, delimiter=",", skiprows=1, dtype=float32)
@@ -132,12 +132,13 @@ def child(reader: str, path: str) -> dict:
         import pyarrow.compute
         import pyarrow.csv
 
-        from dlcli.data.tables.tablefile import inspect, read_table
+        from dlcli.data.tables.tablefile import TableFile
+        from dlcli.data.tables.whole import read_table
 
         def read():
-            fmt = inspect(path, header="auto", columns=None, delimiter="auto", missing=["", "?", "NA"])
-            features = [name for name in fmt.names if name != "label"]
-            table = read_table(path, fmt, features, "label", {}, ["", "?", "NA"], "fill")
+            file = TableFile.open(path, header="auto", columns=None, delimiter="auto", missing=["", "?", "NA"])
+            features = [name for name in file.format.names if name != "label"]
+            table = read_table(file, features, "label", {}, "fill")
             return table, table.x.nbytes + table.y.nbytes, table.x.shape, str(table.y.dtype)
     elif reader == "pyarrow":
         import pyarrow.csv

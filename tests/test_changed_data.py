@@ -141,7 +141,7 @@ def test_a_streamed_file_damaged_mid_run_is_a_failed_run_exit_1(cli, tmp_path, m
             yield block
 
     monkeypatch.setattr(streaming.StreamSplit, "_blocks", damaging)
-    monkeypatch.setattr("dlcli.data.tables.stream.PIECE", 16 << 10)  # many pieces: later ones are read again
+    monkeypatch.setattr("dlcli.data.tables.pieces.PIECE", 16 << 10)  # many pieces: later ones are read again
     result = cli("train", write_config(tmp_path, data, epochs=3), "--runs-dir", tmp_path / "runs2",
                  "--set", "data.streaming=true")
     assert result.exit_code == 1, result.output

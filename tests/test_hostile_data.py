@@ -349,9 +349,9 @@ def test_csv_cell_over_the_field_limit_names_the_line(refused, write_config, tmp
 
 
 def test_csv_line_without_end_is_cut_short(cli, write_config, tmp_path, monkeypatch):
-    from dlcli.data.tables import tablefile
+    from dlcli.data.tables import diagnostics
 
-    monkeypatch.setattr(tablefile, "MAX_LINE", 1_000)
+    monkeypatch.setattr(diagnostics, "MAX_LINE", 1_000)
     lines = csv_lines()
     lines[2] = "0.5," * 600 + "1"  # line 3
     data = write_csv(tmp_path / "data.csv", lines)

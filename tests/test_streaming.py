@@ -1,4 +1,4 @@
-"""`data.streaming` (SPEC 6): CSV, Parquet and NPZ files read a piece at a time instead of
+"""`data.streaming`: CSV, Parquet and NPZ files read a piece at a time instead of
 whole, through the real CLI.
 
 The same config trained with streaming true and false must see the same rows in the same
@@ -110,10 +110,11 @@ def assert_close(a, b, path="") -> None:
 # ---------------------------------------------------------------- the same data, whole or in pieces
 
 
+@pytest.mark.slow
 def test_a_csv_streamed_gives_the_same_splits_preprocessing_and_metrics(cli, tmp_path, monkeypatch):
-    from dlcli.data.tables import stream as tablestream
+    from dlcli.data.tables import pieces
 
-    monkeypatch.setattr(tablestream, "PIECE", 8192)  # many pieces in a small file
+    monkeypatch.setattr(pieces, "PIECE", 8192)  # many pieces in a small file
     data = write_table(tmp_path / "table.csv")
     memory = train(cli, tmp_path, config(data, False), "memory")
     streamed = train(cli, tmp_path, config(data, True), "streamed")
@@ -138,10 +139,11 @@ def test_a_csv_streamed_gives_the_same_splits_preprocessing_and_metrics(cli, tmp
     assert np.trace(matrix) / matrix.sum() == pytest.approx(scored["metrics"]["accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_separate_test_file_and_dropped_rows_stream_the_same(cli, tmp_path, monkeypatch):
-    from dlcli.data.tables import stream as tablestream
+    from dlcli.data.tables import pieces
 
-    monkeypatch.setattr(tablestream, "PIECE", 8192)
+    monkeypatch.setattr(pieces, "PIECE", 8192)
     data, test = write_table(tmp_path / "train.csv", 2000, seed=1), write_table(tmp_path / "test.csv", 600, seed=2)
     changes = {"test_path": str(test), "on_missing": "drop"}
     memory = train(cli, tmp_path, config(data, False, **changes), "memory")
@@ -151,6 +153,7 @@ def test_a_separate_test_file_and_dropped_rows_stream_the_same(cli, tmp_path, mo
     assert rows["train_file"]["dropped"]["missing cells"] > 0 and rows["test_file"]["read"] == 600
 
 
+@pytest.mark.slow
 def test_parquet_streams_one_row_group_at_a_time(cli, tmp_path):
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -165,6 +168,7 @@ def test_parquet_streams_one_row_group_at_a_time(cli, tmp_path):
     assert_same_runs(memory, streamed)
 
 
+@pytest.mark.slow
 def test_an_npz_is_memory_mapped_and_trains_as_in_memory(cli, tmp_path, monkeypatch):
     from dlcli.data.sources import npzfile
 
@@ -325,6 +329,7 @@ def test_streaming_a_dataset_that_is_not_a_file_is_a_one_line_error_at_its_line(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_running_out_of_memory_while_streaming_is_one_line_and_a_failed_run(cli, tmp_path, monkeypatch):
     from dlcli.data import streaming
 
@@ -356,7 +361,7 @@ def test_running_out_of_memory_while_loading_is_one_line(cli, tmp_path, monkeypa
     def starved(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(tablestream, "_scan", starved)
+    monkeypatch.setattr(tablestream, "scan", starved)
     data = write_table(tmp_path / "table.csv", 100)
     result = cli("train", write_yaml(tmp_path / "c.yaml", config(data, True)), "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 1 and "Traceback" not in result.stderr

@@ -18,7 +18,8 @@ import pyarrow.csv as pcsv
 import pytest
 import yaml
 
-from dlcli.data.tables.tablefile import inspect, spans
+from dlcli.data.tables.form import inspect
+from dlcli.data.tables.pieces import spans
 
 ENDINGS = {"lf": ["\n"], "cr": ["\r"], "crlf": ["\r\n"], "mixed": ["\n", "\r\n", "\r"]}
 

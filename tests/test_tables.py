@@ -1,4 +1,4 @@
-"""Tables as people have them (SPEC 4.2): no header, text categories, '?' for missing,
+"""Tables as people have them: no header, text categories, '?' for missing,
 ';' or runs of spaces between cells, Parquet; preprocessing fitted on the training split
 and applied by `evaluate --data` and `predict` to raw rows.
 
@@ -146,17 +146,17 @@ def test_a_header_is_found_over_columns_of_numbers_and_quoting_is_honoured(cli, 
 
 
 def test_quoted_cells_with_line_ends_and_quotes_are_read_across_pieces(cli, write_config, tmp_path, monkeypatch):
-    from dlcli.data.tables import tablefile
+    from dlcli.data.tables import whole
 
-    monkeypatch.setattr(tablefile, "PIECE", 4096)  # the reader parses a CSV a piece at a time
-    pieces, cut = [], tablefile._pieces
+    monkeypatch.setattr("dlcli.data.tables.pieces.PIECE", 4096)  # the reader parses a CSV a piece at a time
+    pieces, cut = [], whole.csv_inputs
 
     def recorded(*args):
         for piece in cut(*args):
             pieces.append(piece)
             yield piece
 
-    monkeypatch.setattr(tablefile, "_pieces", recorded)
+    monkeypatch.setattr(whole, "csv_inputs", recorded)
     names = ['Smith, John\nand "Jo"', "Lee\nAnn", "Plain", 'Ng, "Kim"', "O'Neil,\nPat"]
     quoted = ['"' + name.replace('"', '""') + '"' for name in names]
     rows = ["id,owner,size,label"] + [f"{i},{quoted[i % 5]},{i % 7}.5,{'yes' if i % 5 in (0, 3) else 'no'}"

@@ -26,10 +26,10 @@ from dlcli.data.sources.base import Loaded, Source
 from dlcli.data.sources.bundled import Bundled
 from dlcli.data.sources.keras_datasets import KerasDataset
 from dlcli.data.sources.npzfile import NpzFile
-from dlcli.data.sources.table import TableFile
+from dlcli.data.sources.table import TableSource
 
 SOURCES: dict[str, Source] = {
-    name: source for source in (Bundled(), KerasDataset(), TableFile(), NpzFile()) for name in source.names
+    name: source for source in (Bundled(), KerasDataset(), TableSource(), NpzFile()) for name in source.names
 }
 
 

@@ -1,25 +1,32 @@
 """`data.source: csv | parquet`: a table file (and an optional test file) as features and a target.
 
 The config names the target and the features by column name or 0-based position; this
-module resolves them against the file's columns (`dlcli.data.tables.tablefile.inspect`), with
-every mistake a ConfigError at the config's line, and reads the file. Categorical columns
-come back as codes into the file's own categories: the vocabulary is fitted on the training
-split later (`dlcli.data.tables.preprocessing`), so nothing of the validation or test rows leaks into it.
-With `data.streaming` the files are scanned instead (`dlcli.data.tables.stream`): `x` is
+module resolves them against the file's columns (`dlcli.data.tables.tablefile.TableFile.open`),
+with every mistake a ConfigError at the config's line, and reads the file whole
+(`dlcli.data.tables.whole.read_table`). Categorical columns come back as codes into the file's
+own categories: the vocabulary is fitted on the training split later
+(`dlcli.data.tables.preprocessing`), so nothing of the validation or test rows leaks into it.
+With `data.streaming` the files are scanned instead (`dlcli.data.tables.stream.scan`): `x` is
 then a `Rows` read a piece at a time, and a text target comes as codes into `y_labels`.
+
+`dlcli.data.tables` is imported inside the functions: its modules import `sources.base` and
+`sources.datafile`, which run this package's `__init__`, which imports this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dlcli.data.sources.base import Loaded, Source
 from dlcli.data.sources.datafile import sha256_file, streams
-from dlcli.data.tables.stream import scan
-from dlcli.data.tables.tablefile import TableColumns, TableFormat, inspect, read_table
 from dlcli.errors import ConfigError, Problem, did_you_mean
+
+if TYPE_CHECKING:
+    from dlcli.data.tables.columns import TableColumns
+    from dlcli.data.tables.form import TableFormat
 
 MAX_GUESSED_CLASSES = 20  # a target of whole numbers with at most this many values is a set of classes
 
@@ -40,26 +47,30 @@ class TableInfo:
     target_kind: str = "text"
 
 
-class TableFile(Source):
+class TableSource(Source):
     names = ("csv", "parquet")
 
     def load(self, config) -> Loaded:
+        from dlcli.data.tables import stream, tablefile, whole
+
         d = config.data
-        read = scan if streams(config) else read_table  # whole, or a piece at a time (data.streaming)
-        fmt = inspect(d.path, d.header, d.columns, d.delimiter, d.missing, d.source, config.where(("data", "columns")))
+        read = stream.scan if streams(config) else whole.read_table  # whole, or a piece at a time (data.streaming)
+        shown = config.where(("data", "columns"))
+        file = tablefile.TableFile.open(d.path, d.header, d.columns, d.delimiter, d.missing, d.source, shown)
+        fmt = file.format
         target, features, kinds = select(config, fmt)
-        train = read(d.path, fmt, features, target, kinds, d.missing, d.on_missing)
+        train = read(file, features, target, kinds, d.on_missing)
         files = {d.path: sha256_file(d.path)}
         rows = {"train_file": _rows(train)}
         info = TableInfo(fmt, target, features, train.kinds, train.categories, list(d.missing), d.on_missing,
                          rows=rows, target_kind=train.target_kind)
         test = None
         if d.test_path:
-            test_fmt = inspect(d.test_path, d.header, d.columns, fmt.delimiter if d.source == "csv" else "auto",
-                               d.missing, d.source, config.where(("data", "columns")))
-            _same_columns(test_fmt, [*features, target], d.test_path)
-            test = read(d.test_path, test_fmt, features, target, dict(zip(features, train.kinds)),
-                        d.missing, d.on_missing)
+            test_file = tablefile.TableFile.open(d.test_path, d.header, d.columns,
+                                                 fmt.delimiter if d.source == "csv" else "auto", d.missing, d.source,
+                                                 shown)
+            _same_columns(test_file.format, [*features, target], d.test_path)
+            test = read(test_file, features, target, dict(zip(features, train.kinds)), d.on_missing)
             info.test_categories = test.categories
             rows["test_file"] = _rows(test)
             files[d.test_path] = sha256_file(d.test_path)
@@ -67,6 +78,8 @@ class TableFile(Source):
         return Loaded(x=train.x, y=train.y, x_test=test.x if test is not None else None,
                       y_test=test.y if test is not None else None,
                       feature_names=features, files=files, task=guess_task(train), table=info, y_labels=labels)
+
+
 
 
 def _common_labels(train: TableColumns, test: TableColumns | None) -> list[str] | None:

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dlcli.data.tables.tablefile import TableFormat, inspect, read_table
+from dlcli.data.tables.form import TableFormat, inspect
+from dlcli.data.tables.tablefile import TableFile
+from dlcli.data.tables.whole import read_table
 from dlcli.errors import ConfigError, Problem, did_you_mean
 
 ONE_HOT_MAX = 32  # categories up to which a column is one-hot; above, an embedding
@@ -133,10 +135,10 @@ class TablePreprocessing:
         answers for every row); with `error` they are refused.
         """
         names = [f.name for f in self.features]
-        fmt = self._form_of(path, names, target)
+        file = TableFile(path, self._form_of(path, names, target), list(self.missing))
         kinds = {f.name: f.type for f in self.features}
         on_missing = "fill" if (not target and self.on_missing == "drop") else self.on_missing
-        table = read_table(path, fmt, names, self.target if target else None, kinds, self.missing, on_missing)
+        table = read_table(file, names, self.target if target else None, kinds, on_missing)
         unseen = self.encode(table.x, table.categories)
         return table.x, table.y, unseen
 
