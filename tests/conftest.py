@@ -2,6 +2,10 @@
 
 In-process runs share one Keras import, which keeps the suite fast; subprocess runs prove
 the installed `dlcli` command, exit codes and stream separation end to end.
+
+`pytest -m "not slow"` is the fast loop: a test that starts a process or trains for more than
+a second carries `@pytest.mark.slow`, and every test that uses the session's trained run
+(`trained_run`, `run_copy`) is marked slow here, since whichever of them runs first trains it.
 """
 
 from __future__ import annotations
@@ -106,9 +110,18 @@ def run_python(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:
                           check=False, env={**os.environ, **(env or {})})
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    # tryfirst: the marks must be on before `-m "not slow"` deselects by them.
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """One real finished run (tiny digits MLP), shared by evaluate/predict/show tests."""
+    """One real finished run (tiny digits MLP), shared by evaluate/predict/show tests. It trains
+    for seconds, so every test that uses it, directly or through another fixture, is `slow`."""
     base = tmp_path_factory.mktemp("trained")
     config = base / "tiny.yaml"
     config.write_text(yaml.safe_dump(deep_update(TINY, {"training": {"epochs": 10}, "output": {"tensorboard": True, "plots": True}})))

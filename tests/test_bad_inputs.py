@@ -1,6 +1,6 @@
 """Every bad input, through the real CLI: exit 2, one clear `error:` line per problem on
 stderr naming the file (`path:LINE` where there is a line) and the problem, no traceback,
-and no run folder left behind (SPEC 3, 4, 5).
+and no run folder left behind.
 
 Most cases run in-process (`cli`), and config cases run both `validate` and
 `train --runs-dir` so that the "no run folder" promise is checked on every one of them.

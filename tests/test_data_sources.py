@@ -33,6 +33,7 @@ def patched_mnist_fetch(monkeypatch, tmp_path):
     return fake
 
 
+@pytest.mark.slow
 def test_mnist_mlp_config_trains_on_the_keras_loader(cli, runs_dir, patched_mnist_fetch):
     result = cli("train", CONFIGS / "mnist_mlp.yaml", "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=2")
     assert result.exit_code == 0, result.stderr
@@ -112,6 +113,7 @@ def test_same_seed_gives_the_same_split(cli, write_config, runs_dir):
     assert json.loads((Path(other.stdout.strip()) / "run.json").read_text())["data"]["fingerprint"] not in fingerprints
 
 
+@pytest.mark.slow
 def test_cifar10_colour_images_with_column_labels(cli, runs_dir, monkeypatch):
     """keras.datasets.cifar10 gives (N, 32, 32, 3) uint8 images and (N, 1) labels."""
     import keras

@@ -1,4 +1,4 @@
-"""Several devices on one machine (SPEC 6): `DLCLI_CPU_DEVICES=N` splits the CPU into N
+"""Several devices on one machine: `DLCLI_CPU_DEVICES=N` splits the CPU into N
 logical devices on TensorFlow and JAX, so the multi-device path runs anywhere, CI included.
 
 Each run is a fresh process: a backend reads the device split once, when it starts.

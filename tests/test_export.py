@@ -1,4 +1,4 @@
-"""`dlcli export` (SPEC 8): each copy is written, loaded back in its own runtime, checked
+"""`dlcli export`: each copy is written, loaded back in its own runtime, checked
 against the model on the test split, and recorded in exports.json.
 
 Exports run on TensorFlow, so they run in subprocesses (the in-process runs of this suite

@@ -1,4 +1,4 @@
-"""`dlcli export` never deletes what the user put there (SPEC 8): it replaces a format's folder
+"""`dlcli export` never deletes what the user put there: it replaces a format's folder
 only when it can prove the folder is its own earlier copy (exports.json beside it lists the
 format and every file in it), refuses anything else with exit 2 before writing a thing, and
 builds and swaps copies in temporary folders of its own making.

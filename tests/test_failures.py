@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 
+import pytest
+
 import dlcli.runs.runfolder
 
 
@@ -13,6 +15,7 @@ def _only_run(runs_dir):
     return run, json.loads((run / "run.json").read_text())
 
 
+@pytest.mark.slow  # imports TensorFlow for its error class: seconds
 def test_out_of_memory_is_one_line_and_a_failed_run(cli, write_config, runs_dir, monkeypatch):
     import keras
     import tensorflow as tf
@@ -29,6 +32,7 @@ def test_out_of_memory_is_one_line_and_a_failed_run(cli, write_config, runs_dir,
     assert record["status"] == "failed" and record["error"].startswith("out of memory")
 
 
+@pytest.mark.slow  # trains until its first epoch ends
 def test_disk_full_while_training_is_one_line_and_a_failed_run(cli, write_config, runs_dir, monkeypatch):
     def disk_full(path, line):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -91,6 +91,7 @@ def test_evaluate_refuses_a_linked_evaluations_file(cli, run, outside):
     assert snapshot(outside) == before
 
 
+@pytest.mark.slow
 def test_callback_file_through_a_planted_link_is_refused(cli, tmp_path, write_config, outside):
     config = write_config({"training": {"callbacks": [{"type": "CSVLogger", "filename": "logs/train.csv"}]}})
     first = cli("train", config, "--runs-dir", tmp_path / "runs", "--quiet", "--set", "training.epochs=1")
@@ -271,6 +272,7 @@ def test_resume_finishes_a_run_stopped_after_its_last_epoch(cli, run):
 EARLY = {"training": {"epochs": 20, "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.3}}}
 
 
+@pytest.mark.slow
 def test_early_stopped_run_resumes_to_exactly_where_it_ended(cli, tmp_path, write_config):
     result = cli("train", write_config(EARLY), "--runs-dir", tmp_path / "runs", "--quiet")
     assert result.exit_code == 0, result.stderr
@@ -463,6 +465,7 @@ def _strict(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_overflowing_inputs_give_null_not_nan(cli, tmp_path, write_config):
     regression = {"data": {"source": "diabetes"}, "compile": {"loss": "mse", "metrics": ["mae"]},
                   "model": {"layers": [{"type": "Dense", "units": 1}]},  # linear: overflow reaches the loss

@@ -20,7 +20,8 @@ from dlcli.config.schema import load_config
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> list[Path]:
-    """Two real tiny runs in one runs dir: 32 hidden units, then 16 (two epochs each)."""
+    """Two real tiny runs in one runs dir: 32 hidden units, then 16 (two epochs each).
+    Training them takes seconds, so the tests that use them are `slow`."""
     base = tmp_path_factory.mktemp("manage")
     config = base / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY, sort_keys=False))
@@ -54,6 +55,7 @@ def runs_json(cli, runs, *options) -> dict:
 
 # -- dlcli runs --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_runs_table_shows_each_run_with_status_epochs_and_test_metrics(cli, two_runs):
     result = cli("runs", "--runs-dir", two_runs[0].parent)
     assert result.exit_code == 0, result.stderr
@@ -65,6 +67,7 @@ def test_runs_table_shows_each_run_with_status_epochs_and_test_metrics(cli, two_
     assert "test accuracy" in result.stdout and "test loss" in result.stdout and "best epoch" in result.stdout
 
 
+@pytest.mark.slow
 def test_runs_json_is_one_object_with_every_run_and_its_metrics(cli, two_runs):
     listing = runs_json(cli, two_runs[0].parent)
     by_id = {row["id"]: row for row in listing["runs"]}
@@ -93,10 +96,12 @@ def ranked_runs(two_runs, tmp_path) -> Path:
     return runs
 
 
+@pytest.mark.slow
 def test_runs_are_newest_first_by_default(cli, ranked_runs):
     assert [r["id"] for r in runs_json(cli, ranked_runs)["runs"]] == ["new-ok", "mid-bad", "old-good"]
 
 
+@pytest.mark.slow
 def test_sort_by_accuracy_puts_the_highest_first_and_by_loss_the_lowest(cli, ranked_runs):
     for key in ("accuracy", "test.accuracy"):
         assert [r["id"] for r in runs_json(cli, ranked_runs, "--sort", key)["runs"]] == ["old-good", "new-ok", "mid-bad"]
@@ -106,6 +111,7 @@ def test_sort_by_accuracy_puts_the_highest_first_and_by_loss_the_lowest(cli, ran
     assert [line.split()[1] for line in lines] == ["old-good", "new-ok", "mid-bad"]
 
 
+@pytest.mark.slow
 def test_limit_keeps_only_the_first_runs(cli, ranked_runs):
     listing = runs_json(cli, ranked_runs, "--sort", "accuracy", "--limit", "2")
     assert [r["id"] for r in listing["runs"]] == ["old-good", "new-ok"] and listing["total"] == 3
@@ -113,6 +119,7 @@ def test_limit_keeps_only_the_first_runs(cli, ranked_runs):
     assert "new-ok" in table.stdout and "old-good" not in table.stdout and "1 of 3" in table.stdout
 
 
+@pytest.mark.slow
 def test_sort_by_a_metric_no_run_has_is_a_usage_error_with_a_suggestion(cli, ranked_runs):
     result = cli("runs", "--runs-dir", ranked_runs, "--sort", "acuracy")
     assert result.exit_code == 2
@@ -120,6 +127,7 @@ def test_sort_by_a_metric_no_run_has_is_a_usage_error_with_a_suggestion(cli, ran
     assert "acuracy" in result.stderr and "test.accuracy" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_running_run_whose_process_is_gone_shows_as_killed(cli, two_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -133,6 +141,7 @@ def test_a_running_run_whose_process_is_gone_shows_as_killed(cli, two_runs, tmp_
     assert shown.exit_code == 0 and "killed" in shown.stdout and "999999" in shown.stdout
 
 
+@pytest.mark.slow
 def test_a_pid_reused_by_another_program_shows_as_killed(cli, two_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -145,6 +154,7 @@ def test_a_pid_reused_by_another_program_shows_as_killed(cli, two_runs, tmp_path
         other.wait()
 
 
+@pytest.mark.slow
 def test_half_created_and_corrupt_folders_do_not_break_runs(cli, two_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -206,6 +216,7 @@ def test_show_an_unknown_run_is_a_usage_error(cli, trained_run):
 
 # -- dlcli compare -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_compare_lists_the_config_keys_that_differ_with_each_runs_value(cli, two_runs):
     result = cli("compare", *two_runs, "--json")
     assert result.exit_code == 0, result.stderr
@@ -219,6 +230,7 @@ def test_compare_lists_the_config_keys_that_differ_with_each_runs_value(cli, two
     assert line.split("│")[2].strip() == "32" and line.split("│")[3].strip() == "16"
 
 
+@pytest.mark.slow
 def test_compare_marks_the_best_value_of_each_metric(cli, two_runs):
     compared = json.loads(cli("compare", *two_runs, "--json").stdout)
     tests = [json.loads((f / "metrics.json").read_text())["test"] for f in two_runs]
@@ -233,6 +245,7 @@ def test_compare_marks_the_best_value_of_each_metric(cli, two_runs):
     assert cells[loss["best"][0]].endswith(" *") and not cells[1 - loss["best"][0]].endswith("*")
 
 
+@pytest.mark.slow
 def test_compare_needs_two_runs(cli, two_runs):
     result = cli("compare", two_runs[0])
     assert result.exit_code == 2 and "at least two runs" in result.stderr

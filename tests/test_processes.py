@@ -1,4 +1,4 @@
-"""Several processes, one run (SPEC 6): `--coordinator/--num-processes/--process-id` on the
+"""Several processes, one run: `--coordinator/--num-processes/--process-id` on the
 JAX backend, proven with real processes on 127.0.0.1 (JAX's CPU collectives).
 
 Each test starts every process of the run as a user would, on its own free port; JAX's
@@ -132,6 +132,7 @@ def test_a_dead_peer_fails_the_run_in_one_line_and_resume_finishes_it(write_conf
     assert epoch_lines(err0) == epoch_lines(err1) and len(epoch_lines(err0)) == 2
 
 
+@pytest.mark.slow
 def test_a_process_alone_waits_for_its_peers_then_says_how_to_start_them(jax_config, runs_dir):
     port = free_port()
     code, _, err = finish([start(jax_config, runs_dir, 1, 2, port, env={"DLCLI_START_TIMEOUT": "3"})])[0]
@@ -166,6 +167,7 @@ def test_the_environment_variables_set_the_same_options(cli, write_config, runs_
     assert result.stderr.strip() == "error: --process-id: must be 0 to 2 (0 on the coordinator's host), got 3"
 
 
+@pytest.mark.slow
 def test_several_processes_need_the_jax_backend(write_config, runs_dir):
     config = write_config({"runtime": {"backend": "tensorflow"}})
     result = run_dlcli("train", config, "--runs-dir", runs_dir, "--coordinator", f"127.0.0.1:{free_port()}",

@@ -1,7 +1,6 @@
 """Reliability through the real CLI: what a run folder looks like after `kill -9` at
 different moments, a double Ctrl-C, several trainings at once, crafted model files and
-paths that try to leave the run folder, a runs dir that is a file, and reproducibility
-(SPEC 2, 3, 5).
+paths that try to leave the run folder, a runs dir that is a file, and reproducibility.
 
 Training that must be killed runs as a real `python -m dlcli train` subprocess; the
 checks afterwards (runs, show, resume) run in-process, which keeps this file near a
@@ -30,7 +29,7 @@ import pytest
 # A long digits run that is killed long before it ends.
 LONG = {"training": {"epochs": 300, "batch_size": 16}}
 
-# Files a run folder may hold (SPEC 5); anything else not hidden is a stray.
+# Files a run folder may hold; anything else not hidden is a stray.
 RUN_FILES = {
     "config.yaml", "run.json", "history.csv", "metrics.json", "model.keras", "checkpoints",
     "evaluations.jsonl", "labels.json", "summary.txt", "curves.png", "tensorboard",
@@ -389,7 +388,7 @@ def test_a_callback_file_outside_the_run_folder_is_refused(where, tmp_path, writ
 
 @pytest.mark.parametrize("where", ["relative", "absolute"])
 def test_a_callback_file_outside_the_run_folder_is_a_config_error_before_any_folder(where, tmp_path, write_config, cli):
-    """SPEC 3: exit 2 is found before training starts; `validate` reports every such problem."""
+    """Exit 2 is found before training starts; `validate` reports every such problem."""
     config, runs, escape = _escaping_callback(where, tmp_path, write_config)
     checked = cli("validate", config)
     assert checked.exit_code == 2, f"validate accepted a callback file outside the run folder:\n{checked.stdout}"

@@ -86,6 +86,7 @@ def test_resolved_config_records_inferred_values_and_reproduces_the_run(cli, wri
     assert abs(a["loss"] - b["loss"]) < 1e-4 and a["accuracy"] == b["accuracy"]
 
 
+@pytest.mark.slow
 def test_set_overrides_epochs_and_nested_keys(cli, write_config, runs_dir):
     config = write_config()
     result = cli("train", config, "--runs-dir", runs_dir, "--quiet",
@@ -100,6 +101,7 @@ def test_set_overrides_epochs_and_nested_keys(cli, write_config, runs_dir):
     assert json.loads((run / "run.json").read_text())["parameters"]["total"] == 64 * 8 + 8 + 8 * 10 + 10
 
 
+@pytest.mark.slow
 def test_json_output_is_one_object(cli, write_config, runs_dir):
     result = cli("train", write_config(), "--runs-dir", runs_dir, "--json")
     assert result.exit_code == 0, result.stderr
@@ -135,6 +137,7 @@ def _history(run: Path) -> list[dict]:
         return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_diverging_loss_fails_with_exit_1_and_keeps_the_folder(cli, write_config, runs_dir):
     config = write_config({
         "data": {"source": "diabetes"},
@@ -181,6 +184,7 @@ def test_sigterm_marks_the_run_interrupted_with_exit_130(tmp_path, write_config)
     assert record["status"] == "completed" and record["resumes"][0]["previous_status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_help_imports_neither_tensorflow_nor_keras():
     code = (
         "import os, sys, runpy\n"
@@ -197,6 +201,7 @@ def test_help_imports_neither_tensorflow_nor_keras():
     assert "train" in result.stdout and "evaluate" in result.stdout
 
 
+@pytest.mark.slow
 def test_python_api_uses_the_same_path(tmp_path):
     from conftest import TINY
 
