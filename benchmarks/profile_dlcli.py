@@ -153,9 +153,10 @@ def main() -> int:
     argv = ["dlcli", "train", str(config), "--quiet", "--runs-dir", str(tmp / "runs"), *extra]
     sys.argv = argv
     started = time.perf_counter()
-    dlcli.cli.common.AS_PROGRAM = True  # as `dlcli.cli.main()` does, which then ends the process
+    from dlcli.cli.program import Program
+
     try:
-        dlcli.cli.app(argv[1:])
+        dlcli.cli.app(argv[1:], obj=Program())  # as `dlcli.cli.main()` runs it, which then ends the process
     except SystemExit as exc:
         if exc.code:
             raise

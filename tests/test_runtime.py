@@ -31,6 +31,7 @@ def test_a_setting_the_backend_cannot_honour_is_exit_2_at_its_line(cli, write_co
     assert not runs_dir.exists() or not any(runs_dir.iterdir()), "no run folder for a config error"
 
 
+@pytest.mark.slow
 def test_run_json_duration_counts_the_data_loading(cli, write_config, runs_dir):
     result = cli("train", write_config(), "--runs-dir", runs_dir, "--quiet")
     assert result.exit_code == 0, result.stderr
@@ -68,6 +69,7 @@ def test_jax_backend_trains_without_tensorflow_start_up_lines(tmp_path, write_co
     assert len([line for line in result.stderr.splitlines() if line.startswith("epoch ")]) == 3
 
 
+@pytest.mark.slow
 def test_callbacks_are_checked_on_the_configured_backend(write_config):
     """Checking a callback's name used to start Keras on TensorFlow before the config's
     backend was chosen, so a jax config with callbacks could not run at all."""
@@ -78,6 +80,7 @@ def test_callbacks_are_checked_on_the_configured_backend(write_config):
     assert json.loads(result.stdout)["config"]["runtime"]["backend"] == "jax"
 
 
+@pytest.mark.slow
 def test_jax_takes_gpu_memory_as_it_needs_it_unless_told_otherwise():
     code = (
         "import os; from dlcli.runtime.keras_import import import_keras\n"

@@ -1,4 +1,4 @@
-"""`dlcli sweep` (SPEC 7): trials as run folders, Optuna's search, failures, kills and resumes,
+"""`dlcli sweep`: trials as run folders, Optuna's search, failures, kills and resumes,
 a shared storage, and errors in the space found before any trial."""
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ def test_an_interrupted_or_killed_sweep_resumes_and_keeps_its_finished_trials(tm
     child = RunFolder(next(folder.glob("reg-t0002-*")))
     second.kill()
     second.communicate(timeout=60)
-    wait_for(lambda: child.record.get("status") == "interrupted", timeout=60, what="the orphaned trial to stop")
+    wait_for(lambda: child.record.status == "interrupted", timeout=60, what="the orphaned trial to stop")
     assert sweep_record(folder)["status"] == "running"  # as the kill left it; `runs` reads it as killed
     assert json.loads(run_dlcli("runs", "--runs-dir", runs, "--json").stdout)["runs"][0]["status"] == "killed"
 

@@ -4,23 +4,28 @@ The CLI parses arguments, calls the library and formats the result (rich or JSON
 no training logic, and the same library calls serve `import dlcli` users. Errors the
 library raises on purpose become one line on stderr (and `{"error": ...}` with `--json`)
 and their exit code: 1 run failed, 2 usage or config error, 3 gate not met, 130
-interrupted; `--debug` adds the traceback (`dlcli.cli.common.command`).
+interrupted; `--debug` adds the traceback (`dlcli.cli.program.command`).
 
-A new command: a function in `run.py` (it trains or uses a model) or `manage.py` (it reads
-run folders or the environment), and a row in `COMMANDS`.
+- `options`: the options commands share; `program`: running a command (errors, `--json`,
+  streams, signals); `render`: tables and formats; `child`: the entry of the processes dlcli
+  starts itself.
+- A new command: a function in `run.py` (it trains or uses a model) or `manage.py` (it reads
+  run folders or the environment), and a row in `COMMANDS`.
+
+Imports every stage; no stage imports it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from dlcli.cli import common, manage, run
-from dlcli.training import handoff
-from dlcli.training.signals import follow_parent
+from dlcli.cli import manage
+from dlcli.cli import run as commands
+from dlcli.cli.program import Program
 
 app = typer.Typer(
     name="dlcli",
@@ -32,12 +37,12 @@ app = typer.Typer(
 )
 
 COMMANDS = {
-    "train": run.train,
-    "evaluate": run.evaluate,
-    "predict": run.predict,
-    "validate": run.validate,
-    "export": run.export,
-    "sweep": run.sweep,
+    "train": commands.train,
+    "evaluate": commands.evaluate,
+    "predict": commands.predict,
+    "validate": commands.validate,
+    "export": commands.export,
+    "sweep": commands.sweep,
     "runs": manage.runs_command,
     "show": manage.show_command,
     "compare": manage.compare_command,
@@ -66,25 +71,25 @@ def _options(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    common.AS_PROGRAM = True
-    common.reserve_standard_streams()
-    common.install_program_signals()
-    follow_parent()
-    if handoff.current.preload is not None:  # a sweep's spare trial process (dlcli.cli.child)
-        from dlcli.tuning.sweep import await_trial
+    """Console-script entry point: the command line, in a `Program`."""
+    end(run_program(Program().start()))
 
-        await_trial()
+
+def run_program(program: Program) -> int:
+    """Run this process's command line as `program`; the exit code."""
     try:
-        app()
-        code = 0
+        app(obj=program)
+        return 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
-    # End here rather than through Python's shutdown, which puts the default SIGTERM action
-    # back (exit 143 in the middle of a backend's slow teardown) and adds nothing: every file
-    # is written and closed, and the result printed.
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+
+
+def end(code: int) -> NoReturn:
+    """End the process with `code`, here rather than through Python's shutdown, which puts
+    the default SIGTERM action back (exit 143 in the middle of a backend's slow teardown) and
+    adds nothing: every file is written and closed, and the result printed."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -93,4 +98,4 @@ def main() -> None:
     os._exit(code)
 
 
-__all__ = ["COMMANDS", "app", "main"]
+__all__ = ["COMMANDS", "app", "end", "main", "run_program"]

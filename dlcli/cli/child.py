@@ -23,10 +23,22 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         raise SystemExit(2) from None
     # `python -m dlcli` as the program name in usage lines, as before this module existed.
-    sys.argv = [str(Path(__file__).with_name("__main__.py")), *argv[1:]]
-    from dlcli.cli import main as cli_main
+    sys.argv = [str(Path(__file__).parent.parent / "__main__.py"), *argv[1:]]
+    from dlcli.cli import end, run_program
+    from dlcli.cli.program import Program
+    from dlcli.training.distributed import note
+    from dlcli.training.signals import follow_parent
 
-    cli_main()
+    program = Program().start()
+    follow_parent()
+    if handoff.current.preload is not None:  # a sweep's spare: start Keras, then wait for its trial
+        from dlcli.tuning.sweep import await_trial
+
+        await_trial()
+    code = run_program(program)
+    if code == 0:
+        note("done")  # the result is out: the parent need not read the exit code of a slow teardown
+    end(code)
 
 
 if __name__ == "__main__":

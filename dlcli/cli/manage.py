@@ -13,34 +13,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.cells import cell_len, set_cell_size
-from rich.console import Console, ConsoleOptions
 from rich.markup import escape
-from rich.segment import Segment
-from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from dlcli.cli.common import (
-    DebugOption,
+from dlcli.cli.options import DebugOption, JsonOption, RunArgument, RunsDirOption
+from dlcli.cli.program import command, emit_json, err, require_stdout, write_stdout
+from dlcli.cli.render import (
     Facts,
-    JsonOption,
-    RunArgument,
-    RunsDirOption,
-    command,
+    RowsTable,
     console,
-    emit_json,
-    err,
     exports_table,
     metrics_table,
     number,
-    require_stdout,
     show_duration,
     show_epochs,
     show_status,
     show_value,
     show_when,
-    write_stdout,
 )
 from dlcli.errors import ConfigError, Problem
 from dlcli.init import templates
@@ -109,126 +99,6 @@ def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> Non
     console().print(RowsTable(table, rows))
 
 
-class RowsTable:
-    """A rich `Table` (columns and title, no rows yet) with `rows` added, printed as rich
-    prints it, in a fraction of the time.
-
-    Rich lays out every cell of a table through its whole machinery (10,000 runs: about
-    10 s). The cells of `dlcli runs` are one line of text each, at most one style: here
-    they are padded (or, in a table wider than the console, cut) to the widths rich gives
-    the columns and joined into lines, and rich draws only the title, header and edges (a
-    table of no rows, at those widths). A table this does not cover (markup, a line break
-    or a control character in a cell; a console narrower than two cells a column; a
-    shape `runs` does not use) is left whole to rich.
-    """
-
-    def __init__(self, table: Table, rows: list[list]):
-        self.table, self.rows = table, rows
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions):
-        body = self._body(console, options)
-        if body is None:
-            for row in self.rows:
-                self.table.add_row(*row)
-            yield self.table
-            return
-        head = list(console.render(self.table, options))  # title, top edge, header, rule, bottom edge
-        yield from head[:-2]
-        yield from body
-        yield from head[-2:]
-
-    def _body(self, console: Console, options: ConsoleOptions) -> list[Segment] | None:
-        """The rows' lines as rich would render them, or None when rich must lay them out."""
-        table, columns = self.table, self.table.columns
-        if (table.rows or table.caption or table.box is None or not (table.show_edge and table.show_header)
-                or table.show_footer or table.show_lines or table.leading or table.expand or table.width is not None
-                or table.min_width is not None or table.row_styles or tuple(table.padding) != (0, 1, 0, 1)
-                or not table.pad_edge or table.collapse_padding
-                or console.get_style(table.style or "") + console.get_style(table.border_style or "")):
-            return None  # a shape `runs` does not use (styled borders among them)
-        if any(console.get_style(column.style or "") or column.width is not None or column.min_width is not None
-               or column.max_width is not None or column.ratio or column.highlight or not column.no_wrap
-               or column.justify not in ("left", "right") or column.overflow != "ellipsis" for column in columns):
-            return None
-        right = [column.justify == "right" for column in columns]
-        seen: dict[str, tuple | None] = {}  # a listing repeats most of its texts ("completed", "—", names)
-
-        def read(cell, right: bool):
-            found = seen.get(cell) if isinstance(cell, str) else None
-            if found is None:
-                found = self._cell(console, cell)
-                if isinstance(cell, str):
-                    seen[cell] = found
-            # rich strips the end of a right-justified cell
-            return None if found is None or (right and found[0].endswith(" ")) else found
-
-        cells = [[read(cell, right[i]) for i, cell in enumerate(row)] for row in self.rows]
-        headers = [read(column.header, False) for column in columns]
-        if None in headers or any(len(row) != len(columns) or None in row for row in cells):
-            return None
-        widths = [max(length for _, length, _ in column) + 2 for column in zip(headers, *cells)]  # 1 space each side
-        room = options.max_width - len(columns) - 1  # the borders take the rest
-        if sum(widths) > room:
-            widths = [min(width, room) for width in widths]  # rich measures each column within the room
-            widths = _narrowed(widths, sum(widths) - room)
-            if sum(widths) > room or min(widths) < 2:
-                return None  # narrower than its padding: rich knows what to do
-        sizes = [width - 2 for width in widths]
-        for column, size in zip(columns, sizes):
-            column.width = size  # rich measures every cell otherwise
-        box = table.box.substitute(options, safe=table.safe_box if table.safe_box is not None else console.safe_box)
-        plain = console.color_system is None  # no styles in the output: one segment for all
-        segments, run = [], []  # `run`: text waiting to become one unstyled segment
-        for index, row in enumerate(cells):
-            last = index == len(cells) - 1
-            run.append(box.foot_left if last else box.mid_left)
-            divider = box.foot_vertical if last else box.mid_vertical
-            for i, (text, length, style) in enumerate(row):
-                if length > sizes[i]:  # too wide for a narrowed column: cut, as rich does, with an ellipsis
-                    text, length = (set_cell_size(text, sizes[i] - 1) + "…" if sizes[i] else ""), sizes[i]
-                padding = " " * (sizes[i] - length)
-                text = padding + text if right[i] else text + padding
-                if style and not plain:
-                    segments += [Segment("".join(run) + " "), Segment(text, style)]
-                    run = [" "]
-                else:
-                    run.append(f" {text} ")
-                run.append(divider if i < len(row) - 1 else box.foot_right if last else box.mid_right)
-            run.append("\n")
-        segments.append(Segment("".join(run)))
-        return segments
-
-    @staticmethod
-    def _cell(console: Console, cell) -> tuple[str, int, Style | None] | None:
-        """A cell as (text, width in cells, style), or None when it needs rich's layout."""
-        if isinstance(cell, str):
-            if "[" not in cell and ":" not in cell:
-                text, style = cell, None
-            else:
-                cell = console.render_str(cell, highlight=False)  # markup and :emoji: codes, as rich reads a cell
-        if isinstance(cell, Text):
-            if cell.spans or cell.justify or cell.overflow or cell.no_wrap is not None:
-                return None
-            text, style = cell.plain, console.get_style(cell.style) if isinstance(cell.style, str) else cell.style
-        elif not isinstance(cell, str):
-            return None
-        if not text.isprintable():  # a line break, a tab, a control character
-            return None
-        return text, len(text) if text.isascii() else cell_len(text), style
-
-
-def _narrowed(widths: list[int], excess: int) -> list[int]:
-    """Columns made `excess` cells narrower in all, evenly, as rich narrows a table of
-    columns that may not wrap (`rich._ratio.ratio_reduce` with equal ratios)."""
-    out, left = [], len(widths)
-    for width in widths:
-        taken = min(width, round(excess / left))
-        out.append(width - taken)
-        excess -= taken
-        left -= 1
-    return out
-
-
 def sweep_line(row: dict) -> str:
     """'val_accuracy 0.9757 (trial 3); 5 completed, 1 pruned' for a sweep's row."""
     best = row.get("best")
@@ -250,13 +120,13 @@ def show_command(
         return
     details = catalog.run_details(run, runs_dir)
     if as_json:
-        emit_json({k: v for k, v in details.items() if k != "config_text"})
+        emit_json({**{k: v for k, v in details.items() if k != "config_text"}, "record": details["record"].to_json()})
         return
     out = console()
     record = details["record"]
     heading = Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]))
     if details.get("recorded_status"):
-        heading.append(f"  (run.json says {details['recorded_status']}; its process {record.get('pid')} is gone)")
+        heading.append(f"  (run.json says {details['recorded_status']}; its process {record.pid} is gone)")
     out.print(heading)
     facts = Facts()
     facts.add_row("path", escape(details["path"]))
@@ -266,23 +136,21 @@ def show_command(
     if details["samples_per_s"] is not None:
         epochs += f"   {details['samples_per_s']:,} samples/s"
     facts.add_row("epochs", epochs)
-    if record.get("command"):
-        facts.add_row("command", escape(str(record["command"])))
-    data = record.get("data")
-    if isinstance(data, dict):
-        samples = data.get("samples") if isinstance(data.get("samples"), dict) else {}
-        samples = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in samples.items())
-        facts.add_row("data", escape(", ".join(str(p) for p in (data.get("source"), data.get("task"), samples) if p)))
-    runtime = record.get("runtime")
-    if isinstance(runtime, dict) and runtime:
-        facts.add_row("runtime", escape(", ".join(f"{k} {v}" for k, v in runtime.items())))
-    versions = record.get("versions")
-    if isinstance(versions, dict) and versions:
+    if record.command:
+        facts.add_row("command", escape(record.command))
+    data = record.data
+    if data.source or data.task or data.samples:
+        samples = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in data.samples.items())
+        facts.add_row("data", escape(", ".join(str(p) for p in (data.source, data.task, samples) if p)))
+    if record.runtime:
+        facts.add_row("runtime", escape(", ".join(f"{k} {v}" for k, v in record.runtime.items())))
+    versions = record.versions
+    if versions:
         parts = [f"dlcli {versions.get('dlcli')}", f"keras {versions.get('keras')}",
                  f"{versions.get('backend')} {versions.get('backend_version') or ''}".strip(), f"python {versions.get('python')}"]
         facts.add_row("versions", escape(", ".join(parts)))
-    if record.get("resumes"):
-        facts.add_row("resumed", str(len(record["resumes"])) + " time(s)")
+    if record.resumes:
+        facts.add_row("resumed", str(len(record.resumes)) + " time(s)")
     if details["error"]:
         facts.add_row("error", Text(str(details["error"]), style="red"))
     out.print(facts)
@@ -320,9 +188,11 @@ def _show_sweep(details: dict, as_json: bool) -> None:
     facts.add_row("started", f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
                              f"duration {show_duration(details['duration_s'])}")
     settings = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
-    facts.add_row("search", escape(f"{details['metric']} ({details['direction']}), sampler {settings.get('sampler')}, "
-                                   f"pruner {settings.get('pruner')}, {settings.get('trials')} trials, "
-                                   f"{settings.get('parallel')} at a time; study '{record.get('study')}' in {record.get('storage')}"))
+    if settings:  # a damaged sweep.json has none to show
+        facts.add_row("search", escape(f"{details['metric']} ({details['direction']}), sampler {settings.get('sampler')}, "
+                                       f"pruner {settings.get('pruner')}, {settings.get('trials')} trials, "
+                                       f"{settings.get('parallel')} at a time; study '{record.get('study')}' in "
+                                       f"{record.get('storage')}"))
     facts.add_row("best", escape(sweep_line(details)))
     if isinstance(details.get("best"), dict):
         facts.add_row("best run", escape(str(details["best"].get("run"))))

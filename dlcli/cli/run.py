@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli.cli.common import (
+from dlcli.cli.options import (
     BackendOption,
     DebugOption,
     JsonOption,
@@ -23,16 +23,9 @@ from dlcli.cli.common import (
     RunsDirOption,
     SetOption,
     check_backend,
-    command,
-    console,
-    emit_json,
-    err,
-    exports_table,
-    metrics_table,
-    out,
-    require_stdout,
-    write_stdout,
 )
+from dlcli.cli.program import command, emit_json, err, out, require_stdout, write_stdout
+from dlcli.cli.render import console, exports_table, metrics_table
 
 
 @command
@@ -56,15 +49,15 @@ def train(
 ):
     """Validate, build, compile, fit and evaluate CONFIG; print the run folder's path."""
     from dlcli.errors import ConfigError
-    from dlcli.training import distributed as processes
-    from dlcli.training import handoff
+    from dlcli.training.distributed import Group, supervised
     from dlcli.training.session import train as train_run
 
     if config is None and resume is None:
         raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
-    group = processes.Group.from_options(coordinator, num_processes, process_id)
-    if group.several and not handoff.current.worker:  # the supervised worker trains
-        raise typer.Exit(processes.supervise(group, sys.argv[1:], debug))
+    group = Group.from_options(coordinator, num_processes, process_id)
+    code = supervised(group, sys.argv[1:], debug)  # several processes: this one watches a worker that trains
+    if code is not None:
+        raise typer.Exit(code)
     stderr = err()
     result = train_run(
         str(config) if config else None, overrides=set_ or [], runs_dir=runs_dir, console=stderr,
@@ -74,10 +67,8 @@ def train(
     if not group.leads:
         if not quiet:
             stderr.print(f"process {group.index} of {group.count}: done (process 0 writes the run folder)")
-        processes.note("done")
         return
     _print_trained(result, as_json, quiet)
-    processes.note("done")
 
 
 def _print_trained(result, as_json: bool, quiet: bool) -> None:

@@ -43,9 +43,8 @@ SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 TABLE_SOURCES = ("csv", "parquet")
 FILE_SOURCES = (*TABLE_SOURCES, "npz")
-# Cells that hold no value, as tables write them (SPEC 4.2); `data.missing` replaces the list.
+# Cells that hold no value, as tables write them; `data.missing` replaces the list.
 MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
-DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", " ": "runs of spaces"}
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_NAME = 200  # a run folder is `NAME-YYYYmmdd-HHMMSS`; file names end at 255 bytes
 
@@ -325,7 +324,7 @@ SpaceEntry = Annotated[dict, PlainValidator(_space_entry), WithJsonSchema(ENTRY_
 
 
 class SweepConfig(Section):
-    """`dlcli sweep`: what to search and how (SPEC 7). `dlcli train` ignores this section."""
+    """`dlcli sweep`: what to search and how. `dlcli train` ignores this section."""
 
     metric: str | None = Field(None, description="a column of history.csv; default: val_loss, or loss without validation")
     direction: Literal["auto", "max", "min"] = Field("auto", description="auto: the metric's own direction")
@@ -349,7 +348,7 @@ class Config(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    sweep: SweepConfig | None = Field(None, description="dlcli sweep only: the search (SPEC 7)")
+    sweep: SweepConfig | None = Field(None, description="dlcli sweep only: the search")
 
     _source: str = PrivateAttr("<config>")
     _lines: dict = PrivateAttr(default_factory=dict)

@@ -37,8 +37,10 @@ from dlcli.data.sources.npzfile import read_features as read_npz_features
 from dlcli.data.sources.npzfile import read_labeled as read_npz_labeled
 from dlcli.data.streaming import BATCH_ROWS, StreamSplit, tally
 from dlcli.data.tables.preprocessing import TableCounts, TablePreprocessing, fit
-from dlcli.data.tables.tablefile import inspect, read_table
+from dlcli.data.tables.tablefile import TableFile
+from dlcli.data.tables.whole import read_table
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
+from dlcli.runs.record import DataRecord
 from dlcli.runtime.losses import task_of
 
 MIN_TRAIN = 2  # samples the training split keeps at least (validation and test keep one)
@@ -463,7 +465,7 @@ def _stream_fingerprint(files: dict, *splits: StreamSplit | None) -> str:
     return digest.hexdigest()
 
 
-def read_features_file(path: str, summary: dict, preprocessing: TablePreprocessing | None) -> tuple:
+def read_features_file(path: str, summary: DataRecord, preprocessing: TablePreprocessing | None) -> tuple:
     """Features for `predict` as (model input, unseen categories): a raw table in the
     training file's form for a table run; else an NPZ (array `x`) or a CSV of numbers (the
     model's columns by name, or every column of a file without a header, by position)."""
@@ -474,14 +476,14 @@ def read_features_file(path: str, summary: dict, preprocessing: TablePreprocessi
                 "(an NPZ holds arrays, not the table's columns)", where=path))
         x, _, unseen = preprocessing.read(path, target=False)
         return x, unseen
-    input_shape = tuple(summary["input_shape"])
+    input_shape = tuple(summary.input_shape)
     if path.endswith(".npz"):
         return _reshape(read_npz_features(path), input_shape, path), {}
-    x, _ = _numbers_file(path, summary.get("features"), None, int(np.prod(input_shape)))
+    x, _ = _numbers_file(path, summary.features, None, int(np.prod(input_shape)))
     return _reshape(x, input_shape, path), {}
 
 
-def read_labeled_file(path: str, config: Config, summary: dict, labels: list | None,
+def read_labeled_file(path: str, config: Config, summary: DataRecord, labels: list | None,
                       preprocessing: TablePreprocessing | None) -> tuple[Split, dict]:
     """Features and encoded targets for `evaluate --data`, and the unseen categories."""
     unseen = {}
@@ -490,11 +492,10 @@ def read_labeled_file(path: str, config: Config, summary: dict, labels: list | N
     elif path.endswith(".npz"):
         x, y = read_npz_labeled(path, config.data.keys)
     else:
-        x, y = _numbers_file(path, summary.get("features"), summary.get("target") or "target",
-                             int(np.prod(summary["input_shape"])))
+        x, y = _numbers_file(path, summary.features, summary.target or "target", int(np.prod(summary.input_shape)))
         y = checked_targets(y, path)
-    x = _reshape(x, tuple(summary["input_shape"]), path)
-    if summary["task"] == "regression" or y.ndim == 2:
+    x = _reshape(x, tuple(summary.input_shape), path)
+    if summary.task == "regression" or y.ndim == 2:
         try:
             return Split(x, y.astype("float32")), unseen
         except (TypeError, ValueError):
@@ -510,7 +511,8 @@ def read_labeled_file(path: str, config: Config, summary: dict, labels: list | N
 def _numbers_file(path: str, feature_names: list[str] | None, target: str | None, width: int) -> tuple:
     """A CSV of numbers for a model trained on arrays: its feature columns by name (with the
     target when `target` is named), or, in a file without a header, every column by position."""
-    fmt = inspect(path, missing=())
+    file = TableFile.open(path)
+    fmt = file.format
     names = list(feature_names or [])
     if not (names and all(n in fmt.names for n in names)):
         if fmt.header or len(fmt.names) != width + (target is not None):
@@ -524,7 +526,7 @@ def _numbers_file(path: str, feature_names: list[str] | None, target: str | None
     elif target is not None and target not in fmt.names:
         raise ConfigError(Problem(f"no target column '{target}'{did_you_mean(target, fmt.names)}; "
                                   f"columns are: {', '.join(fmt.names)}", where=path))
-    table = read_table(path, fmt, names, target, dict.fromkeys(names, "numeric"), (), "error")
+    table = read_table(file, names, target, dict.fromkeys(names, "numeric"), "error")
     return numeric_features(table.x, path), table.y
 
 

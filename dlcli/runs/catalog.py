@@ -32,6 +32,7 @@ import yaml
 from dlcli.config.text import MAX_BYTES, config_differences, safe_load
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.runs.metrics import direction
+from dlcli.runs.record import RunRecord
 from dlcli.runs.runfolder import (
     RunFolder,
     effective_status,
@@ -69,26 +70,26 @@ def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
     }
     if not isinstance(record, dict) or not record:
         return row
+    record = RunRecord.from_json(record)
     metrics = read_json_at(os.path.join(folder, "metrics.json"))
     metrics = metrics if isinstance(metrics, dict) else {}
-    status = effective_status(record)
-    duration = record.get("duration_s")
+    status = record.effective_status
+    duration = record.duration_s
     if status == "running" and duration is None:
-        started = _timestamp(record.get("started"))
+        started = _timestamp(record.started)
         duration = round(time.time() - started, 1) if started else None
     epochs_run = metrics.get("epochs_run")
     if epochs_run is None and status != "incomplete":
         epochs_run = _history_rows(RunFolder(folder))  # unfinished: no metrics.json yet
     row.update(
-        name=record.get("name"), status=status, started=record.get("started"), ended=record.get("ended"),
-        duration_s=duration, epochs=record.get("epochs"), epochs_run=epochs_run,
+        name=record.name, status=status, started=record.started, ended=record.ended,
+        duration_s=duration, epochs=record.epochs, epochs_run=epochs_run,
         best_epoch=metrics.get("best_epoch"),
         metrics={split: metrics[split] for split in ("train", "val", "test") if isinstance(metrics.get(split), dict)},
-        samples_per_s=metrics.get("samples_per_s"), error=record.get("error"),
-        directions=record.get("metric_directions") if isinstance(record.get("metric_directions"), dict) else {},
+        samples_per_s=metrics.get("samples_per_s"), error=record.error, directions=record.metric_directions,
     )
-    if status != record.get("status"):
-        row["recorded_status"] = record.get("status")
+    if status != record.status:
+        row["recorded_status"] = record.status
     return row
 
 
@@ -225,7 +226,7 @@ def list_runs(runs_dir=None, sort: str | None = None, limit: int | None = None) 
 def run_details(ref=None, runs_dir=None) -> dict:
     """Everything `dlcli show` prints about one run (a path, an id or `latest`).
 
-    Returns `summarize`'s fields plus record (run.json), config (config.yaml as data),
+    Returns `summarize`'s fields plus record (run.json, a `RunRecord`), config (config.yaml as data),
     config_text, history (history.csv rows) and evaluations (evaluations.jsonl entries).
     """
     run = RunFolder.find(ref, runs_dir)
@@ -235,9 +236,8 @@ def run_details(ref=None, runs_dir=None) -> dict:
         history = run.history()
     except (ValueError, KeyError, TypeError):
         history = []  # a damaged history.csv: show the rest
-    record = run.record
     details.update(
-        record=record if isinstance(record, dict) else {}, config=_parse_yaml(text), config_text=text, history=history,
+        record=run.record, config=_parse_yaml(text), config_text=text, history=history,
         evaluations=run.evaluations(),
         exports=_exports(run),
     )

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import stat
 import tempfile
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.files import append_line, atomic_write, csv_text, json_text, read_csv_text, save
+from dlcli.runs.record import RunRecord, effective_status, process_alive  # noqa: F401 - re-exported
 
 DEFAULT_RUNS_DIR = "runs"
 LOCK = ".lock"
@@ -73,7 +73,7 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     @classmethod
-    def create(cls, runs_dir: str | os.PathLike, name: str, record: dict | None = None,
+    def create(cls, runs_dir: str | os.PathLike, name: str, record: RunRecord | dict | None = None,
                files: dict[str, str] | None = None, record_file: str = "run.json") -> RunFolder:
         """Claim a new run folder that appears whole: run.json (`record` plus `id`; a sweep
         folder names its record `sweep.json`) and
@@ -95,7 +95,9 @@ class RunFolder:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             for attempt in range(1, 10_000):
                 folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-                atomic_write(staging / record_file, json_text({"id": folder.name, **(record or {})}, indent=2) + "\n")
+                content = dict(record.to_json() if isinstance(record, RunRecord) else (record or {}))
+                content.pop("id", None)
+                atomic_write(staging / record_file, json_text({"id": folder.name, **content}, indent=2) + "\n")
                 if folder.exists():
                     continue
                 try:
@@ -233,17 +235,25 @@ class RunFolder:
         a run lives on; `dlcli export` or `--resume` in another process may then take it)."""
         _release_lock(str(self.path))
 
-    def update(self, **fields) -> dict:
-        """Merge fields into run.json (atomically) and return the whole record."""
+    def update(self, **fields) -> RunRecord:
+        """Set fields of run.json (`RunRecord`'s names), written atomically; the whole record."""
         record = self.record
-        record.update(fields)
-        self.write_json("run.json", record)
+        for name, value in fields.items():
+            if name not in RunRecord.__dataclass_fields__ or name == "extra":
+                raise TypeError(f"run.json has no field {name!r}")
+            setattr(record, name, value)
+        self.write_record(record)
         return record
 
+    def write_record(self, record: RunRecord) -> None:
+        """run.json, whole (atomically)."""
+        self.write_json("run.json", record.to_json())
+
     @property
-    def record(self) -> dict:
-        record = self.read_json("run.json", {})
-        return record if isinstance(record, dict) else {}
+    def record(self) -> RunRecord:
+        """run.json as a `RunRecord` (an empty one, status `incomplete`, when it is missing or
+        not a JSON object)."""
+        return RunRecord.from_json(self.read_json("run.json", {}))
 
     def append_history(self, row: dict) -> None:
         """One epoch's row, appended whole; the first row writes the header."""
@@ -482,51 +492,6 @@ def timestamp(text) -> float | None:
         return datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
         return None
-
-
-def process_alive(pid) -> bool | None:
-    """Whether process `pid` is alive on this host: True, False, or None when it can't tell.
-
-    A zombie counts as dead, and so does a pid the system has since given to a program
-    that is not Python (the training process always is).
-    """
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        return None
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    except OSError:
-        return None
-    proc = Path("/proc") / str(pid)
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes().lower()
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): the pid exists, which is all we know
-    if state in ("Z", "X"):
-        return False
-    return not cmdline or b"python" in cmdline or b"dlcli" in cmdline
-
-
-def effective_status(record: dict) -> str:
-    """run.json's status, with `running` whose process is gone from this host as `killed`."""
-    status = record.get("status") or "incomplete"
-    if status != "running":
-        return str(status)
-    host = record.get("host")
-    if host and host != socket.gethostname():
-        return status  # another machine's process: nothing here to check
-    return "killed" if process_alive(record.get("pid")) is False else status
-
 
 
 def _number(text: str):

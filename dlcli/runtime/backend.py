@@ -27,7 +27,7 @@ def installed_backends() -> list[str]:
 
 def choose_backend(runtime, layer_types=(), processes: int = 1) -> tuple[str, str]:
     """(backend, why) for `runtime.backend`; 'auto' picks among those installed by the rule
-    measured in benchmarks/README.md ("Which backend"): nothing is imported."""
+    measured by benchmarks/bench_backends.py (figures in benchmarks/README.md): nothing is imported."""
     if runtime.backend != "auto":
         return runtime.backend, "set in the config"
     chosen = os.environ.get("KERAS_BACKEND", "").strip()
@@ -95,9 +95,9 @@ LAYER_FAMILIES = {
 # under XLA than under TensorFlow's oneDNN kernels; torch was slowest on all of them.
 AUTO_RULE = [
     ("tensorflow", {"conv"}, ("a convolutional model: TensorFlow trains convolutions fastest here "
-                             "(4.4x JAX per epoch on CPU; benchmarks/README.md, 'Which backend')")),
+                             "(4.4x JAX per epoch on CPU; benchmarks/README.md, bench_backends.py)")),
     ("jax", None, ("JAX trains dense, table and recurrent models fastest here "
-                  "(1.6-8.8x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, 'Which backend')")),
+                  "(1.6-8.8x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, bench_backends.py)")),
     ("tensorflow", None, "JAX is not installed; TensorFlow is the next fastest"),
 ]
 

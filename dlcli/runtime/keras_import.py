@@ -120,7 +120,7 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
                 if backend == "jax":
                     compile_cache.start()
     except ImportError as exc:
-        extra = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}.get(backend, "pip install -e .")
+        extra = "pip install -e '.[torch]'" if backend == "torch" else "pip install -e . (dlcli installs it)"
         raise ConfigError(Problem(
             f"runtime.backend '{backend}' is not installed ({exc}); install it: {extra}", where=where
         )) from None

@@ -1,4 +1,4 @@
-"""Several processes, one run (SPEC 6): JAX's distributed runtime, through `keras.distribution`.
+"""Several processes, one run: JAX's distributed runtime, through `keras.distribution`.
 
 Every process of a run is started with the same config and `--coordinator HOST:PORT
 --num-processes N --process-id I` (or `DLCLI_COORDINATOR`, `DLCLI_NUM_PROCESSES`,
@@ -124,6 +124,14 @@ NATIVE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|\[Gloo\]|WARNING: All log mess
 FATAL = re.compile(r"^(F\d{4} \d\d:\d\d:\d\d|\*\*\* Check failure)")
 
 
+def supervised(group: Group, argv: list[str], debug: bool = False) -> int | None:
+    """The exit code to end with when this process is the parent of a multi-process run's
+    worker (`supervise`); None when it trains itself (one process, or the worker)."""
+    if not group.several or handoff.current.worker:
+        return None
+    return supervise(group, argv, debug)
+
+
 def supervise(group: Group, argv: list[str], debug: bool = False) -> int:
     """Run `dlcli ARGV` as this process's worker and return the exit code to end with."""
     handle, note_path = tempfile.mkstemp(prefix="dlcli-run-", suffix=".txt")
@@ -213,7 +221,7 @@ def _mark_failed(path: str, reason: str) -> None:
 
     with contextlib.suppress(OSError, ConfigError):
         run = RunFolder(path)
-        if run.record.get("status") == "running":
+        if run.record.status == "running":
             run.update(status="failed", ended=now_iso(), error=reason)
 
 
@@ -483,4 +491,4 @@ def finish() -> None:
 
 
 __all__ = ["Group", "Share", "batches", "check_batch", "check_same_config", "handed_folder", "join", "local_model",
-           "share_of", "supervise"]
+           "share_of", "supervise", "supervised"]

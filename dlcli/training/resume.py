@@ -20,7 +20,7 @@ import os
 from dlcli.config.text import config_differences, resumable, safe_load
 from dlcli.data.sources.datafile import changed_files
 from dlcli.errors import ConfigError, Problem, first_line
-from dlcli.runs.runfolder import RunFolder, effective_status
+from dlcli.runs.runfolder import RunFolder
 from dlcli.training import checkpoint
 
 
@@ -44,17 +44,15 @@ def check(run: RunFolder, config) -> None:
             + ", ".join(changed) + "; start a new run instead", where=str(run.path),
         ))
     record = run.record
-    if effective_status(record) == "running" and record.get("pid") != os.getpid():
-        raise ConfigError(Problem(f"the run is still being trained by process {record.get('pid')}", where=str(run.path)))
+    if record.effective_status == "running" and record.pid != os.getpid():
+        raise ConfigError(Problem(f"the run is still being trained by process {record.pid}", where=str(run.path)))
 
 
 def check_data(run: RunFolder) -> None:
     """ConfigError when a data file the run was trained on changed since (its SHA-256 is not
     the one run.json records): the rest of the run would train on other samples, and a table's
     columns or categories may no longer fit the checkpoint."""
-    data = run.record.get("data")
-    recorded = data.get("files") if isinstance(data, dict) and isinstance(data.get("files"), dict) else {}
-    changed = changed_files(recorded)
+    changed = changed_files(run.record.data.files)
     if changed:
         raise ConfigError(Problem(
             f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records); a resumed run "
@@ -73,7 +71,7 @@ def restore(run: RunFolder, config, model, keras) -> tuple[dict | None, list[dic
         return None, [], False
     completed, total = int(saved["epoch"]), config.training.epochs
     stopped = saved.get("finished") is True
-    if effective_status(run.record) == "completed":
+    if run.record.effective_status == "completed":
         if stopped:
             raise ConfigError(Problem(
                 f"the run is complete: early stopping ended it at epoch {completed}, and a resumed run ends "

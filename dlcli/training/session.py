@@ -3,7 +3,7 @@
 `prepare` does everything up to a compiled model and is what `dlcli validate` runs: every
 problem it finds is a ConfigError (exit 2) raised before a run folder exists. `train` then
 reads as its steps: open (or resume) the run folder, fit, score on the test split, write
-the files of the contract (SPEC 5), finish. Whatever happens after the folder exists,
+the files of the contract, finish. Whatever happens after the folder exists,
 run.json ends as completed, failed (with the error) or interrupted.
 
 Where the other concerns live: pre-flight checks `dlcli.model.checks`, callbacks and their state
@@ -33,7 +33,8 @@ from dlcli.model import checks
 from dlcli.model.build import build_model, parameter_counts, resolve
 from dlcli.model.outputs import predicted_classes, targets_for
 from dlcli.runs import metrics
-from dlcli.runs.runfolder import RunFolder, effective_status, now_iso, runs_dir_from
+from dlcli.runs.record import DataRecord, RunRecord
+from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.runtime import compat, compile_cache
 from dlcli.runtime.backend import auto_backend, choose_backend
 from dlcli.runtime.choices import Choices, apply_runtime, choose_runtime
@@ -64,7 +65,7 @@ class Prepared:
 class TrainResult:
     run: RunFolder
     metrics: dict
-    record: dict
+    record: RunRecord | None  # run.json as the run ended
 
 
 def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config:
@@ -212,7 +213,7 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
     started = time.time()
     command = command or " ".join(sys.argv)
     # Preparing may take long and holds nothing on disk: Ctrl-C there ends the program at
-    # once (dlcli.cli.common). The folder is claimed with signals raising, and a signal that
+    # once (dlcli.cli.program). The folder is claimed with signals raising, and a signal that
     # comes while it is being claimed waits until the run can be marked interrupted.
     claim = _resume(resume, config, overrides, runs_dir, command, started, group) if resume is not None \
         else _open(config, overrides, runs_dir, command, started, group)
@@ -317,14 +318,12 @@ def _open(config, overrides, runs_dir, command: str, started: float, group: Grou
     config.yaml in it: a crash or kill from then on leaves a folder that says what it was."""
     prepared = prepare(config, overrides, group)
     config, data, model = prepared.config, prepared.data, prepared.model
-    record = {
-        "name": config.name, "status": "running", "started": now_iso(), "ended": None, "duration_s": None,
-        "command": command, "seed": config.seed, "pid": os.getpid(), "host": socket.gethostname(),
-        "versions": versions(config.runtime.backend), **_runtime_record(prepared),
-        "data": {"source": config.data.source, **data.summary()},
-        "parameters": parameter_counts(model), "epochs": config.training.epochs, "resumes": [],
-        "timings": dict(prepared.timings),
-    }
+    record = RunRecord(
+        name=config.name, status="running", started=now_iso(), command=command, seed=config.seed, pid=os.getpid(),
+        host=socket.gethostname(), versions=versions(config.runtime.backend), **_runtime_record(prepared),
+        data=DataRecord.from_json({"source": config.data.source, **data.summary()}),
+        parameters=parameter_counts(model), epochs=config.training.epochs, timings=dict(prepared.timings),
+    )
 
     def claim() -> Session:
         run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": written_config(prepared)})
@@ -365,15 +364,14 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
         run.write_text("config.yaml", written_config(prepared))
         run.folder("checkpoints")
         record = run.record
-        resumes = record.get("resumes", []) + [{
+        resumes = [*record.resumes, {
             "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
-            "previous_status": effective_status(record), "backend": config.runtime.backend,
+            "previous_status": record.effective_status, "backend": config.runtime.backend,
         }]
         run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
                    epochs=config.training.epochs, resumes=resumes, timings=dict(prepared.timings),
                    **_runtime_record(prepared))
-        earlier = record.get("duration_s")
-        earlier = earlier if isinstance(earlier, (int, float)) and earlier >= 0 else 0
+        earlier = record.duration_s if record.duration_s is not None and record.duration_s >= 0 else 0
         return Session(prepared, run, rows, saved, started - earlier, finishing)
 
     return claim
@@ -510,7 +508,7 @@ def _runtime_reason(exc: Exception) -> str:
     return f"{name}: {text}"
 
 
-def _finish(session: Session, status: str, **extra) -> dict:
+def _finish(session: Session, status: str, **extra) -> RunRecord | None:
     """run.json's final status, duration (data loading included) and metric directions."""
     try:
         directions = metrics.directions(session.prepared.model)
@@ -523,7 +521,7 @@ def _finish(session: Session, status: str, **extra) -> dict:
         return session.run.update(status=status, ended=now_iso(), duration_s=round(time.time() - session.started, 3),
                                   metric_directions=directions, **extra)
     except (OSError, ConfigError):  # a full disk, a read-only or tampered folder: report the error in flight
-        return {}
+        return None
 
 
 __all__ = ["Prepared", "TrainResult", "prepare", "train"]

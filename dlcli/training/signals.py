@@ -1,7 +1,7 @@
 """Signals during training: Ctrl-C and SIGTERM end a run as `interrupted`, never a crash.
 
 While a run folder is open, SIGTERM becomes an exception (as Ctrl-C is), so the folder can
-say `interrupted`. Elsewhere the `dlcli` program ends at once with 130 (`dlcli.cli.common`):
+say `interrupted`. Elsewhere the `dlcli` program ends at once with 130 (`dlcli.cli.program`):
 an exception raised from a handler can land where Python swallows it (a garbage-collector
 callback), and before a run folder exists there is nothing to save. Inside `fit`, an exception raised
 from a signal handler can land in the middle of a TensorFlow C++ call and crash the process

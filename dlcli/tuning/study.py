@@ -127,11 +127,13 @@ def tell(study, trial, value=None, state=None) -> None:
 
 def fail_stale(study, uid: str) -> None:
     """Trials of the sweep `uid` left `running` by a killed sweep: lost, so marked failed."""
-    from optuna.trial import Trial, TrialState
+    from optuna.trial import TrialState
+
+    from dlcli.runtime import compat
 
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if frozen.user_attrs.get("sweep_uid") == uid:
-            trial = Trial(study, frozen._trial_id)
+            trial = compat.study_trial(study, frozen)
             trial.set_user_attr("interrupted", True)
             tell(study, trial, state=TrialState.FAIL)
 

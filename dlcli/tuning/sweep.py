@@ -1,4 +1,4 @@
-"""`dlcli sweep`: many trials of one config, each with some keys changed, and the best kept (SPEC 7).
+"""`dlcli sweep`: many trials of one config, each with some keys changed, and the best kept.
 
 The search is Optuna's: its samplers (tpe, random, grid) choose each trial's values, its
 median pruner says which trial trails the others at the same epoch, and its database
@@ -449,7 +449,7 @@ def _start(source, overrides, runs_dir, trials, parallel, storage, console, prog
     config = load_config(source, overrides)
     if config.sweep is None:
         raise ConfigError(Problem("has no sweep: section; add one with the keys to search under sweep.space "
-                                  "(README, Tuning)", where=str(source)))
+                                  "(docs/tuning.md)", where=str(source)))
     settings = _settings(config, trials, parallel)
     _check_parallel(settings.parallel, "--parallel" if parallel is not None else config.where(("sweep", "parallel")))
     environment = dict(os.environ)  # what the trials start with, before Keras is imported here

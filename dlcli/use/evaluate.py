@@ -22,6 +22,7 @@ from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
 from dlcli.model.outputs import class_probabilities, predicted_classes, targets_for
+from dlcli.runs.record import RunRecord
 from dlcli.runs.reports import write_confusion
 from dlcli.runs.runfolder import RunFolder, now_iso
 from dlcli.runtime import compat
@@ -39,7 +40,7 @@ def load_run_model(run: RunFolder, backend: str | None = None):
     config's `runtime.backend`, `auto` picking among those installed): a model trained on
     one backend loads on any."""
     record = run.record
-    if not isinstance(record.get("data"), dict) or not isinstance(record["data"].get("input_shape"), list):
+    if record.data.input_shape is None:
         raise ConfigError(Problem("run.json is missing or damaged (no data section); retrain the run",
                                   where=str(run.file("run.json"))))
     config = load_config(run.file("config.yaml"))
@@ -49,7 +50,7 @@ def load_run_model(run: RunFolder, backend: str | None = None):
     import dlcli.data.tables.encoder  # noqa: F401 - registers the layer a table's model starts with
     path = run.file("model.keras")
     if not path.is_file():
-        status = run.record.get("status", "unknown")
+        status = record.status
         raise ConfigError(Problem(f"the run has no model.keras (status: {status}); train it to completion first", where=str(run.path)))
     if not zipfile.is_zipfile(path):
         raise ConfigError(Problem(
@@ -73,12 +74,11 @@ def portable_optimizers(keras) -> dict:
             if isinstance(value, type) and issubclass(value, base) and value is not base}
 
 
-def run_labels(run: RunFolder, record: dict, model) -> list | None:
+def run_labels(run: RunFolder, record: RunRecord, model) -> list | None:
     """labels.json (class index -> original label), checked: a list of labels for a
     classification run, None for regression; a ConfigError for a damaged file."""
     labels = run.read_json("labels.json")
-    task = record.get("data", {}).get("task")
-    if task == "regression" and labels is None:
+    if record.data.task == "regression" and labels is None:
         return None
     if not isinstance(labels, list) or not labels or not all(
             isinstance(v, (str, int, float, bool)) for v in labels):
@@ -91,10 +91,10 @@ def run_labels(run: RunFolder, record: dict, model) -> list | None:
     return labels
 
 
-def run_preprocessing(run: RunFolder, record: dict) -> TablePreprocessing | None:
+def run_preprocessing(run: RunFolder, record: RunRecord) -> TablePreprocessing | None:
     """A table run's preprocessing.json (None for other sources); a ConfigError when a table
     run lacks it or it is damaged."""
-    if record.get("data", {}).get("source") not in TABLE_SOURCES:
+    if record.data.source not in TABLE_SOURCES:
         return None
     shown = str(run.file("preprocessing.json"))
     data = run.read_json("preprocessing.json")
@@ -127,7 +127,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
         raise ConfigError(Problem(f"--split must be train, val or test, got {split!r}"))
     run = open_run(run, runs_dir)
     _, model, config, record = load_run_model(run, backend)
-    summary = record.get("data", {})
+    summary = record.data
     labels = run_labels(run, record, model)
     entry = {"time": now_iso(), "backend": config.runtime.backend}
     if data is not None:
@@ -138,8 +138,7 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
             entry["unseen"] = unseen
             entry["warning"] = preprocessing.describe_unseen(unseen, str(data))
     else:
-        recorded = summary.get("files") if isinstance(summary.get("files"), dict) else {}
-        changed = changed_files(recorded)
+        changed = changed_files(summary.files)
         if changed and not allow_changed_data:
             raise ConfigError(Problem(
                 f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
@@ -221,7 +220,7 @@ def predict(run, input_path: str, proba: bool = False, runs_dir=None, backend: s
     regression) and, with `proba`, `proba_<label>` per class. `to_csv` writes them."""
     run = open_run(run, runs_dir)
     _, model, config, record = load_run_model(run, backend)
-    summary = record.get("data", {})
+    summary = record.data
     labels = run_labels(run, record, model)
     preprocessing = run_preprocessing(run, record)
     x, unseen = read_features_file(str(input_path), summary, preprocessing)

@@ -1,5 +1,5 @@
 """`dlcli export`: deployable copies of a run's model, each proven to compute what the model
-computes (SPEC 8).
+computes.
 
 Every copy is made from the run's `model.keras` loaded on TensorFlow, whatever backend
 trained it: the `.keras` file is backend-neutral (dlcli's own table layer is written with
@@ -390,7 +390,7 @@ def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Calla
         # Before the slow part and before writing anything: every folder to be replaced is
         # dlcli's own earlier copy, and exports.json is dlcli's record (else exit 2).
         previous = checked_targets(where, [f.name for f in chosen], report_path, *shown, elsewhere)
-        trained_on = (run.record.get("runtime") or {}).get("backend")
+        trained_on = run.record.backend
         keras, model, config, record = load_run_model(run, "tensorflow")
         if not os.environ.get("DLCLI_DEBUG"):  # TensorFlow's Python warnings while saving ("probably safe to ignore")
             logging.getLogger("tensorflow").setLevel(logging.ERROR)

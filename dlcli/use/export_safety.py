@@ -1,4 +1,4 @@
-"""What `dlcli export` may replace: only a copy it can prove it wrote itself (SPEC 8).
+"""What `dlcli export` may replace: only a copy it can prove it wrote itself.
 
 A format's folder (`onnx/`, `saved_model/`, ...) is replaced only when the `exports.json`
 beside it lists that format and the folder holds nothing but what that entry's `files` say

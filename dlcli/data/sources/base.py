@@ -123,11 +123,6 @@ def float32(x: np.ndarray) -> np.ndarray:
         return x.astype("float32")
 
 
-def in_float32(value: float) -> bool:
-    """Whether a number stays finite as float32."""
-    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
-
-
 def first_not_finite(x: np.ndarray) -> tuple[int, int] | None:
     """(sample, position in the flattened sample) of the first NaN/inf, or None."""
     finite = np.isfinite(x)
