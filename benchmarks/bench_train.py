@@ -157,8 +157,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str, dict]:
     """
     busy, cpu = busy_cpu_seconds(), children_cpu_seconds()
     started = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     seconds = time.perf_counter() - started
     cpu = children_cpu_seconds() - cpu
     other = None if busy is None else max(0.0, busy_cpu_seconds() - busy - cpu)
@@ -306,11 +305,11 @@ def dlcli_state() -> str:
         where = f" at {commit}{' + uncommitted changes in dlcli/' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
         where = ""
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return f"dlcli {version('dlcli')}{where}"
-    except Exception:
+    except PackageNotFoundError:
         return f"dlcli{where}"
 
 

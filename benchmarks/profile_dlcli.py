@@ -19,12 +19,12 @@ import time
 
 T0 = time.perf_counter()
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import functools  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import collections
+import functools
+import sys
+import tempfile
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TIMES: dict[str, list[float]] = collections.defaultdict(list)
@@ -93,8 +93,8 @@ def main() -> int:
 
     TIMES["import dlcli.cli (typer, rich)"].append(time.perf_counter() - started)
     started = time.perf_counter()
-    import dlcli.runs.reports as reports
     import dlcli.training.session as training
+    from dlcli.runs import reports
     from dlcli.runs.runfolder import RunFolder
 
     TIMES["import dlcli.training.session (pydantic, yaml, numpy, ...)"].append(time.perf_counter() - started)
@@ -131,7 +131,7 @@ def main() -> int:
         # callbacks_for is imported inside train() once Keras is up (which `_open` does, as it
         # prepares the run): time it and its Recorder after that, never import it first.
         claim = real_open(*a, **k)
-        import dlcli.training.callbacks as callbacks
+        from dlcli.training import callbacks
 
         if not getattr(callbacks, "_profiled", False):
             callbacks._profiled = True
