@@ -37,7 +37,9 @@ def parse_args():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--hidden", default="128,64", help="units of the hidden Dense layers")
-    p.add_argument("--dropout", type=float, default=0.2, help="Dropout after the first hidden layer")
+    p.add_argument(
+        "--dropout", type=float, default=0.2, help="Dropout after the first hidden layer"
+    )
     p.add_argument("--seed", type=int, default=42)
     # Diagnostic only (bench_train.py --match-runtime): Keras's default is 1, and that is
     # what the plain script uses.
@@ -66,9 +68,11 @@ def main():
         x = x.astype("float32")
 
     x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=0.2, random_state=args.seed, stratify=y)
+        x, y, test_size=0.2, random_state=args.seed, stratify=y
+    )
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.2, random_state=args.seed, stratify=y_rest)
+        x_rest, y_rest, test_size=0.2, random_state=args.seed, stratify=y_rest
+    )
     n_classes = len(np.unique(y_train))
 
     # Standardise with the training split's statistics (constant columns left unscaled);
@@ -78,16 +82,24 @@ def main():
     variance[variance == 0] = 1.0
 
     hidden = [int(u) for u in args.hidden.split(",")]
-    model = keras.Sequential([keras.Input(shape=x_train.shape[1:]),
-                              keras.layers.Normalization(mean=mean, variance=variance)])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=x_train.shape[1:]),
+            keras.layers.Normalization(mean=mean, variance=variance),
+        ]
+    )
     for i, units in enumerate(hidden):
         model.add(keras.layers.Dense(units, activation="relu"))
         if i == 0 and args.dropout:
             model.add(keras.layers.Dropout(args.dropout))
     model.add(keras.layers.Dense(n_classes, activation="softmax"))
 
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=args.steps_per_execution)
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=args.steps_per_execution,
+    )
     epoch_times = []
 
     class EpochTimes(keras.callbacks.Callback):  # for the per-epoch comparison; costs nothing
@@ -97,18 +109,32 @@ def main():
         def on_epoch_end(self, epoch, logs=None):
             epoch_times.append(time.perf_counter() - self.started)
 
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val),
-                        epochs=args.epochs, batch_size=args.batch_size, verbose=0, callbacks=[EpochTimes()])
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        verbose=0,
+        callbacks=[EpochTimes()],
+    )
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0)
 
     with tempfile.TemporaryDirectory() as folder:
         model.save(os.path.join(folder, "model.keras"))
 
-    print(json.dumps({
-        "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
-        "epochs_run": len(history.history["loss"]), "epoch_times": epoch_times, "backend": keras.backend.backend(),
-        "samples": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
-    }))
+    print(
+        json.dumps(
+            {
+                "test_loss": float(test_loss),
+                "test_accuracy": float(test_accuracy),
+                "epochs_run": len(history.history["loss"]),
+                "epoch_times": epoch_times,
+                "backend": keras.backend.backend(),
+                "samples": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

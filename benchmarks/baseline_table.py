@@ -40,7 +40,9 @@ def parse_args():
     # Diagnostic only (bench_train.py --match-runtime): Keras's default is 1, and that is
     # what the plain script uses.
     p.add_argument("--steps-per-execution", type=int, default=1)
-    p.add_argument("--seed", type=int, help="instead of the config's seed (bench_train.py --vary-seed)")
+    p.add_argument(
+        "--seed", type=int, help="instead of the config's seed (bench_train.py --vary-seed)"
+    )
     return p.parse_args()
 
 
@@ -48,33 +50,59 @@ def read_config(path: Path) -> dict:
     """The config's settings, checked to be what this script does."""
     cfg = yaml.safe_load(path.read_text())
     data, training, comp = cfg["data"], cfg["training"], cfg["compile"]
-    if data.get("source") != "csv" or data.get("header", "auto") is not False or not data.get("columns"):
-        raise SystemExit(f"{path}: the baseline reads a csv without a header, named by data.columns")
-    if data.get("features") is not None or data.get("on_missing", "fill") != "fill" \
-            or data.get("normalize", "standard") != "standard" or data.get("test_path"):
-        raise SystemExit(f"{path}: the baseline uses every column, on_missing: fill, normalize: standard")
-    if training.get("early_stopping") or training.get("reduce_lr_on_plateau") or training.get("callbacks"):
+    if (
+        data.get("source") != "csv"
+        or data.get("header", "auto") is not False
+        or not data.get("columns")
+    ):
+        raise SystemExit(
+            f"{path}: the baseline reads a csv without a header, named by data.columns"
+        )
+    if (
+        data.get("features") is not None
+        or data.get("on_missing", "fill") != "fill"
+        or data.get("normalize", "standard") != "standard"
+        or data.get("test_path")
+    ):
+        raise SystemExit(
+            f"{path}: the baseline uses every column, on_missing: fill, normalize: standard"
+        )
+    if (
+        training.get("early_stopping")
+        or training.get("reduce_lr_on_plateau")
+        or training.get("callbacks")
+    ):
         raise SystemExit(f"{path}: the benchmark needs a fixed number of epochs and no callbacks")
     optimizer = comp["optimizer"]
     optimizer = {"type": optimizer} if isinstance(optimizer, str) else optimizer
     if optimizer["type"] != "adam" or set(optimizer) - {"type", "learning_rate"}:
         raise SystemExit(f"{path}: the baseline uses adam with at most a learning_rate")
-    if comp.get("loss", "sparse_categorical_crossentropy") != "sparse_categorical_crossentropy" \
-            or comp.get("metrics", ["accuracy"]) != ["accuracy"]:
+    if comp.get(
+        "loss", "sparse_categorical_crossentropy"
+    ) != "sparse_categorical_crossentropy" or comp.get("metrics", ["accuracy"]) != ["accuracy"]:
         raise SystemExit(f"{path}: the baseline uses sparse_categorical_crossentropy and accuracy")
     layers = cfg["model"]["layers"]
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
         known = {"type", "units", "activation"} if layer["type"] == "Dense" else {"type", "rate"}
-        if layer["type"] not in ("Dense", "Dropout") or set(layer) - known or \
-                (last and (layer["type"] != "Dense" or layer.get("activation") != "softmax")):
+        if (
+            layer["type"] not in ("Dense", "Dropout")
+            or set(layer) - known
+            or (last and (layer["type"] != "Dense" or layer.get("activation") != "softmax"))
+        ):
             raise SystemExit(f"{path}: layer {i} ({layer}) is not what baseline_table.py builds")
     return {
-        "path": (path.parent / data["path"]), "columns": data["columns"], "target": data["target"],
-        "missing": data.get("missing", []), "test_split": data.get("test_split", 0.2),
-        "validation_split": data.get("validation_split", 0.2), "seed": cfg.get("seed", 42),
-        "layers": layers, "learning_rate": optimizer.get("learning_rate", 0.001),
-        "epochs": training["epochs"], "batch_size": training.get("batch_size", 32),
+        "path": (path.parent / data["path"]),
+        "columns": data["columns"],
+        "target": data["target"],
+        "missing": data.get("missing", []),
+        "test_split": data.get("test_split", 0.2),
+        "validation_split": data.get("validation_split", 0.2),
+        "seed": cfg.get("seed", 42),
+        "layers": layers,
+        "learning_rate": optimizer.get("learning_rate", 0.001),
+        "epochs": training["epochs"],
+        "batch_size": training.get("batch_size", 32),
     }
 
 
@@ -99,7 +127,9 @@ def transform(frame: pd.DataFrame, prep: dict) -> np.ndarray:
     for name, (mean, std) in prep["stats"].items():
         parts.append(((frame[name].fillna(mean).to_numpy("float64") - mean) / std)[:, None])
     for name, categories in prep["vocab"].items():
-        codes = pd.Categorical(frame[name], categories=categories).codes + 1  # -1 (missing, unseen) -> 0
+        codes = (
+            pd.Categorical(frame[name], categories=categories).codes + 1
+        )  # -1 (missing, unseen) -> 0
         parts.append(np.eye(len(categories) + 1)[codes])
     return np.concatenate(parts, axis=1).astype("float32")
 
@@ -111,8 +141,13 @@ def main():
         cfg["seed"] = args.seed
     keras.utils.set_random_seed(cfg["seed"])
 
-    frame = pd.read_csv(cfg["path"], header=None, names=cfg["columns"], skipinitialspace=True,
-                        na_values=cfg["missing"])
+    frame = pd.read_csv(
+        cfg["path"],
+        header=None,
+        names=cfg["columns"],
+        skipinitialspace=True,
+        na_values=cfg["missing"],
+    )
     frame = frame.dropna(subset=[cfg["target"]])
     y = frame.pop(cfg["target"]).astype(str).to_numpy()
     numeric = frame.select_dtypes("number").columns.tolist()
@@ -121,12 +156,14 @@ def main():
     # The same splits as dlcli: test first (stratified by the labels), labels encoded in
     # sorted order, then validation from the rest (stratified by the encoded labels).
     seed = cfg["seed"]
-    rest, test, y_rest, y_test = train_test_split(frame, y, test_size=cfg["test_split"], random_state=seed,
-                                                  stratify=y)
+    rest, test, y_rest, y_test = train_test_split(
+        frame, y, test_size=cfg["test_split"], random_state=seed, stratify=y
+    )
     classes, y_rest = np.unique(y_rest, return_inverse=True)
     y_test = np.searchsorted(classes, y_test)
-    train, val, y_train, y_val = train_test_split(rest, y_rest, test_size=cfg["validation_split"],
-                                                  random_state=seed, stratify=y_rest)
+    train, val, y_train, y_val = train_test_split(
+        rest, y_rest, test_size=cfg["validation_split"], random_state=seed, stratify=y_rest
+    )
 
     prep = fit_preprocessing(train, numeric, categorical)
     x_train, x_val, x_test = (transform(part, prep) for part in (train, val, test))
@@ -139,22 +176,38 @@ def main():
             model.add(keras.layers.Dropout(layer["rate"]))
     model.add(keras.layers.Dense(len(classes), activation="softmax"))
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=args.steps_per_execution)
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val),
-                        epochs=cfg["epochs"], batch_size=cfg["batch_size"], verbose=0)
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=cfg["batch_size"], verbose=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=cfg["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=args.steps_per_execution,
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        verbose=0,
+    )
+    test_loss, test_accuracy = model.evaluate(
+        x_test, y_test, batch_size=cfg["batch_size"], verbose=0
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         model.save(os.path.join(folder, "model.keras"))
 
-    print(json.dumps({
-        "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
-        "epochs_run": len(history.history["loss"]),
-        "samples": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
-        "inputs": int(x_train.shape[1]),
-    }))
+    print(
+        json.dumps(
+            {
+                "test_loss": float(test_loss),
+                "test_accuracy": float(test_accuracy),
+                "epochs_run": len(history.history["loss"]),
+                "samples": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
+                "inputs": int(x_train.shape[1]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.zeros((n, 28, 28), dtype="float32")
     dx, dy = rng.integers(0, 5, size=n), rng.integers(0, 5, size=n)
     for i in range(n):
-        x[i, dy[i]:dy[i] + 24, dx[i]:dx[i] + 24] = big[i]
+        x[i, dy[i] : dy[i] + 24, dx[i] : dx[i] + 24] = big[i]
     x += rng.normal(scale=2.0, size=x.shape).astype("float32")
     return x[..., None] / 16.0, labels[pick].astype("int64")
 
@@ -81,10 +81,18 @@ def _sequences(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype("float32"), y.astype("int64")
 
 
-def _config(name: str, data: dict, layers: list, epochs: int, batch: int, normalize="standard") -> dict:
+def _config(
+    name: str, data: dict, layers: list, epochs: int, batch: int, normalize="standard"
+) -> dict:
     return {
-        "name": f"bench-{name}", "seed": 42,
-        "data": {**data, "validation_split": 0.1, "test_split": 0.1, **({"normalize": normalize} if normalize else {})},
+        "name": f"bench-{name}",
+        "seed": 42,
+        "data": {
+            **data,
+            "validation_split": 0.1,
+            "test_split": 0.1,
+            **({"normalize": normalize} if normalize else {}),
+        },
         "model": {"layers": layers},
         "compile": {"optimizer": "adam", "metrics": ["accuracy"]},
         "training": {"epochs": epochs, "batch_size": batch},
@@ -93,6 +101,7 @@ def _config(name: str, data: dict, layers: list, epochs: int, batch: int, normal
 
 def workloads(folder: Path) -> dict[str, Path]:
     """Write each workload's data and config into `folder`; {name: config path}."""
+
     def npz(name, x, y):
         path = folder / f"{name}.npz"
         np.savez(path, x_train=x, y_train=y)
@@ -105,19 +114,55 @@ def workloads(folder: Path) -> dict[str, Path]:
     table["training"] = {"epochs": 15, "batch_size": 64}
     table["name"] = "bench-table"
     configs = {
-        "digits": _config("digits", {"source": "digits"}, [dense(128), {"type": "Dropout", "rate": 0.2}, dense(64), out],
-                          20, 32),
-        "seed": _config("seed", npz("seed", *_blobs(60_000, (784,), 10, 0)), [dense(128), dense(64), out], 5, 32),
-        "wide": _config("wide", npz("wide", *_blobs(20_000, (256,), 10, 1)), [dense(1024), dense(1024), out], 5, 256),
+        "digits": _config(
+            "digits",
+            {"source": "digits"},
+            [dense(128), {"type": "Dropout", "rate": 0.2}, dense(64), out],
+            20,
+            32,
+        ),
+        "seed": _config(
+            "seed", npz("seed", *_blobs(60_000, (784,), 10, 0)), [dense(128), dense(64), out], 5, 32
+        ),
+        "wide": _config(
+            "wide",
+            npz("wide", *_blobs(20_000, (256,), 10, 1)),
+            [dense(1024), dense(1024), out],
+            5,
+            256,
+        ),
         "table": table,
-        "cnn": _config("cnn", npz("cnn", *_images(12_000, 2)), [
-            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}, {"type": "MaxPooling2D"},
-            {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"}, {"type": "MaxPooling2D"},
-            {"type": "Flatten"}, out], 4, 64, normalize=None),
-        "lstm": _config("lstm", npz("lstm", *_sequences(8_000, 3)), [{"type": "LSTM", "units": 64}, out], 4, 64,
-                        normalize=None),
-        "gru": _config("gru", npz("gru", *_sequences(8_000, 3)), [{"type": "GRU", "units": 64}, out], 4, 64,
-                       normalize=None),
+        "cnn": _config(
+            "cnn",
+            npz("cnn", *_images(12_000, 2)),
+            [
+                {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
+                {"type": "MaxPooling2D"},
+                {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
+                {"type": "MaxPooling2D"},
+                {"type": "Flatten"},
+                out,
+            ],
+            4,
+            64,
+            normalize=None,
+        ),
+        "lstm": _config(
+            "lstm",
+            npz("lstm", *_sequences(8_000, 3)),
+            [{"type": "LSTM", "units": 64}, out],
+            4,
+            64,
+            normalize=None,
+        ),
+        "gru": _config(
+            "gru",
+            npz("gru", *_sequences(8_000, 3)),
+            [{"type": "GRU", "units": 64}, out],
+            4,
+            64,
+            normalize=None,
+        ),
     }
     paths = {}
     for name, config in configs.items():
@@ -128,11 +173,28 @@ def workloads(folder: Path) -> dict[str, Path]:
 
 def train(config: Path, backend: str, runs: Path, cache: Path) -> dict:
     """One `dlcli train`; JAX's compilation cache in `cache` (a fresh folder: a first run)."""
-    cmd = [sys.executable, "-m", "dlcli", "train", str(config), "--quiet", "--runs-dir", str(runs),
-           "--set", f"runtime.backend={backend}", "--set", "output.plots=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dlcli",
+        "train",
+        str(config),
+        "--quiet",
+        "--runs-dir",
+        str(runs),
+        "--set",
+        f"runtime.backend={backend}",
+        "--set",
+        "output.plots=false",
+    ]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**os.environ, "DLCLI_COMPILE_CACHE": str(cache)})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DLCLI_COMPILE_CACHE": str(cache)},
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
@@ -141,19 +203,30 @@ def train(config: Path, backend: str, runs: Path, cache: Path) -> dict:
     with open(run / "history.csv") as handle:
         epochs = [float(row["epoch_time_s"]) for row in csv.DictReader(handle)]
     metrics = json.loads((run / "metrics.json").read_text())
-    return {"wall_s": wall, "first_epoch_s": epochs[0],
-            "epoch_s": statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0],
-            "accuracy": metrics["test"].get("accuracy")}
+    return {
+        "wall_s": wall,
+        "first_epoch_s": epochs[0],
+        "epoch_s": statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0],
+        "accuracy": metrics["test"].get("accuracy"),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", action="append", help="one of the workloads (default: all); repeatable")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: those installed)")
+    parser.add_argument(
+        "--workload", action="append", help="one of the workloads (default: all); repeatable"
+    )
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated (default: those installed)"
+    )
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--cache", choices=("cold", "warm"), default="cold",
-                        help="JAX's compilation cache: empty for every run (a first run of a config, the "
-                             "default) or filled by an untimed run first (a config run again)")
+    parser.add_argument(
+        "--cache",
+        choices=("cold", "warm"),
+        default="cold",
+        help="JAX's compilation cache: empty for every run (a first run of a config, the "
+        "default) or filled by an untimed run first (a config run again)",
+    )
     parser.add_argument("--json", help="write every run's figures here")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if importlib.util.find_spec(b) is not None]
@@ -165,21 +238,33 @@ def main() -> int:
         for name in names:
             for repeat in range(args.repeats):
                 for backend in backends:
-                    cache = folder / ("cache" if args.cache == "warm" else f"cache-{name}-{backend}-{repeat}")
+                    cache = folder / (
+                        "cache" if args.cache == "warm" else f"cache-{name}-{backend}-{repeat}"
+                    )
                     if args.cache == "warm" and repeat == 0:  # untimed: fills the cache
                         train(configs[name], backend, folder / "runs", cache)
                     row = train(configs[name], backend, folder / "runs", cache)
                     results.setdefault(name, {}).setdefault(backend, []).append(row)
-                    print(f"  {name:7s} {backend:10s} #{repeat + 1}: wall {row['wall_s']:6.2f} s  first epoch "
-                          f"{row['first_epoch_s']:6.2f} s  later epochs {row['epoch_s']:6.3f} s  "
-                          f"acc {row['accuracy']:.4f}", flush=True)
-    print(f"\n{'workload':8s} {'backend':10s} {'wall s':>7s} {'1st ep s':>8s} {'epoch s':>8s} {'vs best':>7s} {'acc':>6s}")
+                    print(
+                        f"  {name:7s} {backend:10s} #{repeat + 1}: wall {row['wall_s']:6.2f} s  first epoch "
+                        f"{row['first_epoch_s']:6.2f} s  later epochs {row['epoch_s']:6.3f} s  "
+                        f"acc {row['accuracy']:.4f}",
+                        flush=True,
+                    )
+    print(
+        f"\n{'workload':8s} {'backend':10s} {'wall s':>7s} {'1st ep s':>8s} {'epoch s':>8s} {'vs best':>7s} {'acc':>6s}"
+    )
     for name in names:
-        medians = {b: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for b, rows in results[name].items()}
+        medians = {
+            b: {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+            for b, rows in results[name].items()
+        }
         best = min(m["wall_s"] for m in medians.values())
         for backend, m in medians.items():
-            print(f"{name:8s} {backend:10s} {m['wall_s']:7.2f} {m['first_epoch_s']:8.2f} {m['epoch_s']:8.3f} "
-                  f"{m['wall_s'] / best:7.2f} {m['accuracy']:6.4f}")
+            print(
+                f"{name:8s} {backend:10s} {m['wall_s']:7.2f} {m['first_epoch_s']:8.2f} {m['epoch_s']:8.3f} "
+                f"{m['wall_s'] / best:7.2f} {m['accuracy']:6.4f}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -37,12 +37,36 @@ def samples_per_s(backend: str, devices: int, data: Path, runs: Path) -> tuple[f
     env = {**os.environ, "DLCLI_CPU_DEVICES": str(devices)}
     busy = busy_cpu_seconds()
     out = subprocess.run(
-        [sys.executable, "-m", "dlcli", "train", str(CONFIG), "--json", "--quiet", "--runs-dir", str(runs),
-         "--set", f"data.path={data}", "--set", f"runtime.backend={backend}", "--set", "training.epochs=3",
-         "--set", "output.plots=false", "--set", "output.tensorboard=false"],
-        capture_output=True, text=True, env=env, check=False)
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            str(CONFIG),
+            "--json",
+            "--quiet",
+            "--runs-dir",
+            str(runs),
+            "--set",
+            f"data.path={data}",
+            "--set",
+            f"runtime.backend={backend}",
+            "--set",
+            "training.epochs=3",
+            "--set",
+            "output.plots=false",
+            "--set",
+            "output.tensorboard=false",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if out.returncode != 0:
-        raise SystemExit(f"dlcli train failed ({backend}, {devices} devices):\n{out.stderr[-3000:]}")
+        raise SystemExit(
+            f"dlcli train failed ({backend}, {devices} devices):\n{out.stderr[-3000:]}"
+        )
     result = json.loads(out.stdout)
     record = json.loads((Path(result["run"]) / "run.json").read_text())
     assert record["runtime"]["replicas"] == devices, record["runtime"]
@@ -55,40 +79,80 @@ def two_processes_samples_per_s(data: Path, runs: Path) -> tuple[float, float]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "dlcli", "train", str(CONFIG), "--json", "--quiet", "--runs-dir", str(runs),
-         "--set", f"data.path={data}", "--set", "runtime.backend=jax", "--set", "training.epochs=3",
-         "--set", "output.plots=false", "--set", "output.tensorboard=false",
-         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dlcli",
+                "train",
+                str(CONFIG),
+                "--json",
+                "--quiet",
+                "--runs-dir",
+                str(runs),
+                "--set",
+                f"data.path={data}",
+                "--set",
+                "runtime.backend=jax",
+                "--set",
+                "training.epochs=3",
+                "--set",
+                "output.plots=false",
+                "--set",
+                "output.tensorboard=false",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate() for p in procs]
     if any(p.returncode for p in procs):
-        raise SystemExit(f"dlcli train failed (2 processes):\n{outs[0][1][-3000:]}\n{outs[1][1][-3000:]}")
+        raise SystemExit(
+            f"dlcli train failed (2 processes):\n{outs[0][1][-3000:]}\n{outs[1][1][-3000:]}"
+        )
     return float(json.loads(outs[0][0])["samples_per_s"]), float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["tensorflow", "jax", "processes", "all"], default="all")
+    parser.add_argument(
+        "--backend", choices=["tensorflow", "jax", "processes", "all"], default="all"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     backends = ["tensorflow", "jax", "processes"] if args.backend == "all" else [args.backend]
     with tempfile.TemporaryDirectory() as folder:
         data = make_npz(Path(folder) / "large.npz")
         runs = Path(folder) / "runs"
-        print(f"{'backend':<11} {'1 device/s':>11} {'2 devices/s':>12} {'ratio':>6}  (median of {args.repeats} pairs; "
-              "processes: 2 JAX processes of one device each)")
+        print(
+            f"{'backend':<11} {'1 device/s':>11} {'2 devices/s':>12} {'ratio':>6}  (median of {args.repeats} pairs; "
+            "processes: 2 JAX processes of one device each)"
+        )
         for backend in backends:
             engine = "jax" if backend == "processes" else backend
             samples_per_s(engine, 1, data, runs)  # warm the file cache and the imports
             one, two = [], []
             for _ in range(args.repeats):
                 one.append(samples_per_s(engine, 1, data, runs)[0])
-                two.append(two_processes_samples_per_s(data, runs)[0] if backend == "processes"
-                           else samples_per_s(engine, 2, data, runs)[0])
+                two.append(
+                    two_processes_samples_per_s(data, runs)[0]
+                    if backend == "processes"
+                    else samples_per_s(engine, 2, data, runs)[0]
+                )
             ratios = [b / a for a, b in zip(one, two)]
-            print(f"{backend:<11} {statistics.median(one):>11,.0f} {statistics.median(two):>12,.0f} "
-                  f"{statistics.median(ratios):>6.2f}  pairs: {', '.join(f'{r:.2f}' for r in ratios)}")
+            print(
+                f"{backend:<11} {statistics.median(one):>11,.0f} {statistics.median(two):>12,.0f} "
+                f"{statistics.median(ratios):>6.2f}  pairs: {', '.join(f'{r:.2f}' for r in ratios)}"
+            )
 
 
 if __name__ == "__main__":

@@ -42,23 +42,53 @@ from pathlib import Path
 
 # A real run's files, trimmed (tiny digits MLP, 3 epochs); each synthetic run varies them.
 RUN_JSON = {
-    "id": None, "name": None, "status": "completed",
-    "started": None, "ended": None, "duration_s": None,
-    "command": "dlcli train tiny.yaml --runs-dir runs --quiet", "seed": 7, "pid": None,
-    "versions": {"dlcli": "0.1.0", "keras": "3.15.1", "backend": "tensorflow",
-                 "backend_version": "2.21.0", "python": "3.11.7"},
+    "id": None,
+    "name": None,
+    "status": "completed",
+    "started": None,
+    "ended": None,
+    "duration_s": None,
+    "command": "dlcli train tiny.yaml --runs-dir runs --quiet",
+    "seed": 7,
+    "pid": None,
+    "versions": {
+        "dlcli": "0.1.0",
+        "keras": "3.15.1",
+        "backend": "tensorflow",
+        "backend_version": "2.21.0",
+        "python": "3.11.7",
+    },
     "devices": [{"type": "CPU", "name": "/physical_device:CPU:0"}],
-    "runtime": {"backend": "tensorflow", "precision": "float32", "jit_compile": False,
-                "steps_per_execution": 18, "distribution": "none", "deterministic": False},
-    "data": {"source": "digits", "task": "classification", "samples": {"train": 1149, "val": 288, "test": 360},
-             "classes": 10, "input_shape": [64], "features": [f"pixel_{i}_{j}" for i in range(8) for j in range(8)],
-             "target": None, "files": {}, "fingerprint": "cc5915344aeb57157c473c8d07ece3e3c5588f866b518e3203172496a6888152"},
+    "runtime": {
+        "backend": "tensorflow",
+        "precision": "float32",
+        "jit_compile": False,
+        "steps_per_execution": 18,
+        "distribution": "none",
+        "deterministic": False,
+    },
+    "data": {
+        "source": "digits",
+        "task": "classification",
+        "samples": {"train": 1149, "val": 288, "test": 360},
+        "classes": 10,
+        "input_shape": [64],
+        "features": [f"pixel_{i}_{j}" for i in range(8) for j in range(8)],
+        "target": None,
+        "files": {},
+        "fingerprint": "cc5915344aeb57157c473c8d07ece3e3c5588f866b518e3203172496a6888152",
+    },
     "parameters": {"total": 2410, "trainable": 2410, "non_trainable": 0},
-    "epochs": 3, "resumes": [],
+    "epochs": 3,
+    "resumes": [],
 }
 METRICS_JSON = {
-    "train": {"accuracy": 0.5039, "loss": 1.5830}, "val": {"accuracy": 0.6007, "loss": 1.4088},
-    "test": {"accuracy": 0.5583, "loss": 1.5824}, "best_epoch": 3, "epochs_run": 3, "samples_per_s": 1098.6,
+    "train": {"accuracy": 0.5039, "loss": 1.5830},
+    "val": {"accuracy": 0.6007, "loss": 1.4088},
+    "test": {"accuracy": 0.5583, "loss": 1.5824},
+    "best_epoch": 3,
+    "epochs_run": 3,
+    "samples_per_s": 1098.6,
 }
 CONFIG_YAML = """name: {name}
 seed: 7
@@ -91,21 +121,36 @@ def make_runs(runs: Path, count: int, seed: int = 0) -> None:
         record = copy.deepcopy(RUN_JSON)
         started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start + index * 600))
         record.update(id=folder.name, name=name, started=started, epochs=epochs, pid=DEAD_PID)
-        (folder / "config.yaml").write_text(CONFIG_YAML.format(name=name, units=rng.choice([16, 32, 64, 128]), epochs=epochs))
+        (folder / "config.yaml").write_text(
+            CONFIG_YAML.format(name=name, units=rng.choice([16, 32, 64, 128]), epochs=epochs)
+        )
         history = ["epoch,accuracy,loss,val_accuracy,val_loss,lr,epoch_time_s"]
-        history += [f"{e},{0.5 + e / 100},{1.5 - e / 50},{0.55 + e / 100},{1.4 - e / 50},0.001,0.1" for e in range(1, epochs_run + 1)]
+        history += [
+            f"{e},{0.5 + e / 100},{1.5 - e / 50},{0.55 + e / 100},{1.4 - e / 50},0.001,0.1"
+            for e in range(1, epochs_run + 1)
+        ]
         (folder / "history.csv").write_text("\n".join(history) + "\n")
         if kind < 0.9:
             duration = round(rng.uniform(2, 300), 3)
-            ended = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start + index * 600 + duration))
+            ended = time.strftime(
+                "%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start + index * 600 + duration)
+            )
             record.update(status="completed", ended=ended, duration_s=duration)
             metrics = copy.deepcopy(METRICS_JSON)
             for split in ("train", "val", "test"):
-                metrics[split] = {"accuracy": rng.uniform(0.5, 0.99), "loss": rng.uniform(0.05, 2.0)}
+                metrics[split] = {
+                    "accuracy": rng.uniform(0.5, 0.99),
+                    "loss": rng.uniform(0.05, 2.0),
+                }
             metrics.update(best_epoch=rng.randint(1, epochs), epochs_run=epochs)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
         elif kind < 0.95:
-            record.update(status="failed", ended=started, duration_s=1.0, error="loss became NaN/inf at epoch 2")
+            record.update(
+                status="failed",
+                ended=started,
+                duration_s=1.0,
+                error="loss became NaN/inf at epoch 2",
+            )
         else:
             record.update(status="running")  # its process (DEAD_PID) is gone: `killed`
         (folder / "run.json").write_text(json.dumps(record, indent=2))
@@ -116,10 +161,18 @@ def time_command(args: list[str], repeats: int) -> list[float]:
     times = []
     for attempt in range(repeats + 1):
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "dlcli", *args], check=False, capture_output=True, text=True, env=env)
+        result = subprocess.run(
+            [sys.executable, "-m", "dlcli", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         elapsed = time.perf_counter() - started
         if result.returncode != 0:
-            sys.exit(f"dlcli {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+            sys.exit(
+                f"dlcli {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
         if attempt:  # the first run warms the page cache and .pyc files
             times.append(elapsed)
     return times
@@ -155,62 +208,107 @@ def read_every_json(runs: Path) -> int:
 
 def load() -> str:
     try:
-        return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
+        return (
+            "load average "
+            + ", ".join(f"{value:.2f}" for value in os.getloadavg())
+            + f" on {os.cpu_count()} CPUs"
+        )
     except OSError:
         return "load average unknown"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=500, help="how many run folders to create (default 500)")
+    parser.add_argument(
+        "--runs", type=int, default=500, help="how many run folders to create (default 500)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="fail when a command that reads only what it shows (--help, runs --limit, show latest, "
-                             "schema) is slower (default 0.3 up to 1,000 runs, else 1)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="fail when a command that reads only what it shows (--help, runs --limit, show latest, "
+        "schema) is slower (default 0.3 up to 1,000 runs, else 1)",
+    )
     options = parser.parse_args()
-    limit = options.max_seconds if options.max_seconds is not None else (0.3 if options.runs <= 1000 else 1.0)
+    limit = (
+        options.max_seconds
+        if options.max_seconds is not None
+        else (0.3 if options.runs <= 1000 else 1.0)
+    )
 
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-runs-") as tmp:
         runs = Path(tmp) / "runs"
         started = time.perf_counter()
         make_runs(runs, options.runs)
-        print(f"{options.runs} run folders in {runs} (written in {time.perf_counter() - started:.1f} s); "
-              f"median of {options.repeats} (after one warm-up)")
+        print(
+            f"{options.runs} run folders in {runs} (written in {time.perf_counter() - started:.1f} s); "
+            f"median of {options.repeats} (after one warm-up)"
+        )
         print(f"before: {load()}")
         where = ["--runs-dir", str(runs)]
         gated = {
             "python -m dlcli --help": time_command(["--help"], options.repeats),
-            "python -m dlcli runs --limit 20": time_command(["runs", *where, "--limit", "20"], options.repeats),
-            "python -m dlcli runs --limit 1 --json": time_command(["runs", *where, "--limit", "1", "--json"], options.repeats),
-            "python -m dlcli show latest": time_command(["show", "latest", *where], options.repeats),
+            "python -m dlcli runs --limit 20": time_command(
+                ["runs", *where, "--limit", "20"], options.repeats
+            ),
+            "python -m dlcli runs --limit 1 --json": time_command(
+                ["runs", *where, "--limit", "1", "--json"], options.repeats
+            ),
+            "python -m dlcli show latest": time_command(
+                ["show", "latest", *where], options.repeats
+            ),
             "python -m dlcli schema": time_command(["schema"], options.repeats),
         }
         every = {
             "python -m dlcli runs": time_command(["runs", *where], options.repeats),
-            "python -m dlcli runs --json": time_command(["runs", *where, "--json"], options.repeats),
+            "python -m dlcli runs --json": time_command(
+                ["runs", *where, "--json"], options.repeats
+            ),
             "python -m dlcli runs --sort accuracy --limit 20": time_command(
-                ["runs", *where, "--sort", "accuracy", "--limit", "20"], options.repeats),
+                ["runs", *where, "--sort", "accuracy", "--limit", "20"], options.repeats
+            ),
         }
         from dlcli.runs import catalog
 
         shown = len(catalog.list_runs(runs, limit=20))
         listed = len(catalog.find_runs(runs))
         library = {
-            "catalog.list_runs(limit=20), in-process": time_call(lambda: catalog.list_runs(runs, limit=20), options.repeats),
-            "catalog.find_runs(), in-process": time_call(lambda: catalog.find_runs(runs), options.repeats),
-            "read + json.loads every run.json, metrics.json": time_call(lambda: read_every_json(runs), options.repeats),
+            "catalog.list_runs(limit=20), in-process": time_call(
+                lambda: catalog.list_runs(runs, limit=20), options.repeats
+            ),
+            "catalog.find_runs(), in-process": time_call(
+                lambda: catalog.find_runs(runs), options.repeats
+            ),
+            "read + json.loads every run.json, metrics.json": time_call(
+                lambda: read_every_json(runs), options.repeats
+            ),
         }
         print(f"after:  {load()}")
         figures = {**gated, **every, **library}
         width = max(map(len, figures))
         for label, times in figures.items():
-            per_run = f"   {statistics.median(times) / options.runs * 1e6:5.0f} us/run" if label in library else ""
-            print(f"  {label:<{width}}  median {statistics.median(times):.3f} s   "
-                  f"(min {min(times):.3f}, max {max(times):.3f}){per_run}")
+            per_run = (
+                f"   {statistics.median(times) / options.runs * 1e6:5.0f} us/run"
+                if label in library
+                else ""
+            )
+            print(
+                f"  {label:<{width}}  median {statistics.median(times):.3f} s   "
+                f"(min {min(times):.3f}, max {max(times):.3f}){per_run}"
+            )
         assert shown == min(20, options.runs) and listed == options.runs, (shown, listed)
-        slow = {label: statistics.median(times) for label, times in gated.items() if statistics.median(times) > limit}
+        slow = {
+            label: statistics.median(times)
+            for label, times in gated.items()
+            if statistics.median(times) > limit
+        }
     if slow:
-        print("FAIL: " + "; ".join(f"{label} took {seconds:.3f} s" for label, seconds in slow.items()) + f" (> {limit} s)")
+        print(
+            "FAIL: "
+            + "; ".join(f"{label} took {seconds:.3f} s" for label, seconds in slow.items())
+            + f" (> {limit} s)"
+        )
         return 1
     print(f"ok: every command that reads only what it shows within {limit} s")
     return 0

@@ -39,8 +39,14 @@ CONFIG = ROOT / "configs" / "digits_sweep.yaml"
 
 def dlcli(*args: str, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DLCLI_COMPILE_CACHE": str(cache)}
-    result = subprocess.run([sys.executable, "-m", "dlcli", *args], capture_output=True, text=True,
-                            check=False, cwd=ROOT, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "dlcli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
     if result.returncode != 0:
         sys.exit(f"dlcli {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -55,9 +61,24 @@ def fit_seconds(run: Path) -> float:
 def sweep(tmp: Path, trials: int, parallel: int, epochs: int) -> tuple[float, list[dict], float]:
     runs = tmp / f"sweep-p{parallel}-{time.time_ns()}"
     started = time.perf_counter()
-    out = dlcli("sweep", str(CONFIG), "--trials", str(trials), "--parallel", str(parallel),
-                "--set", f"training.epochs={epochs}", "--set", "sweep.sampler=random", "--set", "sweep.pruner=none",
-                "--runs-dir", str(runs), "--json", cache=runs / "jax-cache")
+    out = dlcli(
+        "sweep",
+        str(CONFIG),
+        "--trials",
+        str(trials),
+        "--parallel",
+        str(parallel),
+        "--set",
+        f"training.epochs={epochs}",
+        "--set",
+        "sweep.sampler=random",
+        "--set",
+        "sweep.pruner=none",
+        "--runs-dir",
+        str(runs),
+        "--json",
+        cache=runs / "jax-cache",
+    )
     wall = time.perf_counter() - started
     folder = Path(json.loads(out.stdout)["sweep"])
     record = json.loads((folder / "sweep.json").read_text())
@@ -73,8 +94,22 @@ def loop(tmp: Path, trials: list[dict], epochs: int) -> tuple[float, float]:
     fit = 0.0
     started = time.perf_counter()
     for trial in trials:
-        sets = [part for key, value in trial["params"].items() for part in ("--set", override(key, value))]
-        out = dlcli("train", str(CONFIG), "--set", f"training.epochs={epochs}", *sets, "--runs-dir", str(runs), "--quiet", cache=cache)
+        sets = [
+            part
+            for key, value in trial["params"].items()
+            for part in ("--set", override(key, value))
+        ]
+        out = dlcli(
+            "train",
+            str(CONFIG),
+            "--set",
+            f"training.epochs={epochs}",
+            *sets,
+            "--runs-dir",
+            str(runs),
+            "--quiet",
+            cache=cache,
+        )
         fit += fit_seconds(Path(out.stdout.strip().splitlines()[-1]))
     return time.perf_counter() - started, fit
 
@@ -86,7 +121,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    figures: dict[str, list[tuple[float, float, int]]] = {"sweep --parallel 1": [], "sweep --parallel 2": [], "shell loop": []}
+    figures: dict[str, list[tuple[float, float, int]]] = {
+        "sweep --parallel 1": [],
+        "sweep --parallel 2": [],
+        "shell loop": [],
+    }
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-sweep-") as tmp:
         for _ in range(args.repeats):
@@ -98,15 +137,19 @@ def main() -> None:
             wall_loop, fit_loop = loop(Path(tmp), trials, args.epochs)
             figures["shell loop"].append((wall_loop, fit_loop, 1))
     loop_wall = statistics.median(w for w, _, _ in figures["shell loop"])
-    print(f"{args.trials} trials of configs/digits_sweep.yaml, {args.epochs} epochs each, {cores} cores, "
-          f"median of {args.repeats}; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(
+        f"{args.trials} trials of configs/digits_sweep.yaml, {args.epochs} epochs each, {cores} cores, "
+        f"median of {args.repeats}; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
     print(f"{'':22} {'wall s':>8} {'trials/min':>11} {'vs loop':>8} {'outside training':>17}")
     for name, rows in figures.items():
         if not rows:
             continue
         wall = statistics.median(w for w, _, _ in rows)
         outside = statistics.median(1 - fit / (w * k) for w, fit, k in rows)
-        print(f"{name:22} {wall:8.1f} {60 * args.trials / wall:11.1f} {wall / loop_wall:7.2f}x {outside:16.0%}")
+        print(
+            f"{name:22} {wall:8.1f} {60 * args.trials / wall:11.1f} {wall / loop_wall:7.2f}x {outside:16.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -77,14 +77,22 @@ def write_csv(path: Path, rows: int, seed: int = 0, chunk: int = 100_000) -> Pat
     with open(path, "wb") as handle:
         handle.write((",".join(names) + "\n").encode())
         options = pcsv.WriteOptions(include_header=False, quoting_style="none")
-        with pcsv.CSVWriter(handle, pa.schema([(n, pa.float64()) for n in names[:-1]] + [("label", pa.int64())]),
-                            write_options=options) as writer:
+        with pcsv.CSVWriter(
+            handle,
+            pa.schema([(n, pa.float64()) for n in names[:-1]] + [("label", pa.int64())]),
+            write_options=options,
+        ) as writer:
             for start in range(0, rows, chunk):
                 n = min(chunk, rows - start)
                 label = rng.integers(0, 10, size=n)
-                mantissa = np.clip(np.rint(rng.normal(size=(n, FEATURES)) * spread * 999_999
-                                           + label[:, None] * 20_000), -999_999, 999_999)
-                values = mantissa / 10.0 ** decimals  # written as the shortest text: <= 6 digits
+                mantissa = np.clip(
+                    np.rint(
+                        rng.normal(size=(n, FEATURES)) * spread * 999_999 + label[:, None] * 20_000
+                    ),
+                    -999_999,
+                    999_999,
+                )
+                values = mantissa / 10.0**decimals  # written as the shortest text: <= 6 digits
                 columns = [pa.array(values[:, j]) for j in range(FEATURES)] + [pa.array(label)]
                 writer.write_table(pa.Table.from_arrays(columns, names=names))
     return path
@@ -136,7 +144,9 @@ def child(reader: str, path: str) -> dict:
         from dlcli.data.tables.whole import read_table
 
         def read():
-            file = TableFile.open(path, header="auto", columns=None, delimiter="auto", missing=["", "?", "NA"])
+            file = TableFile.open(
+                path, header="auto", columns=None, delimiter="auto", missing=["", "?", "NA"]
+            )
             features = [name for name in file.format.names if name != "label"]
             table = read_table(file, features, "label", {}, "fill")
             return table, table.x.nbytes + table.y.nbytes, table.x.shape, str(table.y.dtype)
@@ -145,13 +155,23 @@ def child(reader: str, path: str) -> dict:
 
         def read():
             table = pyarrow.csv.read_csv(path)
-            return table, table.nbytes, (table.num_rows, table.num_columns), str(table.schema.types[-1])
+            return (
+                table,
+                table.nbytes,
+                (table.num_rows, table.num_columns),
+                str(table.schema.types[-1]),
+            )
     elif reader == "pandas":
         import pandas
 
         def read():
             frame = pandas.read_csv(path)
-            return frame, int(frame.memory_usage(index=True).sum()), frame.shape, str(frame.dtypes.iloc[-1])
+            return (
+                frame,
+                int(frame.memory_usage(index=True).sum()),
+                frame.shape,
+                str(frame.dtypes.iloc[-1]),
+            )
     elif reader == "loadtxt":
         import numpy
 
@@ -169,9 +189,17 @@ def child(reader: str, path: str) -> dict:
     del result
     # pyarrow's Array.to_numpy imports pandas where it is installed (about 0.2 s and 40 MB):
     # a reader built on it pays that inside the read.
-    return {"reader": reader, "seconds": seconds, "rss_base": base, "rss_peak": peak, "ru_maxrss": ru_maxrss(),
-            "out_bytes": int(out_bytes), "shape": list(shape), "y_dtype": dtype,
-            "read_imported_pandas": "pandas" in sys.modules and not had_pandas}
+    return {
+        "reader": reader,
+        "seconds": seconds,
+        "rss_base": base,
+        "rss_peak": peak,
+        "ru_maxrss": ru_maxrss(),
+        "out_bytes": int(out_bytes),
+        "shape": list(shape),
+        "y_dtype": dtype,
+        "read_imported_pandas": "pandas" in sys.modules and not had_pandas,
+    }
 
 
 # ---------------------------------------------------------------- the parent
@@ -179,9 +207,19 @@ def child(reader: str, path: str) -> dict:
 
 def run_child(reader: str, path: Path) -> dict:
     busy, cpu, started = busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", reader, str(path)],
-                          capture_output=True, text=True, env=env, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", reader, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     wall, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -215,8 +253,10 @@ def bench_size(path: Path, rows: int, readers: list[str], repeats: int) -> dict:
             results[reader].append(out)
             other = f" (other {out['other_cpu_s']:.1f} cpu-s)" if noisy_run(out) else ""
             pandas = " (imported pandas)" if out["read_imported_pandas"] else ""
-            line.append(f"{reader} {out['seconds']:.2f} s {(out['rss_peak'] - out['rss_base']) / 1e6:.0f} MB"
-                        f"{pandas}{other}")
+            line.append(
+                f"{reader} {out['seconds']:.2f} s {(out['rss_peak'] - out['rss_base']) / 1e6:.0f} MB"
+                f"{pandas}{other}"
+            )
         print(f"  {rows:,} rows, repeat {repeat}/{repeats}: " + ", ".join(line), flush=True)
     summary = {}
     for reader, runs in results.items():
@@ -240,15 +280,28 @@ def bench_size(path: Path, rows: int, readers: list[str], repeats: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="200000,1000000", help="rows of each generated CSV (default 200000,1000000)")
-    p.add_argument("--repeats", type=int, default=3, help="fresh processes per reader and size (default 3)")
-    p.add_argument("--no-loadtxt-1m", action="store_true",
-                   help=f"skip numpy.loadtxt for sizes of {LOADTXT_SLOW:,} rows and more (it is slow)")
+    p.add_argument(
+        "--sizes",
+        default="200000,1000000",
+        help="rows of each generated CSV (default 200000,1000000)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="fresh processes per reader and size (default 3)"
+    )
+    p.add_argument(
+        "--no-loadtxt-1m",
+        action="store_true",
+        help=f"skip numpy.loadtxt for sizes of {LOADTXT_SLOW:,} rows and more (it is slow)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data (default 0)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", nargs=2, metavar=("READER", "PATH"), help=argparse.SUPPRESS)
-    p.add_argument("--write", nargs=2, metavar=("ROWS", "PATH"),
-                   help="only write the generated CSV of ROWS rows to PATH (with --seed)")
+    p.add_argument(
+        "--write",
+        nargs=2,
+        metavar=("ROWS", "PATH"),
+        help="only write the generated CSV of ROWS rows to PATH (with --seed)",
+    )
     args = p.parse_args()
 
     if args.write:
@@ -262,26 +315,51 @@ def main() -> int:
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     from bench_train import dlcli_state  # the benchmarks folder is this script's
 
-    print(f"{dlcli_state()}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.repeats} fresh processes per reader"
-          f" and size; readers in the order {', '.join(READERS)}", flush=True)
+    print(
+        f"{dlcli_state()}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.repeats} fresh processes per reader"
+        f" and size; readers in the order {', '.join(READERS)}",
+        flush=True,
+    )
     results = {}
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-tables-") as tmp:
         for rows in sizes:
             path = Path(tmp) / f"table-{rows}.csv"
             started = time.perf_counter()
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--write", str(rows), str(path),
-                            "--seed", str(args.seed)], check=True)  # keeps this process small
-            print(f"wrote {rows:,} x {FEATURES + 1} ({path.stat().st_size / 1e6:.0f} MB) in"
-                  f" {time.perf_counter() - started:.1f} s", flush=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--write",
+                    str(rows),
+                    str(path),
+                    "--seed",
+                    str(args.seed),
+                ],
+                check=True,
+            )  # keeps this process small
+            print(
+                f"wrote {rows:,} x {FEATURES + 1} ({path.stat().st_size / 1e6:.0f} MB) in"
+                f" {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
             warm(path)
-            readers = [r for r in READERS if not (r == "loadtxt" and args.no_loadtxt_1m and rows >= LOADTXT_SLOW)]
-            results[rows] = {"file_bytes": path.stat().st_size, "array_bytes": array_bytes(rows),
-                             "readers": bench_size(path, rows, readers, args.repeats)}
+            readers = [
+                r
+                for r in READERS
+                if not (r == "loadtxt" and args.no_loadtxt_1m and rows >= LOADTXT_SLOW)
+            ]
+            results[rows] = {
+                "file_bytes": path.stat().st_size,
+                "array_bytes": array_bytes(rows),
+                "readers": bench_size(path, rows, readers, args.repeats),
+            }
             path.unlink()
 
     print()
-    header = f"{'reader':<8} {'rows':>9} {'median s':>9} {'ratio':>6} {'peak MB':>8} {'peak/array':>10}" \
-             f" {'output MB':>9} {'other cpu-s':>11}"
+    header = (
+        f"{'reader':<8} {'rows':>9} {'median s':>9} {'ratio':>6} {'peak MB':>8} {'peak/array':>10}"
+        f" {'output MB':>9} {'other cpu-s':>11}"
+    )
     print(header)
     print("-" * len(header))
     failed = []
@@ -289,29 +367,41 @@ def main() -> int:
     for rows, result in results.items():
         array = result["array_bytes"]
         for reader, r in result["readers"].items():
-            print(f"{reader:<8} {rows:>9,} {r['median_s']:>9.3f} {r['ratio_to_pyarrow']:>6.2f}"
-                  f" {r['peak_over_base_bytes'] / 1e6:>8.0f} {r['peak_over_base_bytes'] / array:>10.2f}"
-                  f" {r['out_bytes'] / 1e6:>9.0f} {r['max_other_cpu_s']:>11.1f}")
+            print(
+                f"{reader:<8} {rows:>9,} {r['median_s']:>9.3f} {r['ratio_to_pyarrow']:>6.2f}"
+                f" {r['peak_over_base_bytes'] / 1e6:>8.0f} {r['peak_over_base_bytes'] / array:>10.2f}"
+                f" {r['out_bytes'] / 1e6:>9.0f} {r['max_other_cpu_s']:>11.1f}"
+            )
             noisy |= any(noisy_run(run) for run in r["runs"])
         d = result["readers"]["dlcli"]
         if d["ratio_to_pyarrow"] > MAX_TIME_RATIO:
-            failed.append(f"time at {rows:,} rows: dlcli / pyarrow {d['ratio_to_pyarrow']:.2f} > {MAX_TIME_RATIO}")
+            failed.append(
+                f"time at {rows:,} rows: dlcli / pyarrow {d['ratio_to_pyarrow']:.2f} > {MAX_TIME_RATIO}"
+            )
         if d["peak_over_base_bytes"] > MAX_MEMORY_RATIO * array:
-            failed.append(f"memory at {rows:,} rows: dlcli's peak {d['peak_over_base_bytes'] / 1e6:.0f} MB >"
-                          f" {MAX_MEMORY_RATIO} x {array / 1e6:.0f} MB of arrays")
-    print("\nmedian s: the read alone, timed in a fresh process after its imports; ratio: median of the per-repeat"
-          " ratios to pyarrow.csv.read_csv;\npeak MB: the process's peak RSS minus its RSS after the imports (median);"
-          " peak/array: that over rows x 260 bytes (x float32 + y int64);\noutput MB: what the reader returned;"
-          " other cpu-s: the most CPU time other processes used during one of the reader's runs")
+            failed.append(
+                f"memory at {rows:,} rows: dlcli's peak {d['peak_over_base_bytes'] / 1e6:.0f} MB >"
+                f" {MAX_MEMORY_RATIO} x {array / 1e6:.0f} MB of arrays"
+            )
+    print(
+        "\nmedian s: the read alone, timed in a fresh process after its imports; ratio: median of the per-repeat"
+        " ratios to pyarrow.csv.read_csv;\npeak MB: the process's peak RSS minus its RSS after the imports (median);"
+        " peak/array: that over rows x 260 bytes (x float32 + y int64);\noutput MB: what the reader returned;"
+        " other cpu-s: the most CPU time other processes used during one of the reader's runs"
+    )
     if noisy:
-        print("warning: other processes used over 5% of a child's wall time in CPU; times are noisy,"
-              " run again on a quiet machine or with more --repeats")
+        print(
+            "warning: other processes used over 5% of a child's wall time in CPU; times are noisy,"
+            " run again on a quiet machine or with more --repeats"
+        )
     if args.json:
         args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2) + "\n")
     if failed:
         print("FAIL: " + "; ".join(failed))
         return 1
-    print(f"OK: dlcli within {MAX_TIME_RATIO}x pyarrow's time and {MAX_MEMORY_RATIO}x the arrays' size in memory")
+    print(
+        f"OK: dlcli within {MAX_TIME_RATIO}x pyarrow's time and {MAX_MEMORY_RATIO}x the arrays' size in memory"
+    )
     return 0
 
 

@@ -46,7 +46,11 @@ WORKLOADS = {
     "digits": {"config": HERE / "configs" / "digits_mlp.yaml", "npz": False},
     "large": {"config": HERE / "configs" / "large_mlp.yaml", "npz": True},
     # baseline_table.py reads the config itself (data, columns, model, optimizer, epochs)
-    "census": {"config": HERE / "configs" / "census_mlp.yaml", "npz": False, "baseline": TABLE_BASELINE},
+    "census": {
+        "config": HERE / "configs" / "census_mlp.yaml",
+        "npz": False,
+        "baseline": TABLE_BASELINE,
+    },
     # The peer table's workloads (issue: speed): CSV files with a header, read by the plain
     # script with numpy.loadtxt; written into the temporary folder from fixed seeds.
     "digits_csv": {"config": HERE / "configs" / "digits_csv.yaml", "csv": "digits"},
@@ -81,7 +85,12 @@ def make_seed_npz(path: Path) -> Path:
     rng = np.random.default_rng(3)
     centres = rng.uniform(0.3, 0.7, size=(30, 784))
     y = rng.integers(0, 10, size=60_000)
-    x = np.clip(centres[y * 3 + rng.integers(0, 3, size=y.size)] + rng.normal(scale=0.6, size=(y.size, 784)), 0, 1)
+    x = np.clip(
+        centres[y * 3 + rng.integers(0, 3, size=y.size)]
+        + rng.normal(scale=0.6, size=(y.size, 784)),
+        0,
+        1,
+    )
     np.savez(path, x_train=x.astype("float32"), y_train=y.astype("int64"))
     return path
 
@@ -94,7 +103,14 @@ def make_csv(kind: str, path: Path) -> Path:
 
         x, y = load_digits(return_X_y=True)
         header = ",".join([f"p{i}" for i in range(x.shape[1])] + ["label"])
-        np.savetxt(path, np.column_stack([x, y]).astype(int), fmt="%d", delimiter=",", header=header, comments="")
+        np.savetxt(
+            path,
+            np.column_stack([x, y]).astype(int),
+            fmt="%d",
+            delimiter=",",
+            header=header,
+            comments="",
+        )
         return path
     sys.path.insert(0, str(HERE))
     from bench_tables import write_csv
@@ -117,19 +133,38 @@ def baseline_args(config_path: Path) -> list[str]:
         elif layer["type"] == "Dropout" and i == 1:
             dropout = layer["rate"]
         else:
-            raise SystemExit(f"{config_path}: layer {i} ({layer}) is not what baseline_keras.py builds")
+            raise SystemExit(
+                f"{config_path}: layer {i} ({layer}) is not what baseline_keras.py builds"
+            )
     last = layers[-1]
     if last["type"] != "Dense" or last.get("activation") != "softmax":
         raise SystemExit(f"{config_path}: the last layer must be Dense softmax")
     training = cfg["training"]
-    if training.get("early_stopping") or training.get("reduce_lr_on_plateau") or training.get("callbacks"):
-        raise SystemExit(f"{config_path}: the benchmark needs a fixed number of epochs and no callbacks")
+    if (
+        training.get("early_stopping")
+        or training.get("reduce_lr_on_plateau")
+        or training.get("callbacks")
+    ):
+        raise SystemExit(
+            f"{config_path}: the benchmark needs a fixed number of epochs and no callbacks"
+        )
     optimizer = cfg["compile"]["optimizer"]
-    if not (optimizer == "adam" or (optimizer["type"] == "adam" and optimizer.get("learning_rate", 0.001) == 0.001)):
+    if not (
+        optimizer == "adam"
+        or (optimizer["type"] == "adam" and optimizer.get("learning_rate", 0.001) == 0.001)
+    ):
         raise SystemExit(f"{config_path}: the baseline uses adam with its default learning rate")
     return [
-        "--epochs", str(training["epochs"]), "--batch-size", str(training["batch_size"]),
-        "--hidden", ",".join(map(str, hidden)), "--dropout", str(dropout), "--seed", str(cfg["seed"]),
+        "--epochs",
+        str(training["epochs"]),
+        "--batch-size",
+        str(training["batch_size"]),
+        "--hidden",
+        ",".join(map(str, hidden)),
+        "--dropout",
+        str(dropout),
+        "--seed",
+        str(cfg["seed"]),
     ]
 
 
@@ -157,7 +192,9 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str, dict]:
     """
     busy, cpu = busy_cpu_seconds(), children_cpu_seconds()
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     seconds = time.perf_counter() - started
     cpu = children_cpu_seconds() - cpu
     other = None if busy is None else max(0.0, busy_cpu_seconds() - busy - cpu)
@@ -177,9 +214,12 @@ def run_dlcli(cmd: list[str], runs: Path, cache: Path) -> tuple[float, dict]:
         epoch_times = [float(row["epoch_time_s"]) for row in csv.DictReader(handle)]
     shutil.rmtree(run)  # keep the disk as it was; each run writes into an empty runs dir
     return seconds, {
-        "test_accuracy": metrics["test"].get("accuracy"), "epochs_run": metrics["epochs_run"],
+        "test_accuracy": metrics["test"].get("accuracy"),
+        "epochs_run": metrics["epochs_run"],
         "steps_per_execution": record.get("runtime", {}).get("steps_per_execution"),
-        "backend": record.get("runtime", {}).get("backend"), "epoch_s": later_epochs(epoch_times), **cpu,
+        "backend": record.get("runtime", {}).get("backend"),
+        "epoch_s": later_epochs(epoch_times),
+        **cpu,
     }
 
 
@@ -196,17 +236,37 @@ def later_epochs(times: list[float]) -> float | None:
 
 def noisy_pair(row: dict, share: float = 0.05) -> bool:
     """Other processes used more than `share` of a run's wall time in CPU time."""
-    return any((row[side]["other_cpu_s"] or 0) > share * row[f"{side}_s"] for side in ("dlcli", "plain"))
+    return any(
+        (row[side]["other_cpu_s"] or 0) > share * row[f"{side}_s"] for side in ("dlcli", "plain")
+    )
 
 
-def bench(name: str, repeats: int, warmup: int, match_runtime: bool, tmp: Path, retry_noisy: int = 0,
-          dlcli_set: tuple = (), plain_backend: str = "tensorflow", cold: bool = False,
-          vary_seed: bool = False) -> dict:
+def bench(
+    name: str,
+    repeats: int,
+    warmup: int,
+    match_runtime: bool,
+    tmp: Path,
+    retry_noisy: int = 0,
+    dlcli_set: tuple = (),
+    plain_backend: str = "tensorflow",
+    cold: bool = False,
+    vary_seed: bool = False,
+) -> dict:
     spec = WORKLOADS[name]
     config = spec["config"]
     runs = tmp / f"runs-{name}"
     runs.mkdir()
-    dlcli_cmd = [sys.executable, "-m", "dlcli", "train", str(config), "--quiet", "--runs-dir", str(runs)]
+    dlcli_cmd = [
+        sys.executable,
+        "-m",
+        "dlcli",
+        "train",
+        str(config),
+        "--quiet",
+        "--runs-dir",
+        str(runs),
+    ]
     if spec.get("baseline") == TABLE_BASELINE:
         plain_cmd = [sys.executable, str(TABLE_BASELINE), str(config)]
     else:
@@ -263,32 +323,48 @@ def bench(name: str, repeats: int, warmup: int, match_runtime: bool, tmp: Path, 
         else:
             rows.append(row)
             noise += " (noisy, kept: no retries left)" if noisy else ""
-        epochs = (f"  | epoch {info['epoch_s']:.3f} / {plain['epoch_s']:.3f} s"
-                  if info["epoch_s"] and plain["epoch_s"] else "")
-        print(f"  {name} pair {index}/{repeats}: dlcli {a:6.2f} s  plain {b:6.2f} s  ratio {a / b:.3f}"
-              f"  | cpu {info['cpu_s']:6.2f} / {plain['cpu_s']:6.2f} s{epochs}"
-              f"  | test acc {info['test_accuracy']:.4f} / {plain['test_accuracy']:.4f}{noise}", flush=True)
+        epochs = (
+            f"  | epoch {info['epoch_s']:.3f} / {plain['epoch_s']:.3f} s"
+            if info["epoch_s"] and plain["epoch_s"]
+            else ""
+        )
+        print(
+            f"  {name} pair {index}/{repeats}: dlcli {a:6.2f} s  plain {b:6.2f} s  ratio {a / b:.3f}"
+            f"  | cpu {info['cpu_s']:6.2f} / {plain['cpu_s']:6.2f} s{epochs}"
+            f"  | test acc {info['test_accuracy']:.4f} / {plain['test_accuracy']:.4f}{noise}",
+            flush=True,
+        )
     dlcli_med = statistics.median(r["dlcli_s"] for r in rows)
     plain_med = statistics.median(r["plain_s"] for r in rows)
-    epoch_pairs = [r["plain"]["epoch_s"] / r["dlcli"]["epoch_s"] for r in rows
-                   if r["dlcli"]["epoch_s"] and r["plain"]["epoch_s"]]
+    epoch_pairs = [
+        r["plain"]["epoch_s"] / r["dlcli"]["epoch_s"]
+        for r in rows
+        if r["dlcli"]["epoch_s"] and r["plain"]["epoch_s"]
+    ]
     return {
         "backends": (rows[0]["dlcli"]["backend"], rows[0]["plain"]["backend"]),
-        "epoch_s": (statistics.median(r["dlcli"]["epoch_s"] for r in rows) if epoch_pairs else None,
-                    statistics.median(r["plain"]["epoch_s"] for r in rows) if epoch_pairs else None),
+        "epoch_s": (
+            statistics.median(r["dlcli"]["epoch_s"] for r in rows) if epoch_pairs else None,
+            statistics.median(r["plain"]["epoch_s"] for r in rows) if epoch_pairs else None,
+        ),
         "epoch_speedup": statistics.median(epoch_pairs) if epoch_pairs else None,
         "vs_ludwig": LUDWIG_S[name] / dlcli_med if name in LUDWIG_S else None,
-        "workload": name, "repeats": repeats, "pairs": rows,
-        "dlcli_median_s": dlcli_med, "plain_median_s": plain_med,
+        "workload": name,
+        "repeats": repeats,
+        "pairs": rows,
+        "dlcli_median_s": dlcli_med,
+        "plain_median_s": plain_med,
         "ratio_of_medians": dlcli_med / plain_med,
         "median_ratio": statistics.median(r["ratio"] for r in rows),
         "cpu_ratio": statistics.median(r["dlcli"]["cpu_s"] for r in rows)
         / statistics.median(r["plain"]["cpu_s"] for r in rows),
         # one seed: the median; --vary-seed: the mean over the pairs' seeds
         "dlcli_test_accuracy": (statistics.mean if vary_seed else statistics.median)(
-            r["dlcli"]["test_accuracy"] for r in rows),
+            r["dlcli"]["test_accuracy"] for r in rows
+        ),
         "plain_test_accuracy": (statistics.mean if vary_seed else statistics.median)(
-            r["plain"]["test_accuracy"] for r in rows),
+            r["plain"]["test_accuracy"] for r in rows
+        ),
         "seeds": [base_seed + i for i in range(len(rows))] if vary_seed else [base_seed],
         "epochs": (rows[0]["dlcli"]["epochs_run"], rows[0]["plain"]["epochs_run"]),
     }
@@ -298,10 +374,18 @@ def dlcli_state() -> str:
     """Which dlcli is measured: its version and, in a git checkout, the commit (+dirty)."""
     root = HERE.parent
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "dlcli"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "dlcli"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         where = f" at {commit}{' + uncommitted changes in dlcli/' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
         where = ""
@@ -317,29 +401,56 @@ def main() -> int:
     p = argparse.ArgumentParser(description="dlcli train vs a plain Keras script, end to end.")
     p.add_argument("--repeats", type=int, default=3, help="A/B pairs per workload (default 3)")
     p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
-    p.add_argument("--max-ratio", type=float, default=1.05, help="fail above this median dlcli/plain ratio")
+    p.add_argument(
+        "--max-ratio", type=float, default=1.05, help="fail above this median dlcli/plain ratio"
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed A/B pairs first (default 1)")
-    p.add_argument("--match-runtime", action="store_true",
-                   help="diagnostic: give the plain script dlcli's steps_per_execution, to isolate "
-                        "dlcli's fixed overhead from its runtime choices")
-    p.add_argument("--retry-noisy", type=int, default=1, metavar="K",
-                   help="run a pair again (at most K times per workload) when other processes used"
-                        " over 5%% of its wall time in CPU (Linux; default 1)")
-    p.add_argument("--dlcli-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="diagnostic: an extra --set for dlcli only (e.g. output.plots=false), to see"
-                        " what a feature costs; the plain script is unchanged")
-    p.add_argument("--plain-backend", default="tensorflow", choices=("tensorflow", "jax", "torch"),
-                   help="KERAS_BACKEND for the plain script (default tensorflow: Keras's default, what "
-                        "a script gets unless its user changes it)")
-    p.add_argument("--cold", action="store_true",
-                   help="an empty JAX compilation cache for every dlcli run (a config's first run); "
-                        "default: the warm-up run fills it, as for a config run again")
-    p.add_argument("--vary-seed", action="store_true",
-                   help="pair i uses seed (config seed + i) on both sides; the accuracy columns are then"
-                        " means over the seeds (one seed's accuracy differs between any two scripts by"
-                        " the luck of initialisation and shuffling)")
+    p.add_argument(
+        "--match-runtime",
+        action="store_true",
+        help="diagnostic: give the plain script dlcli's steps_per_execution, to isolate "
+        "dlcli's fixed overhead from its runtime choices",
+    )
+    p.add_argument(
+        "--retry-noisy",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run a pair again (at most K times per workload) when other processes used"
+        " over 5%% of its wall time in CPU (Linux; default 1)",
+    )
+    p.add_argument(
+        "--dlcli-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="diagnostic: an extra --set for dlcli only (e.g. output.plots=false), to see"
+        " what a feature costs; the plain script is unchanged",
+    )
+    p.add_argument(
+        "--plain-backend",
+        default="tensorflow",
+        choices=("tensorflow", "jax", "torch"),
+        help="KERAS_BACKEND for the plain script (default tensorflow: Keras's default, what "
+        "a script gets unless its user changes it)",
+    )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="an empty JAX compilation cache for every dlcli run (a config's first run); "
+        "default: the warm-up run fills it, as for a config run again",
+    )
+    p.add_argument(
+        "--vary-seed",
+        action="store_true",
+        help="pair i uses seed (config seed + i) on both sides; the accuracy columns are then"
+        " means over the seeds (one seed's accuracy differs between any two scripts by"
+        " the luck of initialisation and shuffling)",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
-    p.add_argument("--make-npz", type=Path, metavar="PATH", help="only write the 'large' NPZ to PATH")
+    p.add_argument(
+        "--make-npz", type=Path, metavar="PATH", help="only write the 'large' NPZ to PATH"
+    )
     args = p.parse_args()
 
     if args.make_npz:
@@ -348,22 +459,38 @@ def main() -> int:
         return 0
 
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    print(f"{dlcli_state()}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs;"
-          f" {args.repeats} A/B pairs per workload"
-          f" after {args.warmup} untimed; A = dlcli train, B = "
-          + ", ".join(sorted({WORKLOADS[n].get("baseline", BASELINE).name for n in names}))
-          + (" (with dlcli's steps_per_execution)" if args.match_runtime else "")
-          + "".join(f"; dlcli --set {item}" for item in args.dlcli_set), flush=True)
+    print(
+        f"{dlcli_state()}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs;"
+        f" {args.repeats} A/B pairs per workload"
+        f" after {args.warmup} untimed; A = dlcli train, B = "
+        + ", ".join(sorted({WORKLOADS[n].get("baseline", BASELINE).name for n in names}))
+        + (" (with dlcli's steps_per_execution)" if args.match_runtime else "")
+        + "".join(f"; dlcli --set {item}" for item in args.dlcli_set),
+        flush=True,
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-") as tmp:
         for name in names:
-            results.append(bench(name, args.repeats, args.warmup, args.match_runtime, Path(tmp),
-                                 args.retry_noisy, tuple(args.dlcli_set), args.plain_backend, args.cold,
-                                 args.vary_seed))
+            results.append(
+                bench(
+                    name,
+                    args.repeats,
+                    args.warmup,
+                    args.match_runtime,
+                    Path(tmp),
+                    args.retry_noisy,
+                    tuple(args.dlcli_set),
+                    args.plain_backend,
+                    args.cold,
+                    args.vary_seed,
+                )
+            )
 
     print()
-    header = f"{'workload':<10} {'backends':>13} {'epochs':>6} {'dlcli s':>8} {'plain s':>8} {'ratio':>6} {'ratio/pair':>10}" \
-             f" {'cpu ratio':>9} {'epoch x':>7} {'ludwig x':>8} {'dlcli acc':>9} {'plain acc':>9}"
+    header = (
+        f"{'workload':<10} {'backends':>13} {'epochs':>6} {'dlcli s':>8} {'plain s':>8} {'ratio':>6} {'ratio/pair':>10}"
+        f" {'cpu ratio':>9} {'epoch x':>7} {'ludwig x':>8} {'dlcli acc':>9} {'plain acc':>9}"
+    )
     print(header)
     print("-" * len(header))
     failed = []
@@ -371,22 +498,33 @@ def main() -> int:
         backends = "/".join({"tensorflow": "tf"}.get(b, b) for b in r["backends"])
         speedup = f"{r['epoch_speedup']:>7.2f}" if r["epoch_speedup"] else f"{'-':>7}"
         ludwig = f"{r['vs_ludwig']:>8.2f}" if r["vs_ludwig"] else f"{'-':>8}"
-        print(f"{r['workload']:<10} {backends:>13} {r['epochs'][0]:>6} {r['dlcli_median_s']:>8.2f} {r['plain_median_s']:>8.2f}"
-              f" {r['ratio_of_medians']:>6.3f} {r['median_ratio']:>10.3f} {r['cpu_ratio']:>9.3f} {speedup} {ludwig}"
-              f" {r['dlcli_test_accuracy']:>9.4f} {r['plain_test_accuracy']:>9.4f}")
+        print(
+            f"{r['workload']:<10} {backends:>13} {r['epochs'][0]:>6} {r['dlcli_median_s']:>8.2f} {r['plain_median_s']:>8.2f}"
+            f" {r['ratio_of_medians']:>6.3f} {r['median_ratio']:>10.3f} {r['cpu_ratio']:>9.3f} {speedup} {ludwig}"
+            f" {r['dlcli_test_accuracy']:>9.4f} {r['plain_test_accuracy']:>9.4f}"
+        )
         if r["median_ratio"] > args.max_ratio or math.isnan(r["median_ratio"]):
             failed.append(r["workload"])
-    print("\nseconds are medians of wall time per process; ratio = dlcli median / plain median;"
-          " ratio/pair = median of the per-pair ratios (the gate);\ncpu ratio = the same for user+system"
-          " CPU time (less sensitive to other jobs on the machine; not the gate);\nbackends = dlcli's"
-          " (runtime.backend: auto) / the plain script's; epoch x = plain seconds per epoch / dlcli's"
-          " (epochs after the first, median of pairs);\nludwig x = Ludwig 0.11's time from the speed"
-          " issue / dlcli's median" + ("; acc = mean test accuracy over the pairs' seeds" if args.vary_seed
-                                       else "; acc = median test accuracy (one seed)"))
+    print(
+        "\nseconds are medians of wall time per process; ratio = dlcli median / plain median;"
+        " ratio/pair = median of the per-pair ratios (the gate);\ncpu ratio = the same for user+system"
+        " CPU time (less sensitive to other jobs on the machine; not the gate);\nbackends = dlcli's"
+        " (runtime.backend: auto) / the plain script's; epoch x = plain seconds per epoch / dlcli's"
+        " (epochs after the first, median of pairs);\nludwig x = Ludwig 0.11's time from the speed"
+        " issue / dlcli's median"
+        + (
+            "; acc = mean test accuracy over the pairs' seeds"
+            if args.vary_seed
+            else "; acc = median test accuracy (one seed)"
+        )
+    )
     noisy = [r["workload"] for r in results for pair in r["pairs"] if noisy_pair(pair)]
     if noisy:
-        print("warning: other processes used the CPU during some runs (" + ", ".join(sorted(set(noisy)))
-              + "); wall times are noisy, run again on a quiet machine or with more --repeats")
+        print(
+            "warning: other processes used the CPU during some runs ("
+            + ", ".join(sorted(set(noisy)))
+            + "); wall times are noisy, run again on a quiet machine or with more --repeats"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if failed:

@@ -38,10 +38,24 @@ import yaml
 PEAK_BF16 = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
 
 WORKLOADS = {
-    "seed": {"samples": 60_000, "features": 784, "classes": 10, "layers": [128, 64], "batch": 32,
-             "epochs": 5, "precision": "auto"},
-    "large": {"samples": 262_144, "features": 1024, "classes": 10, "layers": [4096] * 4, "batch": 4096,
-              "epochs": 5, "precision": "mixed_bfloat16"},
+    "seed": {
+        "samples": 60_000,
+        "features": 784,
+        "classes": 10,
+        "layers": [128, 64],
+        "batch": 32,
+        "epochs": 5,
+        "precision": "auto",
+    },
+    "large": {
+        "samples": 262_144,
+        "features": 1024,
+        "classes": 10,
+        "layers": [4096] * 4,
+        "batch": 4096,
+        "epochs": 5,
+        "precision": "mixed_bfloat16",
+    },
 }
 
 
@@ -61,10 +75,20 @@ def write_data(path: Path, spec: dict) -> None:
 def config(spec: dict, data: Path, backend: str) -> dict:
     layers = [{"type": "Dense", "units": units, "activation": "relu"} for units in spec["layers"]]
     return {
-        "name": "gpu-bench", "seed": 0,
+        "name": "gpu-bench",
+        "seed": 0,
         "data": {"source": "npz", "path": str(data), "validation_split": 0.0, "test_split": 0.05},
-        "model": {"layers": [*layers, {"type": "Dense", "units": spec["classes"], "activation": "softmax"}]},
-        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "model": {
+            "layers": [
+                *layers,
+                {"type": "Dense", "units": spec["classes"], "activation": "softmax"},
+            ]
+        },
+        "compile": {
+            "optimizer": "adam",
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "training": {"epochs": spec["epochs"], "batch_size": spec["batch"]},
         "runtime": {"backend": backend, "precision": spec["precision"]},
         "output": {"tensorboard": False, "plots": False},
@@ -76,8 +100,22 @@ def run(name: str, spec: dict, backend: str, folder: Path) -> dict:
     write_data(data, spec)
     cfg = folder / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump(config(spec, data, backend)))
-    out = subprocess.run([sys.executable, "-m", "dlcli", "train", str(cfg), "--json", "--quiet",
-                          "--runs-dir", str(folder / "runs")], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            str(cfg),
+            "--json",
+            "--quiet",
+            "--runs-dir",
+            str(folder / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{name}: dlcli train failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout)
@@ -90,9 +128,15 @@ def run(name: str, spec: dict, backend: str, folder: Path) -> dict:
     per_s = train_samples / epoch_s
     tflops = flops_per_sample(spec) * per_s / 1e12
     gpus = [d for d in record["devices"] if d["type"] == "GPU"]
-    return {"workload": name, "device": gpus[0]["name"] if gpus else "CPU", "precision": record["runtime"]["precision"],
-            "epoch_s": epoch_s, "samples_per_s": per_s, "tflops": tflops,
-            "epochs": times}
+    return {
+        "workload": name,
+        "device": gpus[0]["name"] if gpus else "CPU",
+        "precision": record["runtime"]["precision"],
+        "epoch_s": epoch_s,
+        "samples_per_s": per_s,
+        "tflops": tflops,
+        "epochs": times,
+    }
 
 
 def peak_for(name: str) -> float | None:
@@ -103,8 +147,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="jax", choices=["jax", "tensorflow", "torch"])
     parser.add_argument("--workload", default="all", choices=["all", *WORKLOADS])
-    parser.add_argument("--peak-tflops", type=float, default=None, help="the card's bf16 peak (default: by name)")
-    parser.add_argument("--small", action="store_true", help="shrink the workloads (a check of the script on CPU)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="the card's bf16 peak (default: by name)"
+    )
+    parser.add_argument(
+        "--small", action="store_true", help="shrink the workloads (a check of the script on CPU)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
@@ -113,17 +161,25 @@ def main() -> None:
         for name in names:
             spec = dict(WORKLOADS[name])
             if args.small:
-                spec.update(samples=min(spec["samples"], 4096), layers=[min(u, 256) for u in spec["layers"]],
-                            batch=min(spec["batch"], 256), epochs=3)
+                spec.update(
+                    samples=min(spec["samples"], 4096),
+                    layers=[min(u, 256) for u in spec["layers"]],
+                    batch=min(spec["batch"], 256),
+                    epochs=3,
+                )
             result = run(name, spec, args.backend, Path(tmp))
             peak = args.peak_tflops or peak_for(result["device"])
             result["peak_share"] = result["tflops"] / peak if peak else None
             results.append(result)
-    print(f"{'workload':<8} {'device':<24} {'precision':<15} {'s/epoch':>8} {'samples/s':>11} {'TFLOP/s':>8} {'of peak':>8}")
+    print(
+        f"{'workload':<8} {'device':<24} {'precision':<15} {'s/epoch':>8} {'samples/s':>11} {'TFLOP/s':>8} {'of peak':>8}"
+    )
     for r in results:
         share = f"{100 * r['peak_share']:.0f} %" if r["peak_share"] is not None else "?"
-        print(f"{r['workload']:<8} {r['device'][:24]:<24} {r['precision']:<15} {r['epoch_s']:>8.3f} "
-              f"{r['samples_per_s']:>11,.0f} {r['tflops']:>8.2f} {share:>8}")
+        print(
+            f"{r['workload']:<8} {r['device'][:24]:<24} {r['precision']:<15} {r['epoch_s']:>8.3f} "
+            f"{r['samples_per_s']:>11,.0f} {r['tflops']:>8.2f} {share:>8}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

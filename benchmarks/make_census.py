@@ -18,20 +18,81 @@ import argparse
 
 import numpy as np
 
-COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-           "sex", "hours_per_week", "native_country", "income"]
-WORKCLASS = ["Private", "Self-emp-not-inc", "Local-gov", "State-gov", "Self-emp-inc", "Federal-gov", "Without-pay"]
-EDUCATION = [("HS-grad", 9, -0.9), ("Some-college", 10, -0.5), ("Bachelors", 13, 0.7), ("Masters", 14, 1.2),
-             ("Assoc-voc", 11, -0.2), ("11th", 7, -1.8), ("Assoc-acdm", 12, 0.0), ("10th", 6, -2.0),
-             ("Prof-school", 15, 1.8), ("Doctorate", 16, 1.9), ("9th", 5, -2.2), ("7th-8th", 4, -2.3)]
-MARITAL = [("Married-civ-spouse", 1.6), ("Never-married", -1.9), ("Divorced", -1.0), ("Separated", -1.2),
-           ("Widowed", -1.0), ("Married-spouse-absent", -0.8)]
-OCCUPATION = [("Prof-specialty", 0.9), ("Craft-repair", -0.2), ("Exec-managerial", 1.1), ("Adm-clerical", -0.6),
-              ("Sales", 0.1), ("Other-service", -1.6), ("Machine-op-inspct", -0.7), ("Transport-moving", -0.4),
-              ("Handlers-cleaners", -1.3), ("Farming-fishing", -1.1), ("Tech-support", 0.4),
-              ("Protective-serv", 0.3), ("Priv-house-serv", -2.0)]
-COUNTRIES = ["United-States"] * 30 + ["Mexico", "Philippines", "Germany", "Canada", "India", "England", "Cuba",
-                                      "China", "Jamaica", "South", "Italy", "Poland", "Vietnam", "Japan"]
+COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "sex",
+    "hours_per_week",
+    "native_country",
+    "income",
+]
+WORKCLASS = [
+    "Private",
+    "Self-emp-not-inc",
+    "Local-gov",
+    "State-gov",
+    "Self-emp-inc",
+    "Federal-gov",
+    "Without-pay",
+]
+EDUCATION = [
+    ("HS-grad", 9, -0.9),
+    ("Some-college", 10, -0.5),
+    ("Bachelors", 13, 0.7),
+    ("Masters", 14, 1.2),
+    ("Assoc-voc", 11, -0.2),
+    ("11th", 7, -1.8),
+    ("Assoc-acdm", 12, 0.0),
+    ("10th", 6, -2.0),
+    ("Prof-school", 15, 1.8),
+    ("Doctorate", 16, 1.9),
+    ("9th", 5, -2.2),
+    ("7th-8th", 4, -2.3),
+]
+MARITAL = [
+    ("Married-civ-spouse", 1.6),
+    ("Never-married", -1.9),
+    ("Divorced", -1.0),
+    ("Separated", -1.2),
+    ("Widowed", -1.0),
+    ("Married-spouse-absent", -0.8),
+]
+OCCUPATION = [
+    ("Prof-specialty", 0.9),
+    ("Craft-repair", -0.2),
+    ("Exec-managerial", 1.1),
+    ("Adm-clerical", -0.6),
+    ("Sales", 0.1),
+    ("Other-service", -1.6),
+    ("Machine-op-inspct", -0.7),
+    ("Transport-moving", -0.4),
+    ("Handlers-cleaners", -1.3),
+    ("Farming-fishing", -1.1),
+    ("Tech-support", 0.4),
+    ("Protective-serv", 0.3),
+    ("Priv-house-serv", -2.0),
+]
+COUNTRIES = ["United-States"] * 30 + [
+    "Mexico",
+    "Philippines",
+    "Germany",
+    "Canada",
+    "India",
+    "England",
+    "Cuba",
+    "China",
+    "Jamaica",
+    "South",
+    "Italy",
+    "Poland",
+    "Vietnam",
+    "Japan",
+]
 
 
 def rows(n: int, seed: int) -> list[list]:
@@ -39,16 +100,31 @@ def rows(n: int, seed: int) -> list[list]:
     out = []
     for _ in range(n):
         age = int(np.clip(rng.normal(38, 13), 17, 90))
-        edu, edu_num, edu_effect = EDUCATION[rng.choice(len(EDUCATION), p=_weights(len(EDUCATION), rng=None))]
-        marital, marital_effect = MARITAL[rng.choice(len(MARITAL), p=[0.46, 0.33, 0.12, 0.03, 0.03, 0.03])]
+        edu, edu_num, edu_effect = EDUCATION[
+            rng.choice(len(EDUCATION), p=_weights(len(EDUCATION), rng=None))
+        ]
+        marital, marital_effect = MARITAL[
+            rng.choice(len(MARITAL), p=[0.46, 0.33, 0.12, 0.03, 0.03, 0.03])
+        ]
         occupation, occupation_effect = OCCUPATION[rng.integers(len(OCCUPATION))]
         sex = "Male" if rng.random() < 0.67 else "Female"
         hours = int(np.clip(rng.normal(40, 12), 1, 99))
-        workclass = WORKCLASS[rng.choice(len(WORKCLASS), p=[0.7, 0.08, 0.06, 0.04, 0.04, 0.03, 0.05])]
+        workclass = WORKCLASS[
+            rng.choice(len(WORKCLASS), p=[0.7, 0.08, 0.06, 0.04, 0.04, 0.03, 0.05])
+        ]
         country = COUNTRIES[rng.integers(len(COUNTRIES))]
         fnlwgt = int(rng.lognormal(12, 0.5))
-        score = (edu_effect + marital_effect + occupation_effect + 0.04 * (age - 38) - 0.0006 * (age - 45) ** 2
-                 + 0.03 * (hours - 40) + 0.2 * (sex == "Male") - 0.9 + rng.normal(0, 0.6))
+        score = (
+            edu_effect
+            + marital_effect
+            + occupation_effect
+            + 0.04 * (age - 38)
+            - 0.0006 * (age - 45) ** 2
+            + 0.03 * (hours - 40)
+            + 0.2 * (sex == "Male")
+            - 0.9
+            + rng.normal(0, 0.6)
+        )
         income = ">50K" if score > 0 else "<=50K"
         if rng.random() < 0.05:
             workclass = "?"
@@ -58,7 +134,9 @@ def rows(n: int, seed: int) -> list[list]:
             country = "?"
         if rng.random() < 0.01:
             hours = "?"
-        out.append([age, workclass, fnlwgt, edu, edu_num, marital, occupation, sex, hours, country, income])
+        out.append(
+            [age, workclass, fnlwgt, edu, edu_num, marital, occupation, sex, hours, country, income]
+        )
     return out
 
 
@@ -80,7 +158,9 @@ def main() -> None:
     parser.add_argument("rows", nargs="?", type=int, default=6000)
     parser.add_argument("path", nargs="?", default="configs/data/census.csv")
     parser.add_argument("--seed", type=int, default=1994)
-    parser.add_argument("--test-dot", action="store_true", help="labels with a trailing dot, as in adult.test")
+    parser.add_argument(
+        "--test-dot", action="store_true", help="labels with a trailing dot, as in adult.test"
+    )
     args = parser.parse_args()
     write(args.path, args.rows, args.seed, args.test_dot)
 

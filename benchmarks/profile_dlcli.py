@@ -46,9 +46,18 @@ def timer(name, func, classify=None):
 def patch(owner, attr, name=None, classify=None):
     """Wrap owner.attr with a timer; a name dlcli no longer has is skipped, with a note."""
     if not hasattr(owner, attr):
-        print(f"note: {getattr(owner, '__name__', owner)}.{attr} not found; not timed", file=sys.stderr)
+        print(
+            f"note: {getattr(owner, '__name__', owner)}.{attr} not found; not timed",
+            file=sys.stderr,
+        )
         return
-    setattr(owner, attr, timer(name or f"{getattr(owner, '__name__', owner)}.{attr}", getattr(owner, attr), classify))
+    setattr(
+        owner,
+        attr,
+        timer(
+            name or f"{getattr(owner, '__name__', owner)}.{attr}", getattr(owner, attr), classify
+        ),
+    )
 
 
 IN_FIT = [False]
@@ -72,7 +81,9 @@ def main() -> int:
     from bench_train import WORKLOADS, make_csv, make_npz, make_seed_npz
 
     p.add_argument("--workload", choices=list(WORKLOADS), default="digits")
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to dlcli train")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="passed to dlcli train"
+    )
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="dlcli-profile-"))
@@ -80,7 +91,10 @@ def main() -> int:
     config = spec["config"]
     extra = []
     if spec.get("npz"):
-        extra = ["--set", f"data.path={(make_seed_npz if spec['npz'] == 'seed' else make_npz)(tmp / 'data.npz')}"]
+        extra = [
+            "--set",
+            f"data.path={(make_seed_npz if spec['npz'] == 'seed' else make_npz)(tmp / 'data.npz')}",
+        ]
     if spec.get("csv"):
         extra = ["--set", f"data.path={make_csv(spec['csv'], tmp / 'data.csv')}"]
     for item in args.overrides:
@@ -97,30 +111,47 @@ def main() -> int:
     from dlcli.runs import reports
     from dlcli.runs.runfolder import RunFolder
 
-    TIMES["import dlcli.training.session (pydantic, yaml, numpy, ...)"].append(time.perf_counter() - started)
+    TIMES["import dlcli.training.session (pydantic, yaml, numpy, ...)"].append(
+        time.perf_counter() - started
+    )
 
     def after_keras(keras):
         keras.Model.fit = fit_flag(keras.Model.fit)
         patch(keras.Model, "fit", "model.fit (all epochs, with callbacks)")
         patch(keras.Model, "evaluate", "model.evaluate (validation per epoch inside fit, + test)")
         patch(keras.Model, "summary", "model.summary -> summary.txt")
-        patch(keras.Model, "save", classify=lambda *a, **k: (
-            "  per-epoch checkpoint model.save (Recorder)" if IN_FIT[0] else "final model.save"))
-        patch(keras.Model, "get_weights", classify=lambda *a, **k: (
-            "    model.get_weights (in fit: checkpoint snapshot)" if IN_FIT[0] else "model.get_weights"))
+        patch(
+            keras.Model,
+            "save",
+            classify=lambda *a, **k: (
+                "  per-epoch checkpoint model.save (Recorder)" if IN_FIT[0] else "final model.save"
+            ),
+        )
+        patch(
+            keras.Model,
+            "get_weights",
+            classify=lambda *a, **k: (
+                "    model.get_weights (in fit: checkpoint snapshot)"
+                if IN_FIT[0]
+                else "model.get_weights"
+            ),
+        )
         predict = keras.Model.predict
         keras.Model.predict = timer("model.predict", predict)
         return keras
 
     import_keras = training.import_keras
     training.import_keras = lambda *a, **k: after_keras(
-        timer("import keras + its backend (import_keras)", import_keras)(*a, **k))
-    for name, label in (("enable_memory_growth", "enable_memory_growth"),
-                        ("load_data", "load_data (incl. sklearn import)"),
-                        ("list_devices", "list_devices"),
-                        ("build_model", "build_model + compile"),
-                        ("versions", "versions() (importlib.metadata)"),
-                        ("predicted_classes", "predict test split (for the confusion matrix)")):
+        timer("import keras + its backend (import_keras)", import_keras)(*a, **k)
+    )
+    for name, label in (
+        ("enable_memory_growth", "enable_memory_growth"),
+        ("load_data", "load_data (incl. sklearn import)"),
+        ("list_devices", "list_devices"),
+        ("build_model", "build_model + compile"),
+        ("versions", "versions() (importlib.metadata)"),
+        ("predicted_classes", "predict test split (for the confusion matrix)"),
+    ):
         patch(training, name, label)
     patch(training.checks, "config_problems", "pre-flight checks (callbacks, runtime)")
     patch(training.metrics, "final_metrics", "final_metrics")
@@ -137,16 +168,28 @@ def main() -> int:
             callbacks._profiled = True
             patch(callbacks, "callbacks_for", "callbacks_for (construct callbacks)")
             for hook in ("on_epoch_end", "on_train_end", "on_train_batch_end"):
-                patch(callbacks.Recorder, hook, f"  Recorder.{hook} (dlcli: history, snapshot, saves)")
-            for hook in ("on_epoch_end", "on_train_end"):  # the writing itself is on a worker thread
-                patch(callbacks.EpochBoard, hook, f"  EpochBoard.{hook} (TensorBoard scalars, queued)")
+                patch(
+                    callbacks.Recorder, hook, f"  Recorder.{hook} (dlcli: history, snapshot, saves)"
+                )
+            for hook in (
+                "on_epoch_end",
+                "on_train_end",
+            ):  # the writing itself is on a worker thread
+                patch(
+                    callbacks.EpochBoard, hook, f"  EpochBoard.{hook} (TensorBoard scalars, queued)"
+                )
         return claim
 
     training._open = timed_open
     patch(RunFolder, "create", "RunFolder.create (+ labels.json, summary.txt after)")
     patch(RunFolder, "append_history", "  history.csv append (fsync)")
-    patch(RunFolder, "write_json", classify=lambda self, name, data: (
-        "  checkpoints/state.json (fsync)" if "state" in name else f"write {name} (fsync)"))
+    patch(
+        RunFolder,
+        "write_json",
+        classify=lambda self, name, data: (
+            "  checkpoints/state.json (fsync)" if "state" in name else f"write {name} (fsync)"
+        ),
+    )
     patch(reports, "write_run_reports", "curves.png + confusion matrix (worker thread, total)")
     patch(reports, "write_confusion", "  confusion_matrix.csv + .png")
 
@@ -156,7 +199,9 @@ def main() -> int:
     from dlcli.cli.program import Program
 
     try:
-        dlcli.cli.app(argv[1:], obj=Program())  # as `dlcli.cli.main()` runs it, which then ends the process
+        dlcli.cli.app(
+            argv[1:], obj=Program()
+        )  # as `dlcli.cli.main()` runs it, which then ends the process
     except SystemExit as exc:
         if exc.code:
             raise
@@ -171,14 +216,23 @@ def main() -> int:
     record = json.loads((run / "run.json").read_text())
     TIMES["  of fit: first epoch (compiles train and validation steps)"].append(epochs[0])
     TIMES["  of fit: the other epochs"].append(sum(epochs[1:]))
-    print(f"backend {record['runtime']['backend']} ({record['runtime'].get('backend_reason')}); "
-          f"compile cache {record.get('compile_cache')}", file=sys.stderr)
+    print(
+        f"backend {record['runtime']['backend']} ({record['runtime'].get('backend_reason')}); "
+        f"compile cache {record.get('compile_cache')}",
+        file=sys.stderr,
+    )
 
     print(f"\nprofile of: {' '.join(argv)}", file=sys.stderr)
     print(f"{'phase':<64} {'calls':>5} {'total s':>8} {'per call':>9}", file=sys.stderr)
     for name, values in TIMES.items():
-        print(f"{name:<64} {len(values):>5} {sum(values):>8.3f} {sum(values) / len(values):>9.4f}", file=sys.stderr)
-    print(f"{'(script: import dlcli.cli .. exit, not counting setup)':<64} {'':>5} {total:>8.3f}", file=sys.stderr)
+        print(
+            f"{name:<64} {len(values):>5} {sum(values):>8.3f} {sum(values) / len(values):>9.4f}",
+            file=sys.stderr,
+        )
+    print(
+        f"{'(script: import dlcli.cli .. exit, not counting setup)':<64} {'':>5} {total:>8.3f}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -72,6 +72,17 @@ def validate(config, overrides=()):
 
 
 __all__ = [
-    "Config", "ConfigError", "DlcliError", "GateFailed", "RunFailed", "RunFolder",
-    "evaluate", "export", "load_config", "predict", "sweep", "train", "validate",
+    "Config",
+    "ConfigError",
+    "DlcliError",
+    "GateFailed",
+    "RunFailed",
+    "RunFolder",
+    "evaluate",
+    "export",
+    "load_config",
+    "predict",
+    "sweep",
+    "train",
+    "validate",
 ]

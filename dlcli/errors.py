@@ -106,14 +106,19 @@ def io_error(exc: OSError) -> str:
         'I/O error on runs/x/model.keras: No space left on device; free disk space or check permissions'
     """
     where = f" on {exc.filename}" if exc.filename else ""
-    return f"I/O error{where}: {exc.strerror or first_line(exc)}; free disk space or check permissions"
+    return (
+        f"I/O error{where}: {exc.strerror or first_line(exc)}; free disk space or check permissions"
+    )
 
 
 def closest(word: str, choices, n: int = 1) -> list[str]:
     """The choices nearest to `word` (case-insensitive), best first; [] when none is close."""
     choices = list(choices)
     lowered = {str(c).lower(): c for c in choices}
-    return [lowered[c] for c in difflib.get_close_matches(str(word).lower(), list(lowered), n=n, cutoff=0.6)]
+    return [
+        lowered[c]
+        for c in difflib.get_close_matches(str(word).lower(), list(lowered), n=n, cutoff=0.6)
+    ]
 
 
 def did_you_mean(word: str, choices, n: int = 1) -> str:

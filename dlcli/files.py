@@ -39,7 +39,9 @@ def save(path: Path, write) -> None:
     a resume removes what a killed writer left.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is for sharing
@@ -80,18 +82,25 @@ def regular_file(path, what: str = "file", limit: int | None = None) -> Path:
     except FileNotFoundError:
         raise ConfigError(Problem(f"no such {what}; check the path", where=str(path))) from None
     except OSError as exc:
-        raise ConfigError(Problem(f"cannot read the {what}: {exc.strerror}", where=str(path))) from None
+        raise ConfigError(
+            Problem(f"cannot read the {what}: {exc.strerror}", where=str(path))
+        ) from None
     if stat.S_ISDIR(info.st_mode):
         raise ConfigError(Problem(f"is a folder, not a {what}", where=str(path)))
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(Problem(
-            f"is not a regular file (a FIFO, device or socket); give the {what} as a regular file",
-            where=str(path),
-        ))
+        raise ConfigError(
+            Problem(
+                f"is not a regular file (a FIFO, device or socket); give the {what} as a regular file",
+                where=str(path),
+            )
+        )
     if limit is not None and info.st_size > limit:
-        raise ConfigError(Problem(
-            f"the {what} is {info.st_size:,} bytes, over dlcli's limit of {limit:,}", where=str(path),
-        ))
+        raise ConfigError(
+            Problem(
+                f"the {what} is {info.st_size:,} bytes, over dlcli's limit of {limit:,}",
+                where=str(path),
+            )
+        )
     return path
 
 
@@ -120,11 +129,16 @@ def write_output(path, text: str) -> None:
             _write_into(target, text.encode("utf-8"))
     except OSError as exc:
         if exc.errno == errno.ENXIO:
-            raise ConfigError(Problem("is a FIFO that no process reads; start the reader first",
-                                      where=str(path))) from None
+            raise ConfigError(
+                Problem("is a FIFO that no process reads; start the reader first", where=str(path))
+            ) from None
         if exc.errno in DEVICE_FULL:  # the path is fine; the device failed: a run-time failure
-            raise RunFailed(f"{path}: cannot write it: {exc.strerror or exc}; free disk space") from None
-        raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(path))) from None
+            raise RunFailed(
+                f"{path}: cannot write it: {exc.strerror or exc}; free disk space"
+            ) from None
+        raise ConfigError(
+            Problem(f"cannot write it: {exc.strerror or exc}", where=str(path))
+        ) from None
 
 
 def _write_into(path: Path, data: bytes) -> None:
@@ -134,7 +148,7 @@ def _write_into(path: Path, data: bytes) -> None:
         os.set_blocking(fd, True)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -143,7 +157,9 @@ def append_line(path: Path, line: str) -> None:
     """Append one complete line with a single write, flushed to disk: to a regular file
     only, never through a symbolic link (`OSError` otherwise)."""
     data = (line if line.endswith("\n") else line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    fd = os.open(
+        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666
+    )
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
@@ -162,7 +178,9 @@ def csv_cell(value):
     return value
 
 
-def csv_text(rows: list[dict] | list[list], columns: list[str] | None = None, header: bool = True) -> str:
+def csv_text(
+    rows: list[dict] | list[list], columns: list[str] | None = None, header: bool = True
+) -> str:
     """CSV text: a header (`columns`, default the first dict's keys) and one line per row.
 
     Rows are dicts (missing keys are empty cells) or lists in the order of `columns`;

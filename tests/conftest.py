@@ -30,11 +30,17 @@ TINY = {
     "name": "tiny",
     "seed": 7,
     "data": {"source": "digits", "validation_split": 0.2, "test_split": 0.2},
-    "model": {"layers": [
-        {"type": "Dense", "units": 32, "activation": "relu"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ]},
-    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    },
+    "compile": {
+        "optimizer": "adam",
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+    },
     "training": {"epochs": 3, "batch_size": 64},
     "output": {"tensorboard": False, "plots": False},
 }
@@ -43,7 +49,11 @@ TINY = {
 def deep_update(base: dict, changes: dict) -> dict:
     out = dict(base)
     for key, value in changes.items():
-        out[key] = deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            deep_update(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
@@ -62,7 +72,11 @@ def write_config(tmp_path):
 
     def write(changes: dict | None = None, name: str = "cfg.yaml", text: str | None = None) -> Path:
         path = tmp_path / name
-        path.write_text(text if text is not None else yaml.safe_dump(deep_update(TINY, changes or {}), sort_keys=False))
+        path.write_text(
+            text
+            if text is not None
+            else yaml.safe_dump(deep_update(TINY, changes or {}), sort_keys=False)
+        )
         return path
 
     return write
@@ -74,7 +88,9 @@ def write_flow(write_config):
 
     def write(changes: dict | None = None, name: str = "cfg.yaml") -> Path:
         data = deep_update(TINY, changes or {})
-        return write_config(text=yaml.safe_dump(data, sort_keys=False, default_flow_style=None), name=name)
+        return write_config(
+            text=yaml.safe_dump(data, sort_keys=False, default_flow_style=None), name=name
+        )
 
     return write
 
@@ -100,14 +116,25 @@ def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "dlcli", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def run_python(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:
     """A snippet of Python in a fresh interpreter (what a new process imports, sets, prints)."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          check=False, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -124,8 +151,18 @@ def trained_run(tmp_path_factory):
     for seconds, so every test that uses it, directly or through another fixture, is `slow`."""
     base = tmp_path_factory.mktemp("trained")
     config = base / "tiny.yaml"
-    config.write_text(yaml.safe_dump(deep_update(TINY, {"training": {"epochs": 10}, "output": {"tensorboard": True, "plots": True}})))
-    result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(base / "runs"), "--quiet"], catch_exceptions=False)
+    config.write_text(
+        yaml.safe_dump(
+            deep_update(
+                TINY, {"training": {"epochs": 10}, "output": {"tensorboard": True, "plots": True}}
+            )
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        ["train", str(config), "--runs-dir", str(base / "runs"), "--quiet"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1])
 

@@ -74,8 +74,13 @@ def stage_of(module: str) -> int:
 
 def backward_edges(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
     """Imports from a module to one of a later stage (or of no stage)."""
-    return sorted((a, b) for a, targets in edges.items() if a != "dlcli" for b in targets
-                  if stage_of(b) < 0 or stage_of(a) < 0 or stage_of(b) > stage_of(a))
+    return sorted(
+        (a, b)
+        for a, targets in edges.items()
+        if a != "dlcli"
+        for b in targets
+        if stage_of(b) < 0 or stage_of(a) < 0 or stage_of(b) > stage_of(a)
+    )
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -122,8 +127,10 @@ def main() -> int:
     found = cycles(edges)
     for component in found:
         print("cycle:", " <-> ".join(component))
-    print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports, "
-          f"{len(found)} cycles, {len(bad)} backward imports")
+    print(
+        f"{len(edges)} modules, {sum(map(len, edges.values()))} imports, "
+        f"{len(found)} cycles, {len(bad)} backward imports"
+    )
     return 1 if found or bad else 0
 
 

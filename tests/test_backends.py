@@ -23,7 +23,9 @@ from dlcli.cli import app
 from dlcli.runtime.backend import AUTO_RULE, choose_backend, installed_backends
 
 TWO = [b for b in ("jax", "tensorflow") if b in installed_backends()]
-needs_two = pytest.mark.skipif(len(TWO) < 2, reason="needs both jax and tensorflow installed (the [test] extra has them)")
+needs_two = pytest.mark.skipif(
+    len(TWO) < 2, reason="needs both jax and tensorflow installed (the [test] extra has them)"
+)
 
 
 def _record(run: Path) -> dict:
@@ -31,7 +33,9 @@ def _record(run: Path) -> dict:
 
 
 def _train(config: Path, tmp_path: Path, *extra, env=None) -> Path:
-    result = run_dlcli("train", config, "--runs-dir", tmp_path / "runs", "--quiet", *extra, cwd=tmp_path, env=env)
+    result = run_dlcli(
+        "train", config, "--runs-dir", tmp_path / "runs", "--quiet", *extra, cwd=tmp_path, env=env
+    )
     assert result.returncode == 0, result.stderr
     return Path(result.stdout.strip().splitlines()[-1])
 
@@ -44,7 +48,9 @@ class Runtime:
 def test_the_rule_picks_an_installed_backend_and_says_why(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     backend, why = choose_backend(Runtime(), ["Dense", "Dense"])
-    first = next(b for b, families, _ in AUTO_RULE if families is None and b in installed_backends())
+    first = next(
+        b for b, families, _ in AUTO_RULE if families is None and b in installed_backends()
+    )
     assert backend == first and why
     assert choose_backend(Runtime("torch"), ["Dense"]) == ("torch", "set in the config")
     assert choose_backend(Runtime(distribution="mirrored"), ["Dense"])[0] == "tensorflow"
@@ -60,7 +66,11 @@ def test_auto_is_recorded_with_its_reason_and_config_yaml_keeps_auto(tmp_path, w
     record = _record(run)
     runtime = record["runtime"]
     assert runtime["backend_requested"] == "auto"
-    assert runtime["backend"] == record["versions"]["backend"] == choose_backend(Runtime(), ["Dense"])[0]
+    assert (
+        runtime["backend"]
+        == record["versions"]["backend"]
+        == choose_backend(Runtime(), ["Dense"])[0]
+    )
     assert runtime["backend_reason"] and "config" not in runtime["backend_reason"]
     assert yaml.safe_load((run / "config.yaml").read_text())["runtime"]["backend"] == "auto"
 
@@ -75,7 +85,9 @@ def test_keras_backend_decides_auto(tmp_path, write_config):
 @pytest.mark.slow
 @pytest.mark.skipif("jax" not in installed_backends(), reason="jax is part of the [test] extra")
 def test_a_jax_run_with_tensorboard_and_plots_never_imports_tensorflow(tmp_path, write_config):
-    config = write_config({"runtime": {"backend": "jax"}, "output": {"tensorboard": True, "plots": True}})
+    config = write_config(
+        {"runtime": {"backend": "jax"}, "output": {"tensorboard": True, "plots": True}}
+    )
     code = (
         "import sys\n"
         "from dlcli.cli import app\n"
@@ -127,7 +139,9 @@ def test_a_second_run_of_a_config_compiles_nothing(tmp_path, write_config):
 @pytest.mark.slow
 @needs_two
 @pytest.mark.parametrize(("trained", "other"), [("jax", "tensorflow"), ("tensorflow", "jax")])
-def test_a_run_is_evaluated_predicted_and_resumed_on_another_backend(tmp_path, write_config, trained, other):
+def test_a_run_is_evaluated_predicted_and_resumed_on_another_backend(
+    tmp_path, write_config, trained, other
+):
     config = write_config({"training": {"epochs": 2}})
     run = _train(config, tmp_path, "--set", f"runtime.backend={trained}")
     assert _record(run)["runtime"]["backend"] == trained
@@ -165,12 +179,23 @@ def test_a_run_is_evaluated_predicted_and_resumed_on_another_backend(tmp_path, w
         code, stdout, stderr = dlcli_on(backend, "predict", run, features, "--proba")
         assert code == 0, stderr
         predictions[backend] = list(csv.DictReader(io.StringIO(stdout)))
-    assert [r["prediction"] for r in predictions[trained]] == [r["prediction"] for r in predictions[other]]
+    assert [r["prediction"] for r in predictions[trained]] == [
+        r["prediction"] for r in predictions[other]
+    ]
     for a, b in zip(predictions[trained], predictions[other], strict=True):
         assert float(a["proba_0"]) == pytest.approx(float(b["proba_0"]), abs=1e-5)
 
-    resumed = run_dlcli("train", "--resume", run, "--set", "training.epochs=4", "--set", f"runtime.backend={other}",
-                        "--quiet", cwd=tmp_path)
+    resumed = run_dlcli(
+        "train",
+        "--resume",
+        run,
+        "--set",
+        "training.epochs=4",
+        "--set",
+        f"runtime.backend={other}",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     record = _record(run)
     assert record["status"] == "completed" and record["runtime"]["backend"] == other
@@ -184,19 +209,28 @@ def test_an_unknown_backend_option_is_one_line_exit_2(cli, trained_run):
     result = cli("evaluate", trained_run, "--backend", "tensorflw")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --backend: expected one of auto, tensorflow, jax, torch, got 'tensorflw' (did you mean 'tensorflow'?)"]
+        "error: --backend: expected one of auto, tensorflow, jax, torch, got 'tensorflw' (did you mean 'tensorflow'?)"
+    ]
 
 
 def test_env_says_which_backend_auto_picks(cli):
     result = cli("env", "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["backend_reason"] and set(info["backends_installed"]) <= {"tensorflow", "jax", "torch"}
+    assert info["backend_reason"] and set(info["backends_installed"]) <= {
+        "tensorflow",
+        "jax",
+        "torch",
+    }
     assert info["backend"] in info["backends_installed"]
 
 
 def test_python_api_names_the_backend_in_evaluations(trained_run):
-    lines = (trained_run / "evaluations.jsonl").read_text().splitlines() if (trained_run / "evaluations.jsonl").exists() else []
+    lines = (
+        (trained_run / "evaluations.jsonl").read_text().splitlines()
+        if (trained_run / "evaluations.jsonl").exists()
+        else []
+    )
     import dlcli
 
     entry = dlcli.evaluate(trained_run)
@@ -207,10 +241,16 @@ def test_python_api_names_the_backend_in_evaluations(trained_run):
 def test_convolutions_train_on_tensorflow_when_both_are_installed(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     installed = installed_backends()
-    for layers in (["Conv2D", "MaxPooling2D", "Flatten", "Dense"], ["SeparableConv1D", "Dense"], ["ConvLSTM2D"]):
+    for layers in (
+        ["Conv2D", "MaxPooling2D", "Flatten", "Dense"],
+        ["SeparableConv1D", "Dense"],
+        ["ConvLSTM2D"],
+    ):
         backend, _ = choose_backend(Runtime(), layers)
         assert backend == ("tensorflow" if "tensorflow" in installed else "jax"), layers
     if {"tensorflow", "jax"} <= set(installed):
         assert "convolution" in choose_backend(Runtime(), ["Conv2D"])[1]
         assert choose_backend(Runtime(), ["LSTM", "Dense"])[0] == "jax"
-        assert choose_backend(Runtime(), ["Embedding", "GlobalAveragePooling1D", "Dense"])[0] == "jax"
+        assert (
+            choose_backend(Runtime(), ["Embedding", "GlobalAveragePooling1D", "Dense"])[0] == "jax"
+        )

@@ -39,7 +39,11 @@ def _plain(text: str) -> str:
 
 def line_of(path: Path, pattern: str, nth: int = 0) -> int:
     """The 1-based line of the nth line of `path` matching the regex `pattern`."""
-    hits = [i for i, text in enumerate(Path(path).read_text().splitlines(), start=1) if re.search(pattern, text)]
+    hits = [
+        i
+        for i, text in enumerate(Path(path).read_text().splitlines(), start=1)
+        if re.search(pattern, text)
+    ]
     assert len(hits) > nth, f"{pattern!r} not found in {path}:\n{Path(path).read_text()}"
     return hits[nth]
 
@@ -48,7 +52,9 @@ def show(result, args=()) -> str:
     return f"\n$ dlcli {' '.join(map(str, args))}\nexit: {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
 
 
-def assert_usage_error(result, *needles: str, where: str | None = None, problems: int = 1, args=()) -> list[str]:
+def assert_usage_error(
+    result, *needles: str, where: str | None = None, problems: int = 1, args=()
+) -> list[str]:
     """Exit 2, no traceback, empty stdout, `problems` lines on stderr each starting `error:`.
 
     `where` (such as `/tmp/x/cfg.yaml:12`) must open one of the lines, followed by ':'
@@ -66,7 +72,9 @@ def assert_usage_error(result, *needles: str, where: str | None = None, problems
             f"expected an error line that starts with {where!r}" + context
         )
     for needle in needles:
-        assert _plain(needle) in _plain(result.stderr), f"expected {needle!r} in the message" + context
+        assert _plain(needle) in _plain(result.stderr), (
+            f"expected {needle!r} in the message" + context
+        )
     return lines
 
 
@@ -82,9 +90,14 @@ def config_error(cli, runs_dir):
     """config_error(path, *needles, where=..., problems=1, extra=()): both `validate` and
     `train --runs-dir` exit 2 with the same message, and no run folder appears."""
 
-    def check(config: Path, *needles: str, where: str | None = None, problems: int = 1, extra=()) -> list[str]:
+    def check(
+        config: Path, *needles: str, where: str | None = None, problems: int = 1, extra=()
+    ) -> list[str]:
         lines = None
-        for args in (["validate", config, *extra], ["train", config, *extra, "--runs-dir", runs_dir]):
+        for args in (
+            ["validate", config, *extra],
+            ["train", config, *extra, "--runs-dir", runs_dir],
+        ):
             result = cli(*args)
             lines = assert_usage_error(result, *needles, where=where, problems=problems, args=args)
             assert_no_run_folder(runs_dir)
@@ -101,8 +114,10 @@ HIDDEN = {"type": "Dense", "units": 32, "activation": "relu"}
 OUTPUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 
 # A small 3-class CSV/NPZ problem.
-THREE_CLASS_MODEL = layers({"type": "Dense", "units": 8, "activation": "relu"},
-                           {"type": "Dense", "units": 3, "activation": "softmax"})
+THREE_CLASS_MODEL = layers(
+    {"type": "Dense", "units": 8, "activation": "relu"},
+    {"type": "Dense", "units": 3, "activation": "softmax"},
+)
 
 
 def csv_rows(n: int = 30) -> list[str]:
@@ -116,15 +131,33 @@ def write_csv(path: Path, rows: list[str]) -> Path:
 
 
 def csv_changes(path: Path, **data) -> dict:
-    return deep_update(THREE_CLASS_MODEL, {"data": {
-        "source": "csv", "path": str(path), "target": "label", "validation_split": 0.2, "test_split": 0.2, **data,
-    }})
+    return deep_update(
+        THREE_CLASS_MODEL,
+        {
+            "data": {
+                "source": "csv",
+                "path": str(path),
+                "target": "label",
+                "validation_split": 0.2,
+                "test_split": 0.2,
+                **data,
+            }
+        },
+    )
 
 
 def npz_changes(path: Path) -> dict:
-    return deep_update(THREE_CLASS_MODEL, {"data": {
-        "source": "npz", "path": str(path), "validation_split": 0.2, "test_split": 0.2,
-    }})
+    return deep_update(
+        THREE_CLASS_MODEL,
+        {
+            "data": {
+                "source": "npz",
+                "path": str(path),
+                "validation_split": 0.2,
+                "test_split": 0.2,
+            }
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -161,16 +194,20 @@ def test_missing_config_file(config_error, tmp_path):
     config_error(missing, "no such file", where=str(missing))
 
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/new:os.system"])
+@pytest.mark.parametrize(
+    "tag", ["!!python/object/apply:os.system", "!!python/object/new:os.system"]
+)
 def test_python_tags_are_refused_and_never_run(config_error, write_config, tmp_path, tag):
     marker = tmp_path / "pwned"
-    config = write_config(text=(
-        f"name: {tag} ['touch {marker}']\n"
-        "data: {source: digits}\n"
-        "model:\n"
-        "  layers:\n"
-        "    - {type: Dense, units: 10, activation: softmax}\n"
-    ))
+    config = write_config(
+        text=(
+            f"name: {tag} ['touch {marker}']\n"
+            "data: {source: digits}\n"
+            "model:\n"
+            "  layers:\n"
+            "    - {type: Dense, units: 10, activation: softmax}\n"
+        )
+    )
     config_error(config, "python/object", where=f"{config}:1")
     assert not marker.exists(), "the YAML tag ran a command"
 
@@ -181,14 +218,24 @@ def test_python_tags_are_refused_and_never_run(config_error, write_config, tmp_p
 
 def test_unknown_top_level_key(config_error, write_config):
     config = write_config({"trainin": {"epochs": 2}})
-    config_error(config, "unknown key 'trainin'", "did you mean 'training'", where=f"{config}:{line_of(config, r'^trainin:')}")
+    config_error(
+        config,
+        "unknown key 'trainin'",
+        "did you mean 'training'",
+        where=f"{config}:{line_of(config, r'^trainin:')}",
+    )
 
 
 def test_unknown_key_in_a_layer_did_you_mean(config_error, write_flow):
     # The spec's own example: `configs/x.yaml:14: model.layers[1]: unknown key 'unit' (did you mean 'units'?)`
     config = write_flow(layers(HIDDEN, {"type": "Dense", "unit": 10, "activation": "softmax"}))
-    config_error(config, "model.layers[1]", "unknown key 'unit'", "did you mean 'units'",
-                 where=f"{config}:{line_of(config, r'unit: 10')}")
+    config_error(
+        config,
+        "model.layers[1]",
+        "unknown key 'unit'",
+        "did you mean 'units'",
+        where=f"{config}:{line_of(config, r'unit: 10')}",
+    )
 
 
 def test_unknown_key_in_a_block_style_layer_points_at_its_own_line(config_error, write_config):
@@ -199,8 +246,12 @@ def test_unknown_key_in_a_block_style_layer_points_at_its_own_line(config_error,
 
 def test_unknown_nested_key_did_you_mean(config_error, write_config):
     config = write_config({"training": {"early_stoping": {"patience": 2}}})
-    config_error(config, "unknown key 'early_stoping'", "did you mean 'early_stopping'",
-                 where=f"{config}:{line_of(config, r'early_stoping:')}")
+    config_error(
+        config,
+        "unknown key 'early_stoping'",
+        "did you mean 'early_stopping'",
+        where=f"{config}:{line_of(config, r'early_stoping:')}",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -208,24 +259,48 @@ def test_unknown_nested_key_did_you_mean(config_error, write_config):
 
 
 def test_three_schema_mistakes_give_three_error_lines(config_error, write_config):
-    config = write_config({"trainin": 1, "data": {"validation_split": 1.5}, "training": {"epochs": 0}})
+    config = write_config(
+        {"trainin": 1, "data": {"validation_split": 1.5}, "training": {"epochs": 0}}
+    )
     lines = config_error(config, "trainin", "validation_split", "epochs", problems=3)
-    expected = {line_of(config, r"^trainin:"), line_of(config, r"validation_split:"), line_of(config, r"epochs:")}
-    assert {int(re.match(rf"error: {re.escape(str(config))}:(\d+):", line).group(1)) for line in lines} == expected
+    expected = {
+        line_of(config, r"^trainin:"),
+        line_of(config, r"validation_split:"),
+        line_of(config, r"epochs:"),
+    }
+    assert {
+        int(re.match(rf"error: {re.escape(str(config))}:(\d+):", line).group(1)) for line in lines
+    } == expected
 
 
 def test_three_keras_name_mistakes_give_three_error_lines(config_error, write_flow):
-    config = write_flow({**layers({"type": "Dens", "units": 32}, OUTPUT),
-                         "compile": {"optimizer": "adamm", "metrics": ["acuracy"]}})
-    config_error(config, "unknown layer 'Dens'", "unknown optimizer 'adamm'", "unknown metric 'acuracy'", problems=3)
+    config = write_flow(
+        {
+            **layers({"type": "Dens", "units": 32}, OUTPUT),
+            "compile": {"optimizer": "adamm", "metrics": ["acuracy"]},
+        }
+    )
+    config_error(
+        config,
+        "unknown layer 'Dens'",
+        "unknown optimizer 'adamm'",
+        "unknown metric 'acuracy'",
+        problems=3,
+    )
 
 
 def test_schema_and_keras_level_mistakes_are_reported_together(config_error, write_flow):
     # Two unknown keys (one in a layer, one in training) and a bad epochs: every problem
     # found is reported, not only those of the first stage that fails.
-    config = write_flow({**layers(HIDDEN, {"type": "Dense", "unit": 10, "activation": "softmax"}),
-                         "training": {"epochs": 0, "early_stoping": {"patience": 2}}})
-    config_error(config, "unknown key 'unit'", "unknown key 'early_stoping'", "training.epochs", problems=3)
+    config = write_flow(
+        {
+            **layers(HIDDEN, {"type": "Dense", "unit": 10, "activation": "softmax"}),
+            "training": {"epochs": 0, "early_stoping": {"patience": 2}},
+        }
+    )
+    config_error(
+        config, "unknown key 'unit'", "unknown key 'early_stoping'", "training.epochs", problems=3
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -237,14 +312,41 @@ def test_schema_and_keras_level_mistakes_are_reported_together(config_error, wri
     [
         ({"training": {"epochs": 0}}, "epochs", ["training.epochs", "greater than 0", "got 0"]),
         ({"training": {"epochs": -1}}, "epochs", ["training.epochs", "got -1"]),
-        ({"training": {"batch_size": "abc"}}, "batch_size", ["training.batch_size", "integer", "'abc'"]),
-        ({"data": {"validation_split": 1.5}}, "validation_split", ["data.validation_split", "less than 1", "1.5"]),
-        ({"data": {"normalize": "foo"}}, "normalize", ["data.normalize", "standard, minmax, none", "'foo'"]),
-        ({"runtime": {"jit_compile": "maybe"}}, "jit_compile", ["runtime.jit_compile", "'auto' or true/false", "'maybe'"]),
-        ({"data": {"source": "digitz"}}, "source", ["data.source", "'digitz'", "did you mean 'digits'"]),
+        (
+            {"training": {"batch_size": "abc"}},
+            "batch_size",
+            ["training.batch_size", "integer", "'abc'"],
+        ),
+        (
+            {"data": {"validation_split": 1.5}},
+            "validation_split",
+            ["data.validation_split", "less than 1", "1.5"],
+        ),
+        (
+            {"data": {"normalize": "foo"}},
+            "normalize",
+            ["data.normalize", "standard, minmax, none", "'foo'"],
+        ),
+        (
+            {"runtime": {"jit_compile": "maybe"}},
+            "jit_compile",
+            ["runtime.jit_compile", "'auto' or true/false", "'maybe'"],
+        ),
+        (
+            {"data": {"source": "digitz"}},
+            "source",
+            ["data.source", "'digitz'", "did you mean 'digits'"],
+        ),
     ],
-    ids=["epochs-0", "epochs-negative", "batch_size-text", "validation_split-1.5", "normalize-foo",
-         "jit_compile-maybe", "source-typo"],
+    ids=[
+        "epochs-0",
+        "epochs-negative",
+        "batch_size-text",
+        "validation_split-1.5",
+        "normalize-foo",
+        "jit_compile-maybe",
+        "source-typo",
+    ],
 )
 def test_wrong_type_or_out_of_range_value(config_error, write_config, changes, key, needles):
     config = write_config(changes)
@@ -259,28 +361,99 @@ def test_wrong_type_or_out_of_range_value(config_error, write_config, changes, k
 @pytest.mark.parametrize(
     ("changes", "pattern", "needles"),
     [
-        (layers({"type": "Dens", "units": 32}, OUTPUT), r"type: Dens,",
-         ["model.layers[0]", "unknown layer 'Dens'", "did you mean 'Dense'"]),
-        ({"compile": {"optimizer": "adamm"}}, r"optimizer:", ["compile.optimizer", "unknown optimizer 'adamm'", "did you mean 'adam'"]),
-        ({"compile": {"optimizer": "Adamm"}}, r"optimizer:", ["compile.optimizer", "unknown optimizer 'Adamm'", "did you mean 'Adam'"]),
-        ({"compile": {"loss": "categorical_crosentropy"}}, r"loss:",
-         ["compile.loss", "unknown loss 'categorical_crosentropy'", "did you mean 'categorical_crossentropy'"]),
-        ({"compile": {"loss": "sparse_categorical_crossentrpy"}}, r"loss:",
-         ["compile.loss", "unknown loss 'sparse_categorical_crossentrpy'", "did you mean 'sparse_categorical_crossentropy'"]),
-        ({"compile": {"loss": "CategoricalCrosentropy"}}, r"loss:",
-         ["compile.loss", "unknown loss 'CategoricalCrosentropy'", "did you mean 'CategoricalCrossentropy'"]),
-        ({"compile": {"metrics": ["mean_absolute_eror"]}}, r"metrics:",
-         ["compile.metrics[0]", "unknown metric 'mean_absolute_eror'", "did you mean 'mean_absolute_error'"]),
-        (layers({"type": "batch_normalizaton"}, OUTPUT), r"batch_normalizaton",
-         ["model.layers[0]", "unknown layer 'batch_normalizaton'", "did you mean 'batch_normalization'"]),
-        ({"compile": {"metrics": ["acuracy"]}}, r"metrics:", ["compile.metrics[0]", "unknown metric 'acuracy'", "did you mean 'accuracy'"]),
-        (layers({"type": "Dense", "units": 32, "activation": "rellu"}, OUTPUT), r"activation: rellu",
-         ["model.layers[0]", "unknown activation 'rellu'", "did you mean 'relu'"]),
-        (layers({"type": "Dense", "units": 32, "kernel_initialiser": "he_normal"}, OUTPUT), r"kernel_initialiser",
-         ["model.layers[0]", "unknown key 'kernel_initialiser'", "did you mean 'kernel_initializer'"]),
+        (
+            layers({"type": "Dens", "units": 32}, OUTPUT),
+            r"type: Dens,",
+            ["model.layers[0]", "unknown layer 'Dens'", "did you mean 'Dense'"],
+        ),
+        (
+            {"compile": {"optimizer": "adamm"}},
+            r"optimizer:",
+            ["compile.optimizer", "unknown optimizer 'adamm'", "did you mean 'adam'"],
+        ),
+        (
+            {"compile": {"optimizer": "Adamm"}},
+            r"optimizer:",
+            ["compile.optimizer", "unknown optimizer 'Adamm'", "did you mean 'Adam'"],
+        ),
+        (
+            {"compile": {"loss": "categorical_crosentropy"}},
+            r"loss:",
+            [
+                "compile.loss",
+                "unknown loss 'categorical_crosentropy'",
+                "did you mean 'categorical_crossentropy'",
+            ],
+        ),
+        (
+            {"compile": {"loss": "sparse_categorical_crossentrpy"}},
+            r"loss:",
+            [
+                "compile.loss",
+                "unknown loss 'sparse_categorical_crossentrpy'",
+                "did you mean 'sparse_categorical_crossentropy'",
+            ],
+        ),
+        (
+            {"compile": {"loss": "CategoricalCrosentropy"}},
+            r"loss:",
+            [
+                "compile.loss",
+                "unknown loss 'CategoricalCrosentropy'",
+                "did you mean 'CategoricalCrossentropy'",
+            ],
+        ),
+        (
+            {"compile": {"metrics": ["mean_absolute_eror"]}},
+            r"metrics:",
+            [
+                "compile.metrics[0]",
+                "unknown metric 'mean_absolute_eror'",
+                "did you mean 'mean_absolute_error'",
+            ],
+        ),
+        (
+            layers({"type": "batch_normalizaton"}, OUTPUT),
+            r"batch_normalizaton",
+            [
+                "model.layers[0]",
+                "unknown layer 'batch_normalizaton'",
+                "did you mean 'batch_normalization'",
+            ],
+        ),
+        (
+            {"compile": {"metrics": ["acuracy"]}},
+            r"metrics:",
+            ["compile.metrics[0]", "unknown metric 'acuracy'", "did you mean 'accuracy'"],
+        ),
+        (
+            layers({"type": "Dense", "units": 32, "activation": "rellu"}, OUTPUT),
+            r"activation: rellu",
+            ["model.layers[0]", "unknown activation 'rellu'", "did you mean 'relu'"],
+        ),
+        (
+            layers({"type": "Dense", "units": 32, "kernel_initialiser": "he_normal"}, OUTPUT),
+            r"kernel_initialiser",
+            [
+                "model.layers[0]",
+                "unknown key 'kernel_initialiser'",
+                "did you mean 'kernel_initializer'",
+            ],
+        ),
     ],
-    ids=["layer", "optimizer", "optimizer-camel", "loss", "loss-sparse", "loss-camel", "metric-snake", "layer-snake",
-         "metric", "activation", "layer-argument"],
+    ids=[
+        "layer",
+        "optimizer",
+        "optimizer-camel",
+        "loss",
+        "loss-sparse",
+        "loss-camel",
+        "metric-snake",
+        "layer-snake",
+        "metric",
+        "activation",
+        "layer-argument",
+    ],
 )
 def test_unknown_keras_name_did_you_mean(config_error, write_flow, changes, pattern, needles):
     config = write_flow(changes)
@@ -292,14 +465,24 @@ def test_lambda_layer_is_refused(config_error, write_flow, tmp_path, name):
     marker = tmp_path / "pwned"
     code = f"lambda x: __import__('os').system('touch {marker}') or x"
     config = write_flow(layers({"type": name, "function": code}, OUTPUT))
-    config_error(config, "model.layers[0]", f"'{name}' is refused", where=f"{config}:{line_of(config, rf'type: {name}')}")
+    config_error(
+        config,
+        "model.layers[0]",
+        f"'{name}' is refused",
+        where=f"{config}:{line_of(config, rf'type: {name}')}",
+    )
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("name", ["LambdaCallback", "RemoteMonitor"])
 def test_code_running_callbacks_are_refused(config_error, write_flow, name):
     config = write_flow({"training": {"callbacks": [{"type": name}]}})
-    config_error(config, "training.callbacks[0]", f"'{name}' is refused", where=f"{config}:{line_of(config, rf'type: {name}')}")
+    config_error(
+        config,
+        "training.callbacks[0]",
+        f"'{name}' is refused",
+        where=f"{config}:{line_of(config, rf'type: {name}')}",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -326,7 +509,14 @@ def test_unsafe_run_name_is_refused(config_error, write_config, name):
         ("model.layers.5.units=3", ["index 5 is out of range", "2 items"]),
         ("training.epoch=3", ["unknown key 'epoch'", "did you mean 'epochs'"]),
     ],
-    ids=["no-equals", "no-key", "bad-type", "out-of-range-value", "index-out-of-range", "unknown-key"],
+    ids=[
+        "no-equals",
+        "no-key",
+        "bad-type",
+        "out-of-range-value",
+        "index-out-of-range",
+        "unknown-key",
+    ],
 )
 def test_set_errors_name_the_override(config_error, write_config, override, needles):
     config = write_config()
@@ -339,11 +529,19 @@ def test_set_errors_name_the_override(config_error, write_config, override, need
 
 def test_last_layer_units_do_not_match_the_classes(config_error, write_flow):
     config = write_flow(layers(HIDDEN, {"type": "Dense", "units": 3, "activation": "softmax"}))
-    config_error(config, "model.layers[1]", "3 units", "10 classes", where=f"{config}:{line_of(config, r'units: 3,')}")
+    config_error(
+        config,
+        "model.layers[1]",
+        "3 units",
+        "10 classes",
+        where=f"{config}:{line_of(config, r'units: 3,')}",
+    )
 
 
 def test_softmax_output_with_from_logits(config_error, write_config):
-    config = write_config({"compile": {"loss": {"type": "sparse_categorical_crossentropy", "from_logits": True}}})
+    config = write_config(
+        {"compile": {"loss": {"type": "sparse_categorical_crossentropy", "from_logits": True}}}
+    )
     line = line_of(config, r"^\s+loss:")
     config_error(config, "compile.loss", "from_logits", "softmax", where=f"{config}:{line}")
 
@@ -355,10 +553,16 @@ def test_binary_crossentropy_on_a_multi_unit_softmax(config_error, write_config)
 
 
 def test_early_stopping_on_val_loss_without_validation_data(config_error, write_config):
-    config = write_config({"data": {"validation_split": 0}, "training": {"early_stopping": {"monitor": "val_loss"}}})
+    config = write_config(
+        {"data": {"validation_split": 0}, "training": {"early_stopping": {"monitor": "val_loss"}}}
+    )
     lines = config_error(config, "validation_split", "early_stopping")
     # The problem sits at the early_stopping block (or its monitor, or the split): say which line.
-    candidates = {line_of(config, r"early_stopping:"), line_of(config, r"monitor:"), line_of(config, r"validation_split:")}
+    candidates = {
+        line_of(config, r"early_stopping:"),
+        line_of(config, r"monitor:"),
+        line_of(config, r"validation_split:"),
+    }
     assert any(lines[0].startswith(f"error: {config}:{n}:") for n in candidates), (
         f"expected {config}:LINE with LINE in {sorted(candidates)}, got {lines[0]!r}"
     )
@@ -377,20 +581,31 @@ def test_csv_file_missing(config_error, write_config, tmp_path):
 def test_csv_target_column_missing_did_you_mean(config_error, write_config, tmp_path):
     data = write_csv(tmp_path / "data.csv", csv_rows())
     config = write_config(csv_changes(data, target="lable"))
-    config_error(config, "no target column 'lable'", "did you mean 'label'", "a, b, label",
-                 where=f"{config}:{line_of(config, r'target: lable')}")
+    config_error(
+        config,
+        "no target column 'lable'",
+        "did you mean 'label'",
+        "a, b, label",
+        where=f"{config}:{line_of(config, r'target: lable')}",
+    )
 
 
-def test_csv_stray_text_in_a_column_of_numbers_names_the_cell_and_both_fixes(config_error, write_config, tmp_path):
+def test_csv_stray_text_in_a_column_of_numbers_names_the_cell_and_both_fixes(
+    config_error, write_config, tmp_path
+):
     rows = csv_rows()
     rows[5] = "0.5,abc,1"  # line 6 of the file
     data = write_csv(tmp_path / "data.csv", rows)
     config = write_config(csv_changes(data))
-    config_error(config, "column 'b'", "'abc'", "data.missing", "type: categorical", where=f"{data}:6")
+    config_error(
+        config, "column 'b'", "'abc'", "data.missing", "type: categorical", where=f"{data}:6"
+    )
 
 
 @pytest.mark.parametrize("cell", ["", "nan", "NaN", "?"])
-def test_csv_missing_cell_is_refused_with_on_missing_error(config_error, write_config, tmp_path, cell):
+def test_csv_missing_cell_is_refused_with_on_missing_error(
+    config_error, write_config, tmp_path, cell
+):
     rows = csv_rows()
     rows[7] = f"0.5,{cell},1"  # line 8 of the file
     data = write_csv(tmp_path / "data.csv", rows)
@@ -407,16 +622,25 @@ def test_csv_infinite_cell_is_not_a_number(config_error, write_config, tmp_path)
 
 
 def test_csv_target_with_a_single_class(config_error, write_config, tmp_path):
-    data = write_csv(tmp_path / "data.csv", ["a,b,label"] + [f"{i},{i * 2},only" for i in range(20)])
+    data = write_csv(
+        tmp_path / "data.csv", ["a,b,label"] + [f"{i},{i * 2},only" for i in range(20)]
+    )
     config = write_config(csv_changes(data))
-    config_error(config, "single class", "'only'", where=f"{config}:{line_of(config, r'target: label')}")
+    config_error(
+        config, "single class", "'only'", where=f"{config}:{line_of(config, r'target: label')}"
+    )
 
 
 def test_npz_without_the_expected_arrays_lists_what_it_holds(config_error, write_config, tmp_path):
     data = tmp_path / "data.npz"
     np.savez(data, features=np.zeros((20, 4), "float32"), labels=np.arange(20) % 3)
     config = write_config(npz_changes(data))
-    config_error(config, "no array 'x_train'", "features, labels", where=f"{config}:{line_of(config, r'path:')}")
+    config_error(
+        config,
+        "no array 'x_train'",
+        "features, labels",
+        where=f"{config}:{line_of(config, r'path:')}",
+    )
 
 
 class _Boom:
@@ -480,8 +704,13 @@ def test_evaluate_with_no_runs_at_all(cli, tmp_path):
 
 @pytest.mark.parametrize(
     ("flag", "gate"),
-    [("--fail-under", "accuracy"), ("--fail-under", "accuracy="), ("--fail-under", "accuracy=high"),
-     ("--fail-under", "=0.5"), ("--fail-over", "loss")],
+    [
+        ("--fail-under", "accuracy"),
+        ("--fail-under", "accuracy="),
+        ("--fail-under", "accuracy=high"),
+        ("--fail-under", "=0.5"),
+        ("--fail-over", "loss"),
+    ],
 )
 def test_evaluate_malformed_gate(cli, run_copy, flag, gate):
     before = evaluations(run_copy)
@@ -492,7 +721,9 @@ def test_evaluate_malformed_gate(cli, run_copy, flag, gate):
 
 def test_evaluate_gate_on_unknown_metric_names_the_available_ones(cli, run_copy):
     args = ("evaluate", run_copy, "--fail-under", "nosuchmetric=0.5", "--runs-dir", run_copy.parent)
-    lines = assert_usage_error(cli(*args), "no metric 'nosuchmetric'", "accuracy", "loss", args=args)
+    lines = assert_usage_error(
+        cli(*args), "no metric 'nosuchmetric'", "accuracy", "loss", args=args
+    )
     assert "--fail-under nosuchmetric=0.5" in lines[0]
 
 
@@ -528,10 +759,18 @@ def test_corrupted_model_file(cli, run_copy, tmp_path, command):
     before = evaluations(run_copy)
     features = tmp_path / "features.npz"
     np.savez(features, x=np.zeros((2, 64), "float32"))
-    args = (command, run_copy, *([features] if command == "predict" else []), "--runs-dir", run_copy.parent)
+    args = (
+        command,
+        run_copy,
+        *([features] if command == "predict" else []),
+        "--runs-dir",
+        run_copy.parent,
+    )
     lines = assert_usage_error(cli(*args), where=str(model), args=args)
     # The file is there: a message saying it is "not found" sends the user the wrong way.
-    assert "not found" not in _plain(lines[0]).lower(), f"misleading message for a corrupted model: {lines[0]!r}"
+    assert "not found" not in _plain(lines[0]).lower(), (
+        f"misleading message for a corrupted model: {lines[0]!r}"
+    )
     assert evaluations(run_copy) == before
 
 
@@ -540,10 +779,21 @@ def test_foreign_model_file_with_a_lambda_is_refused(cli, run_copy):
     model.unlink()
     with zipfile.ZipFile(model, "w") as archive:
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
-        archive.writestr("config.json", json.dumps({
-            "module": "keras.layers", "class_name": "Lambda",
-            "config": {"function": {"class_name": "__lambda__", "config": {"code": "", "defaults": None, "closure": None}}},
-        }))
+        archive.writestr(
+            "config.json",
+            json.dumps(
+                {
+                    "module": "keras.layers",
+                    "class_name": "Lambda",
+                    "config": {
+                        "function": {
+                            "class_name": "__lambda__",
+                            "config": {"code": "", "defaults": None, "closure": None},
+                        }
+                    },
+                }
+            ),
+        )
     args = ("evaluate", run_copy, "--runs-dir", run_copy.parent)
     assert_usage_error(cli(*args), "safely", where=str(model), args=args)
 
@@ -579,7 +829,9 @@ def test_subprocess_json_error_is_exactly_one_json_object(write_flow, tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr, context
     payload = json.loads(proc.stdout)  # exactly one JSON document, nothing else
     assert isinstance(payload, dict) and "error" in payload, context
-    assert "unknown layer 'Dens'" in payload["error"] and "did you mean 'Dense'" in payload["error"], context
+    assert (
+        "unknown layer 'Dens'" in payload["error"] and "did you mean 'Dense'" in payload["error"]
+    ), context
     assert str(config) in payload["error"], context
     assert len(proc.stdout.strip().splitlines()) == 1, context
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:"), context

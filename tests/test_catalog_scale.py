@@ -42,16 +42,36 @@ def write_run(runs: Path, name: str, when: float, tz=None, delay: int = 0, **fie
     return write_folder(folder, name, started.isoformat(timespec="seconds"), **fields)
 
 
-def write_folder(folder: Path, name: str, started: str, status: str = "completed", **fields) -> Path:
+def write_folder(
+    folder: Path, name: str, started: str, status: str = "completed", **fields
+) -> Path:
     folder.mkdir(parents=True)
-    record = {"id": folder.name, "name": name, "status": status, "started": started, "ended": started,
-              "duration_s": 12.5, "command": f"dlcli train {name}.yaml", "seed": 7, "pid": 999_999_999, "host": "elsewhere",
-              "epochs": 3, "resumes": [], "metric_directions": {"loss": "min", "accuracy": "max"}, **fields}
+    record = {
+        "id": folder.name,
+        "name": name,
+        "status": status,
+        "started": started,
+        "ended": started,
+        "duration_s": 12.5,
+        "command": f"dlcli train {name}.yaml",
+        "seed": 7,
+        "pid": 999_999_999,
+        "host": "elsewhere",
+        "epochs": 3,
+        "resumes": [],
+        "metric_directions": {"loss": "min", "accuracy": "max"},
+        **fields,
+    }
     (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     if status == "completed":
         rng = random.Random(folder.name)
-        metrics = {split: {"accuracy": rng.random(), "loss": rng.random()} for split in ("train", "val", "test")}
-        (folder / "metrics.json").write_text(json.dumps({**metrics, "best_epoch": 2, "epochs_run": 3}, indent=2) + "\n")
+        metrics = {
+            split: {"accuracy": rng.random(), "loss": rng.random()}
+            for split in ("train", "val", "test")
+        }
+        (folder / "metrics.json").write_text(
+            json.dumps({**metrics, "best_epoch": 2, "epochs_run": 3}, indent=2) + "\n"
+        )
     return folder
 
 
@@ -80,7 +100,9 @@ def expected_order(runs: Path) -> list[str]:
             when = datetime.fromisoformat(record["started"]).timestamp()
         stamp = re.search(r"-(\d{8}-\d{6})(-\d+)?$", folder.name)
         if when is None and stamp:
-            when = datetime.strptime(stamp.group(1), "%Y%m%d-%H%M%S").timestamp()  # this machine's clock
+            when = datetime.strptime(
+                stamp.group(1), "%Y%m%d-%H%M%S"
+            ).timestamp()  # this machine's clock
         keys.append((when if when is not None else folder.stat().st_mtime, folder.name))
     return [name for _, name in sorted(keys, reverse=True)]
 
@@ -96,19 +118,35 @@ def dense(tmp_path_factory) -> Path:
         when += rng.choice([0, 0, 1, 30, 300, 900])
         status = "completed" if index % 10 else rng.choice(["failed", "running"])
         write_run(runs, rng.choice(NAMES), when, delay=rng.choice([0, 0, 1]), status=status)
-    write_folder(runs / "hand-named", "hand", datetime.fromtimestamp(BASE + 3600, timezone.utc).isoformat())
-    write_folder(runs / "kept-best", "kept", datetime.fromtimestamp(when - 7200, timezone.utc).isoformat())
+    write_folder(
+        runs / "hand-named", "hand", datetime.fromtimestamp(BASE + 3600, timezone.utc).isoformat()
+    )
+    write_folder(
+        runs / "kept-best", "kept", datetime.fromtimestamp(when - 7200, timezone.utc).isoformat()
+    )
     (runs / f"tiny-{local_stamp(BASE + 5000)}").mkdir()  # half-made: no run.json
     torn = runs / f"tiny-{local_stamp(BASE + 9000)}"
     torn.mkdir()
     (torn / "run.json").write_text('{"status": "runn')
     sweep = runs / f"digits-mlp-sweep-{local_stamp(when - 60)}"
     sweep.mkdir()
-    (sweep / "sweep.json").write_text(json.dumps({
-        "id": sweep.name, "name": "digits-mlp", "status": "completed",
-        "started": datetime.fromtimestamp(when - 60).astimezone().isoformat(timespec="seconds"), "duration_s": 40.0,
-        "metric": "val_accuracy", "direction": "max", "best": {"trial": 2, "value": 0.97, "run": "x"},
-        "counts": {"completed": 3, "pruned": 1}}))
+    (sweep / "sweep.json").write_text(
+        json.dumps(
+            {
+                "id": sweep.name,
+                "name": "digits-mlp",
+                "status": "completed",
+                "started": datetime.fromtimestamp(when - 60)
+                .astimezone()
+                .isoformat(timespec="seconds"),
+                "duration_s": 40.0,
+                "metric": "val_accuracy",
+                "direction": "max",
+                "best": {"trial": 2, "value": 0.97, "run": "x"},
+                "counts": {"completed": 3, "pruned": 1},
+            }
+        )
+    )
     resumed = write_run(runs, "wine-csv", BASE + 600, delay=0)
     record = json.loads((resumed / "run.json").read_text())
     record["resumes"] = [{"time": "2027-01-01T00:00:00+00:00", "from_epoch": 2}]
@@ -152,6 +190,7 @@ def opened(monkeypatch) -> set[str]:
         def wrapper(path, *args, **kwargs):
             note(path)
             return original(path, *args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(os, "open", counting(os.open))
@@ -161,6 +200,7 @@ def opened(monkeypatch) -> set[str]:
 
 
 # -- the order ---------------------------------------------------------------------------------
+
 
 def test_the_full_listing_is_newest_first_by_started(cli, dense):
     listing = runs_json(cli, dense)
@@ -194,8 +234,13 @@ def test_runs_from_other_time_zones_are_ordered_by_the_moment_they_started(cli, 
     tokyo, new_york = timezone(timedelta(hours=9)), timezone(timedelta(hours=-5))
     write_run(runs, "tokyo", BASE, tz=tokyo)  # its name's clock is 9 hours ahead of UTC
     write_run(runs, "utc", BASE + 2 * 3600, tz=timezone.utc)
-    latest = write_run(runs, "new-york", BASE + 4 * 3600, tz=new_york)  # its name's clock 5 hours behind
-    assert [r["id"].split("-2")[0] for r in runs_json(cli, runs, "--limit", 2)["runs"]] == ["new-york", "utc"]
+    latest = write_run(
+        runs, "new-york", BASE + 4 * 3600, tz=new_york
+    )  # its name's clock 5 hours behind
+    assert [r["id"].split("-2")[0] for r in runs_json(cli, runs, "--limit", 2)["runs"]] == [
+        "new-york",
+        "utc",
+    ]
     assert runs_json(cli, runs, "--limit", 1)["runs"][0]["id"] == latest.name
     shown = cli("show", "latest", "--runs-dir", runs, "--json")
     assert json.loads(shown.stdout)["id"] == latest.name
@@ -204,16 +249,26 @@ def test_runs_from_other_time_zones_are_ordered_by_the_moment_they_started(cli, 
 def test_a_folder_without_a_time_in_its_name_that_started_last_is_the_latest(cli, tmp_path):
     runs = write_sparse(tmp_path / "runs", 40)
     newest_stamped = expected_order(runs)[0]
-    write_folder(runs / "my-best-run", "mine", datetime.fromtimestamp(BASE + 81 * 86400, timezone.utc).isoformat())
-    write_folder(runs / "an-old-one", "old", datetime.fromtimestamp(BASE - 86400, timezone.utc).isoformat())
+    write_folder(
+        runs / "my-best-run",
+        "mine",
+        datetime.fromtimestamp(BASE + 81 * 86400, timezone.utc).isoformat(),
+    )
+    write_folder(
+        runs / "an-old-one", "old", datetime.fromtimestamp(BASE - 86400, timezone.utc).isoformat()
+    )
     shown = cli("show", "latest", "--runs-dir", runs, "--json")
     assert shown.exit_code == 0, shown.stderr
     assert json.loads(shown.stdout)["id"] == "my-best-run"
-    assert [row["id"] for row in runs_json(cli, runs, "--limit", 2)["runs"]] == ["my-best-run", newest_stamped]
+    assert [row["id"] for row in runs_json(cli, runs, "--limit", 2)["runs"]] == [
+        "my-best-run",
+        newest_stamped,
+    ]
     assert runs_json(cli, runs, "--limit", 42)["runs"][-1]["id"] == "an-old-one"
 
 
 # -- what is read ------------------------------------------------------------------------------
+
 
 def test_runs_limit_opens_the_run_json_of_the_runs_it_shows_only(cli, sparse, opened):
     expected = expected_order(sparse)[:5]
@@ -246,10 +301,13 @@ def test_a_sort_by_a_metric_still_reads_every_run(cli, sparse, opened):
     listing = runs_json(cli, sparse, "--sort", "accuracy", "--limit", 3)
     assert len(opened) == 200
     values = [row["metrics"]["test"]["accuracy"] for row in runs_json(cli, sparse)["runs"]]
-    assert [row["metrics"]["test"]["accuracy"] for row in listing["runs"]] == sorted(values, reverse=True)[:3]
+    assert [row["metrics"]["test"]["accuracy"] for row in listing["runs"]] == sorted(
+        values, reverse=True
+    )[:3]
 
 
 # -- the table -----------------------------------------------------------------------------------
+
 
 def _as_rich_lays_it_out(monkeypatch):
     monkeypatch.setattr(manage.RowsTable, "_body", lambda self, console, options: None)
@@ -259,15 +317,23 @@ def _as_rich_lays_it_out(monkeypatch):
 def test_the_table_is_what_rich_prints(cli, dense, monkeypatch, options):
     laid_out = []
     body = manage.RowsTable._body
-    monkeypatch.setattr(manage.RowsTable, "_body", lambda *args: laid_out.append(body(*args)) or laid_out[-1])
+    monkeypatch.setattr(
+        manage.RowsTable, "_body", lambda *args: laid_out.append(body(*args)) or laid_out[-1]
+    )
     fast = cli("runs", "--runs-dir", dense, *options)
     assert fast.exit_code == 0, fast.stderr
     assert laid_out and laid_out[0] is not None  # the rows were not left to rich
     _as_rich_lays_it_out(monkeypatch)
     slow = cli("runs", "--runs-dir", dense, *options)
     assert fast.stdout == slow.stdout
-    if "--limit" not in options:  # the odd rows are there, and the table is wider than 200 columns: cut
-        assert "sweep: best, trials" in fast.stdout and "incomplete" in fast.stdout and "…" in fast.stdout
+    if (
+        "--limit" not in options
+    ):  # the odd rows are there, and the table is wider than 200 columns: cut
+        assert (
+            "sweep: best, trials" in fast.stdout
+            and "incomplete" in fast.stdout
+            and "…" in fast.stdout
+        )
 
 
 def test_rows_table_matches_rich_for_odd_cells_and_consoles():
@@ -277,22 +343,45 @@ def test_rows_table_matches_rich_for_odd_cells_and_consoles():
     from rich.text import Text
 
     rows = [
-        [escape("a[1]-:smile:-x"), Text("completed", style="green"), "2026-01-01 10:00:00", "0.5000", ""],
-        ["数据-run", Text("killed", style="red"), "—", "100.5", escape("val_accuracy 0.97 (trial 3)")],
+        [
+            escape("a[1]-:smile:-x"),
+            Text("completed", style="green"),
+            "2026-01-01 10:00:00",
+            "0.5000",
+            "",
+        ],
+        [
+            "数据-run",
+            Text("killed", style="red"),
+            "—",
+            "100.5",
+            escape("val_accuracy 0.97 (trial 3)"),
+        ],
         ["plain", Text("odd", style=""), "", "12", "[bold]markup[/]"],
         ["tab\there", Text("dim", style="dim"), "x", "1 ", "y"],
     ]
 
     def table() -> Table:
         made = Table(title=escape("4 runs in /runs/[x]"), title_justify="left")
-        for header, justify in (("id", "left"), ("status", "left"), ("started", "left"), ("acc", "right"), ("sweep", "left")):
+        for header, justify in (
+            ("id", "left"),
+            ("status", "left"),
+            ("started", "left"),
+            ("acc", "right"),
+            ("sweep", "left"),
+        ):
             made.add_column(header, justify=justify, no_wrap=True)
         return made
 
-    consoles = [{"width": 200}, {"width": 200, "force_terminal": True, "color_system": "truecolor"},
-                {"width": 200, "force_terminal": True, "color_system": "standard", "no_color": True},
-                {"width": 30, "force_terminal": True, "color_system": "truecolor"}, {"width": 60}, {"width": 12},
-                {"width": 200, "emoji": False}]
+    consoles = [
+        {"width": 200},
+        {"width": 200, "force_terminal": True, "color_system": "truecolor"},
+        {"width": 200, "force_terminal": True, "color_system": "standard", "no_color": True},
+        {"width": 30, "force_terminal": True, "color_system": "truecolor"},
+        {"width": 60},
+        {"width": 12},
+        {"width": 200, "emoji": False},
+    ]
     for settings in consoles:
         for chosen in (rows[:1], rows[:2], rows[1:3], rows[3:], rows):
             printed = []

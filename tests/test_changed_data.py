@@ -27,7 +27,9 @@ def write_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
     for i in range(rows):
         a = rng.normal()
         colour = ["red", "green", "blue", "grey"][i % 4]
-        label = "hi" if a + (1.5 if colour == "red" else -0.5 if colour == "blue" else 0) > 0 else "lo"
+        label = (
+            "hi" if a + (1.5 if colour == "red" else -0.5 if colour == "blue" else 0) > 0 else "lo"
+        )
         lines.append(f"{a:.4f},{colour},{rng.normal():.4f},{label}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -35,10 +37,15 @@ def write_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
 
 def write_config(tmp_path: Path, data: Path, epochs: int = 8) -> Path:
     config = {
-        "name": "changing", "seed": 3,
+        "name": "changing",
+        "seed": 3,
         "data": {"source": "csv", "path": str(data), "target": "label"},
-        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
-                             {"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 16, "activation": "relu"},
+                {"type": "Dense", "units": 2, "activation": "softmax"},
+            ]
+        },
         "compile": {"optimizer": {"type": "adam", "learning_rate": 0.01}, "metrics": ["accuracy"]},
         "training": {"epochs": epochs, "batch_size": 32},
         "output": {"tensorboard": False, "plots": False},
@@ -49,7 +56,14 @@ def write_config(tmp_path: Path, data: Path, epochs: int = 8) -> Path:
 
 
 def train(cli, tmp_path: Path, data: Path, *extra: str, epochs: int = 8) -> Path:
-    result = cli("train", write_config(tmp_path, data, epochs), "--runs-dir", tmp_path / "runs", "--quiet", *extra)
+    result = cli(
+        "train",
+        write_config(tmp_path, data, epochs),
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1])
 
@@ -57,8 +71,12 @@ def train(cli, tmp_path: Path, data: Path, *extra: str, epochs: int = 8) -> Path
 def drop_column(path: Path, name: str) -> None:
     lines = path.read_text().splitlines()
     position = lines[0].split(",").index(name)
-    path.write_text("\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != position)
-                              for line in lines) + "\n")
+    path.write_text(
+        "\n".join(
+            ",".join(c for i, c in enumerate(line.split(",")) if i != position) for line in lines
+        )
+        + "\n"
+    )
 
 
 def evaluations(run: Path) -> list[dict]:
@@ -94,7 +112,9 @@ def test_evaluate_refuses_a_changed_training_file_and_scores_it_only_when_asked(
     assert "changed since the run was trained" in allowed.stderr
 
 
-def test_evaluate_after_the_training_file_lost_a_column_is_refused_not_scored_wrongly(cli, tmp_path):
+def test_evaluate_after_the_training_file_lost_a_column_is_refused_not_scored_wrongly(
+    cli, tmp_path
+):
     data = write_table(tmp_path / "table.csv")
     run = train(cli, tmp_path, data)
     drop_column(data, "b")
@@ -112,7 +132,9 @@ def test_resume_after_the_data_file_changed_names_the_file_not_the_checkpoint(cl
     data = write_table(tmp_path / "table.csv")
     run = train(cli, tmp_path, data, epochs=2)
     drop_column(data, "colour")
-    result = cli("train", "--resume", run, "--set", "training.epochs=4", "--runs-dir", tmp_path / "runs")
+    result = cli(
+        "train", "--resume", run, "--set", "training.epochs=4", "--runs-dir", tmp_path / "runs"
+    )
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert line.count("\n") == 0, line
@@ -141,13 +163,23 @@ def test_a_streamed_file_damaged_mid_run_is_a_failed_run_exit_1(cli, tmp_path, m
             yield block
 
     monkeypatch.setattr(streaming.StreamSplit, "_blocks", damaging)
-    monkeypatch.setattr("dlcli.data.tables.pieces.PIECE", 16 << 10)  # many pieces: later ones are read again
-    result = cli("train", write_config(tmp_path, data, epochs=3), "--runs-dir", tmp_path / "runs2",
-                 "--set", "data.streaming=true")
+    monkeypatch.setattr(
+        "dlcli.data.tables.pieces.PIECE", 16 << 10
+    )  # many pieces: later ones are read again
+    result = cli(
+        "train",
+        write_config(tmp_path, data, epochs=3),
+        "--runs-dir",
+        tmp_path / "runs2",
+        "--set",
+        "data.streaming=true",
+    )
     assert result.exit_code == 1, result.output
     line = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.output
     assert line.startswith("error: the data failed to load mid-run:") and str(data) in line
     (run,) = (tmp_path / "runs2").iterdir()
     record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "failed" and record["error"].startswith("the data failed to load mid-run")
+    assert record["status"] == "failed" and record["error"].startswith(
+        "the data failed to load mid-run"
+    )

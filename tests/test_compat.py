@@ -124,13 +124,16 @@ def test_jax_distributed_initialize_gets_the_timeouts_and_is_put_back(monkeypatc
     import jax
 
     parameters = inspect.signature(jax.distributed.initialize).parameters
-    assert {"initialization_timeout", "heartbeat_timeout_seconds"} <= set(parameters), \
+    assert {"initialization_timeout", "heartbeat_timeout_seconds"} <= set(parameters), (
         "jax.distributed.initialize lost its timeout arguments"
+    )
     original = jax.distributed.initialize
     seen = {}
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: seen.update(kw))
     patched = jax.distributed.initialize
-    compat.initialize_jax_distributed(lambda: jax.distributed.initialize(), timeout_s=7, heartbeat_s=9)
+    compat.initialize_jax_distributed(
+        lambda: jax.distributed.initialize(), timeout_s=7, heartbeat_s=9
+    )
     assert seen == {"initialization_timeout": 7, "heartbeat_timeout_seconds": 9}
     assert jax.distributed.initialize is patched
     monkeypatch.setattr(jax.distributed, "initialize", original)

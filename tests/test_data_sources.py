@@ -18,8 +18,13 @@ def _fake_mnist(path: Path, n_train=600, n_test=100) -> Path:
     images = np.kron(digits.images, np.ones((4, 4)))[:, 2:30, 2:30]  # 8x8 -> 32x32 -> crop 28x28
     images = np.pad(images, ((0, 0), (0, 0), (0, 0)))[:, :28, :28]
     images = (images / 16 * 255).astype("uint8")
-    np.savez(path, x_train=images[:n_train], y_train=digits.target[:n_train].astype("uint8"),
-             x_test=images[n_train:n_train + n_test], y_test=digits.target[n_train:n_train + n_test].astype("uint8"))
+    np.savez(
+        path,
+        x_train=images[:n_train],
+        y_train=digits.target[:n_train].astype("uint8"),
+        x_test=images[n_train : n_train + n_test],
+        y_test=digits.target[n_train : n_train + n_test].astype("uint8"),
+    )
     return path
 
 
@@ -35,7 +40,15 @@ def patched_mnist_fetch(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_mnist_mlp_config_trains_on_the_keras_loader(cli, runs_dir, patched_mnist_fetch):
-    result = cli("train", CONFIGS / "mnist_mlp.yaml", "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=2")
+    result = cli(
+        "train",
+        CONFIGS / "mnist_mlp.yaml",
+        "--runs-dir",
+        runs_dir,
+        "--quiet",
+        "--set",
+        "training.epochs=2",
+    )
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip())
     record = json.loads((run / "run.json").read_text())
@@ -74,12 +87,26 @@ def test_npz_with_own_test_split_and_one_hot_labels(cli, write_config, runs_dir,
     x, y = iris.data[order].astype("float32"), np.eye(3, dtype="float32")[iris.target[order]]
     path = tmp_path / "iris.npz"
     np.savez(path, features=x[:120], onehot=y[:120], x_test=x[120:], y_test=y[120:])
-    config = write_config({
-        "data": {"source": "npz", "path": "iris.npz", "keys": {"x_train": "features", "y_train": "onehot"}},
-        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]},
-        "compile": {"loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02}},
-        "training": {"epochs": 30, "batch_size": 16},
-    })
+    config = write_config(
+        {
+            "data": {
+                "source": "npz",
+                "path": "iris.npz",
+                "keys": {"x_train": "features", "y_train": "onehot"},
+            },
+            "model": {
+                "layers": [
+                    {"type": "Dense", "units": 16, "activation": "relu"},
+                    {"type": "Dense", "activation": "softmax"},
+                ]
+            },
+            "compile": {
+                "loss": "categorical_crossentropy",
+                "optimizer": {"type": "adam", "learning_rate": 0.02},
+            },
+            "training": {"epochs": 30, "batch_size": 16},
+        }
+    )
     result = cli("train", config, "--runs-dir", runs_dir, "--quiet")
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip())
@@ -91,7 +118,9 @@ def test_npz_with_own_test_split_and_one_hot_labels(cli, write_config, runs_dir,
 
 
 @pytest.mark.slow
-def test_integer_labels_are_one_hot_encoded_for_categorical_crossentropy(cli, write_config, runs_dir):
+def test_integer_labels_are_one_hot_encoded_for_categorical_crossentropy(
+    cli, write_config, runs_dir
+):
     config = write_config({"compile": {"loss": "categorical_crossentropy"}})
     result = cli("train", config, "--runs-dir", runs_dir, "--quiet")
     assert result.exit_code == 0, result.stderr
@@ -107,10 +136,17 @@ def test_same_seed_gives_the_same_split(cli, write_config, runs_dir):
     for _ in range(2):
         result = cli("train", config, "--runs-dir", runs_dir, "--quiet")
         assert result.exit_code == 0, result.stderr
-        fingerprints.add(json.loads((Path(result.stdout.strip()) / "run.json").read_text())["data"]["fingerprint"])
+        fingerprints.add(
+            json.loads((Path(result.stdout.strip()) / "run.json").read_text())["data"][
+                "fingerprint"
+            ]
+        )
     assert len(fingerprints) == 1
     other = cli("train", config, "--runs-dir", runs_dir, "--quiet", "--set", "seed=8")
-    assert json.loads((Path(other.stdout.strip()) / "run.json").read_text())["data"]["fingerprint"] not in fingerprints
+    assert (
+        json.loads((Path(other.stdout.strip()) / "run.json").read_text())["data"]["fingerprint"]
+        not in fingerprints
+    )
 
 
 @pytest.mark.slow
@@ -126,11 +162,22 @@ def test_cifar10_colour_images_with_column_labels(cli, runs_dir, monkeypatch):
         base[..., 0] += (labels[:, 0, None, None] * 20).astype(base.dtype)
         return base.astype("uint8")
 
-    monkeypatch.setattr(keras.datasets.cifar10, "load_data",
-                        lambda: ((images(y_train), y_train), (images(y_test), y_test)))
-    config = {"data": {"source": "cifar10", "normalize": "standard"},
-              "model": {"layers": [{"type": "Dense", "units": 32, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]},
-              "training": {"epochs": 3}, "output": {"tensorboard": False, "plots": False}}
+    monkeypatch.setattr(
+        keras.datasets.cifar10,
+        "load_data",
+        lambda: ((images(y_train), y_train), (images(y_test), y_test)),
+    )
+    config = {
+        "data": {"source": "cifar10", "normalize": "standard"},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "activation": "softmax"},
+            ]
+        },
+        "training": {"epochs": 3},
+        "output": {"tensorboard": False, "plots": False},
+    }
     path = runs_dir.parent / "cifar.yaml"
     runs_dir.parent.mkdir(parents=True, exist_ok=True)
     import yaml

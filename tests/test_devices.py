@@ -27,12 +27,18 @@ def trained(config: Path, runs: Path, devices: int | None) -> tuple[dict, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, distribution", [("tensorflow", "mirrored"), ("jax", "data_parallel")])
-def test_two_logical_devices_train_as_one_device_does(write_config, runs_dir, backend, distribution):
+@pytest.mark.parametrize(
+    "backend, distribution", [("tensorflow", "mirrored"), ("jax", "data_parallel")]
+)
+def test_two_logical_devices_train_as_one_device_does(
+    write_config, runs_dir, backend, distribution
+):
     config = write_config({**SAME_MATH, "runtime": {"backend": backend}})
     one, one_record = trained(config, runs_dir, None)
     two, record = trained(config, runs_dir, 2)
-    assert one_record["runtime"]["distribution"] == "none" and one_record["runtime"]["replicas"] == 1
+    assert (
+        one_record["runtime"]["distribution"] == "none" and one_record["runtime"]["replicas"] == 1
+    )
     assert record["runtime"]["distribution"] == distribution  # auto picks it for two devices
     assert record["runtime"]["replicas"] == 2
     cpus = [d for d in record["devices"] if d["type"] == "CPU"]
@@ -44,8 +50,9 @@ def test_two_logical_devices_train_as_one_device_does(write_config, runs_dir, ba
 
 @pytest.mark.slow
 def test_mirrored_refuses_several_steps_per_execution(write_config, runs_dir):
-    config = write_config({"runtime": {"backend": "tensorflow", "distribution": "mirrored",
-                                       "steps_per_execution": 8}})
+    config = write_config(
+        {"runtime": {"backend": "tensorflow", "distribution": "mirrored", "steps_per_execution": 8}}
+    )
     result = run_dlcli("validate", config, env={"DLCLI_CPU_DEVICES": "2"})
     assert result.returncode == 2, result.stderr
     assert "keras-team/keras#19246" in result.stderr and "set 1 or auto" in result.stderr
@@ -56,4 +63,6 @@ def test_a_device_count_that_is_no_number_is_refused(cli, write_config, monkeypa
     monkeypatch.setenv("DLCLI_CPU_DEVICES", "two")
     result = cli("validate", write_config())
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: DLCLI_CPU_DEVICES: must be a whole number from 1 to 256, got 'two'")
+    assert result.stderr.startswith(
+        "error: DLCLI_CPU_DEVICES: must be a whole number from 1 to 256, got 'two'"
+    )

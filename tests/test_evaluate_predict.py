@@ -27,7 +27,11 @@ def test_evaluate_latest_prints_the_runs_test_metrics(cli, trained_run):
 
 
 def test_evaluate_other_splits_and_a_data_file(cli, trained_run, tmp_path):
-    before = len((trained_run / "evaluations.jsonl").read_text().splitlines()) if (trained_run / "evaluations.jsonl").exists() else 0
+    before = (
+        len((trained_run / "evaluations.jsonl").read_text().splitlines())
+        if (trained_run / "evaluations.jsonl").exists()
+        else 0
+    )
     val = cli("evaluate", trained_run, "--split", "val", "--json")
     assert val.exit_code == 0, val.stderr
     assert json.loads(val.stdout)["samples"] == 288
@@ -53,7 +57,11 @@ def test_gates_turn_metrics_into_exit_codes(cli, trained_run):
     assert ok.exit_code == 0, ok.stderr
     under = cli("evaluate", trained_run, "--fail-under", "accuracy=1.01")
     assert under.exit_code == 3
-    assert "accuracy" in under.stderr and "under 1.01" in under.stderr and "Traceback" not in under.stderr
+    assert (
+        "accuracy" in under.stderr
+        and "under 1.01" in under.stderr
+        and "Traceback" not in under.stderr
+    )
     over = cli("evaluate", trained_run, "--fail-over", "loss=0", "--json")
     assert over.exit_code == 3
     assert json.loads(over.stdout)["passed"] is False
@@ -88,7 +96,15 @@ def test_predict_answers_with_original_labels_and_probabilities(cli, trained_run
 
 @pytest.mark.slow
 def test_predict_uses_string_labels_of_a_csv_run(cli, runs_dir, tmp_path):
-    train = cli("train", CONFIGS / "wine_csv.yaml", "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=15")
+    train = cli(
+        "train",
+        CONFIGS / "wine_csv.yaml",
+        "--runs-dir",
+        runs_dir,
+        "--quiet",
+        "--set",
+        "training.epochs=15",
+    )
     assert train.exit_code == 0, train.stderr
     run = Path(train.stdout.strip())
     assert json.loads((run / "labels.json").read_text()) == ["barbera", "barolo", "grignolino"]
@@ -96,7 +112,9 @@ def test_predict_uses_string_labels_of_a_csv_run(cli, runs_dir, tmp_path):
     assert str((CONFIGS / "data" / "wine.csv").resolve()) in resolved
     sample = tmp_path / "wines.csv"
     lines = (CONFIGS / "data" / "wine.csv").read_text().splitlines()
-    sample.write_text("\n".join([lines[0], *lines[1:4], *lines[-3:]]) + "\n")  # target column is ignored
+    sample.write_text(
+        "\n".join([lines[0], *lines[1:4], *lines[-3:]]) + "\n"
+    )  # target column is ignored
     result = cli("predict", run, sample)
     assert result.exit_code == 0, result.stderr
     predictions = result.stdout.splitlines()[1:]
@@ -106,7 +124,15 @@ def test_predict_uses_string_labels_of_a_csv_run(cli, runs_dir, tmp_path):
 
 @pytest.mark.slow
 def test_regression_run_predicts_numbers(cli, runs_dir, tmp_path):
-    train = cli("train", CONFIGS / "diabetes_regression.yaml", "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=30")
+    train = cli(
+        "train",
+        CONFIGS / "diabetes_regression.yaml",
+        "--runs-dir",
+        runs_dir,
+        "--quiet",
+        "--set",
+        "training.epochs=30",
+    )
     assert train.exit_code == 0, train.stderr
     run = Path(train.stdout.strip())
     metrics = json.loads((run / "metrics.json").read_text())
@@ -187,12 +213,22 @@ def test_evaluate_on_an_npz_file(cli, trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_refuses_a_data_file_changed_since_training_unless_asked(cli, write_config, runs_dir, tmp_path):
+def test_evaluate_refuses_a_data_file_changed_since_training_unless_asked(
+    cli, write_config, runs_dir, tmp_path
+):
     data = tmp_path / "wine.csv"
     shutil.copy(CONFIGS / "data" / "wine.csv", data)
-    config = write_config({"data": {"source": "csv", "path": str(data), "target": "cultivar"},
-                           "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                                                {"type": "Dense", "activation": "softmax"}]}})
+    config = write_config(
+        {
+            "data": {"source": "csv", "path": str(data), "target": "cultivar"},
+            "model": {
+                "layers": [
+                    {"type": "Dense", "units": 8, "activation": "relu"},
+                    {"type": "Dense", "activation": "softmax"},
+                ]
+            },
+        }
+    )
     train = cli("train", config, "--runs-dir", runs_dir, "--quiet")
     assert train.exit_code == 0, train.stderr
     run = train.stdout.strip()
@@ -204,5 +240,7 @@ def test_evaluate_refuses_a_data_file_changed_since_training_unless_asked(cli, w
     assert json.loads(refused.stdout)["error"].startswith(f"{data.resolve()}: changed since run")
     changed = cli("evaluate", run, "--json", "--allow-changed-data")
     assert changed.exit_code == 0, changed.stderr
-    assert json.loads(changed.stdout)["warning"].startswith(f"{data.resolve()} changed since the run was trained")
+    assert json.loads(changed.stdout)["warning"].startswith(
+        f"{data.resolve()} changed since the run was trained"
+    )
     assert "changed since the run was trained" in changed.stderr

@@ -25,16 +25,30 @@ from dlcli.cli import app
 
 FORMATS = ("saved_model", "onnx", "litert", "keras")
 CENSUS = CONFIGS / "data" / "census.csv"
-CENSUS_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-                  "sex", "hours_per_week", "native_country", "income"]
+CENSUS_COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "sex",
+    "hours_per_week",
+    "native_country",
+    "income",
+]
 pytestmark = pytest.mark.slow
 
 
 def train(config: dict, base: Path) -> Path:
     path = base / "cfg.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = CliRunner().invoke(app, ["train", str(path), "--runs-dir", str(base / "runs"), "--quiet"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["train", str(path), "--runs-dir", str(base / "runs"), "--quiet"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1])
 
@@ -64,7 +78,11 @@ def test_every_format_is_written_and_matches_the_model(digits_export):
     for name, entry in report["formats"].items():
         path = run / entry["path"]
         assert entry["status"] == "ok" and path.exists(), (name, entry)
-        on_disk = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        on_disk = (
+            path.stat().st_size
+            if path.is_file()
+            else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        )
         assert entry["bytes"] == on_disk > 0
         assert entry["max_abs_diff"] <= (1e-2 if name == "litert" else 1e-4), (name, entry)
         assert entry["agreement"] >= 0.999
@@ -73,7 +91,9 @@ def test_every_format_is_written_and_matches_the_model(digits_export):
         assert all(v > 0 for v in entry["latency_ms_per_sample"].values())
         assert entry["inputs"] and entry["inputs"][0]["shape"][-1] == 64
     assert set(report["reference"]["latency_ms_per_sample"]) == {"1", "256"}
-    assert not [p for p in (run / "export").iterdir() if p.name.startswith(".")]  # no half-built copy left
+    assert not [
+        p for p in (run / "export").iterdir() if p.name.startswith(".")
+    ]  # no half-built copy left
     assert result.stderr.strip() == ""  # --json: nothing but the object
 
 
@@ -106,7 +126,9 @@ print(json.dumps({k: np.asarray(v, "float64").tolist() for k, v in outputs.items
 """
 
 
-def in_own_runtimes(folder: Path, model: Path, x: np.ndarray, tmp: Path, feed: dict | None = None) -> dict:
+def in_own_runtimes(
+    folder: Path, model: Path, x: np.ndarray, tmp: Path, feed: dict | None = None
+) -> dict:
     """Each copy in `folder` (the export layout) run on `x` by its own runtime, without
     dlcli: TensorFlow's SavedModel loader (`feed`, a table's raw columns, when given),
     onnxruntime, the LiteRT interpreter, Keras; and the run's model.keras in Keras on
@@ -114,9 +136,21 @@ def in_own_runtimes(folder: Path, model: Path, x: np.ndarray, tmp: Path, feed: d
     np.savez(tmp / "rows.npz", x=x.astype("float32"))
     if feed is not None:
         (tmp / "feed.json").write_text(json.dumps(feed))
-    result = subprocess.run([sys.executable, "-c", OWN_RUNTIMES, str(folder), str(model), str(tmp / "rows.npz"),
-                             str(tmp / "feed.json") if feed is not None else "-"],
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            OWN_RUNTIMES,
+            str(folder),
+            str(model),
+            str(tmp / "rows.npz"),
+            str(tmp / "feed.json") if feed is not None else "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return {k: np.array(v) for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
 
@@ -125,7 +159,9 @@ def assert_close(outputs: dict, tolerance: float, litert: float = 1e-2) -> None:
     want = outputs["model"]
     for name in FORMATS:
         assert outputs[name].shape == want.shape, name
-        assert np.abs(outputs[name] - want).max() <= (litert if name == "litert" else tolerance), name
+        assert np.abs(outputs[name] - want).max() <= (litert if name == "litert" else tolerance), (
+            name
+        )
 
 
 def test_each_copy_runs_raw_features_in_its_own_runtime(digits_export, tmp_path):
@@ -137,7 +173,9 @@ def test_each_copy_runs_raw_features_in_its_own_runtime(digits_export, tmp_path)
     digits = load_digits()
     outputs = in_own_runtimes(run / "export", run / "model.keras", digits.data[:40], tmp_path)
     assert_close(outputs, 1e-4)
-    assert (outputs["onnx"].argmax(1) == digits.target[:40]).mean() > 0.8  # a trained model, not a blank one
+    assert (
+        outputs["onnx"].argmax(1) == digits.target[:40]
+    ).mean() > 0.8  # a trained model, not a blank one
 
 
 def test_show_lists_the_exports(digits_export, cli):
@@ -147,7 +185,9 @@ def test_show_lists_the_exports(digits_export, cli):
     text = result.stdout
     assert "exports of" in text and "(the model)" in text
     for name in FORMATS:
-        assert any(line.split("│")[1:2] and name in line and " ok " in line for line in text.splitlines()), name
+        assert any(
+            line.split("│")[1:2] and name in line and " ok " in line for line in text.splitlines()
+        ), name
     details = json.loads(cli("show", run, "--json").stdout)
     assert details["exports"]["formats"]["onnx"]["status"] == "ok"
 
@@ -158,12 +198,29 @@ def test_a_mixed_table_in_bfloat16_exports_with_the_lookup_inside_the_saved_mode
     take category indices and are made in float32. The SavedModel, fed rows of the raw CSV
     here, predicts what `dlcli predict` does on the same rows."""
     config = {
-        "name": "census", "seed": 3,
-        "data": {"source": "csv", "path": str(CENSUS), "header": False, "columns": CENSUS_COLUMNS,
-                 "target": "income", "missing": ["?"], "validation_split": 0.2, "test_split": 0.2},
-        "model": {"layers": [{"type": "Dense", "units": 32, "activation": "relu"},
-                             {"type": "Dense", "activation": "softmax"}]},
-        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "name": "census",
+        "seed": 3,
+        "data": {
+            "source": "csv",
+            "path": str(CENSUS),
+            "header": False,
+            "columns": CENSUS_COLUMNS,
+            "target": "income",
+            "missing": ["?"],
+            "validation_split": 0.2,
+            "test_split": 0.2,
+        },
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "activation": "softmax"},
+            ]
+        },
+        "compile": {
+            "optimizer": "adam",
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "training": {"epochs": 2, "batch_size": 64},
         "runtime": {"precision": "mixed_bfloat16"},
         "output": {"tensorboard": False, "plots": False},
@@ -173,12 +230,18 @@ def test_a_mixed_table_in_bfloat16_exports_with_the_lookup_inside_the_saved_mode
     assert result.returncode == 0, result.stderr
     assert report["precision"] == "mixed_bfloat16" and report["thresholds"]["max_abs_diff"] == 1e-2
     formats = report["formats"]
-    assert all(entry["status"] == "ok" and entry["max_abs_diff"] <= 1e-2 and entry["agreement"] >= 0.999
-               for entry in formats.values()), formats
+    assert all(
+        entry["status"] == "ok" and entry["max_abs_diff"] <= 1e-2 and entry["agreement"] >= 0.999
+        for entry in formats.values()
+    ), formats
     saved = formats["saved_model"]
     assert saved["takes"] == "raw features"
     assert [(i["column"], i["dtype"]) for i in saved["inputs"]][:4] == [
-        ("age", "float32"), ("workclass", "string"), ("fnlwgt", "float32"), ("education", "string")]
+        ("age", "float32"),
+        ("workclass", "string"),
+        ("fnlwgt", "float32"),
+        ("education", "string"),
+    ]
     for name in ("onnx", "litert", "keras"):
         assert formats[name]["takes"] == "category indices"
         assert formats[name]["inputs"][0]["shape"] == [None, 10]
@@ -191,8 +254,13 @@ def test_a_mixed_table_in_bfloat16_exports_with_the_lookup_inside_the_saved_mode
     predicted = CliRunner().invoke(app, ["predict", str(run), str(sample), "--proba", "--json"])
     assert predicted.exit_code == 0, predicted.stderr
     labels = json.loads((run / "labels.json").read_text())
-    want = [[p[f"proba_{label}"] for label in labels] for p in json.loads(predicted.stdout)["predictions"]]
-    assert any(row[i] == "?" for row in rows for i in (1, 6, 9))  # missing categories are among them
+    want = [
+        [p[f"proba_{label}"] for label in labels]
+        for p in json.loads(predicted.stdout)["predictions"]
+    ]
+    assert any(
+        row[i] == "?" for row in rows for i in (1, 6, 9)
+    )  # missing categories are among them
     # Without dlcli: the SavedModel gets the raw columns; the others get category indices made
     # as the README says (1 + the category's place in preprocessing.json, 0 for missing).
     features = json.loads((run / "preprocessing.json").read_text())["features"]
@@ -208,17 +276,26 @@ def test_a_mixed_table_in_bfloat16_exports_with_the_lookup_inside_the_saved_mode
             feed[feature["name"]] = values
     outputs = in_own_runtimes(run / "export", run / "model.keras", x, tmp_path, feed)
     assert outputs["saved_model"].shape == (60, len(labels))
-    assert np.abs(outputs["saved_model"] - np.array(want)).max() <= 1e-2  # what `dlcli predict` says
+    assert (
+        np.abs(outputs["saved_model"] - np.array(want)).max() <= 1e-2
+    )  # what `dlcli predict` says
     assert (outputs["saved_model"].argmax(1) == np.array(want).argmax(1)).all()
     assert_close(outputs, 1e-2)  # bfloat16 model vs its float32 copies
 
 
 def test_a_regression_exports_to_another_folder_and_writes_nothing_in_the_run(tmp_path):
-    config = deep_update(TINY, {"name": "diabetes", "data": {"source": "diabetes"},
-                                "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
-                                                     {"type": "Dense"}]},
-                                "compile": {"loss": "mean_squared_error", "metrics": ["mean_absolute_error"]},
-                                "training": {"epochs": 5, "batch_size": 32}})
+    config = deep_update(
+        TINY,
+        {
+            "name": "diabetes",
+            "data": {"source": "diabetes"},
+            "model": {
+                "layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense"}]
+            },
+            "compile": {"loss": "mean_squared_error", "metrics": ["mean_absolute_error"]},
+            "training": {"epochs": 5, "batch_size": 32},
+        },
+    )
     run = train(config, tmp_path)
     before = sorted(p.name for p in run.iterdir())
     out = tmp_path / "shipped"
@@ -232,14 +309,20 @@ def test_a_regression_exports_to_another_folder_and_writes_nothing_in_the_run(tm
     assert onnx["path"] == "onnx/model.onnx" and (out / "onnx" / "model.onnx").is_file()
     assert onnx["agreement"] is None  # a regression has no classes to agree on
     scale = report["thresholds"]["times"]
-    assert scale >= 1 and onnx["max_abs_diff"] <= 1e-4 * scale and onnx["tolerance"] == pytest.approx(1e-4 * scale)
+    assert (
+        scale >= 1
+        and onnx["max_abs_diff"] <= 1e-4 * scale
+        and onnx["tolerance"] == pytest.approx(1e-4 * scale)
+    )
     from sklearn.datasets import load_diabetes
 
     outputs = in_own_runtimes(out, run / "model.keras", load_diabetes().data[:50], tmp_path)
     assert_close(outputs, 1e-4 * scale, litert=1e-2 * scale)
 
 
-def test_a_copy_that_differs_from_the_model_fails_with_exit_1_and_the_other_records_stay(digits_export, tmp_path):
+def test_a_copy_that_differs_from_the_model_fails_with_exit_1_and_the_other_records_stay(
+    digits_export, tmp_path
+):
     exported = tmp_path / digits_export[0].name
     shutil.copytree(digits_export[0], exported)
     code = f"""
@@ -252,17 +335,26 @@ main()
 """
     result = run_python(code, env={"NO_COLOR": "1"}, timeout=300)
     assert result.returncode == 1, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("error: export failed for keras: max_abs_diff")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: export failed for keras: max_abs_diff")
+    )
     assert "Traceback" not in result.stderr
     formats = json.loads((exported / "exports.json").read_text())["formats"]
     assert formats["keras"]["status"] == "failed" and "exceeds" in formats["keras"]["error"]
     # the formats this export did not redo keep their records
-    assert formats["onnx"] == digits_export[1]["formats"]["onnx"] and formats["onnx"]["status"] == "ok"
+    assert (
+        formats["onnx"] == digits_export[1]["formats"]["onnx"] and formats["onnx"]["status"] == "ok"
+    )
 
 
-@pytest.mark.parametrize("option, needle", [
-    ("onxx", "no export format 'onxx' (did you mean 'onnx'?)"),
-])
+@pytest.mark.parametrize(
+    "option, needle",
+    [
+        ("onxx", "no export format 'onxx' (did you mean 'onnx'?)"),
+    ],
+)
 def test_an_unknown_format_is_a_usage_error(cli, run_copy, option, needle):
     result = cli("export", run_copy, "--format", option)
     assert result.exit_code == 2
@@ -274,13 +366,21 @@ def test_a_missing_export_library_names_the_install(cli, run_copy, monkeypatch):
     import importlib
     import importlib.util
 
-    exports = importlib.import_module("dlcli.use.export")  # the module (dlcli.use.export is the API function)
+    exports = importlib.import_module(
+        "dlcli.use.export"
+    )  # the module (dlcli.use.export is the API function)
     real = importlib.util.find_spec
-    monkeypatch.setattr(exports.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    monkeypatch.setattr(
+        exports.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
     result = cli("export", run_copy, "--format", "onnx")
     assert result.exit_code == 2
-    assert "onnx needs onnxruntime, which is not installed: pip install 'dlcli[export]'" in result.stderr
+    assert (
+        "onnx needs onnxruntime, which is not installed: pip install 'dlcli[export]'"
+        in result.stderr
+    )
     assert not (run_copy / "export").exists()
     chosen, skipped = exports.chosen_formats([])  # by default the others are made, onnx skipped
     assert [f.name for f in chosen] == ["saved_model", "litert", "keras"]
@@ -298,7 +398,8 @@ def test_a_model_saved_on_torch_exports_on_tensorflow(run_copy):
         files = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(files["config.json"])
     config["compile_config"]["optimizer"].update(
-        module="keras.src.backend.torch.optimizers.torch_adam", registered_name="Adam")  # as torch writes it
+        module="keras.src.backend.torch.optimizers.torch_adam", registered_name="Adam"
+    )  # as torch writes it
     files["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in files.items():
@@ -314,9 +415,15 @@ def test_raw_columns_carry_any_text_and_names_a_signature_accepts():
     from dlcli.data.tables.preprocessing import Feature
     from dlcli.use.export import RawTable
 
-    table = RawTable(SimpleNamespace(features=[
-        Feature("city name", "categorical", categories=["São Paulo", "Zürich"]),
-        Feature("2nd", "numeric", mean=0.0, std=1.0), Feature("city_name", "categorical", categories=["x"])]))
+    table = RawTable(
+        SimpleNamespace(
+            features=[
+                Feature("city name", "categorical", categories=["São Paulo", "Zürich"]),
+                Feature("2nd", "numeric", mean=0.0, std=1.0),
+                Feature("city_name", "categorical", categories=["x"]),
+            ]
+        )
+    )
     assert [c.key for c in table.columns] == ["city_name", "2nd", "city_name_2"]
     raw = table.raw(np.array([[1, 0.5, 1], [2, np.nan, 0], [0, 3.0, 1]], "float32"))
     assert raw["city_name"].tolist() == ["São Paulo".encode(), "Zürich".encode(), b""]

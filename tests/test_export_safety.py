@@ -22,7 +22,11 @@ def export(run, *options, cwd=None):
 
 def tree(folder) -> dict:
     """Every file under `folder` (dot-folders included) with its bytes."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_refused(result, *names):
@@ -34,14 +38,20 @@ def assert_refused(result, *names):
 
 def test_user_files_in_the_format_folders_survive_and_the_export_stops(run_copy, tmp_path):
     out = tmp_path / "out"
-    mine = {"saved_model/readme.md": b"mine\n", "onnx/notes.txt": b"mine\n", "keras/other.keras": b"not a model"}
+    mine = {
+        "saved_model/readme.md": b"mine\n",
+        "onnx/notes.txt": b"mine\n",
+        "keras/other.keras": b"not a model",
+    }
     for name, data in mine.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(data)
     result = export(run_copy, "--output", out, "-f", "saved_model", "-f", "onnx", "-f", "keras")
     assert_refused(result, *(str(out / name) for name in ("saved_model", "onnx", "keras")))
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 3 and all("move your files out of it or choose another --output" in line for line in lines)
+    assert len(lines) == 3 and all(
+        "move your files out of it or choose another --output" in line for line in lines
+    )
     assert tree(out) == mine  # nothing deleted, nothing written (no exports.json either)
     assert sorted(p.name for p in out.iterdir()) == ["keras", "onnx", "saved_model"]
 
@@ -56,14 +66,22 @@ def test_leftover_temporary_looking_folders_of_the_user_stay(run_copy, tmp_path)
     assert (out / ".onnx.old" / "keep").read_text() == "mine\n"
     assert (out / ".onnx.building" / "keep").read_text() == "mine\n"
     assert (out / "onnx" / "model.onnx").is_file()
-    assert sorted(p.name for p in out.iterdir()) == [".onnx.building", ".onnx.old", "exports.json", "onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".onnx.building",
+        ".onnx.old",
+        "exports.json",
+        "onnx",
+    ]
 
 
 def test_output_naming_a_file_is_one_line_and_exit_2(run_copy, tmp_path):
     (tmp_path / "out.txt").write_text("mine\n")
     result = export(run_copy, "--output", "out.txt", "-f", "keras", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: out.txt: --output names a file; give a folder (it is created if missing)"
+    assert (
+        result.stderr.strip()
+        == "error: out.txt: --output names a file; give a folder (it is created if missing)"
+    )
     assert (tmp_path / "out.txt").read_text() == "mine\n"
 
 
@@ -95,8 +113,14 @@ def test_exporting_again_replaces_its_own_copy_and_keeps_the_other_records(run_c
     (out / "exports.json").write_text(json.dumps(record))
     result = export(run_copy, "--output", out, "-f", "onnx")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "exports.json").read_text())["formats"]["onnx"]["files"] == ["model.onnx"]
-    assert sorted(p.name for p in out.iterdir()) == ["exports.json", "keras", "onnx"]  # no temporary folder left
+    assert json.loads((out / "exports.json").read_text())["formats"]["onnx"]["files"] == [
+        "model.onnx"
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "exports.json",
+        "keras",
+        "onnx",
+    ]  # no temporary folder left
 
 
 def test_a_user_file_in_the_runs_own_export_folder_stops_the_export(run_copy):
@@ -104,6 +128,8 @@ def test_a_user_file_in_the_runs_own_export_folder_stops_the_export(run_copy):
     (run_copy / "export" / "onnx" / "notes.txt").write_text("mine\n")
     before = tree(run_copy / "export"), (run_copy / "exports.json").read_bytes()
     result = export(run_copy, "-f", "onnx")
-    assert_refused(result, f"{run_copy / 'export' / 'onnx'}: holds files dlcli did not write: notes.txt")
+    assert_refused(
+        result, f"{run_copy / 'export' / 'onnx'}: holds files dlcli did not write: notes.txt"
+    )
     assert "export elsewhere with --output DIR" in result.stderr
     assert (tree(run_copy / "export"), (run_copy / "exports.json").read_bytes()) == before

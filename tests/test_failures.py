@@ -21,7 +21,9 @@ def test_out_of_memory_is_one_line_and_a_failed_run(cli, write_config, runs_dir,
     import tensorflow as tf
 
     def out_of_memory(self, *args, **kwargs):
-        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1000000,1000000]")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "OOM when allocating tensor with shape[1000000,1000000]"
+        )
 
     monkeypatch.setattr(keras.Model, "fit", out_of_memory)
     result = cli("train", write_config(), "--runs-dir", runs_dir)
@@ -33,7 +35,9 @@ def test_out_of_memory_is_one_line_and_a_failed_run(cli, write_config, runs_dir,
 
 
 @pytest.mark.slow  # trains until its first epoch ends
-def test_disk_full_while_training_is_one_line_and_a_failed_run(cli, write_config, runs_dir, monkeypatch):
+def test_disk_full_while_training_is_one_line_and_a_failed_run(
+    cli, write_config, runs_dir, monkeypatch
+):
     def disk_full(path, line):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
@@ -41,7 +45,11 @@ def test_disk_full_while_training_is_one_line_and_a_failed_run(cli, write_config
     result = cli("train", write_config(), "--runs-dir", runs_dir)
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
-    assert "No space left on device" in line and "history.csv" in line and "Traceback" not in result.stderr
+    assert (
+        "No space left on device" in line
+        and "history.csv" in line
+        and "Traceback" not in result.stderr
+    )
     _, record = _only_run(runs_dir)
     assert record["status"] == "failed" and "No space left" in record["error"]
 

@@ -38,7 +38,10 @@ def run_bounded(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", BOUNDED, *map(str, args)],
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -58,14 +61,18 @@ def assert_refused(code: int, stdout: str, stderr: str, *needles: str, where: st
     assert stdout.strip() == "", context
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, context
-    assert lines[0].startswith((f"error: {where}:", f"error: {where} ")), f"expected it to start with {where!r}" + context
+    assert lines[0].startswith((f"error: {where}:", f"error: {where} ")), (
+        f"expected it to start with {where!r}" + context
+    )
     for needle in needles:
         assert needle in lines[0], f"expected {needle!r}" + context
     return lines[0]
 
 
 def assert_no_run_folder(runs_dir: Path) -> None:
-    assert not runs_dir.exists() or not any(runs_dir.iterdir()), f"a refused config left {list(runs_dir.iterdir())}"
+    assert not runs_dir.exists() or not any(runs_dir.iterdir()), (
+        f"a refused config left {list(runs_dir.iterdir())}"
+    )
 
 
 @pytest.fixture
@@ -77,7 +84,9 @@ def refused(cli, runs_dir):
         line = ""
         for args in (["validate", config], ["train", config, "--runs-dir", runs_dir]):
             result = cli(*args)
-            line = assert_refused(result.exit_code, result.stdout, result.stderr, *needles, where=where)
+            line = assert_refused(
+                result.exit_code, result.stdout, result.stderr, *needles, where=where
+            )
             assert_no_run_folder(runs_dir)
         return line
 
@@ -85,13 +94,22 @@ def refused(cli, runs_dir):
 
 
 def model_layers(units: int, activation: str = "softmax") -> dict:
-    return {"model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                                 {"type": "Dense", "units": units, "activation": activation}]}}
+    return {
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dense", "units": units, "activation": activation},
+            ]
+        }
+    }
 
 
 def csv_config(path: Path, **data) -> dict:
     """A 3-class CSV problem (columns a, b, label) unless `data` says otherwise."""
-    return {**model_layers(3), "data": {"source": "csv", "path": str(path), "target": "label", **data}}
+    return {
+        **model_layers(3),
+        "data": {"source": "csv", "path": str(path), "target": "label", **data},
+    }
 
 
 def npz_config(path: Path, **data) -> dict:
@@ -99,7 +117,11 @@ def npz_config(path: Path, **data) -> dict:
 
 
 def regression(config: dict) -> dict:
-    return {**config, **model_layers(1, "linear"), "compile": {"optimizer": "adam", "loss": "mse", "metrics": ["mae"]}}
+    return {
+        **config,
+        **model_layers(1, "linear"),
+        "compile": {"optimizer": "adam", "loss": "mse", "metrics": ["mae"]},
+    }
 
 
 def csv_lines(n: int = 30, header: str = "a,b,label") -> list[str]:
@@ -159,13 +181,17 @@ NOT_REGULAR = "is not a regular file"
 
 
 @pytest.mark.parametrize("entry", ["csv path", "csv test_path", "npz path"])
-def test_fifo_as_training_data_is_refused_without_opening_it(refused, write_config, make_fifo, tmp_path, entry):
+def test_fifo_as_training_data_is_refused_without_opening_it(
+    refused, write_config, make_fifo, tmp_path, entry
+):
     if entry == "csv path":
         fifo = make_fifo("data.csv")
         config = write_config(csv_config(fifo))
     elif entry == "csv test_path":
         fifo = make_fifo("test.csv")
-        config = write_config(csv_config(write_csv(tmp_path / "train.csv", csv_lines()), test_path=str(fifo)))
+        config = write_config(
+            csv_config(write_csv(tmp_path / "train.csv", csv_lines()), test_path=str(fifo))
+        )
     else:
         fifo = make_fifo("data.npz")
         config = write_config(npz_config(fifo))
@@ -182,7 +208,13 @@ def test_fifo_as_evaluate_or_predict_input_is_refused(cli, run_copy, make_fifo, 
     fifo = make_fifo(name)
     evaluations = run_copy / "evaluations.jsonl"
     before = evaluations.read_text() if evaluations.exists() else None
-    args = [command, run_copy, *(["--data", fifo] if command == "evaluate" else [fifo]), "--runs-dir", run_copy.parent]
+    args = [
+        command,
+        run_copy,
+        *(["--data", fifo] if command == "evaluate" else [fifo]),
+        "--runs-dir",
+        run_copy.parent,
+    ]
     result = cli(*args)
     assert_refused(result.exit_code, result.stdout, result.stderr, NOT_REGULAR, where=str(fifo))
     assert (evaluations.read_text() if evaluations.exists() else None) == before  # nothing recorded
@@ -209,26 +241,46 @@ def test_dev_zero_as_predict_input_ends_at_once_in_a_bounded_process(run_copy):
 @pytest.mark.slow
 def test_npz_bomb_is_refused_before_it_is_unpacked(write_config, tmp_path, runs_dir):
     bomb = tmp_path / "bomb.npz"
-    np.savez_compressed(bomb, x_train=np.zeros((25_000, 1_000)), y_train=np.arange(25_000) % 3)  # 200 MB unpacked
+    np.savez_compressed(
+        bomb, x_train=np.zeros((25_000, 1_000)), y_train=np.arange(25_000) % 3
+    )  # 200 MB unpacked
     assert bomb.stat().st_size < 2_000_000
     config = write_config(npz_config(bomb))
     env = {"DLCLI_MAX_ARRAY_BYTES": "50000000"}
     for args in (["validate", config], ["train", config, "--runs-dir", runs_dir]):
         proc = run_bounded(*args, env=env, timeout=60)
-        assert_refused(proc.returncode, proc.stdout, proc.stderr, "200,000,000 bytes", "50,000,000",
-                       "DLCLI_MAX_ARRAY_BYTES", "smaller file", "data.streaming", where=str(bomb))
+        assert_refused(
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+            "200,000,000 bytes",
+            "50,000,000",
+            "DLCLI_MAX_ARRAY_BYTES",
+            "smaller file",
+            "data.streaming",
+            where=str(bomb),
+        )
         assert_no_run_folder(runs_dir)
 
 
-def test_npz_over_the_array_limit_is_refused_and_under_it_loads(cli, write_config, tmp_path, monkeypatch):
+def test_npz_over_the_array_limit_is_refused_and_under_it_loads(
+    cli, write_config, tmp_path, monkeypatch
+):
     data = tmp_path / "data.npz"
     x, y = arrays()
     np.savez(data, x_train=x, y_train=y)  # 30*4*8 + 30*8 = 1,200 bytes of arrays
     config = write_config(npz_config(data))
     monkeypatch.setenv("DLCLI_MAX_ARRAY_BYTES", "1000")
     result = cli("validate", config)
-    assert_refused(result.exit_code, result.stdout, result.stderr, "1,200 bytes", "limit of 1,000 bytes",
-                   "set by DLCLI_MAX_ARRAY_BYTES", where=str(data))
+    assert_refused(
+        result.exit_code,
+        result.stdout,
+        result.stderr,
+        "1,200 bytes",
+        "limit of 1,000 bytes",
+        "set by DLCLI_MAX_ARRAY_BYTES",
+        where=str(data),
+    )
     monkeypatch.setenv("DLCLI_MAX_ARRAY_BYTES", "1200")
     assert cli("validate", config).exit_code == 0
     monkeypatch.delenv("DLCLI_MAX_ARRAY_BYTES")
@@ -242,7 +294,9 @@ def test_bad_array_limit_setting_is_named(cli, write_config, tmp_path, monkeypat
     np.savez(data, x_train=arrays()[0], y_train=arrays()[1])
     monkeypatch.setenv("DLCLI_MAX_ARRAY_BYTES", "lots")
     result = cli("validate", write_config(npz_config(data)))
-    assert_refused(result.exit_code, result.stdout, result.stderr, "'lots'", where="DLCLI_MAX_ARRAY_BYTES")
+    assert_refused(
+        result.exit_code, result.stdout, result.stderr, "'lots'", where="DLCLI_MAX_ARRAY_BYTES"
+    )
 
 
 def _forged_npz(path: Path, declared: tuple, actual: np.ndarray) -> Path:
@@ -250,7 +304,9 @@ def _forged_npz(path: Path, declared: tuple, actual: np.ndarray) -> Path:
     import io
 
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": declared})
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": declared}
+    )
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("x_train.npy", header.getvalue() + actual.astype("<f8").tobytes())
         y = io.BytesIO()
@@ -261,8 +317,13 @@ def _forged_npz(path: Path, declared: tuple, actual: np.ndarray) -> Path:
 
 def test_npz_header_that_does_not_match_its_member_is_refused(refused, write_config, tmp_path):
     data = _forged_npz(tmp_path / "forged.npz", (100_000, 1_000), np.zeros((30, 4)))
-    refused(write_config(npz_config(data)), "'x_train' declares 800,000,000 bytes", "holds 960", "damaged",
-            where=str(data))
+    refused(
+        write_config(npz_config(data)),
+        "'x_train' declares 800,000,000 bytes",
+        "holds 960",
+        "damaged",
+        where=str(data),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -271,7 +332,9 @@ def test_npz_header_that_does_not_match_its_member_is_refused(refused, write_con
 
 def test_text_file_given_as_npz_is_not_called_python_objects(refused, write_config, tmp_path):
     data = write_csv(tmp_path / "data.npz", csv_lines())
-    line = refused(write_config(npz_config(data)), "not an NPZ (zip) file", "numpy.savez", where=str(data))
+    line = refused(
+        write_config(npz_config(data)), "not an NPZ (zip) file", "numpy.savez", where=str(data)
+    )
     assert "Python objects" not in line
 
 
@@ -307,7 +370,9 @@ def test_npz_test_arrays_of_different_lengths(refused, write_config, tmp_path):
     data = tmp_path / "data.npz"
     x, y = arrays()
     np.savez(data, x_train=x, y_train=y, x_test=x[:10], y_test=y[:8])
-    refused(write_config(npz_config(data)), "x_test has 10 samples but y_test has 8", where=str(data))
+    refused(
+        write_config(npz_config(data)), "x_test has 10 samples but y_test has 8", where=str(data)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -332,8 +397,14 @@ def test_split_fraction_that_leaves_too_few_of_a_small_file(refused, write_confi
     data = write_csv(tmp_path / "data.csv", csv_lines(n=6))
     config = write_config(csv_config(data, test_split=0.2, validation_split=0.6))
     # 6 samples: 2 for test, 4 left; 0.6 of 4 takes 3 for validation and leaves 1 to train on.
-    refused(config, "3 for validation", "leaves 1 for training", "at least 2", "at most 0.5",
-            where=f"{config}:{line_of(config, r'validation_split: 0.6')}")
+    refused(
+        config,
+        "3 for validation",
+        "leaves 1 for training",
+        "at least 2",
+        "at most 0.5",
+        where=f"{config}:{line_of(config, r'validation_split: 0.6')}",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -343,9 +414,14 @@ def test_split_fraction_that_leaves_too_few_of_a_small_file(refused, write_confi
 
 def test_csv_cell_over_the_field_limit_names_the_line(refused, write_config, tmp_path):
     lines = csv_lines()
-    lines[4] = f"0.5,\"{'7' * 200_000},1"  # line 5: a quote never closed
+    lines[4] = f'0.5,"{"7" * 200_000},1'  # line 5: a quote never closed
     data = write_csv(tmp_path / "data.csv", lines)
-    refused(write_config(csv_config(data)), "a cell is over 131,072 characters", "never closed", where=f"{data}:5")
+    refused(
+        write_config(csv_config(data)),
+        "a cell is over 131,072 characters",
+        "never closed",
+        where=f"{data}:5",
+    )
 
 
 def test_csv_line_without_end_is_cut_short(cli, write_config, tmp_path, monkeypatch):
@@ -356,12 +432,16 @@ def test_csv_line_without_end_is_cut_short(cli, write_config, tmp_path, monkeypa
     lines[2] = "0.5," * 600 + "1"  # line 3
     data = write_csv(tmp_path / "data.csv", lines)
     result = cli("validate", write_config(csv_config(data)))
-    assert_refused(result.exit_code, result.stdout, result.stderr, "over 1,000 characters", where=f"{data}:3")
+    assert_refused(
+        result.exit_code, result.stdout, result.stderr, "over 1,000 characters", where=f"{data}:3"
+    )
 
 
 def test_csv_with_a_byte_order_mark_reads_its_first_column(cli, write_config, tmp_path):
     data = tmp_path / "data.csv"
-    lines = [",".join(reversed(line.split(","))) for line in csv_lines(header="a,b,target")]  # target first
+    lines = [
+        ",".join(reversed(line.split(","))) for line in csv_lines(header="a,b,target")
+    ]  # target first
     data.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
     assert data.read_bytes().startswith(b"\xef\xbb\xbftarget,")
     result = cli("validate", write_config(csv_config(data, target="target")))
@@ -370,29 +450,48 @@ def test_csv_with_a_byte_order_mark_reads_its_first_column(cli, write_config, tm
 
 def test_csv_with_a_duplicated_header_column(refused, write_config, tmp_path):
     data = write_csv(tmp_path / "data.csv", csv_lines(header="a,a,label"))
-    refused(write_config(csv_config(data)), "column 'a' appears twice", "columns 1 and 2", where=f"{data}:1")
+    refused(
+        write_config(csv_config(data)),
+        "column 'a' appears twice",
+        "columns 1 and 2",
+        where=f"{data}:1",
+    )
 
 
 def test_csv_target_listed_as_a_feature(refused, write_config, tmp_path):
     data = write_csv(tmp_path / "data.csv", csv_lines())
     config = write_config(csv_config(data, features=["a", "label"]))
     at = line_of(config, r"^\s*- label$")
-    refused(config, "the target 'label' is also listed as a feature", "data.features", where=f"{config}:{at}")
+    refused(
+        config,
+        "the target 'label' is also listed as a feature",
+        "data.features",
+        where=f"{config}:{at}",
+    )
 
 
 def test_csv_feature_out_of_float32_range(refused, write_config, tmp_path):
     lines = csv_lines()
     lines[6] = "0.5,1e39,1"  # line 7
     data = write_csv(tmp_path / "data.csv", lines)
-    refused(write_config(csv_config(data)), "column 'b' is 1e39", "out of float32 range", where=f"{data}:7")
+    refused(
+        write_config(csv_config(data)),
+        "column 'b' is 1e39",
+        "out of float32 range",
+        where=f"{data}:7",
+    )
 
 
 def test_csv_regression_target_out_of_float32_range(refused, write_config, tmp_path):
     lines = ["a,b,label"] + [f"{i},{i * 2},{i * 0.5}" for i in range(30)]
     lines[9] = "1,2,-1e39"  # line 10
     data = write_csv(tmp_path / "data.csv", lines)
-    refused(write_config(regression(csv_config(data))), "the target 'label' is -1e39", "out of float32 range",
-            where=f"{data}:10")
+    refused(
+        write_config(regression(csv_config(data))),
+        "the target 'label' is -1e39",
+        "out of float32 range",
+        where=f"{data}:10",
+    )
 
 
 def test_headerless_predict_input_out_of_float32_range(cli, run_copy, tmp_path):
@@ -402,8 +501,14 @@ def test_headerless_predict_input_out_of_float32_range(cli, run_copy, tmp_path):
     lines[1] = ",".join(["0"] * 4 + ["1e39"] + ["0"] * 59)  # line 2, column 5
     data.write_text("\n".join(lines) + "\n")
     result = cli("predict", run_copy, data, "--runs-dir", run_copy.parent)
-    assert_refused(result.exit_code, result.stdout, result.stderr, "column '4' is 1e39", "out of float32 range",
-                   where=f"{data}:2")
+    assert_refused(
+        result.exit_code,
+        result.stdout,
+        result.stderr,
+        "column '4' is 1e39",
+        "out of float32 range",
+        where=f"{data}:2",
+    )
 
 
 def test_npz_float64_features_out_of_float32_range(refused, write_config, tmp_path):
@@ -411,7 +516,12 @@ def test_npz_float64_features_out_of_float32_range(refused, write_config, tmp_pa
     x[3, 1] = 1e39
     data = tmp_path / "data.npz"
     np.savez(data, x_train=x, y_train=y)
-    refused(write_config(npz_config(data)), "x_train holds 1e+39 at sample 3", "out of float32 range", where=str(data))
+    refused(
+        write_config(npz_config(data)),
+        "x_train holds 1e+39 at sample 3",
+        "out of float32 range",
+        where=str(data),
+    )
 
 
 def test_npz_regression_target_out_of_float32_range(refused, write_config, tmp_path):
@@ -420,5 +530,8 @@ def test_npz_regression_target_out_of_float32_range(refused, write_config, tmp_p
     y[7] = 1e39
     data = tmp_path / "data.npz"
     np.savez(data, x_train=x, y_train=y)
-    refused(write_config(regression(npz_config(data))), "y_train holds 1e+39 at sample 7, out of float32 range",
-            where=str(data))
+    refused(
+        write_config(regression(npz_config(data))),
+        "y_train holds 1e+39 at sample 7, out of float32 range",
+        where=str(data),
+    )

@@ -74,7 +74,9 @@ def _link(target: Path, link: Path) -> None:
 # 1. links planted in a run folder are never followed
 
 
-@pytest.mark.parametrize("name", ["checkpoints", "tensorboard", "history.csv", "checkpoints/state.json"])
+@pytest.mark.parametrize(
+    "name", ["checkpoints", "tensorboard", "history.csv", "checkpoints/state.json"]
+)
 def test_resume_refuses_a_planted_link_and_changes_nothing_outside(cli, run, outside, name):
     _link(outside / ("keep.txt" if "." in name else ""), run / name)
     before = snapshot(outside)
@@ -93,8 +95,12 @@ def test_evaluate_refuses_a_linked_evaluations_file(cli, run, outside):
 
 @pytest.mark.slow
 def test_callback_file_through_a_planted_link_is_refused(cli, tmp_path, write_config, outside):
-    config = write_config({"training": {"callbacks": [{"type": "CSVLogger", "filename": "logs/train.csv"}]}})
-    first = cli("train", config, "--runs-dir", tmp_path / "runs", "--quiet", "--set", "training.epochs=1")
+    config = write_config(
+        {"training": {"callbacks": [{"type": "CSVLogger", "filename": "logs/train.csv"}]}}
+    )
+    first = cli(
+        "train", config, "--runs-dir", tmp_path / "runs", "--quiet", "--set", "training.epochs=1"
+    )
     assert first.exit_code == 0, first.stderr
     run = Path(first.stdout.strip())
     assert (run / "logs" / "train.csv").is_file()
@@ -175,7 +181,9 @@ def test_output_into_a_fifo_nobody_reads_is_refused_not_waited_on(cli, trained_r
 def test_init_into_a_device_writes_into_it(cli, tmp_path):
     node = tmp_path / "null"
     try:
-        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # the null device, in a scratch folder
+        os.mknod(
+            node, stat.S_IFCHR | 0o666, os.makedev(1, 3)
+        )  # the null device, in a scratch folder
     except PermissionError:
         pytest.skip("this container may not make device nodes")
     result = cli("init", node, "--force")
@@ -193,7 +201,9 @@ def test_resume_of_a_locked_run_names_the_process_holding_it(cli, run):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.write(fd, f"{os.getpid()}\n".encode())
         history = (run / "history.csv").read_text()
-        stderr = plain_error(cli("train", "--resume", run, "--set", "training.epochs=12", "--quiet"), 2)
+        stderr = plain_error(
+            cli("train", "--resume", run, "--set", "training.epochs=12", "--quiet"), 2
+        )
         assert f"in use by process {os.getpid()}" in stderr
         assert (run / "history.csv").read_text() == history
     finally:
@@ -209,15 +219,35 @@ def test_resume_of_a_folder_it_cannot_lock_is_one_line(cli, run):
 
 @pytest.mark.slow
 def test_two_resumes_at_once_one_trains_the_other_exits_2(run):
-    command = [sys.executable, "-m", "dlcli", "train", "--resume", str(run), "--set", "training.epochs=14", "--quiet"]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "NO_COLOR": "1"}) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "dlcli",
+        "train",
+        "--resume",
+        str(run),
+        "--set",
+        "training.epochs=14",
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=240), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     loser = next(err for code, err in results if code == 2)
     assert "in use by process" in loser or "already has 14 epochs" in loser, loser
-    epochs = [int(line.split(",")[0]) for line in (run / "history.csv").read_text().splitlines()[1:]]
+    epochs = [
+        int(line.split(",")[0]) for line in (run / "history.csv").read_text().splitlines()[1:]
+    ]
     assert epochs == list(range(1, 15))
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 14
 
@@ -227,8 +257,16 @@ def test_concurrent_evaluations_all_answer_and_all_are_recorded(run):
     evaluations = run / "evaluations.jsonl"
     before = len(evaluations.read_text().splitlines()) if evaluations.exists() else 0
     command = [sys.executable, "-m", "dlcli", "evaluate", str(run), "--json"]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "NO_COLOR": "1"}) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        for _ in range(4)
+    ]
     outputs = [(p.wait(timeout=240), p.stdout.read(), p.stderr.read()) for p in procs]
     for code, out, err in outputs:
         assert code == 0, err
@@ -269,7 +307,12 @@ def test_resume_finishes_a_run_stopped_after_its_last_epoch(cli, run):
     assert "already has 10 epochs" in stderr
 
 
-EARLY = {"training": {"epochs": 20, "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.3}}}
+EARLY = {
+    "training": {
+        "epochs": 20,
+        "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.3},
+    }
+}
 
 
 @pytest.mark.slow
@@ -289,7 +332,10 @@ def test_early_stopped_run_resumes_to_exactly_where_it_ended(cli, tmp_path, writ
     assert result.exit_code == 0, result.stderr
     assert (run / "history.csv").read_text() == history
     finished = json.loads((run / "metrics.json").read_text())
-    assert finished["epochs_run"] == original["epochs_run"] and finished["best_epoch"] == original["best_epoch"]
+    assert (
+        finished["epochs_run"] == original["epochs_run"]
+        and finished["best_epoch"] == original["best_epoch"]
+    )
     assert finished["test"] == original["test"]
 
 
@@ -322,9 +368,13 @@ def test_sigterm_in_the_final_phase_then_resume_completes_without_training(tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 1.5, 3.0, 4.0, 4.5])
 def test_sigterm_to_evaluate_exits_130_without_a_traceback(run, delay):
-    process = subprocess.Popen([sys.executable, "-m", "dlcli", "evaluate", str(run), "--split", "train", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "NO_COLOR": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlcli", "evaluate", str(run), "--split", "train", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     time.sleep(delay)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
@@ -335,15 +385,32 @@ def test_sigterm_to_evaluate_exits_130_without_a_traceback(run, delay):
     assert process.returncode == 130, err
     assert "Traceback" not in err and "error: interrupted" in err
     assert json.loads(out)["exit_code"] == 130
-    for line in (run / "evaluations.jsonl").read_text().splitlines() if (run / "evaluations.jsonl").exists() else []:
+    for line in (
+        (run / "evaluations.jsonl").read_text().splitlines()
+        if (run / "evaluations.jsonl").exists()
+        else []
+    ):
         json.loads(line)
 
 
 @pytest.mark.slow
 def test_sigterm_after_training_printed_its_result_exits_0(tmp_path, write_config):
     process = subprocess.Popen(
-        [sys.executable, "-m", "dlcli", "train", str(write_config()), "--runs-dir", str(tmp_path / "runs"), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            str(write_config()),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     path = process.stdout.readline().strip()
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
@@ -353,9 +420,16 @@ def test_sigterm_after_training_printed_its_result_exits_0(tmp_path, write_confi
 
 @pytest.mark.slow
 def test_interrupt_before_any_epoch_says_nothing_is_kept(tmp_path, write_config):
-    slow = {"model": {"layers": [{"type": "Dense", "units": 1024, "activation": "relu"},
-                                 {"type": "Dense", "units": 10, "activation": "softmax"}]},
-            "training": {"epochs": 3, "batch_size": 1}, "runtime": {"steps_per_execution": 1}}
+    slow = {
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 1024, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ]
+        },
+        "training": {"epochs": 3, "batch_size": 1},
+        "runtime": {"steps_per_execution": 1},
+    }
     training = Training(write_config(slow), tmp_path / "runs")
     training.wait_until(lambda: training.folder() is not None, what="the run folder")
     training.process.send_signal(signal.SIGINT)  # in epoch 1: the folder appears just before fit
@@ -367,7 +441,9 @@ def test_interrupt_before_any_epoch_says_nothing_is_kept(tmp_path, write_config)
     assert json.loads((training.folder() / "run.json").read_text())["status"] == "interrupted"
 
 
-def test_a_signal_while_the_folder_is_claimed_marks_it_interrupted(tmp_path, write_config, monkeypatch):
+def test_a_signal_while_the_folder_is_claimed_marks_it_interrupted(
+    tmp_path, write_config, monkeypatch
+):
     """The moment the folder appears is covered too: a Ctrl-C right after it is made (before
     training starts) leaves `interrupted`, never a folder stuck at `running`."""
     from dlcli.errors import Interrupted
@@ -417,12 +493,32 @@ def _small_files(limit: int):
 
 @pytest.mark.slow
 def test_disk_full_mid_run_names_the_file_and_marks_the_run_failed(tmp_path, write_config):
-    big = {"model": {"layers": [{"type": "Dense", "units": 256, "activation": "relu"},
-                                {"type": "Dense", "units": 10, "activation": "softmax"}]}}
+    big = {
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 256, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ]
+        }
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "dlcli", "train", str(write_config(big)), "--runs-dir", str(tmp_path / "runs"), "--json"],
-        check=False, capture_output=True, text=True, timeout=240, env={**os.environ, "NO_COLOR": "1"},
-        preexec_fn=_small_files(100_000))
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            str(write_config(big)),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "NO_COLOR": "1"},
+        preexec_fn=_small_files(100_000),
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     error = json.loads(result.stdout)["error"]
@@ -445,8 +541,15 @@ def test_evaluation_that_cannot_be_recorded_keeps_its_json(cli, run):
 
 @pytest.mark.slow
 def test_evaluate_on_a_full_disk_is_one_line_with_json(run):
-    result = subprocess.run([sys.executable, "-m", "dlcli", "evaluate", str(run), "--json"], check=False,
-                            capture_output=True, text=True, timeout=240, env={**os.environ, "NO_COLOR": "1"}, preexec_fn=_small_files(10))
+    result = subprocess.run(
+        [sys.executable, "-m", "dlcli", "evaluate", str(run), "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "NO_COLOR": "1"},
+        preexec_fn=_small_files(10),
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     payload = json.loads(result.stdout)
@@ -467,17 +570,23 @@ def _strict(text: str):
 
 @pytest.mark.slow
 def test_overflowing_inputs_give_null_not_nan(cli, tmp_path, write_config):
-    regression = {"data": {"source": "diabetes"}, "compile": {"loss": "mse", "metrics": ["mae"]},
-                  "model": {"layers": [{"type": "Dense", "units": 1}]},  # linear: overflow reaches the loss
-                  "training": {"epochs": 1}}
+    regression = {
+        "data": {"source": "diabetes"},
+        "compile": {"loss": "mse", "metrics": ["mae"]},
+        "model": {"layers": [{"type": "Dense", "units": 1}]},  # linear: overflow reaches the loss
+        "training": {"epochs": 1},
+    }
     trained = cli("train", write_config(regression), "--runs-dir", tmp_path / "runs", "--quiet")
     assert trained.exit_code == 0, trained.stderr
     run = Path(trained.stdout.strip())
     data = json.loads((run / "run.json").read_text())["data"]
     names = data["features"] or [f"x{i}" for i in range(data["input_shape"][0])]
     path = tmp_path / "huge.csv"  # finite in float32, but the model's sums overflow
-    path.write_text(",".join([*names, "target"]) + "\n" + "".join(",".join(["3e38"] * len(names) + ["1"]) + "\n"
-                                                                    for _ in range(10)))
+    path.write_text(
+        ",".join([*names, "target"])
+        + "\n"
+        + "".join(",".join(["3e38"] * len(names) + ["1"]) + "\n" for _ in range(10))
+    )
     result = cli("evaluate", run, "--data", path, "--json")
     assert result.exit_code == 0, result.stderr
     payload = _strict(result.stdout)

@@ -17,8 +17,18 @@ from conftest import CONFIGS, run_dlcli, run_python
 from dlcli.config.schema import load_config
 
 CENSUS = CONFIGS / "data" / "census.csv"
-CENSUS_KINDS = ["numeric", "categorical", "numeric", "categorical", "numeric", "categorical", "categorical",
-                "categorical", "numeric", "categorical"]  # age, workclass, fnlwgt, ..., native_country
+CENSUS_KINDS = [
+    "numeric",
+    "categorical",
+    "numeric",
+    "categorical",
+    "numeric",
+    "categorical",
+    "categorical",
+    "categorical",
+    "numeric",
+    "categorical",
+]  # age, workclass, fnlwgt, ..., native_country
 CENSUS_MISSING = {1: 292, 6: 265, 8: 57, 9: 134}  # the '?' cells per column
 
 
@@ -42,7 +52,10 @@ def check_census(text: str) -> None:
     assert data["header"] is False and data["delimiter"] == ","
     assert data["target"] == 10 and data["task"] == "classification"  # income, the last column
     assert data["features"] == list(range(10))
-    assert data["missing"] == ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"] and data["on_missing"] == "fill"
+    assert (
+        data["missing"] == ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
+        and data["on_missing"] == "fill"
+    )
     comments = feature_comments(text)
     assert list(comments) == [str(i) for i in range(10)]
     for i, kind in enumerate(CENSUS_KINDS):
@@ -50,12 +63,21 @@ def check_census(text: str) -> None:
         assert f"{CENSUS_MISSING.get(i, 0):,} missing" in comments[str(i)], comments[str(i)]
     assert comments["0"].startswith("numeric, 17 to 90, mean ")
     assert "2 categories: Male, Female" in comments["7"] and "Private" in comments["1"]
-    target_note = next(line for line in text.splitlines() if line.strip().startswith("# the target:"))
+    target_note = next(
+        line for line in text.splitlines() if line.strip().startswith("# the target:")
+    )
     assert "'<=50K'" in target_note and "'>50K'" in target_note and "2 classes" in target_note
     assert config["model"]["layers"][-1] == {"type": "Dense", "activation": "softmax"}
-    assert config["compile"]["loss"] == "sparse_categorical_crossentropy" and config["compile"]["metrics"] == ["accuracy"]
-    assert config["training"]["early_stopping"]["monitor"] == "val_loss" and config["training"]["epochs"] == 30
-    assert text.startswith("# A classification config made by `dlcli init --from-data` from census.csv")
+    assert config["compile"]["loss"] == "sparse_categorical_crossentropy" and config["compile"][
+        "metrics"
+    ] == ["accuracy"]
+    assert (
+        config["training"]["early_stopping"]["monitor"] == "val_loss"
+        and config["training"]["epochs"] == 30
+    )
+    assert text.startswith(
+        "# A classification config made by `dlcli init --from-data` from census.csv"
+    )
 
 
 def test_census_with_target_minus_one(cli, census, tmp_path):
@@ -63,14 +85,23 @@ def test_census_with_target_minus_one(cli, census, tmp_path):
     result = cli("init", "--from-data", census, "--target", "-1", path, "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "written": str(path), "from_data": str(census), "target": 10, "task": "classification",
-        "rows": 6000, "features": 10, "classes": ["<=50K", ">50K"],
+        "written": str(path),
+        "from_data": str(census),
+        "target": 10,
+        "task": "classification",
+        "rows": 6000,
+        "features": 10,
+        "classes": ["<=50K", ">50K"],
     }
     check_census(path.read_text())
-    assert load_config(path).data.path == str(census)  # the relative path starts at the config's folder
+    assert load_config(path).data.path == str(
+        census
+    )  # the relative path starts at the config's folder
 
 
-def test_census_without_target_takes_the_last_column_and_names_the_file_after_it(cli, census, tmp_path, monkeypatch):
+def test_census_without_target_takes_the_last_column_and_names_the_file_after_it(
+    cli, census, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     result = cli("init", "--from-data", "data/census.csv")
     assert result.exit_code == 0, result.stderr
@@ -96,11 +127,21 @@ def test_the_census_config_trains_as_written_and_beats_the_majority_class(census
     config = tmp_path / "census.yaml"
     written = run_dlcli("init", "--from-data", census, config, timeout=60)
     assert written.returncode == 0, written.stderr
-    trained = run_dlcli("train", config, "--set", "training.epochs=2", "--runs-dir", tmp_path / "runs", "--json",
-                        timeout=120)
+    trained = run_dlcli(
+        "train",
+        config,
+        "--set",
+        "training.epochs=2",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--json",
+        timeout=120,
+    )
     assert trained.returncode == 0, trained.stderr
     metrics = json.loads(trained.stdout)
-    labels = [line.rsplit(",", 1)[1].strip() for line in CENSUS.read_text().splitlines() if line.strip()]
+    labels = [
+        line.rsplit(",", 1)[1].strip() for line in CENSUS.read_text().splitlines() if line.strip()
+    ]
     majority = max(labels.count(label) for label in set(labels)) / len(labels)  # about 0.77
     assert metrics["status"] == "completed" and metrics["epochs_run"] == 2
     assert metrics["test"]["accuracy"] > majority, (metrics["test"], majority)
@@ -129,16 +170,27 @@ def test_a_semicolon_file_with_decimal_commas_and_a_numeric_target_is_a_regressi
     assert facts["target"] == "price" and facts["task"] == "regression" and "classes" not in facts
     text = path.read_text()
     config = yaml.safe_load(text)
-    assert config["data"]["header"] is True and config["data"]["delimiter"] == ";" and config["data"]["path"] == "houses.csv"
+    assert (
+        config["data"]["header"] is True
+        and config["data"]["delimiter"] == ";"
+        and config["data"]["path"] == "houses.csv"
+    )
     assert "decimal commas" in text
     assert config["data"]["target"] == "price" and config["data"]["task"] == "regression"
     assert config["data"]["features"] == ["surface", "rooms", "city"]
     comments = feature_comments(text)
-    assert re.match(r"numeric, 2\d\.\d+ to 19\d\.\d+, mean [\d.]+, 0 missing$", comments["surface"]), comments
+    assert re.match(
+        r"numeric, 2\d\.\d+ to 19\d\.\d+, mean [\d.]+, 0 missing$", comments["surface"]
+    ), comments
     assert comments["city"].startswith("categorical, 3 categories: ")
-    assert re.search(r"# the target: numbers from [\d.,]+ to [\d.,]+, mean [\d.,]+, \d+ distinct: regression", text)
+    assert re.search(
+        r"# the target: numbers from [\d.,]+ to [\d.,]+, mean [\d.,]+, \d+ distinct: regression",
+        text,
+    )
     assert config["model"]["layers"][-1] == {"type": "Dense", "units": 1}
-    assert config["compile"]["loss"] == "mean_squared_error" and config["compile"]["metrics"] == ["mae"]
+    assert config["compile"]["loss"] == "mean_squared_error" and config["compile"]["metrics"] == [
+        "mae"
+    ]
     checked = cli("validate", path)
     assert checked.exit_code == 0, checked.stderr
 
@@ -149,22 +201,35 @@ def test_a_parquet_file_and_a_target_by_name(cli, tmp_path):
 
     rng = np.random.default_rng(1)
     data = tmp_path / "flowers.parquet"
-    pq.write_table(pa.table({
-        "species": rng.choice(["a", "b", "c"], 120), "petal": rng.normal(4, 1, 120),
-        "color": rng.choice(["red", "blue", None], 120), "weight": rng.normal(10, 2, 120),
-    }), data)
+    pq.write_table(
+        pa.table(
+            {
+                "species": rng.choice(["a", "b", "c"], 120),
+                "petal": rng.normal(4, 1, 120),
+                "color": rng.choice(["red", "blue", None], 120),
+                "weight": rng.normal(10, 2, 120),
+            }
+        ),
+        data,
+    )
     path = tmp_path / "flowers.yaml"
     result = cli("init", "--from-data", data, "--target", "species", path, "--json")
     assert result.exit_code == 0, result.stderr
     facts = json.loads(result.stdout)
-    assert facts["target"] == "species" and facts["task"] == "classification" and facts["classes"] == ["a", "b", "c"]
+    assert (
+        facts["target"] == "species"
+        and facts["task"] == "classification"
+        and facts["classes"] == ["a", "b", "c"]
+    )
     text = path.read_text()
     config = yaml.safe_load(text)
     assert config["data"]["source"] == "parquet" and config["data"]["path"] == "flowers.parquet"
     assert "header" not in config["data"] and "delimiter" not in config["data"]  # csv-only keys
     assert config["data"]["features"] == ["petal", "color", "weight"]
     comments = feature_comments(text)
-    assert comments["petal"].startswith("numeric, ") and comments["color"].startswith("categorical, 2 categories")
+    assert comments["petal"].startswith("numeric, ") and comments["color"].startswith(
+        "categorical, 2 categories"
+    )
     assert not comments["color"].endswith(" 0 missing")
     checked = cli("validate", path)
     assert checked.exit_code == 0, checked.stderr
@@ -174,8 +239,21 @@ def test_column_names_yaml_would_misread_are_quoted_and_a_tab_delimiter_reads_ba
     names = ["yes", "no", "1e3", "a: b", "# x", "null", "plain"]
     data = tmp_path / "odd names.tsv"
     rows = ["\t".join([*names, "label"])]
-    rows += ["\t".join([str(i % 3), str(i % 5), str(i), str(i % 2), str(i % 7), str(i % 4), f"{i}.5",
-                        "up" if i % 2 else "down"]) for i in range(60)]
+    rows += [
+        "\t".join(
+            [
+                str(i % 3),
+                str(i % 5),
+                str(i),
+                str(i % 2),
+                str(i % 7),
+                str(i % 4),
+                f"{i}.5",
+                "up" if i % 2 else "down",
+            ]
+        )
+        for i in range(60)
+    ]
     data.write_text("\n".join(rows) + "\n")
     path = tmp_path / "odd.yaml"
     result = cli("init", "--from-data", data, path)
@@ -190,13 +268,19 @@ def test_column_names_yaml_would_misread_are_quoted_and_a_tab_delimiter_reads_ba
 
 def test_an_id_column_is_left_out_with_a_comment(cli, tmp_path):
     data = tmp_path / "people.csv"
-    data.write_text("name,age,label\n" + "".join(f"person{i},{20 + i % 50},{'a' if i % 3 else 'b'}\n" for i in range(200)))
+    data.write_text(
+        "name,age,label\n"
+        + "".join(f"person{i},{20 + i % 50},{'a' if i % 3 else 'b'}\n" for i in range(200))
+    )
     path = tmp_path / "people.yaml"
     assert cli("init", "--from-data", data, path).exit_code == 0
     text = path.read_text()
     assert yaml.safe_load(text)["data"]["features"] == ["age"]
-    assert re.search(r"^    # - name +# categorical, 200 distinct values in 200 rows: an id or free text\? left out$",
-                     text, flags=re.MULTILINE)
+    assert re.search(
+        r"^    # - name +# categorical, 200 distinct values in 200 rows: an id or free text\? left out$",
+        text,
+        flags=re.MULTILINE,
+    )
 
 
 def test_an_unknown_target_is_exit_2_with_a_suggestion(cli, tmp_path):
@@ -210,10 +294,13 @@ def test_an_unknown_target_is_exit_2_with_a_suggestion(cli, tmp_path):
     assert not (tmp_path / "h.yaml").exists()
 
 
-@pytest.mark.parametrize("target, needle", [
-    ("nosuch", "the file has no header row, so give --target as a position"),
-    ("11", "--target 11 is past the file's 11 columns; give 0 to 10, or -1 for the last"),
-])
+@pytest.mark.parametrize(
+    "target, needle",
+    [
+        ("nosuch", "the file has no header row, so give --target as a position"),
+        ("11", "--target 11 is past the file's 11 columns; give 0 to 10, or -1 for the last"),
+    ],
+)
 def test_a_bad_target_in_a_file_without_header(cli, census, tmp_path, target, needle):
     result = cli("init", "--from-data", census, "--target", target, tmp_path / "c.yaml")
     assert result.exit_code == 2 and needle in result.stderr and "Traceback" not in result.stderr
@@ -223,16 +310,22 @@ def test_a_missing_file_is_exit_2_naming_it(cli, tmp_path):
     missing = tmp_path / "nope.csv"
     result = cli("init", "--from-data", missing, tmp_path / "c.yaml")
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"error: {missing}: no such file; check the --from-data FILE path"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: {missing}: no such file; check the --from-data FILE path"
+    ]
     assert not (tmp_path / "c.yaml").exists()
 
 
 def test_a_stray_text_cell_in_a_column_of_numbers_names_its_line(cli, tmp_path):
     data = tmp_path / "t.csv"
-    data.write_text("a,b,label\n" + "".join(f"{i},{i * 2},x{i % 2}\n" for i in range(10)) + "oops,3,x1\n")
+    data.write_text(
+        "a,b,label\n" + "".join(f"{i},{i * 2},x{i % 2}\n" for i in range(10)) + "oops,3,x1\n"
+    )
     result = cli("init", "--from-data", data, tmp_path / "t.yaml")
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"error: {data}:12: column 'a' holds numbers but this row has 'oops'")
+    assert result.stderr.startswith(
+        f"error: {data}:12: column 'a' holds numbers but this row has 'oops'"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -242,7 +335,8 @@ def test_refuses_to_overwrite_without_force(cli, census, tmp_path):
     refused = cli("init", "--from-data", census, path)
     assert refused.exit_code == 2
     assert refused.stderr.strip().splitlines() == [
-        f"error: {path}: already exists; pass --force to overwrite it, or choose another PATH"]
+        f"error: {path}: already exists; pass --force to overwrite it, or choose another PATH"
+    ]
     assert path.read_text() == "mine: true\n"
     forced = cli("init", "--from-data", census, path, "--force")
     assert forced.exit_code == 0 and yaml.safe_load(path.read_text())["data"]["target"] == 10

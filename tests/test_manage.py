@@ -27,23 +27,42 @@ def two_runs(tmp_path_factory) -> list[Path]:
     config.write_text(yaml.safe_dump(TINY, sort_keys=False))
     runner, folders = CliRunner(), []
     for name, units in (("wide", 32), ("narrow", 16)):
-        result = runner.invoke(app, [
-            "train", str(config), "--runs-dir", str(base / "runs"), "--quiet",
-            "--set", "training.epochs=2", "--set", f"name={name}", "--set", f"model.layers.0.units={units}",
-        ], catch_exceptions=False)
+        result = runner.invoke(
+            app,
+            [
+                "train",
+                str(config),
+                "--runs-dir",
+                str(base / "runs"),
+                "--quiet",
+                "--set",
+                "training.epochs=2",
+                "--set",
+                f"name={name}",
+                "--set",
+                f"model.layers.0.units={units}",
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         folders.append(Path(result.stdout.strip().splitlines()[-1]))
     return folders
 
 
-def copy_run(source: Path, runs: Path, name: str, run_json: dict | None = None, metrics: dict | None = None) -> Path:
+def copy_run(
+    source: Path, runs: Path, name: str, run_json: dict | None = None, metrics: dict | None = None
+) -> Path:
     """A copy of a real run folder under a new id, with run.json / metrics.json fields changed."""
     target = runs / name
     shutil.copytree(source, target)
     for file, changes in (("run.json", run_json), ("metrics.json", metrics)):
         if changes is not None:
             data = json.loads((target / file).read_text())
-            (target / file).write_text(json.dumps(deep_update(data, {**changes, "id": name} if file == "run.json" else changes)))
+            (target / file).write_text(
+                json.dumps(
+                    deep_update(data, {**changes, "id": name} if file == "run.json" else changes)
+                )
+            )
     return target
 
 
@@ -55,6 +74,7 @@ def runs_json(cli, runs, *options) -> dict:
 
 # -- dlcli runs --------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_runs_table_shows_each_run_with_status_epochs_and_test_metrics(cli, two_runs):
     result = cli("runs", "--runs-dir", two_runs[0].parent)
@@ -63,8 +83,15 @@ def test_runs_table_shows_each_run_with_status_epochs_and_test_metrics(cli, two_
         metrics = json.loads((folder / "metrics.json").read_text())
         line = next(line for line in result.stdout.splitlines() if folder.name in line)
         assert "completed" in line and " 2/2 " in line
-        assert f"{metrics['test']['accuracy']:.4f}" in line and f"{metrics['test']['loss']:.4f}" in line
-    assert "test accuracy" in result.stdout and "test loss" in result.stdout and "best epoch" in result.stdout
+        assert (
+            f"{metrics['test']['accuracy']:.4f}" in line
+            and f"{metrics['test']['loss']:.4f}" in line
+        )
+    assert (
+        "test accuracy" in result.stdout
+        and "test loss" in result.stdout
+        and "best epoch" in result.stdout
+    )
 
 
 @pytest.mark.slow
@@ -77,7 +104,9 @@ def test_runs_json_is_one_object_with_every_run_and_its_metrics(cli, two_runs):
         metrics = json.loads((folder / "metrics.json").read_text())
         record = json.loads((folder / "run.json").read_text())
         assert row["status"] == "completed" and row["epochs"] == 2 and row["epochs_run"] == 2
-        assert row["metrics"]["test"] == metrics["test"] and row["best_epoch"] == metrics["best_epoch"]
+        assert (
+            row["metrics"]["test"] == metrics["test"] and row["best_epoch"] == metrics["best_epoch"]
+        )
         assert row["started"] == record["started"] and row["duration_s"] == record["duration_s"]
         assert Path(row["path"]) == folder
 
@@ -92,22 +121,44 @@ def ranked_runs(two_runs, tmp_path) -> Path:
         ("mid-bad", "2026-01-02T10:00:00+00:00", 0.50, 1.50),
         ("new-ok", "2026-01-03T10:00:00+00:00", 0.80, 0.60),
     ):
-        copy_run(two_runs[0], runs, name, {"started": started}, {"test": {"accuracy": accuracy, "loss": loss}})
+        copy_run(
+            two_runs[0],
+            runs,
+            name,
+            {"started": started},
+            {"test": {"accuracy": accuracy, "loss": loss}},
+        )
     return runs
 
 
 @pytest.mark.slow
 def test_runs_are_newest_first_by_default(cli, ranked_runs):
-    assert [r["id"] for r in runs_json(cli, ranked_runs)["runs"]] == ["new-ok", "mid-bad", "old-good"]
+    assert [r["id"] for r in runs_json(cli, ranked_runs)["runs"]] == [
+        "new-ok",
+        "mid-bad",
+        "old-good",
+    ]
 
 
 @pytest.mark.slow
 def test_sort_by_accuracy_puts_the_highest_first_and_by_loss_the_lowest(cli, ranked_runs):
     for key in ("accuracy", "test.accuracy"):
-        assert [r["id"] for r in runs_json(cli, ranked_runs, "--sort", key)["runs"]] == ["old-good", "new-ok", "mid-bad"]
-    assert [r["id"] for r in runs_json(cli, ranked_runs, "--sort", "loss")["runs"]] == ["old-good", "new-ok", "mid-bad"]
+        assert [r["id"] for r in runs_json(cli, ranked_runs, "--sort", key)["runs"]] == [
+            "old-good",
+            "new-ok",
+            "mid-bad",
+        ]
+    assert [r["id"] for r in runs_json(cli, ranked_runs, "--sort", "loss")["runs"]] == [
+        "old-good",
+        "new-ok",
+        "mid-bad",
+    ]
     table = cli("runs", "--runs-dir", ranked_runs, "--sort", "accuracy")
-    lines = [line for line in table.stdout.splitlines() if "-good" in line or "-bad" in line or "-ok" in line]
+    lines = [
+        line
+        for line in table.stdout.splitlines()
+        if "-good" in line or "-bad" in line or "-ok" in line
+    ]
     assert [line.split()[1] for line in lines] == ["old-good", "new-ok", "mid-bad"]
 
 
@@ -124,15 +175,29 @@ def test_sort_by_a_metric_no_run_has_is_a_usage_error_with_a_suggestion(cli, ran
     result = cli("runs", "--runs-dir", ranked_runs, "--sort", "acuracy")
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "acuracy" in result.stderr and "test.accuracy" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "acuracy" in result.stderr
+        and "test.accuracy" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 @pytest.mark.slow
 def test_a_running_run_whose_process_is_gone_shows_as_killed(cli, two_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
-    copy_run(two_runs[0], runs, "dead-run", {"status": "running", "pid": 999999, "ended": None, "duration_s": None})
-    copy_run(two_runs[0], runs, "live-run", {"status": "running", "pid": os.getpid(), "ended": None, "duration_s": None})
+    copy_run(
+        two_runs[0],
+        runs,
+        "dead-run",
+        {"status": "running", "pid": 999999, "ended": None, "duration_s": None},
+    )
+    copy_run(
+        two_runs[0],
+        runs,
+        "live-run",
+        {"status": "running", "pid": os.getpid(), "ended": None, "duration_s": None},
+    )
     statuses = {r["id"]: r["status"] for r in runs_json(cli, runs)["runs"]}
     assert statuses == {"dead-run": "killed", "live-run": "running"}
     table = cli("runs", "--runs-dir", runs)
@@ -167,8 +232,12 @@ def test_half_created_and_corrupt_folders_do_not_break_runs(cli, two_runs, tmp_p
     (runs / "notes.txt").write_text("not a run")
     listing = runs_json(cli, runs)
     statuses = {r["id"]: r["status"] for r in listing["runs"]}
-    assert statuses == {"good": "completed", "broken-metrics": "completed",
-                        "empty-20260101-000000": "incomplete", "torn-20260101-000001": "incomplete"}
+    assert statuses == {
+        "good": "completed",
+        "broken-metrics": "completed",
+        "empty-20260101-000000": "incomplete",
+        "torn-20260101-000001": "incomplete",
+    }
     assert {r["id"]: r["metrics"] for r in listing["runs"]}["broken-metrics"] == {}
     table = cli("runs", "--runs-dir", runs, "--sort", "accuracy")
     assert table.exit_code == 0, table.stderr
@@ -183,6 +252,7 @@ def test_runs_in_an_empty_or_missing_dir_says_so(cli, tmp_path):
 
 # -- dlcli show --------------------------------------------------------------------------
 
+
 def test_show_prints_status_config_final_metrics_and_history(cli, trained_run):
     result = cli("show", trained_run)
     assert result.exit_code == 0, result.stderr
@@ -191,7 +261,9 @@ def test_show_prints_status_config_final_metrics_and_history(cli, trained_run):
     assert trained_run.name in out and "completed" in out
     assert "config.yaml" in out and "source: digits" in out and "units: 32" in out
     assert "final metrics" in out and f"{metrics['test']['accuracy']:.4f}" in out
-    history_rows = [line for line in out.splitlines() if line.startswith("│") and "val_" not in line]
+    history_rows = [
+        line for line in out.splitlines() if line.startswith("│") and "val_" not in line
+    ]
     for epoch in range(1, metrics["epochs_run"] + 1):
         assert any(line.split("│")[1].strip() == str(epoch) for line in history_rows)
 
@@ -215,6 +287,7 @@ def test_show_an_unknown_run_is_a_usage_error(cli, trained_run):
 
 
 # -- dlcli compare -----------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_compare_lists_the_config_keys_that_differ_with_each_runs_value(cli, two_runs):
@@ -253,6 +326,7 @@ def test_compare_needs_two_runs(cli, two_runs):
 
 # -- dlcli init --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("template", ["mlp", "regression", "binary"])
 def test_init_writes_a_config_that_validates(cli, tmp_path, template):
     path = tmp_path / f"{template}.yaml"
@@ -278,7 +352,9 @@ def test_csv_template_validates_once_pointed_at_a_file(cli, tmp_path):
     load_config(path)  # schema-valid as written; only the data file is missing
     missing = cli("validate", path)
     assert missing.exit_code == 2 and "data file not found" in missing.stderr
-    edited = text.replace("path: data.csv ", f"path: {Path(__file__).parent.parent / 'configs/data/wine.csv'} ")
+    edited = text.replace(
+        "path: data.csv ", f"path: {Path(__file__).parent.parent / 'configs/data/wine.csv'} "
+    )
     edited = edited.replace("target: label ", "target: cultivar ")
     assert edited != text
     path.write_text(edited)
@@ -313,15 +389,23 @@ def test_init_with_an_unknown_template_suggests_one(cli, tmp_path):
 
 # -- dlcli schema ------------------------------------------------------------------------
 
+
 def test_schema_is_the_configs_json_schema(cli, tmp_path):
     result = cli("schema")
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
-    assert schema["$schema"].startswith("https://json-schema.org/") and schema["title"] == "dlcli config"
-    assert {"data", "model", "compile", "training", "runtime", "output"} <= set(schema["properties"])
+    assert (
+        schema["$schema"].startswith("https://json-schema.org/")
+        and schema["title"] == "dlcli config"
+    )
+    assert {"data", "model", "compile", "training", "runtime", "output"} <= set(
+        schema["properties"]
+    )
     assert schema["required"] == ["data", "model"]
     keras_object = schema["$defs"]["KerasObject"]  # `optimizer: adam` is valid YAML for dlcli
-    assert {"type": "string"} in [{k: v for k, v in o.items() if k == "type"} for o in keras_object["anyOf"]]
+    assert {"type": "string"} in [
+        {k: v for k, v in o.items() if k == "type"} for o in keras_object["anyOf"]
+    ]
     written = cli("schema", "--output", tmp_path / "dlcli.schema.json")
     assert written.exit_code == 0 and written.stdout == ""
     assert json.loads((tmp_path / "dlcli.schema.json").read_text()) == schema
@@ -329,19 +413,26 @@ def test_schema_is_the_configs_json_schema(cli, tmp_path):
 
 # -- dlcli env ---------------------------------------------------------------------------
 
+
 def test_env_reports_versions_backend_devices_and_precision(cli):
     result = cli("env", "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     import keras
 
-    assert info["keras"] == keras.__version__ and info["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert info["keras"] == keras.__version__ and info["python"] == ".".join(
+        map(str, sys.version_info[:3])
+    )
     assert info["backend"] == keras.backend.backend()
     assert any(device["type"] == "CPU" for device in info["devices"])
     if not any(device["type"] == "GPU" for device in info["devices"]):
-        assert info["precision"]["auto"] == "float32" and info["precision"]["mixed_float16"] is False
+        assert (
+            info["precision"]["auto"] == "float32" and info["precision"]["mixed_float16"] is False
+        )
         explicit = info["precision"]["explicit"]
-        assert explicit["mixed_float16"].startswith("float16 math on the CPU: it runs, but slower than float32")
+        assert explicit["mixed_float16"].startswith(
+            "float16 math on the CPU: it runs, but slower than float32"
+        )
         assert ("may run faster" in explicit["mixed_bfloat16"]) is info["precision"]["cpu_bfloat16"]
     table = cli("env")
     assert table.exit_code == 0 and "CPU" in table.stdout and info["keras"] in table.stdout
@@ -349,15 +440,25 @@ def test_env_reports_versions_backend_devices_and_precision(cli):
 
 # -- speed: no TensorFlow or Keras -------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_management_commands_import_neither_tensorflow_nor_keras(two_runs, tmp_path):
     runs = two_runs[0].parent
     commands = [
-        ["--help"], ["runs", "--runs-dir", str(runs)], ["runs", "--runs-dir", str(runs), "--sort", "accuracy", "--json"],
-        ["show", "latest", "--runs-dir", str(runs)], ["compare", *map(str, two_runs)],
-        ["init", str(tmp_path / "c.yaml")], ["init", "--list"], ["schema"],
-        ["init", "--from-data", str(Path(__file__).resolve().parent.parent / "configs" / "data" / "census.csv"),
-         str(tmp_path / "census.yaml")],
+        ["--help"],
+        ["runs", "--runs-dir", str(runs)],
+        ["runs", "--runs-dir", str(runs), "--sort", "accuracy", "--json"],
+        ["show", "latest", "--runs-dir", str(runs)],
+        ["compare", *map(str, two_runs)],
+        ["init", str(tmp_path / "c.yaml")],
+        ["init", "--list"],
+        ["schema"],
+        [
+            "init",
+            "--from-data",
+            str(Path(__file__).resolve().parent.parent / "configs" / "data" / "census.csv"),
+            str(tmp_path / "census.yaml"),
+        ],
     ]
     code = (
         "import os, sys, runpy\n"

@@ -26,8 +26,14 @@ LOGITS = [{"type": "Dense", "units": 32, "activation": "relu"}, {"type": "Dense"
 def shell(command: str, timeout: int = 120) -> subprocess.CompletedProcess:
     """`command` in bash, `dlcli` being this interpreter's `python -m dlcli`."""
     dlcli = f"{sys.executable} -m dlcli"
-    return subprocess.run(["bash", "-c", command.replace("dlcli ", dlcli + " ", 1)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "NO_COLOR": "1"}, check=False)
+    return subprocess.run(
+        ["bash", "-c", command.replace("dlcli ", dlcli + " ", 1)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -36,7 +42,10 @@ def test_predict_with_standard_output_closed_says_so_before_any_work(run_copy, t
     rows.write_text("\n".join(",".join(["0"] * 64) for _ in range(3)) + "\n")
     result = shell(f"dlcli predict {run_copy} {rows} >&-")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == "error: standard output is closed (>&-), so the result would be lost; give --output FILE"
+    assert (
+        result.stderr.strip()
+        == "error: standard output is closed (>&-), so the result would be lost; give --output FILE"
+    )
     # With --output the closed stdout is no obstacle.
     result = shell(f"dlcli predict {run_copy} {rows} --output {tmp_path / 'out.csv'} >&-")
     assert result.returncode == 0, result.stderr
@@ -45,8 +54,11 @@ def test_predict_with_standard_output_closed_says_so_before_any_work(run_copy, t
 
 @pytest.mark.slow
 def test_commands_whose_result_is_not_on_stdout_run_with_it_closed(tmp_path, run_copy):
-    for command in (f"dlcli runs --runs-dir {run_copy.parent} >&-", f"dlcli show {run_copy} >&- 2>&-",
-                    f"dlcli schema --output {tmp_path / 's.json'} >&-"):
+    for command in (
+        f"dlcli runs --runs-dir {run_copy.parent} >&-",
+        f"dlcli show {run_copy} >&- 2>&-",
+        f"dlcli schema --output {tmp_path / 's.json'} >&-",
+    ):
         result = shell(command)
         assert result.returncode == 0, (command, result.stderr)
         assert "Traceback" not in result.stderr
@@ -71,9 +83,23 @@ def test_an_unwritable_compilation_cache_the_user_chose_is_one_warning(write_con
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     config = write_config({"training": {"epochs": 1}, "runtime": {"backend": "jax"}})
-    result = subprocess.run([sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(tmp_path / "runs"),
-                             "--quiet"], capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, "DLCLI_COMPILE_CACHE": str(blocker / "cache")})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            str(config),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "DLCLI_COMPILE_CACHE": str(blocker / "cache")},
+    )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, result.stderr
@@ -82,30 +108,49 @@ def test_an_unwritable_compilation_cache_the_user_chose_is_one_warning(write_con
 
 @pytest.mark.slow
 def test_a_linear_last_layer_gets_a_default_loss_that_reads_logits(cli, write_config, runs_dir):
-    config = {k: v for k, v in deep_update(TINY, {"model": {"layers": LOGITS}}).items() if k != "compile"}
+    config = {
+        k: v for k, v in deep_update(TINY, {"model": {"layers": LOGITS}}).items() if k != "compile"
+    }
     path = write_config(text=yaml.safe_dump(config))
     result = cli("train", path, "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=8")
     assert result.exit_code == 0, result.output
     run = Path(result.stdout.strip().splitlines()[-1])
     resolved = yaml.safe_load((run / "config.yaml").read_text())
-    assert resolved["compile"]["loss"] == {"type": "sparse_categorical_crossentropy", "from_logits": True}
+    assert resolved["compile"]["loss"] == {
+        "type": "sparse_categorical_crossentropy",
+        "from_logits": True,
+    }
     scored = cli("evaluate", run, "--json")
     assert scored.exit_code == 0, scored.output
     loss = json.loads(scored.stdout)["metrics"]["loss"]
     assert loss < 1.0  # on logits read as probabilities the loss stays near ln(10) = 2.3 or worse
 
 
-@pytest.mark.parametrize("loss, fix", [("sparse_categorical_crossentropy", "activation: softmax"),
-                                       ("categorical_crossentropy", "activation: softmax")])
-def test_an_explicit_crossentropy_on_logits_without_from_logits_is_refused(cli, write_config, loss, fix):
+@pytest.mark.parametrize(
+    "loss, fix",
+    [
+        ("sparse_categorical_crossentropy", "activation: softmax"),
+        ("categorical_crossentropy", "activation: softmax"),
+    ],
+)
+def test_an_explicit_crossentropy_on_logits_without_from_logits_is_refused(
+    cli, write_config, loss, fix
+):
     path = write_flow_config(write_config, {"model": {"layers": LOGITS}, "compile": {"loss": loss}})
     result = cli("validate", path)
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert line.count("\n") == 0, line
-    assert "compile.loss" in line and "outputs logits" in line and "from_logits: true" in line and fix in line
-    fixed = write_flow_config(write_config, {"model": {"layers": LOGITS},
-                                             "compile": {"loss": {"type": loss, "from_logits": True}}})
+    assert (
+        "compile.loss" in line
+        and "outputs logits" in line
+        and "from_logits: true" in line
+        and fix in line
+    )
+    fixed = write_flow_config(
+        write_config,
+        {"model": {"layers": LOGITS}, "compile": {"loss": {"type": loss, "from_logits": True}}},
+    )
     assert cli("validate", fixed).exit_code == 0
 
 

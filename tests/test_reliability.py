@@ -31,8 +31,17 @@ LONG = {"training": {"epochs": 300, "batch_size": 16}}
 
 # Files a run folder may hold; anything else not hidden is a stray.
 RUN_FILES = {
-    "config.yaml", "run.json", "history.csv", "metrics.json", "model.keras", "checkpoints",
-    "evaluations.jsonl", "labels.json", "summary.txt", "curves.png", "tensorboard",
+    "config.yaml",
+    "run.json",
+    "history.csv",
+    "metrics.json",
+    "model.keras",
+    "checkpoints",
+    "evaluations.jsonl",
+    "labels.json",
+    "summary.txt",
+    "curves.png",
+    "tensorboard",
 }
 # checkpoints/: state.json names the epoch file and early stopping's best weights it goes with.
 CHECKPOINT_FILE = re.compile(r"^(epoch-\d{4}\.keras|best-\d{4}\.npz|state\.json)$")
@@ -49,7 +58,9 @@ class Training:
         self.runs = runs
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(runs), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "NO_COLOR": "1"},
         )
         self.lines: list[str] = []
@@ -69,14 +80,20 @@ class Training:
         return "".join(self.lines)
 
     def folder(self) -> Path | None:
-        found = [p for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith(".")] if self.runs.is_dir() else []
+        found = (
+            [p for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            if self.runs.is_dir()
+            else []
+        )
         return found[0] if found else None
 
     def wait_until(self, predicate, timeout: float = 90.0, what: str = "") -> None:
         deadline = time.time() + timeout
         while not predicate():
             if self.process.poll() is not None:
-                raise AssertionError(f"training ended (exit {self.process.returncode}) before {what}:\n{self.stderr}")
+                raise AssertionError(
+                    f"training ended (exit {self.process.returncode}) before {what}:\n{self.stderr}"
+                )
             if time.time() > deadline:
                 self.kill()
                 raise AssertionError(f"timed out waiting for {what}:\n{self.stderr}")
@@ -112,7 +129,9 @@ def _history(path: Path) -> tuple[list[str], list[list[str]]]:
     for row in body:
         assert len(row) == len(header), f"incomplete history row {row} for header {header}"
     epochs = [int(row[0]) for row in body]
-    assert epochs == list(range(1, len(body) + 1)), f"history epochs not consecutive from 1: {epochs}"
+    assert epochs == list(range(1, len(body) + 1)), (
+        f"history epochs not consecutive from 1: {epochs}"
+    )
     return header, body
 
 
@@ -122,7 +141,9 @@ def _check_folder_after_kill(run: Path) -> int:
 
     # run.json, state.json, metrics.json and any other JSON file parse
     held = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
-    assert (run / "run.json").is_file(), f"killed run folder has no run.json (it holds {held}): `runs` cannot tell it was killed"
+    assert (run / "run.json").is_file(), (
+        f"killed run folder has no run.json (it holds {held}): `runs` cannot tell it was killed"
+    )
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "running" and record["pid"], record
     for path in run.rglob("*.json"):
@@ -130,11 +151,17 @@ def _check_folder_after_kill(run: Path) -> int:
             json.loads(path.read_text())
 
     # no stray file under a real name: temporaries are hidden (leading dot)
-    strays = [p.name for p in run.iterdir() if not p.name.startswith(".") and p.name not in RUN_FILES]
+    strays = [
+        p.name for p in run.iterdir() if not p.name.startswith(".") and p.name not in RUN_FILES
+    ]
     assert not strays, f"unexpected files in the run folder: {strays}"
     checkpoints = run / "checkpoints"
     if checkpoints.is_dir():
-        strays = [p.name for p in checkpoints.iterdir() if not p.name.startswith(".") and not CHECKPOINT_FILE.match(p.name)]
+        strays = [
+            p.name
+            for p in checkpoints.iterdir()
+            if not p.name.startswith(".") and not CHECKPOINT_FILE.match(p.name)
+        ]
         assert not strays, f"unexpected files in checkpoints/: {strays}"
 
     _, rows = _history(run / "history.csv")
@@ -152,7 +179,9 @@ def _check_folder_after_kill(run: Path) -> int:
         assert last.exists(), f"state.json names {state['checkpoint']}, which is missing"
         model = keras.saving.load_model(last, safe_mode=True)
         assert model.output_shape[-1] == 10
-        assert len(rows) >= completed, f"state.json says {completed} epochs but history.csv has {len(rows)} rows"
+        assert len(rows) >= completed, (
+            f"state.json says {completed} epochs but history.csv has {len(rows)} rows"
+        )
     return completed
 
 
@@ -171,7 +200,9 @@ def _folder_appears(t: Training):  # the very first moment: the folder exists, m
 
 
 def _run_json_appears(t: Training):
-    t.wait_until(lambda: t.folder() is not None and (t.folder() / "run.json").exists(), what="run.json")
+    t.wait_until(
+        lambda: t.folder() is not None and (t.folder() / "run.json").exists(), what="run.json"
+    )
     time.sleep(_AFTER_RUN_JSON)
 
 
@@ -182,8 +213,10 @@ def _after_a_few_epochs(t: Training):
 
 
 def _during_a_checkpoint_write(t: Training):  # after one checkpoint, while the next is written
-    t.wait_until(lambda: t.folder() is not None and (t.folder() / "checkpoints" / "state.json").exists(),
-                 what="a first checkpoint")
+    t.wait_until(
+        lambda: t.folder() is not None and (t.folder() / "checkpoints" / "state.json").exists(),
+        what="a first checkpoint",
+    )
     checkpoints = t.folder() / "checkpoints"
     t.wait_until(lambda: any(checkpoints.glob(".*.tmp.keras")), what="a checkpoint being written")
 
@@ -232,7 +265,9 @@ def test_kill_9_leaves_a_valid_resumable_run(label, tmp_path, write_config, cli)
     assert [int(r[0]) for r in history] == list(range(1, total + 1))
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed", record
-    assert len(record["resumes"]) == 1 and record["resumes"][0]["from_epoch"] == completed, record["resumes"]
+    assert len(record["resumes"]) == 1 and record["resumes"][0]["from_epoch"] == completed, record[
+        "resumes"
+    ]
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == total
     listed = json.loads(cli("runs", "--runs-dir", runs, "--json").stdout)["runs"]
     assert [r["status"] for r in listed] == ["completed"]
@@ -301,7 +336,9 @@ def test_sixteen_processes_creating_the_same_run_get_distinct_folders(tmp_path):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that has TensorFlow loaded
     runs = tmp_path / "runs"
     barrier, queue = ctx.Barrier(16), ctx.Queue()
-    processes = [ctx.Process(target=_create_at_once, args=(str(runs), barrier, queue)) for _ in range(16)]
+    processes = [
+        ctx.Process(target=_create_at_once, args=(str(runs), barrier, queue)) for _ in range(16)
+    ]
     for p in processes:
         p.start()
     results = [queue.get(timeout=120) for _ in processes]
@@ -327,7 +364,9 @@ def test_a_model_keras_with_a_lambda_is_refused_and_never_runs(trained_run, tmp_
     marker = tmp_path / "lambda-ran"
     # The layer's function leaves a marker when it runs (building the model runs it once, here).
     fn = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1] * 2")
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Lambda(fn), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Lambda(fn), keras.layers.Dense(10, activation="softmax")]
+    )
     assert marker.exists(), "the crafted layer's code did not run when the model was built"
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     copy = tmp_path / "crafted"
@@ -336,7 +375,9 @@ def test_a_model_keras_with_a_lambda_is_refused_and_never_runs(trained_run, tmp_
     marker.unlink(missing_ok=True)
     features = tmp_path / "some.csv"
     features.write_text("\n".join(",".join(["1.0"] * 64) for _ in range(3)) + "\n")
-    before = (copy / "evaluations.jsonl").read_text() if (copy / "evaluations.jsonl").exists() else None
+    before = (
+        (copy / "evaluations.jsonl").read_text() if (copy / "evaluations.jsonl").exists() else None
+    )
 
     for args in (("evaluate", copy), ("predict", copy, features)):
         result = cli(*args)
@@ -345,7 +386,9 @@ def test_a_model_keras_with_a_lambda_is_refused_and_never_runs(trained_run, tmp_
         errors = _error_lines(result.stderr)
         assert len(errors) == 1 and "model.keras" in errors[0], (args[0], result.stderr)
         assert not marker.exists(), f"{args[0]} ran the Lambda's code"
-    after = (copy / "evaluations.jsonl").read_text() if (copy / "evaluations.jsonl").exists() else None
+    after = (
+        (copy / "evaluations.jsonl").read_text() if (copy / "evaluations.jsonl").exists() else None
+    )
     assert after == before, "a refused evaluation was recorded"
 
 
@@ -369,7 +412,9 @@ def _escaping_callback(where: str, tmp_path: Path, write_config) -> tuple[Path, 
     runs = tmp_path / "runs"
     escape = runs / "escape.csv" if where == "relative" else tmp_path / "escape.csv"
     filename = "../escape.csv" if where == "relative" else str(escape)
-    config = write_config({"training": {"callbacks": [{"type": "CSVLogger", "filename": filename}]}})
+    config = write_config(
+        {"training": {"callbacks": [{"type": "CSVLogger", "filename": filename}]}}
+    )
     return config, runs, escape
 
 
@@ -387,17 +432,23 @@ def test_a_callback_file_outside_the_run_folder_is_refused(where, tmp_path, writ
 
 
 @pytest.mark.parametrize("where", ["relative", "absolute"])
-def test_a_callback_file_outside_the_run_folder_is_a_config_error_before_any_folder(where, tmp_path, write_config, cli):
+def test_a_callback_file_outside_the_run_folder_is_a_config_error_before_any_folder(
+    where, tmp_path, write_config, cli
+):
     """Exit 2 is found before training starts; `validate` reports every such problem."""
     config, runs, escape = _escaping_callback(where, tmp_path, write_config)
     checked = cli("validate", config)
-    assert checked.exit_code == 2, f"validate accepted a callback file outside the run folder:\n{checked.stdout}"
+    assert checked.exit_code == 2, (
+        f"validate accepted a callback file outside the run folder:\n{checked.stdout}"
+    )
     assert "Traceback" not in checked.stderr
     assert "escape.csv" in " ".join(_error_lines(checked.stderr))
     result = cli("train", config, "--runs-dir", runs)
     assert result.exit_code == 2, result.stderr
     folders = list(runs.iterdir()) if runs.exists() else []
-    assert not folders, f"a failed run folder was left behind for a config error: {[f.name for f in folders]}"
+    assert not folders, (
+        f"a failed run folder was left behind for a config error: {[f.name for f in folders]}"
+    )
     assert not escape.exists()
 
 
@@ -439,9 +490,11 @@ def test_deterministic_runs_repeat_and_the_seed_changes_the_split(tmp_path, writ
     second, second_record = train()
     assert first["run"] != second["run"]
     assert first["test"] == second["test"]
-    assert first_record["data"]["fingerprint"] and first_record["data"]["fingerprint"] == second_record["data"]["fingerprint"]
+    assert (
+        first_record["data"]["fingerprint"]
+        and first_record["data"]["fingerprint"] == second_record["data"]["fingerprint"]
+    )
     assert first_record["runtime"].get("deterministic") is True
 
     _, other_record = train("--set", "seed=8")
     assert other_record["data"]["fingerprint"] != first_record["data"]["fingerprint"]
-

@@ -13,14 +13,18 @@ import pytest
 # random numbers: the resumed run matches only if its random state carried on.
 EARLY_STOPPING = {
     "seed": 3,
-    "model": {"layers": [
-        {"type": "Dense", "units": 32, "activation": "relu"},
-        {"type": "Dropout", "rate": 0.2},
-        {"type": "Dense", "activation": "softmax"},
-    ]},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dropout", "rate": 0.2},
+            {"type": "Dense", "activation": "softmax"},
+        ]
+    },
     "compile": {"optimizer": {"type": "adam", "learning_rate": 0.01}},
     "training": {
-        "epochs": 60, "batch_size": 64, "shuffle": True,
+        "epochs": 60,
+        "batch_size": 64,
+        "shuffle": True,
         "early_stopping": {"monitor": "val_loss", "patience": 3, "restore_best_weights": True},
         "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 1},
     },
@@ -38,7 +42,9 @@ def _metrics(run: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_interrupted_run_with_early_stopping_stops_where_an_uninterrupted_one_does(cli, write_config, runs_dir):
+def test_interrupted_run_with_early_stopping_stops_where_an_uninterrupted_one_does(
+    cli, write_config, runs_dir
+):
     config = write_config(EARLY_STOPPING)
     whole = cli("train", config, "--runs-dir", runs_dir, "--quiet")
     assert whole.exit_code == 0, whole.stderr
@@ -48,14 +54,18 @@ def test_interrupted_run_with_early_stopping_stops_where_an_uninterrupted_one_do
 
     # Stop one epoch before early stopping fires: its patience counter is then mid-way,
     # so the resumed run stops at the same epoch only if that state was restored.
-    first = cli("train", config, "--runs-dir", runs_dir, "--quiet", "--set", f"training.epochs={stop - 1}")
+    first = cli(
+        "train", config, "--runs-dir", runs_dir, "--quiet", "--set", f"training.epochs={stop - 1}"
+    )
     assert first.exit_code == 0, first.stderr
     run = Path(first.stdout.strip())
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == stop - 1 and state["early_stopping"]["wait"] > 0
     assert state["rng"], "the Dropout layer's random state is checkpointed"
 
-    resumed = cli("train", "--resume", run, "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=60")
+    resumed = cli(
+        "train", "--resume", run, "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=60"
+    )
     assert resumed.exit_code == 0, resumed.stderr
     assert Path(resumed.stdout.strip()) == run
 
@@ -73,25 +83,52 @@ def test_interrupted_run_with_early_stopping_stops_where_an_uninterrupted_one_do
 
 @pytest.mark.slow
 def test_resume_refuses_changes_other_than_epochs_and_runtime(cli, write_config, runs_dir):
-    first = cli("train", write_config(), "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=1")
+    first = cli(
+        "train", write_config(), "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=1"
+    )
     assert first.exit_code == 0, first.stderr
     run = first.stdout.strip()
-    refused = cli("train", "--resume", run, "--runs-dir", runs_dir,
-                  "--set", "model.layers.0.units=64", "--set", "training.batch_size=16", "--set", "training.epochs=2")
+    refused = cli(
+        "train",
+        "--resume",
+        run,
+        "--runs-dir",
+        runs_dir,
+        "--set",
+        "model.layers.0.units=64",
+        "--set",
+        "training.batch_size=16",
+        "--set",
+        "training.epochs=2",
+    )
     assert refused.exit_code == 2
     assert "model.layers.0.units" in refused.stderr and "training.batch_size" in refused.stderr
     assert "training.epochs" not in refused.stderr.split("differ from the run:")[1]
     assert json.loads((Path(run) / "run.json").read_text())["status"] == "completed"
 
-    allowed = cli("train", "--resume", run, "--runs-dir", runs_dir, "--quiet",
-                  "--set", "training.epochs=2", "--set", "runtime.steps_per_execution=1")
+    allowed = cli(
+        "train",
+        "--resume",
+        run,
+        "--runs-dir",
+        runs_dir,
+        "--quiet",
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "runtime.steps_per_execution=1",
+    )
     assert allowed.exit_code == 0, allowed.stderr
     assert _metrics(Path(run))["epochs_run"] == 2
 
 
 @pytest.mark.slow
-def test_resume_of_a_run_with_no_completed_epoch_starts_it_cleanly(cli, write_config, runs_dir, tmp_path):
-    first = cli("train", write_config(), "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=2")
+def test_resume_of_a_run_with_no_completed_epoch_starts_it_cleanly(
+    cli, write_config, runs_dir, tmp_path
+):
+    first = cli(
+        "train", write_config(), "--runs-dir", runs_dir, "--quiet", "--set", "training.epochs=2"
+    )
     assert first.exit_code == 0, first.stderr
     run = tmp_path / "fresh-run"
     shutil.copytree(first.stdout.strip(), run)

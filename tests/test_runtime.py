@@ -10,21 +10,47 @@ from pathlib import Path
 import pytest
 from conftest import run_dlcli, run_python
 
-TF_START_UP = ("All log messages before absl::InitializeLog", "oneDNN custom operations", "cudart_stub", "cpu_feature_guard")
+TF_START_UP = (
+    "All log messages before absl::InitializeLog",
+    "oneDNN custom operations",
+    "cudart_stub",
+    "cpu_feature_guard",
+)
 
 
-@pytest.mark.parametrize(("runtime", "key", "words"), [
-    ({"backend": "torch", "steps_per_execution": 4}, "steps_per_execution", "one step per execution"),
-    ({"backend": "torch", "distribution": "data_parallel"}, "distribution", "runs on runtime.backend: jax"),
-    ({"backend": "jax", "distribution": "mirrored"}, "distribution", "use distribution: data_parallel"),
-])
+@pytest.mark.parametrize(
+    ("runtime", "key", "words"),
+    [
+        (
+            {"backend": "torch", "steps_per_execution": 4},
+            "steps_per_execution",
+            "one step per execution",
+        ),
+        (
+            {"backend": "torch", "distribution": "data_parallel"},
+            "distribution",
+            "runs on runtime.backend: jax",
+        ),
+        (
+            {"backend": "jax", "distribution": "mirrored"},
+            "distribution",
+            "use distribution: data_parallel",
+        ),
+    ],
+)
 @pytest.mark.parametrize("verb", ["validate", "train"])
-def test_a_setting_the_backend_cannot_honour_is_exit_2_at_its_line(cli, write_config, runs_dir, runtime, key, words, verb):
+def test_a_setting_the_backend_cannot_honour_is_exit_2_at_its_line(
+    cli, write_config, runs_dir, runtime, key, words, verb
+):
     config = write_config({"runtime": runtime})
     args = [verb, config] + (["--runs-dir", runs_dir] if verb == "train" else [])
     result = cli(*args)
     assert result.exit_code == 2, result.stderr
-    line = next(i for i, text in enumerate(config.read_text().splitlines(), start=1) if text.strip().startswith(f"{key}:"))
+    line = next(
+        i
+        for i, text in enumerate(config.read_text().splitlines(), start=1)
+        if text.strip().startswith(f"{key}:")
+    )
     assert f"{config}:{line}: runtime.{key}: " in result.stderr
     assert words in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
@@ -39,7 +65,9 @@ def test_run_json_duration_counts_the_data_loading(cli, write_config, runs_dir):
     record = json.loads((run / "run.json").read_text())
     timings = record["timings"]
     assert timings["load_s"] > 0 and timings["build_s"] > 0
-    epochs = sum(float(line.split(",")[-1]) for line in (run / "history.csv").read_text().splitlines()[1:])
+    epochs = sum(
+        float(line.split(",")[-1]) for line in (run / "history.csv").read_text().splitlines()[1:]
+    )
     assert record["duration_s"] >= timings["load_s"] + timings["build_s"] + epochs
     assert record["metric_directions"] == {"loss": "min", "accuracy": "max"}
 
@@ -59,10 +87,14 @@ def test_determinism_switches_are_set_before_jax_starts():
 
 @pytest.mark.slow
 def test_jax_backend_trains_without_tensorflow_start_up_lines(tmp_path, write_config):
-    config = write_config({"runtime": {"backend": "jax", "deterministic": True}, "output": {"tensorboard": True}})
+    config = write_config(
+        {"runtime": {"backend": "jax", "deterministic": True}, "output": {"tensorboard": True}}
+    )
     result = run_dlcli("train", config, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    noise = [line for line in result.stderr.splitlines() if any(word in line for word in TF_START_UP)]
+    noise = [
+        line for line in result.stderr.splitlines() if any(word in line for word in TF_START_UP)
+    ]
     assert noise == [], noise
     record = json.loads((Path(result.stdout.strip()) / "run.json").read_text())
     assert record["versions"]["backend"] == "jax" and record["runtime"]["deterministic"] is True
@@ -73,8 +105,12 @@ def test_jax_backend_trains_without_tensorflow_start_up_lines(tmp_path, write_co
 def test_callbacks_are_checked_on_the_configured_backend(write_config):
     """Checking a callback's name used to start Keras on TensorFlow before the config's
     backend was chosen, so a jax config with callbacks could not run at all."""
-    config = write_config({"runtime": {"backend": "jax"},
-                           "training": {"callbacks": [{"type": "CSVLogger", "filename": "log.csv"}]}})
+    config = write_config(
+        {
+            "runtime": {"backend": "jax"},
+            "training": {"callbacks": [{"type": "CSVLogger", "filename": "log.csv"}]},
+        }
+    )
     result = run_dlcli("validate", config, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["config"]["runtime"]["backend"] == "jax"

@@ -29,7 +29,10 @@ from dlcli.data.sources.npzfile import NpzRows
 from dlcli.data.streaming import StreamSplit
 
 FROZEN = {"type": "adam", "learning_rate": 1e-12}  # weights do not move: batch order cannot matter
-SMALL = [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]
+SMALL = [
+    {"type": "Dense", "units": 16, "activation": "relu"},
+    {"type": "Dense", "activation": "softmax"},
+]
 QUIET = {"tensorboard": False, "plots": False}
 COLORS = ["red", "green", "blue", "cyan", "grey"]
 
@@ -43,10 +46,22 @@ def write_table(path: Path, rows: int = 3000, seed: int = 0) -> Path:
         size = rng.normal(10, 3)
         color = "violet" if i % 997 == 5 else COLORS[rng.integers(0, 5)]
         weight = rng.normal()
-        label = "big" if size + (color in ("red", "blue")) * 3 > 12 else ("small" if weight < 0.5 else "mid")
-        lines.append(",".join([
-            "?" if i % 17 == 0 else f"{size:.3f}", "?" if i % 23 == 0 else f" {color}", str(int(rng.integers(0, 9))),
-            "" if i % 31 == 0 else f"{weight:.4f}", label]))
+        label = (
+            "big"
+            if size + (color in ("red", "blue")) * 3 > 12
+            else ("small" if weight < 0.5 else "mid")
+        )
+        lines.append(
+            ",".join(
+                [
+                    "?" if i % 17 == 0 else f"{size:.3f}",
+                    "?" if i % 23 == 0 else f" {color}",
+                    str(int(rng.integers(0, 9))),
+                    "" if i % 31 == 0 else f"{weight:.4f}",
+                    label,
+                ]
+            )
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -54,8 +69,15 @@ def write_table(path: Path, rows: int = 3000, seed: int = 0) -> Path:
 def config(path: Path, streaming, **data) -> dict:
     source = "parquet" if str(path).endswith(".parquet") else "csv"
     return {
-        "name": f"stream-{streaming}", "seed": 5,
-        "data": {"source": source, "path": str(path), "target": "label", "streaming": streaming, **data},
+        "name": f"stream-{streaming}",
+        "seed": 5,
+        "data": {
+            "source": source,
+            "path": str(path),
+            "target": "label",
+            "streaming": streaming,
+            **data,
+        },
         "model": {"layers": SMALL},
         "compile": {"optimizer": FROZEN, "metrics": ["accuracy"]},
         "training": {"epochs": 2, "batch_size": 64},
@@ -80,7 +102,11 @@ def assert_same_runs(memory: Path, streamed: Path) -> None:
     a, b = read(memory, "run.json")["data"], read(streamed, "run.json")["data"]
     assert (a["streaming"], b["streaming"]) == (False, True)
     assert b["fingerprint_of"] != a["fingerprint_of"]
-    assert a["samples"] == b["samples"] and a["input_shape"] == b["input_shape"] and a["task"] == b["task"]
+    assert (
+        a["samples"] == b["samples"]
+        and a["input_shape"] == b["input_shape"]
+        and a["task"] == b["task"]
+    )
     if (memory / "labels.json").exists():
         assert read(memory, "labels.json") == read(streamed, "labels.json")
     if (memory / "preprocessing.json").exists():
@@ -120,12 +146,16 @@ def test_a_csv_streamed_gives_the_same_splits_preprocessing_and_metrics(cli, tmp
     streamed = train(cli, tmp_path, config(data, True), "streamed")
     assert_same_runs(memory, streamed)
     features = {f["name"]: f for f in read(streamed, "preprocessing.json")["features"]}
-    assert features["color"]["type"] == "categorical" and "violet" in features["color"]["categories"]
+    assert (
+        features["color"]["type"] == "categorical" and "violet" in features["color"]["categories"]
+    )
     assert features["size"]["missing"] > 0 and features["weight"]["missing"] > 0
     assert read(streamed, "labels.json") == ["big", "mid", "small"]
     learning = {"optimizer": {"type": "adam", "learning_rate": 0.01}, "metrics": ["accuracy"]}
     streamed = train(cli, tmp_path, {**config(data, True), "compile": learning}, "learning")
-    assert read(streamed, "metrics.json")["test"]["accuracy"] > 0.75  # the majority class is under 0.5
+    assert (
+        read(streamed, "metrics.json")["test"]["accuracy"] > 0.75
+    )  # the majority class is under 0.5
     evaluated = cli("evaluate", streamed, "--split", "test", "--json")  # the split streamed again
     assert evaluated.exit_code == 0, evaluated.stderr
     scored = json.loads(evaluated.stdout)
@@ -134,7 +164,10 @@ def test_a_csv_streamed_gives_the_same_splits_preprocessing_and_metrics(cli, tmp
         assert scored["metrics"][key] == pytest.approx(value, rel=1e-5)
     import csv  # the confusion matrix pairs each sample's target with its own prediction
 
-    matrix = np.array([row[1:] for row in csv.reader((streamed / scored["confusion_matrix"]).open())][1:], dtype=int)
+    matrix = np.array(
+        [row[1:] for row in csv.reader((streamed / scored["confusion_matrix"]).open())][1:],
+        dtype=int,
+    )
     assert matrix.sum() == scored["samples"]
     assert np.trace(matrix) / matrix.sum() == pytest.approx(scored["metrics"]["accuracy"], abs=1e-6)
 
@@ -144,7 +177,10 @@ def test_a_separate_test_file_and_dropped_rows_stream_the_same(cli, tmp_path, mo
     from dlcli.data.tables import pieces
 
     monkeypatch.setattr(pieces, "PIECE", 8192)
-    data, test = write_table(tmp_path / "train.csv", 2000, seed=1), write_table(tmp_path / "test.csv", 600, seed=2)
+    data, test = (
+        write_table(tmp_path / "train.csv", 2000, seed=1),
+        write_table(tmp_path / "test.csv", 600, seed=2),
+    )
     changes = {"test_path": str(test), "on_missing": "drop"}
     memory = train(cli, tmp_path, config(data, False, **changes), "memory")
     streamed = train(cli, tmp_path, config(data, True, **changes), "streamed")
@@ -158,8 +194,10 @@ def test_parquet_streams_one_row_group_at_a_time(cli, tmp_path):
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    table = pcsv.read_csv(write_table(tmp_path / "table.csv"),
-                          convert_options=pcsv.ConvertOptions(null_values=["?", ""], strings_can_be_null=True))
+    table = pcsv.read_csv(
+        write_table(tmp_path / "table.csv"),
+        convert_options=pcsv.ConvertOptions(null_values=["?", ""], strings_can_be_null=True),
+    )
     data = tmp_path / "table.parquet"
     pq.write_table(table, data, row_group_size=400)
     assert pq.ParquetFile(data).metadata.num_row_groups == 8
@@ -180,8 +218,11 @@ def test_an_npz_is_memory_mapped_and_trains_as_in_memory(cli, tmp_path, monkeypa
     monkeypatch.setattr(npzfile, "PIECE_BYTES", 4096)
     reads, raw = [], NpzRows.raw
     monkeypatch.setattr(NpzRows, "raw", lambda self, piece: reads.append(piece) or raw(self, piece))
-    cfg = {**config(data, False), "data": {"source": "npz", "path": str(data), "streaming": False},
-           "model": {"layers": [{"type": "Flatten"}, *SMALL]}}
+    cfg = {
+        **config(data, False),
+        "data": {"source": "npz", "path": str(data), "streaming": False},
+        "model": {"layers": [{"type": "Flatten"}, *SMALL]},
+    }
     memory = train(cli, tmp_path, cfg, "memory")
     assert not reads
     cfg["data"]["streaming"] = True
@@ -190,15 +231,21 @@ def test_an_npz_is_memory_mapped_and_trains_as_in_memory(cli, tmp_path, monkeypa
     assert len(reads) > 50  # a piece of the mapped member at a time
     rows = load_data(load_config(tmp_path / "streamed.yaml")).train.rows
     assert isinstance(rows, NpzRows) and rows.pieces > 10
-    assert data.read_bytes()[rows.offset:rows.offset + x.nbytes] == x.tobytes()  # the member's data, in the zip
-    assert np.array_equal(np.concatenate([rows.read(k) for k in range(rows.pieces)]), x.astype("float32"))
+    assert (
+        data.read_bytes()[rows.offset : rows.offset + x.nbytes] == x.tobytes()
+    )  # the member's data, in the zip
+    assert np.array_equal(
+        np.concatenate([rows.read(k) for k in range(rows.pieces)]), x.astype("float32")
+    )
 
 
 def test_a_compressed_npz_cannot_be_mapped_and_says_how_to_save_it(cli, tmp_path):
     data = tmp_path / "packed.npz"
     np.savez_compressed(data, x_train=np.ones((40, 3)), y_train=np.arange(40) % 2)
     cfg = {**config(data, True), "data": {"source": "npz", "path": str(data), "streaming": True}}
-    result = cli("train", write_yaml(tmp_path / "packed.yaml", cfg), "--runs-dir", tmp_path / "runs")
+    result = cli(
+        "train", write_yaml(tmp_path / "packed.yaml", cfg), "--runs-dir", tmp_path / "runs"
+    )
     one_line_error(result, "numpy.savez", "compressed", "data.streaming: false")
 
 
@@ -210,7 +257,9 @@ def test_streaming_reports_a_bad_cell_at_the_same_line_as_reading_whole(cli, tmp
     data.write_text("\n".join(lines) + "\n")
     errors = []
     for streaming in (False, True):
-        result = cli("validate", write_yaml(tmp_path / f"bad{streaming}.yaml", config(data, streaming)))
+        result = cli(
+            "validate", write_yaml(tmp_path / f"bad{streaming}.yaml", config(data, streaming))
+        )
         errors.append(one_line_error(result, "column 'weight'", "'heavy'"))
     assert errors[0] == errors[1] and f"table.csv:{2002}:" in errors[1]
 
@@ -225,11 +274,20 @@ def test_a_streamed_table_trains_on_the_other_backends(tmp_path, backend):
     from conftest import run_dlcli
 
     data = write_table(tmp_path / "table.csv", 4000)
-    cfg = {**config(data, True), "runtime": {"backend": backend},
-           "compile": {"optimizer": {"type": "adam", "learning_rate": 0.01}, "metrics": ["accuracy"]},
-           "training": {"epochs": 5, "batch_size": 64}}
-    result = run_dlcli("train", write_yaml(tmp_path / "c.yaml", cfg), "--runs-dir", tmp_path / "runs", "--json",
-                       "--quiet")
+    cfg = {
+        **config(data, True),
+        "runtime": {"backend": backend},
+        "compile": {"optimizer": {"type": "adam", "learning_rate": 0.01}, "metrics": ["accuracy"]},
+        "training": {"epochs": 5, "batch_size": 64},
+    }
+    result = run_dlcli(
+        "train",
+        write_yaml(tmp_path / "c.yaml", cfg),
+        "--runs-dir",
+        tmp_path / "runs",
+        "--json",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     record = read(Path(out["run"]), "run.json")
@@ -271,32 +329,51 @@ def test_each_epoch_is_shuffled_anew_with_the_seed_and_sees_every_row_once(tmp_p
     x = np.arange(2000, dtype="float64").reshape(1000, 2)
     np.savez(tmp_path / "a.npz", x_train=x, y_train=np.arange(1000) % 3)
     monkeypatch.setattr("dlcli.data.sources.npzfile.PIECE_BYTES", 16 * 2 * 8)  # pieces of 16 rows
-    cfg = {"data": {"source": "npz", "path": str(tmp_path / "a.npz"), "streaming": True},
-           "model": {"layers": SMALL}, "seed": 9}
+    cfg = {
+        "data": {"source": "npz", "path": str(tmp_path / "a.npz"), "streaming": True},
+        "model": {"layers": SMALL},
+        "seed": 9,
+    }
     train = load_data(load_config(cfg)).train
 
     def order(number):
         batches = list(train.epoch(50, number))
-        assert [len(b[0]) for b in batches] == [50] * (len(train) // 50) + ([len(train) % 50] if len(train) % 50 else [])
+        assert [len(b[0]) for b in batches] == [50] * (len(train) // 50) + (
+            [len(train) % 50] if len(train) % 50 else []
+        )
         rows = np.concatenate([b[0][:, 0] for b in batches]) / 2
-        assert np.array_equal(train.y[np.searchsorted(train.index, rows.astype(int))], np.concatenate([b[1] for b in batches]))
+        assert np.array_equal(
+            train.y[np.searchsorted(train.index, rows.astype(int))],
+            np.concatenate([b[1] for b in batches]),
+        )
         return rows
 
     first, again, second = order(0), order(0), order(1)
     assert np.array_equal(first, again) and not np.array_equal(first, second)
     assert sorted(first) == sorted(second) == sorted(train.index.tolist())
-    assert abs(np.corrcoef(first, np.arange(len(first)))[0, 1]) < 0.5  # pieces permuted, not in file order
-    unshuffled = np.concatenate([b[0][:, 0] for b in StreamSplit(train.rows, train.index, train.y).epoch(50, 0)]) / 2
+    assert (
+        abs(np.corrcoef(first, np.arange(len(first)))[0, 1]) < 0.5
+    )  # pieces permuted, not in file order
+    unshuffled = (
+        np.concatenate(
+            [b[0][:, 0] for b in StreamSplit(train.rows, train.index, train.y).epoch(50, 0)]
+        )
+        / 2
+    )
     assert np.array_equal(unshuffled, train.index)
 
 
-@pytest.mark.parametrize("n, classes, fraction, seed", [(1000, 3, 0.2, 0), (5003, 7, 0.13, 5), (20_000, 60, 0.25, 42)])
+@pytest.mark.parametrize(
+    "n, classes, fraction, seed", [(1000, 3, 0.2, 0), (5003, 7, 0.13, 5), (20_000, 60, 0.25, 42)]
+)
 def test_the_lean_stratified_split_draws_what_scikit_learn_draws(n, classes, fraction, seed):
     from sklearn.model_selection import train_test_split
 
     y = np.random.default_rng(seed).integers(0, classes, n)
     y[:2] = 0
-    train, test, _, _ = train_test_split(np.arange(n), y, test_size=fraction, random_state=seed, stratify=y)
+    train, test, _, _ = train_test_split(
+        np.arange(n), y, test_size=fraction, random_state=seed, stratify=y
+    )
     lean_train, lean_test = stratified_rows(y, fraction, seed)
     assert np.array_equal(train, lean_train) and np.array_equal(test, lean_test)
     with pytest.raises(ValueError):
@@ -319,7 +396,9 @@ def test_auto_streams_files_larger_than_a_quarter_of_memory(cli, tmp_path, monke
     assert validate(cli, path)["data"]["streaming"] is True
 
 
-def test_streaming_a_dataset_that_is_not_a_file_is_a_one_line_error_at_its_line(cli, write_config, tmp_path):
+def test_streaming_a_dataset_that_is_not_a_file_is_a_one_line_error_at_its_line(
+    cli, write_config, tmp_path
+):
     path = write_config({"data": {"source": "digits", "streaming": True}})
     line = path.read_text().splitlines().index("  streaming: true") + 1
     result = cli("train", path, "--runs-dir", tmp_path / "runs")
@@ -330,7 +409,9 @@ def test_streaming_a_dataset_that_is_not_a_file_is_a_one_line_error_at_its_line(
 
 
 @pytest.mark.slow
-def test_running_out_of_memory_while_streaming_is_one_line_and_a_failed_run(cli, tmp_path, monkeypatch):
+def test_running_out_of_memory_while_streaming_is_one_line_and_a_failed_run(
+    cli, tmp_path, monkeypatch
+):
     from dlcli.data import streaming
 
     data = write_table(tmp_path / "table.csv", 1500)
@@ -341,12 +422,19 @@ def test_running_out_of_memory_while_streaming_is_one_line_and_a_failed_run(cli,
         for block in blocks(self, pieces):
             served[0] += 1
             if served[0] > 3:  # after loading: during the first epochs
-                raise MemoryError("Unable to allocate 64.0 MiB for an array with shape (4096, 4096)")
+                raise MemoryError(
+                    "Unable to allocate 64.0 MiB for an array with shape (4096, 4096)"
+                )
             yield block
 
     monkeypatch.setattr(streaming.StreamSplit, "_blocks", starved)
-    result = cli("train", write_yaml(tmp_path / "c.yaml", config(data, True)), "--runs-dir", tmp_path / "runs",
-                 "--quiet")
+    result = cli(
+        "train",
+        write_yaml(tmp_path / "c.yaml", config(data, True)),
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+    )
     assert result.exit_code == 1, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: out of memory")
@@ -363,9 +451,17 @@ def test_running_out_of_memory_while_loading_is_one_line(cli, tmp_path, monkeypa
 
     monkeypatch.setattr(tablestream, "scan", starved)
     data = write_table(tmp_path / "table.csv", 100)
-    result = cli("train", write_yaml(tmp_path / "c.yaml", config(data, True)), "--runs-dir", tmp_path / "runs")
+    result = cli(
+        "train",
+        write_yaml(tmp_path / "c.yaml", config(data, True)),
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert result.exit_code == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: out of memory while loading the data") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith("error: out of memory while loading the data")
+        and result.stderr.count("\n") == 1
+    )
 
 
 # ---------------------------------------------------------------- memory stays bounded
@@ -374,15 +470,22 @@ def test_running_out_of_memory_while_loading_is_one_line(cli, tmp_path, monkeypa
 def peak_rss(cmd: list[str]) -> tuple[int, subprocess.CompletedProcess]:
     """(peak RSS in bytes, the finished process): Linux's VmHWM polled while it runs (dlcli
     ends with os._exit; getrusage of a child would include this test process's own peak)."""
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "NO_COLOR": "1"})
+    process = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     peak = [0]
 
     def poll():
         while process.poll() is None:
             try:
                 with open(f"/proc/{process.pid}/status") as handle:
-                    found = [int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:")]
+                    found = [
+                        int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:")
+                    ]
                 peak[0] = max([peak[0], *found])
             except OSError:
                 pass
@@ -401,14 +504,21 @@ def write_numbers(path: Path, rows: int, columns: int = 48, seed: int = 0) -> Pa
     import pyarrow.csv as pcsv
 
     rng = np.random.default_rng(seed)
-    with pcsv.CSVWriter(path, pa.schema([(f"f{j}", pa.float64()) for j in range(columns)] + [("label", pa.int64())]),
-                        write_options=pcsv.WriteOptions(quoting_style="none")) as writer:
+    with pcsv.CSVWriter(
+        path,
+        pa.schema([(f"f{j}", pa.float64()) for j in range(columns)] + [("label", pa.int64())]),
+        write_options=pcsv.WriteOptions(quoting_style="none"),
+    ) as writer:
         for start in range(0, rows, 50_000):
             n = min(50_000, rows - start)
             label = rng.integers(0, 5, n)
             values = np.round(rng.normal(size=(n, columns)) + label[:, None] * 0.1, 3)
-            writer.write_table(pa.Table.from_arrays([*(pa.array(values[:, j]) for j in range(columns)),
-                                                     pa.array(label)], names=[*(f"f{j}" for j in range(columns)), "label"]))
+            writer.write_table(
+                pa.Table.from_arrays(
+                    [*(pa.array(values[:, j]) for j in range(columns)), pa.array(label)],
+                    names=[*(f"f{j}" for j in range(columns)), "label"],
+                )
+            )
     return path
 
 
@@ -417,26 +527,55 @@ def test_peak_memory_does_not_grow_with_the_file_when_streaming(tmp_path):
     # On TensorFlow: XLA's compile peaks on JAX move by ±20 MB from run to run (and a cache
     # hit peaks lower than a compile), which would drown the few MB this file size adds.
     # (Measured by hand on JAX: 538 MB streaming 80,000 rows, 540 MB streaming 320,000.)
-    small, large = write_numbers(tmp_path / "small.csv", 80_000), write_numbers(tmp_path / "large.csv", 320_000)
+    small, large = (
+        write_numbers(tmp_path / "small.csv", 80_000),
+        write_numbers(tmp_path / "large.csv", 320_000),
+    )
     grown = large.stat().st_size - small.stat().st_size
     assert grown > 60e6
 
     def run(data: Path, streaming: bool) -> int:
-        cfg = {"name": f"{data.stem}-{streaming}", "seed": 0,
-               "data": {"source": "csv", "path": str(data), "target": "label", "streaming": streaming,
-                        "validation_split": 0.1, "test_split": 0.1},
-               "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense"}]},
-               "compile": {"loss": {"type": "sparse_categorical_crossentropy", "from_logits": True}},
-               "training": {"epochs": 1, "batch_size": 2048}, "output": QUIET,
-               "runtime": {"backend": "tensorflow"}}
+        cfg = {
+            "name": f"{data.stem}-{streaming}",
+            "seed": 0,
+            "data": {
+                "source": "csv",
+                "path": str(data),
+                "target": "label",
+                "streaming": streaming,
+                "validation_split": 0.1,
+                "test_split": 0.1,
+            },
+            "model": {
+                "layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense"}]
+            },
+            "compile": {"loss": {"type": "sparse_categorical_crossentropy", "from_logits": True}},
+            "training": {"epochs": 1, "batch_size": 2048},
+            "output": QUIET,
+            "runtime": {"backend": "tensorflow"},
+        }
         path = write_yaml(tmp_path / f"{data.stem}-{streaming}.yaml", cfg)
-        peak, done = peak_rss([sys.executable, "-m", "dlcli", "train", str(path), "--runs-dir",
-                               str(tmp_path / "runs"), "--quiet"])
+        peak, done = peak_rss(
+            [
+                sys.executable,
+                "-m",
+                "dlcli",
+                "train",
+                str(path),
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--quiet",
+            ]
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert read(Path(done.stdout.strip()), "run.json")["data"]["streaming"] is streaming
         return peak
 
-    streamed_small, streamed_large, whole_large = run(small, True), run(large, True), run(large, False)
+    streamed_small, streamed_large, whole_large = (
+        run(small, True),
+        run(large, True),
+        run(large, False),
+    )
     # Streaming: a bounded window of the file, plus a few bytes per row (row numbers, targets).
     assert streamed_large - streamed_small < 0.2 * grown, (streamed_small, streamed_large, grown)
     # Reading whole, the same file takes its features in memory: the probe sees that.

@@ -43,10 +43,15 @@ def write(path: Path, lines: list[str], ending: str) -> Path:
 
 def table_config(tmp_path: Path, data: Path, **extra) -> Path:
     config = {
-        "name": "t", "seed": 1,
+        "name": "t",
+        "seed": 1,
         "data": {"source": "csv", "path": str(data), "target": "label", **extra},
-        "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                             {"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dense", "units": 2, "activation": "softmax"},
+            ]
+        },
         "compile": {"optimizer": "adam", "metrics": ["accuracy"]},
         "training": {"epochs": 1, "batch_size": 32},
         "output": {"tensorboard": False, "plots": False},
@@ -80,23 +85,38 @@ def test_every_line_ending_cuts_the_file_into_the_same_pieces_of_whole_rows(tmp_
         assert b"".join(pieces) == path.read_bytes()
         assert len(pieces) > 1 or size > path.stat().st_size  # cut at every kind of line end
         assert all(piece.endswith((b"\n", b"\r")) for piece in pieces[:-1])
-        read = [pcsv.read_csv(pa.BufferReader(piece), read_options=pcsv.ReadOptions(column_names=fmt.names))
-                for piece in pieces]
-        assert sum(t.num_rows for t in read) == len(lines)  # the header is a row here: nothing split or lost
+        read = [
+            pcsv.read_csv(
+                pa.BufferReader(piece), read_options=pcsv.ReadOptions(column_names=fmt.names)
+            )
+            for piece in pieces
+        ]
+        assert sum(t.num_rows for t in read) == len(
+            lines
+        )  # the header is a row here: nothing split or lost
         assert read[-1].column("label").to_pylist()[-1] == lines[-1].split(",")[-1]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ending", ["cr", "mixed"])
-def test_a_table_with_cr_or_mixed_line_endings_trains_like_the_same_table_with_lf(cli, tmp_path, ending):
+def test_a_table_with_cr_or_mixed_line_endings_trains_like_the_same_table_with_lf(
+    cli, tmp_path, ending
+):
     lines = rows()
     reference = write(tmp_path / "lf.csv", lines, "lf")
     odd = write(tmp_path / f"{ending}.csv", lines, ending)
     summaries = []
     for data in (reference, odd, odd):
         streaming = len(summaries) == 2
-        result = cli("train", table_config(tmp_path, data), "--runs-dir", tmp_path / "runs", "--quiet",
-                     "--set", f"data.streaming={str(streaming).lower()}")
+        result = cli(
+            "train",
+            table_config(tmp_path, data),
+            "--runs-dir",
+            tmp_path / "runs",
+            "--quiet",
+            "--set",
+            f"data.streaming={str(streaming).lower()}",
+        )
         assert result.exit_code == 0, result.output
         run = Path(result.stdout.strip().splitlines()[-1])
         record = json.loads((run / "run.json").read_text())
@@ -110,7 +130,9 @@ def test_a_bad_cell_in_a_cr_only_file_is_named_at_its_line(cli, tmp_path):
     lines = rows()
     lines[150] = "oops,0.1,red,yes"
     data = write(tmp_path / "cr.csv", lines, "cr")
-    one_error(cli("validate", table_config(tmp_path, data)), f"{data}:151:", "column 'x1'", "'oops'")
+    one_error(
+        cli("validate", table_config(tmp_path, data)), f"{data}:151:", "column 'x1'", "'oops'"
+    )
 
 
 # -- a header of numbers --------------------------------------------------------------------
@@ -134,7 +156,9 @@ def test_a_header_of_numbers_over_a_column_of_labels_is_read_as_the_header(cli, 
 
 
 @pytest.mark.parametrize("command", ["validate", "predict"])
-def test_a_gzip_compressed_table_is_refused_naming_how_to_unpack_it(cli, tmp_path, run_copy, command):
+def test_a_gzip_compressed_table_is_refused_naming_how_to_unpack_it(
+    cli, tmp_path, run_copy, command
+):
     data = tmp_path / "table.csv.gz"
     data.write_bytes(gzip.compress("\n".join(rows()).encode()))
     if command == "validate":
@@ -153,6 +177,10 @@ def test_a_nul_byte_in_a_cell_is_refused_at_its_line(cli, tmp_path, streaming, c
     cells[position] = cells[position][:2] + "\x00" + cells[position][2:]
     lines[row] = ",".join(cells)
     data = write(tmp_path / "nul.csv", lines, "lf")
-    line = one_error(cli("validate", table_config(tmp_path, data, streaming=streaming)),
-                     f"{data}:{row + 1}:", f"column '{column}'", "NUL byte")
+    line = one_error(
+        cli("validate", table_config(tmp_path, data, streaming=streaming)),
+        f"{data}:{row + 1}:",
+        f"column '{column}'",
+        "NUL byte",
+    )
     assert "\\x00" in line

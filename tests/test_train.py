@@ -15,13 +15,23 @@ import pytest
 import yaml
 from conftest import CONFIGS, run_dlcli, run_python
 
-RUN_FILES = ["config.yaml", "run.json", "history.csv", "metrics.json", "model.keras", "labels.json",
-             "summary.txt", "curves.png"]
+RUN_FILES = [
+    "config.yaml",
+    "run.json",
+    "history.csv",
+    "metrics.json",
+    "model.keras",
+    "labels.json",
+    "summary.txt",
+    "curves.png",
+]
 
 
 @pytest.mark.slow
 def test_digits_mlp_trains_offline_to_095_and_writes_every_file(tmp_path):
-    result = run_dlcli("train", CONFIGS / "digits_mlp.yaml", "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    result = run_dlcli(
+        "train", CONFIGS / "digits_mlp.yaml", "--runs-dir", tmp_path / "runs", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     run = Path(result.stdout.strip())
     assert result.stdout.strip().count("\n") == 0, "stdout is the run folder's path alone"
@@ -61,12 +71,21 @@ def test_digits_mlp_trains_offline_to_095_and_writes_every_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_resolved_config_records_inferred_values_and_reproduces_the_run(cli, write_config, runs_dir):
-    config = write_config({
-        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]},
-        "compile": {"loss": None},
-        "runtime": {"deterministic": True},
-    })
+def test_resolved_config_records_inferred_values_and_reproduces_the_run(
+    cli, write_config, runs_dir
+):
+    config = write_config(
+        {
+            "model": {
+                "layers": [
+                    {"type": "Dense", "units": 16, "activation": "relu"},
+                    {"type": "Dense", "activation": "softmax"},
+                ]
+            },
+            "compile": {"loss": None},
+            "runtime": {"deterministic": True},
+        }
+    )
     first = cli("train", config, "--runs-dir", runs_dir, "--quiet")
     assert first.exit_code == 0, first.stderr
     run = Path(first.stdout.strip())
@@ -89,16 +108,29 @@ def test_resolved_config_records_inferred_values_and_reproduces_the_run(cli, wri
 @pytest.mark.slow
 def test_set_overrides_epochs_and_nested_keys(cli, write_config, runs_dir):
     config = write_config()
-    result = cli("train", config, "--runs-dir", runs_dir, "--quiet",
-                 "--set", "training.epochs=2", "--set", "model.layers.0.units=8",
-                 "--set", "compile.optimizer.learning_rate=0.005")
+    result = cli(
+        "train",
+        config,
+        "--runs-dir",
+        runs_dir,
+        "--quiet",
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "model.layers.0.units=8",
+        "--set",
+        "compile.optimizer.learning_rate=0.005",
+    )
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip())
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["model"]["layers"][0]["units"] == 8
     assert resolved["compile"]["optimizer"] == {"type": "adam", "learning_rate": 0.005}
-    assert json.loads((run / "run.json").read_text())["parameters"]["total"] == 64 * 8 + 8 + 8 * 10 + 10
+    assert (
+        json.loads((run / "run.json").read_text())["parameters"]["total"]
+        == 64 * 8 + 8 + 8 * 10 + 10
+    )
 
 
 @pytest.mark.slow
@@ -113,11 +145,21 @@ def test_json_output_is_one_object(cli, write_config, runs_dir):
 
 @pytest.mark.slow
 def test_early_stopping_and_reduce_lr_take_effect(cli, write_config, runs_dir):
-    config = write_config({"training": {
-        "epochs": 60, "batch_size": 64,
-        "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.01},
-        "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 1, "min_delta": 0.05},
-    }})
+    config = write_config(
+        {
+            "training": {
+                "epochs": 60,
+                "batch_size": 64,
+                "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.01},
+                "reduce_lr_on_plateau": {
+                    "monitor": "val_loss",
+                    "factor": 0.5,
+                    "patience": 1,
+                    "min_delta": 0.05,
+                },
+            }
+        }
+    )
     result = cli("train", config, "--runs-dir", runs_dir, "--quiet")
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip())
@@ -139,12 +181,23 @@ def _history(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_diverging_loss_fails_with_exit_1_and_keeps_the_folder(cli, write_config, runs_dir):
-    config = write_config({
-        "data": {"source": "diabetes"},
-        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 1}]},
-        "compile": {"optimizer": {"type": "sgd", "learning_rate": 1.0e6}, "loss": "mse", "metrics": []},
-        "training": {"epochs": 5},
-    })
+    config = write_config(
+        {
+            "data": {"source": "diabetes"},
+            "model": {
+                "layers": [
+                    {"type": "Dense", "units": 16, "activation": "relu"},
+                    {"type": "Dense", "units": 1},
+                ]
+            },
+            "compile": {
+                "optimizer": {"type": "sgd", "learning_rate": 1.0e6},
+                "loss": "mse",
+                "metrics": [],
+            },
+            "training": {"epochs": 5},
+        }
+    )
     result = cli("train", config, "--runs-dir", runs_dir)
     assert result.exit_code == 1
     assert "NaN/inf" in result.stderr and "Traceback" not in result.stderr
@@ -160,7 +213,10 @@ def test_sigterm_marks_the_run_interrupted_with_exit_130(tmp_path, write_config)
     runs = tmp_path / "runs"
     process = subprocess.Popen(
         [sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(runs)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     deadline = time.time() + 120
     for line in process.stderr:
@@ -181,7 +237,9 @@ def test_sigterm_marks_the_run_interrupted_with_exit_130(tmp_path, write_config)
     with open(run / "history.csv", newline="") as handle:
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == list(range(1, completed + 3))
     record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "completed" and record["resumes"][0]["previous_status"] == "interrupted"
+    assert (
+        record["status"] == "completed" and record["resumes"][0]["previous_status"] == "interrupted"
+    )
 
 
 @pytest.mark.slow
@@ -207,7 +265,9 @@ def test_python_api_uses_the_same_path(tmp_path):
 
     import dlcli
 
-    result = dlcli.train(TINY, overrides=["training.epochs=1"], runs_dir=tmp_path / "runs", progress=False)
+    result = dlcli.train(
+        TINY, overrides=["training.epochs=1"], runs_dir=tmp_path / "runs", progress=False
+    )
     assert result.metrics["epochs_run"] == 1
     entry = dlcli.evaluate(result.run)
     assert abs(entry["metrics"]["loss"] - result.metrics["test"]["loss"]) < 1e-5

@@ -64,8 +64,16 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool | None, typer.Option(
-        "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = None,
 ) -> None:
     """Train Keras models from YAML files; every run lands in a folder you can trust."""
 

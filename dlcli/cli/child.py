@@ -19,8 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         handoff.current = handoff.Handoff.from_json(argv[0])
     except (IndexError, ValueError, TypeError):
-        print("error: python -m dlcli.cli.child runs the processes dlcli starts itself; run dlcli instead",
-              file=sys.stderr)
+        print(
+            "error: python -m dlcli.cli.child runs the processes dlcli starts itself; run dlcli instead",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     # `python -m dlcli` as the program name in usage lines, as before this module existed.
     sys.argv = [str(Path(__file__).parent.parent / "__main__.py"), *argv[1:]]

@@ -40,10 +40,17 @@ from dlcli.runs.runfolder import runs_dir_from
 
 @command
 def runs_command(
-    sort: Annotated[str | None, typer.Option(
-        "--sort", help="Best first by a metric: accuracy, test.accuracy, val_loss, ... (split default: test); "
-                       "or started, duration, name. Default: newest first.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show only the first N runs.")] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="Best first by a metric: accuracy, test.accuracy, val_loss, ... (split default: test); "
+            "or started, duration, name. Default: newest first.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Show only the first N runs.")
+    ] = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -62,9 +69,9 @@ def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> Non
     if not total:
         err().print(f"no runs in {escape(str(runs))} yet; train one with `dlcli train CONFIG`")
         return
-    metric_columns = list(dict.fromkeys(
-        f"test.{name}" for row in shown for name in row["metrics"].get("test", {})
-    ))
+    metric_columns = list(
+        dict.fromkeys(f"test.{name}" for row in shown for name in row["metrics"].get("test", {}))
+    )
     if sort and sort not in catalog.RUN_FIELDS:
         split, name = catalog.parse_metric(sort)
         if f"{split}.{name}" not in metric_columns:
@@ -88,21 +95,44 @@ def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> Non
         table.add_column("sweep: best, trials", no_wrap=True)
     rows = []
     for row in shown:
-        cells = [escape(row["id"]), escape(str(row["name"] or "—")), show_status(row["status"]), show_when(row["started"]),
-                 show_duration(row["duration_s"])]
+        cells = [
+            escape(row["id"]),
+            escape(str(row["name"] or "—")),
+            show_status(row["status"]),
+            show_when(row["started"]),
+            show_duration(row["duration_s"]),
+        ]
         if row.get("kind") == "sweep":
-            rows.append([*cells, f"{sum(row['trials'].values())} trials", *["" for _ in metric_columns], "",
-                         escape(sweep_line(row))])
+            rows.append(
+                [
+                    *cells,
+                    f"{sum(row['trials'].values())} trials",
+                    *["" for _ in metric_columns],
+                    "",
+                    escape(sweep_line(row)),
+                ]
+            )
             continue
-        rows.append([*cells, show_epochs(row), *[number(catalog.metric_value(row, column)) for column in metric_columns],
-                     number(row["best_epoch"]), *([""] if sweeps else [])])
+        rows.append(
+            [
+                *cells,
+                show_epochs(row),
+                *[number(catalog.metric_value(row, column)) for column in metric_columns],
+                number(row["best_epoch"]),
+                *([""] if sweeps else []),
+            ]
+        )
     console().print(RowsTable(table, rows))
 
 
 def sweep_line(row: dict) -> str:
     """'val_accuracy 0.9757 (trial 3); 5 completed, 1 pruned' for a sweep's row."""
     best = row.get("best")
-    head = f"{row.get('metric')} {number(best.get('value'))} (trial {best.get('trial')})" if best else "no trial completed yet"
+    head = (
+        f"{row.get('metric')} {number(best.get('value'))} (trial {best.get('trial')})"
+        if best
+        else "no trial completed yet"
+    )
     counts = ", ".join(f"{n} {state}" for state, n in row["trials"].items())
     return f"{head}; {counts}" if counts else head
 
@@ -115,23 +145,35 @@ def show_command(
     debug: DebugOption = False,
 ):
     """One run (default: the newest): status, timings, config, final metrics, per-epoch history; or a sweep's trials."""
-    if run not in (None, "", "latest") and (catalog.is_sweep(run) or catalog.is_sweep(runs_dir_from(runs_dir) / run)):
+    if run not in (None, "", "latest") and (
+        catalog.is_sweep(run) or catalog.is_sweep(runs_dir_from(runs_dir) / run)
+    ):
         _show_sweep(catalog.sweep_details(run, runs_dir), as_json)
         return
     details = catalog.run_details(run, runs_dir)
     if as_json:
-        emit_json({**{k: v for k, v in details.items() if k != "config_text"}, "record": details["record"].to_json()})
+        emit_json(
+            {
+                **{k: v for k, v in details.items() if k != "config_text"},
+                "record": details["record"].to_json(),
+            }
+        )
         return
     out = console()
     record = details["record"]
     heading = Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]))
     if details.get("recorded_status"):
-        heading.append(f"  (run.json says {details['recorded_status']}; its process {record.pid} is gone)")
+        heading.append(
+            f"  (run.json says {details['recorded_status']}; its process {record.pid} is gone)"
+        )
     out.print(heading)
     facts = Facts()
     facts.add_row("path", escape(details["path"]))
-    facts.add_row("started", f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
-                             f"duration {show_duration(details['duration_s'])}")
+    facts.add_row(
+        "started",
+        f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
+        f"duration {show_duration(details['duration_s'])}",
+    )
     epochs = f"{show_epochs(details)}   best epoch {number(details['best_epoch'])}"
     if details["samples_per_s"] is not None:
         epochs += f"   {details['samples_per_s']:,} samples/s"
@@ -140,14 +182,22 @@ def show_command(
         facts.add_row("command", escape(record.command))
     data = record.data
     if data.source or data.task or data.samples:
-        samples = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in data.samples.items())
-        facts.add_row("data", escape(", ".join(str(p) for p in (data.source, data.task, samples) if p)))
+        samples = ", ".join(
+            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in data.samples.items()
+        )
+        facts.add_row(
+            "data", escape(", ".join(str(p) for p in (data.source, data.task, samples) if p))
+        )
     if record.runtime:
         facts.add_row("runtime", escape(", ".join(f"{k} {v}" for k, v in record.runtime.items())))
     versions = record.versions
     if versions:
-        parts = [f"dlcli {versions.get('dlcli')}", f"keras {versions.get('keras')}",
-                 f"{versions.get('backend')} {versions.get('backend_version') or ''}".strip(), f"python {versions.get('python')}"]
+        parts = [
+            f"dlcli {versions.get('dlcli')}",
+            f"keras {versions.get('keras')}",
+            f"{versions.get('backend')} {versions.get('backend_version') or ''}".strip(),
+            f"python {versions.get('python')}",
+        ]
         facts.add_row("versions", escape(", ".join(parts)))
     if record.resumes:
         facts.add_row("resumed", str(len(record.resumes)) + " time(s)")
@@ -159,11 +209,22 @@ def show_command(
         out.print(Text("config.yaml", style="bold"))
         from rich.syntax import Syntax  # pygments: only `show` needs it
 
-        out.print(Syntax(details["config_text"].rstrip("\n"), "yaml", theme="ansi_dark", background_color="default"))
+        out.print(
+            Syntax(
+                details["config_text"].rstrip("\n"),
+                "yaml",
+                theme="ansi_dark",
+                background_color="default",
+            )
+        )
     metrics = details["metrics"]
     if metrics:
         out.print()
-        out.print(metrics_table("final metrics", {split: metrics.get(split) for split in ("train", "val", "test")}))
+        out.print(
+            metrics_table(
+                "final metrics", {split: metrics.get(split) for split in ("train", "val", "test")}
+            )
+        )
     if details["history"]:
         out.print()
         out.print(_history_table(details["history"], details["best_epoch"]))
@@ -182,17 +243,27 @@ def _show_sweep(details: dict, as_json: bool) -> None:
         return
     out = console()
     record = details["record"]
-    out.print(Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (sweep)"))
+    out.print(
+        Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (sweep)")
+    )
     facts = Facts()
     facts.add_row("path", escape(details["path"]))
-    facts.add_row("started", f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
-                             f"duration {show_duration(details['duration_s'])}")
+    facts.add_row(
+        "started",
+        f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
+        f"duration {show_duration(details['duration_s'])}",
+    )
     settings = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
     if settings:  # a damaged sweep.json has none to show
-        facts.add_row("search", escape(f"{details['metric']} ({details['direction']}), sampler {settings.get('sampler')}, "
-                                       f"pruner {settings.get('pruner')}, {settings.get('trials')} trials, "
-                                       f"{settings.get('parallel')} at a time; study '{record.get('study')}' in "
-                                       f"{record.get('storage')}"))
+        facts.add_row(
+            "search",
+            escape(
+                f"{details['metric']} ({details['direction']}), sampler {settings.get('sampler')}, "
+                f"pruner {settings.get('pruner')}, {settings.get('trials')} trials, "
+                f"{settings.get('parallel')} at a time; study '{record.get('study')}' in "
+                f"{record.get('storage')}"
+            ),
+        )
     facts.add_row("best", escape(sweep_line(details)))
     if isinstance(details.get("best"), dict):
         facts.add_row("best run", escape(str(details["best"].get("run"))))
@@ -215,10 +286,17 @@ def _show_sweep(details: dict, as_json: bool) -> None:
         value = t.get("value") if t.get("state") == "completed" else t.get("last_value")
         mark = " ★" if t.get("number") == best else ""
         table.add_row(
-            f"{t.get('number')}{mark}", show_status(str(t.get("state"))), number(value),
+            f"{t.get('number')}{mark}",
+            show_status(str(t.get("state"))),
+            number(value),
             *[_param((t.get("params") or {}).get(k)) for k in keys],
-            number(t.get("epochs")), show_duration(t.get("duration_s")),
-            escape(str(t.get("run") or "—") if t.get("state") != "failed" else f"{t.get('run') or '—'}: {t.get('error')}"),
+            number(t.get("epochs")),
+            show_duration(t.get("duration_s")),
+            escape(
+                str(t.get("run") or "—")
+                if t.get("state") != "failed"
+                else f"{t.get('run') or '—'}: {t.get('error')}"
+            ),
         )
     out.print()
     out.print(table)
@@ -230,8 +308,10 @@ def _param(value) -> str:
 
 def _history_table(history: list[dict], best_epoch) -> Table:
     columns = list(dict.fromkeys(k for row in history for k in row))
-    table = Table(title=f"history ({len(history)} epochs" + (f", best {best_epoch})" if best_epoch else ")"),
-                  title_justify="left")
+    table = Table(
+        title=f"history ({len(history)} epochs" + (f", best {best_epoch})" if best_epoch else ")"),
+        title_justify="left",
+    )
     for column in columns:
         table.add_column(escape(column), justify="right", no_wrap=True)
     for row in history:
@@ -257,14 +337,20 @@ def _evaluations_table(entries: list[dict]) -> Table:
         table.add_column(escape(name), justify="right", no_wrap=True)
     for entry in entries:
         where = entry.get("split") or entry.get("data") or "—"
-        table.add_row(show_when(entry.get("time")), escape(str(where)),
-                      *[number((entry.get("metrics") or {}).get(n)) for n in names])
+        table.add_row(
+            show_when(entry.get("time")),
+            escape(str(where)),
+            *[number((entry.get("metrics") or {}).get(n)) for n in names],
+        )
     return table
 
 
 @command
 def compare_command(
-    runs: Annotated[list[str], typer.Argument(help="Two or more runs: folders, ids, or 'latest'.", show_default=False)],
+    runs: Annotated[
+        list[str],
+        typer.Argument(help="Two or more runs: folders, ids, or 'latest'.", show_default=False),
+    ],
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -288,7 +374,9 @@ def compare_command(
     else:
         out.print("the configs are identical")
     out.print()
-    table = Table(title="metrics" + (" (* best)" if plain else " (best in bold)"), title_justify="left")
+    table = Table(
+        title="metrics" + (" (* best)" if plain else " (best in bold)"), title_justify="left"
+    )
     table.add_column("", no_wrap=True)
     for run_id in ids:
         table.add_column(run_id, justify="right", no_wrap=True)
@@ -301,29 +389,55 @@ def compare_command(
         cells = []
         for index, value in enumerate(item["values"]):
             best = index in item["best"]
-            cells.append(Text(number(value) + (" *" if best and plain else ""), style="bold" if best else ""))
+            cells.append(
+                Text(number(value) + (" *" if best and plain else ""), style="bold" if best else "")
+            )
         table.add_row(escape(item["metric"].replace(".", " ", 1)), *cells)
     out.print(table)
 
 
 @command
 def init_command(
-    path: Annotated[str | None, typer.Argument(
-        help="Where to write the config (a folder gets the file inside). Default: config.yaml; with --from-data, "
-             "the data file's name with .yaml (census.csv -> census.yaml) in the current folder.",
-        show_default=False)] = None,
-    template: Annotated[str | None, typer.Option(
-        "--template", "-t", help="The starter config (default: mlp); --list shows them.", show_default=False)] = None,
-    from_data: Annotated[str | None, typer.Option(
-        "--from-data", metavar="FILE",
-        help="Inspect this CSV or Parquet file (.parquet/.pq) and write a commented config fitted to it: "
-             "its header, delimiter, column types, task and classes.", show_default=False)] = None,
-    target: Annotated[str | None, typer.Option(
-        "--target", metavar="COL",
-        help="With --from-data: the target column, by name or 0-based position (3, -1). Default: the last column.",
-        show_default=False)] = None,
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            help="Where to write the config (a folder gets the file inside). Default: config.yaml; with --from-data, "
+            "the data file's name with .yaml (census.csv -> census.yaml) in the current folder.",
+            show_default=False,
+        ),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            "-t",
+            help="The starter config (default: mlp); --list shows them.",
+            show_default=False,
+        ),
+    ] = None,
+    from_data: Annotated[
+        str | None,
+        typer.Option(
+            "--from-data",
+            metavar="FILE",
+            help="Inspect this CSV or Parquet file (.parquet/.pq) and write a commented config fitted to it: "
+            "its header, delimiter, column types, task and classes.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="COL",
+            help="With --from-data: the target column, by name or 0-based position (3, -1). Default: the last column.",
+            show_default=False,
+        ),
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite an existing file.")
+    ] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
@@ -341,37 +455,61 @@ def init_command(
         return
     if from_data is not None:
         if template is not None:
-            raise ConfigError(Problem("give --template or --from-data, not both", where="--template"))
+            raise ConfigError(
+                Problem("give --template or --from-data, not both", where="--template")
+            )
         written, fitted = templates.write_from_data(from_data, path, target, force=force)
         if as_json:
-            emit_json({"written": str(written), "from_data": from_data, "target": fitted.target, "task": fitted.task,
-                       "rows": fitted.rows, "features": len(fitted.features),
-                       **({"classes": fitted.classes} if fitted.classes is not None else {})})
+            emit_json(
+                {
+                    "written": str(written),
+                    "from_data": from_data,
+                    "target": fitted.target,
+                    "task": fitted.task,
+                    "rows": fitted.rows,
+                    "features": len(fitted.features),
+                    **({"classes": fitted.classes} if fitted.classes is not None else {}),
+                }
+            )
             return
         print(written)
         what = "regression"
         if fitted.classes is not None:
             what = f"classification, {len(fitted.classes)} class{'es' if len(fitted.classes) != 1 else ''}"
-        err().print(f"wrote a config for {escape(from_data)} ({fitted.rows:,} rows, {len(fitted.features)} features, "
-                     f"target {escape(str(fitted.target))}: {what}); next: dlcli validate {escape(str(written))} && "
-                     f"dlcli train {escape(str(written))}", highlight=False)
+        err().print(
+            f"wrote a config for {escape(from_data)} ({fitted.rows:,} rows, {len(fitted.features)} features, "
+            f"target {escape(str(fitted.target))}: {what}); next: dlcli validate {escape(str(written))} && "
+            f"dlcli train {escape(str(written))}",
+            highlight=False,
+        )
         return
     if target is not None:
-        raise ConfigError(Problem("--target goes with --from-data FILE (a config fitted to a table file); "
-                                  "add --from-data, or drop --target"))
+        raise ConfigError(
+            Problem(
+                "--target goes with --from-data FILE (a config fitted to a table file); "
+                "add --from-data, or drop --target"
+            )
+        )
     template = template or "mlp"
-    written = templates.write_template(path if path is not None else "config.yaml", template, force=force)
+    written = templates.write_template(
+        path if path is not None else "config.yaml", template, force=force
+    )
     if as_json:
         emit_json({"written": str(written), "template": template})
         return
     print(written)
-    err().print(f"wrote the '{template}' template; next: dlcli validate {escape(str(written))} && "
-                 f"dlcli train {escape(str(written))}", highlight=False)
+    err().print(
+        f"wrote the '{template}' template; next: dlcli validate {escape(str(written))} && "
+        f"dlcli train {escape(str(written))}",
+        highlight=False,
+    )
 
 
 @command
 def schema_command(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it to FILE instead of stdout.")
+    ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
@@ -393,8 +531,11 @@ def schema_command(
     if as_json:
         emit_json({"written": str(output)})
         return
-    err().print(f"wrote {escape(str(output))}; in a YAML config, point editors at it with the first line: "
-                 f"# yaml-language-server: $schema={escape(str(output))}", highlight=False)
+    err().print(
+        f"wrote {escape(str(output))}; in a YAML config, point editors at it with the first line: "
+        f"# yaml-language-server: $schema={escape(str(output))}",
+        highlight=False,
+    )
 
 
 @command
@@ -414,9 +555,15 @@ def env_command(
     facts.add_row("dlcli", info["dlcli"])
     facts.add_row("python", info["python"])
     facts.add_row("keras", info["keras"])
-    facts.add_row("backend", f"{info['backend']} {info['backend_version'] or ''}".strip()
-                  + ("  (from KERAS_BACKEND)" if info["backend_from"] == "KERAS_BACKEND"
-                     else "  (what runtime.backend: auto picks for an MLP; KERAS_BACKEND or runtime.backend changes it)"))
+    facts.add_row(
+        "backend",
+        f"{info['backend']} {info['backend_version'] or ''}".strip()
+        + (
+            "  (from KERAS_BACKEND)"
+            if info["backend_from"] == "KERAS_BACKEND"
+            else "  (what runtime.backend: auto picks for an MLP; KERAS_BACKEND or runtime.backend changes it)"
+        ),
+    )
     facts.add_row("installed", ", ".join(info["backends_installed"]))
     facts.add_row("cpu cores", str(info["cpu_count"]))
     precision = info["precision"]
@@ -432,9 +579,17 @@ def env_command(
         gpu = device["type"] == "GPU"
         capability = ".".join(str(p) for p in device.get("compute_capability") or ()) or "—"
         memory = f"{device['memory_gb']} GiB" if device.get("memory_gb") is not None else "—"
-        table.add_row(device["type"], escape(str(device.get("id", "—"))), escape(str(device["name"])),
-                      capability if gpu else "—", memory,
-                      ("fast" if device.get("float16") else "slow") if gpu else "slow (CPU)",
-                      ("fast" if device.get("bfloat16") else "slow") if gpu
-                      else "bf16 instructions" if precision["cpu_bfloat16"] else "slow (CPU)")
+        table.add_row(
+            device["type"],
+            escape(str(device.get("id", "—"))),
+            escape(str(device["name"])),
+            capability if gpu else "—",
+            memory,
+            ("fast" if device.get("float16") else "slow") if gpu else "slow (CPU)",
+            ("fast" if device.get("bfloat16") else "slow")
+            if gpu
+            else "bf16 instructions"
+            if precision["cpu_bfloat16"]
+            else "slow (CPU)",
+        )
     out.print(table)

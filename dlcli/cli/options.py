@@ -30,22 +30,40 @@ def _flag(key: str):
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config key: --set training.epochs=3 (dotted path, list index, YAML value)."),
+    typer.Option(
+        "--set",
+        help="Override a config key: --set training.epochs=3 (dotted path, list index, YAML value).",
+    ),
 ]
 BackendOption = Annotated[
     str | None,
-    typer.Option("--backend", help="tensorflow, jax or torch (default: the config's runtime.backend; auto: the fastest installed).",
-                 show_default=False),
+    typer.Option(
+        "--backend",
+        help="tensorflow, jax or torch (default: the config's runtime.backend; auto: the fastest installed).",
+        show_default=False,
+    ),
 ]
 RunsDirOption = Annotated[
     Path | None,
-    typer.Option("--runs-dir", envvar="DLCLI_RUNS_DIR", help="Where run folders live.", show_default="runs"),
+    typer.Option(
+        "--runs-dir", envvar="DLCLI_RUNS_DIR", help="Where run folders live.", show_default="runs"
+    ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", callback=_flag(JSON_FLAG),
-                                          help="Print exactly one JSON object on stdout; logs go to stderr.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        callback=_flag(JSON_FLAG),
+        help="Print exactly one JSON object on stdout; logs go to stderr.",
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
-DebugOption = Annotated[bool, typer.Option("--debug", callback=_flag(DEBUG_FLAG), help="Show tracebacks.")]
-RunArgument = Annotated[str | None, typer.Argument(help="A run folder, its id under the runs dir, or 'latest'.")]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", callback=_flag(DEBUG_FLAG), help="Show tracebacks.")
+]
+RunArgument = Annotated[
+    str | None, typer.Argument(help="A run folder, its id under the runs dir, or 'latest'.")
+]
 
 
 def check_backend(value: str | None) -> str | None:
@@ -56,7 +74,10 @@ def check_backend(value: str | None) -> str | None:
     if value is not None and value not in choices:
         from dlcli.errors import did_you_mean
 
-        raise ConfigError(Problem(f"expected one of {', '.join(choices)}, got '{value}'{did_you_mean(value, choices)}",
-                                  where="--backend"))
+        raise ConfigError(
+            Problem(
+                f"expected one of {', '.join(choices)}, got '{value}'{did_you_mean(value, choices)}",
+                where="--backend",
+            )
+        )
     return value
-

@@ -46,7 +46,9 @@ class Program:
     """The `dlcli` program: its standard streams, its signal handler, and the command under way."""
 
     def __init__(self):
-        self.closed_streams: set[int] = set()  # 0, 1, 2: closed when dlcli started (`>&-`), now /dev/null
+        self.closed_streams: set[int] = (
+            set()
+        )  # 0, 1, 2: closed when dlcli started (`>&-`), now /dev/null
         self.as_json = False  # the command under way prints one JSON object
         self.done = False  # the command's result is out
 
@@ -74,7 +76,8 @@ class Program:
                 os.dup2(null, fd)
                 os.close(null)
             self.closed_streams.add(fd)
-            stream = open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - for the process's life
+            mode = "r" if fd == 0 else "w"
+            stream = open(fd, mode, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - kept for the process's life
             setattr(sys, name, stream)
 
     def on_signal(self, signum, frame) -> None:
@@ -88,18 +91,30 @@ class Program:
         sys.stderr.flush()
         # fd 2 may be hushed while a backend imports; dlcli.runtime.keras_import may be half-imported
         quieted = getattr(sys.modules.get("dlcli.runtime.keras_import"), "REAL_STDERR", [])
-        os.write(quieted[-1] if quieted else 2, b"error: interrupted\n")  # plain: rich may be half-imported
+        os.write(
+            quieted[-1] if quieted else 2, b"error: interrupted\n"
+        )  # plain: rich may be half-imported
         if self.as_json:
             with contextlib.suppress(DlcliError):
-                emit_json({"error": "interrupted", "errors": ["interrupted"], "exit_code": EXIT_INTERRUPTED})
+                emit_json(
+                    {
+                        "error": "interrupted",
+                        "errors": ["interrupted"],
+                        "exit_code": EXIT_INTERRUPTED,
+                    }
+                )
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
 
 
-_RUNNING: contextvars.ContextVar[Program | None] = contextvars.ContextVar("dlcli_program", default=None)
-CONTEXT = "dlcli_context"  # the parameter `command` adds, through which Typer hands over its context
+_RUNNING: contextvars.ContextVar[Program | None] = contextvars.ContextVar(
+    "dlcli_program", default=None
+)
+CONTEXT = (
+    "dlcli_context"  # the parameter `command` adds, through which Typer hands over its context
+)
 
 
 def current_program() -> Program | None:
@@ -126,7 +141,9 @@ def write_stdout(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     except OSError as exc:
-        raise RunFailed(f"cannot write to standard output: {exc.strerror or first_line(exc)}") from None
+        raise RunFailed(
+            f"cannot write to standard output: {exc.strerror or first_line(exc)}"
+        ) from None
 
 
 def require_stdout(fix: str) -> None:
@@ -134,7 +151,9 @@ def require_stdout(fix: str) -> None:
     that was closed: it would be lost."""
     program = current_program()
     if program is not None and 1 in program.closed_streams:
-        raise ConfigError(Problem(f"standard output is closed (>&-), so the result would be lost; {fix}"))
+        raise ConfigError(
+            Problem(f"standard output is closed (>&-), so the result would be lost; {fix}")
+        )
 
 
 def command(func):
@@ -182,7 +201,10 @@ def command(func):
     signature = inspect.signature(func, eval_str=True)
     extra = inspect.Parameter(CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])
-    wrapper.__annotations__ = {**{name: p.annotation for name, p in signature.parameters.items()}, CONTEXT: typer.Context}
+    wrapper.__annotations__ = {
+        **{name: p.annotation for name, p in signature.parameters.items()},
+        CONTEXT: typer.Context,
+    }
     return wrapper
 
 
@@ -192,14 +214,18 @@ def _done(program: Program | None) -> None:
     try:
         sys.stdout.flush()
     except OSError as exc:
-        raise RunFailed(f"cannot write to standard output: {exc.strerror or first_line(exc)}") from None
+        raise RunFailed(
+            f"cannot write to standard output: {exc.strerror or first_line(exc)}"
+        ) from None
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.flush()
     if program is not None:
         program.done = True
 
 
-def _fail(message: str, code: int, as_json: bool, program: Program | None, payload: dict | None = None):
+def _fail(
+    message: str, code: int, as_json: bool, program: Program | None, payload: dict | None = None
+):
     if code == EXIT_INTERRUPTED:
         # The run folder already says `interrupted`: a second Ctrl-C must not turn the exit
         # into a traceback, and the user asked to stop, so skip TensorFlow's slow teardown.
@@ -219,4 +245,13 @@ def _fail(message: str, code: int, as_json: bool, program: Program | None, paylo
     raise typer.Exit(code)
 
 
-__all__ = ["Program", "command", "current_program", "emit_json", "err", "out", "require_stdout", "write_stdout"]
+__all__ = [
+    "Program",
+    "command",
+    "current_program",
+    "emit_json",
+    "err",
+    "out",
+    "require_stdout",
+    "write_stdout",
+]

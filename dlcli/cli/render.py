@@ -38,33 +38,64 @@ def number(value) -> str:
 
 def exports_table(report: dict) -> Table:
     """A run's exports.json as a table: one row per format, with its check and latency."""
-    table = Table(title=f"exports of {report.get('run')}: checked on {report.get('test_samples')} test samples "
-                        f"({report.get('route')})", title_justify="left")
-    for column, justify in (("format", "left"), ("status", "left"), ("takes", "left"), ("size", "right"),
-                            ("max |diff|", "right"), ("agreement", "right"), ("ms/sample @1", "right"),
-                            ("@256", "right"), ("path", "left")):
+    table = Table(
+        title=f"exports of {report.get('run')}: checked on {report.get('test_samples')} test samples "
+        f"({report.get('route')})",
+        title_justify="left",
+    )
+    for column, justify in (
+        ("format", "left"),
+        ("status", "left"),
+        ("takes", "left"),
+        ("size", "right"),
+        ("max |diff|", "right"),
+        ("agreement", "right"),
+        ("ms/sample @1", "right"),
+        ("@256", "right"),
+        ("path", "left"),
+    ):
         table.add_column(column, justify=justify)
     for name, entry in report.get("formats", {}).items():
         if not isinstance(entry, dict):
             continue
         latency = entry.get("latency_ms_per_sample") or {}
         status = entry.get("status", "?")
-        table.add_row(name, f"[{'green' if status == 'ok' else 'red'}]{status}[/]", escape(str(entry.get("takes", ""))),
-                      f"{entry['bytes'] / 1024:,.0f} KiB" if isinstance(entry.get("bytes"), int) else "",
-                      f"{entry['max_abs_diff']:.2g}" if isinstance(entry.get("max_abs_diff"), float) else "",
-                      number(entry.get("agreement")), number(latency.get("1")), number(latency.get("256")),
-                      escape(str(entry.get("path", entry.get("error", "")))))
+        table.add_row(
+            name,
+            f"[{'green' if status == 'ok' else 'red'}]{status}[/]",
+            escape(str(entry.get("takes", ""))),
+            f"{entry['bytes'] / 1024:,.0f} KiB" if isinstance(entry.get("bytes"), int) else "",
+            f"{entry['max_abs_diff']:.2g}" if isinstance(entry.get("max_abs_diff"), float) else "",
+            number(entry.get("agreement")),
+            number(latency.get("1")),
+            number(latency.get("256")),
+            escape(str(entry.get("path", entry.get("error", "")))),
+        )
     reference = report.get("reference") or {}
     latency = reference.get("latency_ms_per_sample") or {}
     if latency:
-        table.add_row("(the model)", "", "", "", "", "", number(latency.get("1")), number(latency.get("256")),
-                      escape(str(reference.get("runtime", ""))), style="dim")
+        table.add_row(
+            "(the model)",
+            "",
+            "",
+            "",
+            "",
+            "",
+            number(latency.get("1")),
+            number(latency.get("256")),
+            escape(str(reference.get("runtime", ""))),
+            style="dim",
+        )
     return table
 
 
 STATUS_STYLES = {
-    "completed": "green", "running": "cyan", "failed": "red", "killed": "red",
-    "interrupted": "yellow", "incomplete": "dim",
+    "completed": "green",
+    "running": "cyan",
+    "failed": "red",
+    "killed": "red",
+    "interrupted": "yellow",
+    "incomplete": "dim",
 }
 
 
@@ -92,7 +123,9 @@ class Facts:
         from rich.console import Group
 
         width = max((len(key) for key, _ in self.rows), default=0)
-        return Group(*[Text.assemble((key.ljust(width), "bold"), "  ", value) for key, value in self.rows])
+        return Group(
+            *[Text.assemble((key.ljust(width), "bold"), "  ", value) for key, value in self.rows]
+        )
 
 
 def show_duration(seconds) -> str:
@@ -158,7 +191,9 @@ class RowsTable:
                 self.table.add_row(*row)
             yield self.table
             return
-        head = list(console.render(self.table, options))  # title, top edge, header, rule, bottom edge
+        head = list(
+            console.render(self.table, options)
+        )  # title, top edge, header, rule, bottom edge
         yield from head[:-2]
         yield from body
         yield from head[-2:]
@@ -166,18 +201,41 @@ class RowsTable:
     def _body(self, console: Console, options: ConsoleOptions) -> list[Segment] | None:
         """The rows' lines as rich would render them, or None when rich must lay them out."""
         table, columns = self.table, self.table.columns
-        if (table.rows or table.caption or table.box is None or not (table.show_edge and table.show_header)
-                or table.show_footer or table.show_lines or table.leading or table.expand or table.width is not None
-                or table.min_width is not None or table.row_styles or tuple(table.padding) != (0, 1, 0, 1)
-                or not table.pad_edge or table.collapse_padding
-                or console.get_style(table.style or "") + console.get_style(table.border_style or "")):
+        if (
+            table.rows
+            or table.caption
+            or table.box is None
+            or not (table.show_edge and table.show_header)
+            or table.show_footer
+            or table.show_lines
+            or table.leading
+            or table.expand
+            or table.width is not None
+            or table.min_width is not None
+            or table.row_styles
+            or tuple(table.padding) != (0, 1, 0, 1)
+            or not table.pad_edge
+            or table.collapse_padding
+            or console.get_style(table.style or "") + console.get_style(table.border_style or "")
+        ):
             return None  # a shape `runs` does not use (styled borders among them)
-        if any(console.get_style(column.style or "") or column.width is not None or column.min_width is not None
-               or column.max_width is not None or column.ratio or column.highlight or not column.no_wrap
-               or column.justify not in ("left", "right") or column.overflow != "ellipsis" for column in columns):
+        if any(
+            console.get_style(column.style or "")
+            or column.width is not None
+            or column.min_width is not None
+            or column.max_width is not None
+            or column.ratio
+            or column.highlight
+            or not column.no_wrap
+            or column.justify not in ("left", "right")
+            or column.overflow != "ellipsis"
+            for column in columns
+        ):
             return None
         right = [column.justify == "right" for column in columns]
-        seen: dict[str, tuple | None] = {}  # a listing repeats most of its texts ("completed", "—", names)
+        seen: dict[
+            str, tuple | None
+        ] = {}  # a listing repeats most of its texts ("completed", "—", names)
 
         def read(cell, right: bool):
             found = seen.get(cell) if isinstance(cell, str) else None
@@ -192,17 +250,23 @@ class RowsTable:
         headers = [read(column.header, False) for column in columns]
         if None in headers or any(len(row) != len(columns) or None in row for row in cells):
             return None
-        widths = [max(length for _, length, _ in column) + 2 for column in zip(headers, *cells)]  # 1 space each side
+        widths = [
+            max(length for _, length, _ in column) + 2 for column in zip(headers, *cells)
+        ]  # 1 space each side
         room = options.max_width - len(columns) - 1  # the borders take the rest
         if sum(widths) > room:
-            widths = [min(width, room) for width in widths]  # rich measures each column within the room
+            widths = [
+                min(width, room) for width in widths
+            ]  # rich measures each column within the room
             widths = _narrowed(widths, sum(widths) - room)
             if sum(widths) > room or min(widths) < 2:
                 return None  # narrower than its padding: rich knows what to do
         sizes = [width - 2 for width in widths]
         for column, size in zip(columns, sizes):
             column.width = size  # rich measures every cell otherwise
-        box = table.box.substitute(options, safe=table.safe_box if table.safe_box is not None else console.safe_box)
+        box = table.box.substitute(
+            options, safe=table.safe_box if table.safe_box is not None else console.safe_box
+        )
         plain = console.color_system is None  # no styles in the output: one segment for all
         segments, run = [], []  # `run`: text waiting to become one unstyled segment
         for index, row in enumerate(cells):
@@ -210,8 +274,13 @@ class RowsTable:
             run.append(box.foot_left if last else box.mid_left)
             divider = box.foot_vertical if last else box.mid_vertical
             for i, (text, length, style) in enumerate(row):
-                if length > sizes[i]:  # too wide for a narrowed column: cut, as rich does, with an ellipsis
-                    text, length = (set_cell_size(text, sizes[i] - 1) + "…" if sizes[i] else ""), sizes[i]
+                if (
+                    length > sizes[i]
+                ):  # too wide for a narrowed column: cut, as rich does, with an ellipsis
+                    text, length = (
+                        (set_cell_size(text, sizes[i] - 1) + "…" if sizes[i] else ""),
+                        sizes[i],
+                    )
                 padding = " " * (sizes[i] - length)
                 text = padding + text if right[i] else text + padding
                 if style and not plain:
@@ -219,7 +288,9 @@ class RowsTable:
                     run = [" "]
                 else:
                     run.append(f" {text} ")
-                run.append(divider if i < len(row) - 1 else box.foot_right if last else box.mid_right)
+                run.append(
+                    divider if i < len(row) - 1 else box.foot_right if last else box.mid_right
+                )
             run.append("\n")
         segments.append(Segment("".join(run)))
         return segments
@@ -231,11 +302,16 @@ class RowsTable:
             if "[" not in cell and ":" not in cell:
                 text, style = cell, None
             else:
-                cell = console.render_str(cell, highlight=False)  # markup and :emoji: codes, as rich reads a cell
+                cell = console.render_str(
+                    cell, highlight=False
+                )  # markup and :emoji: codes, as rich reads a cell
         if isinstance(cell, Text):
             if cell.spans or cell.justify or cell.overflow or cell.no_wrap is not None:
                 return None
-            text, style = cell.plain, console.get_style(cell.style) if isinstance(cell.style, str) else cell.style
+            text, style = (
+                cell.plain,
+                console.get_style(cell.style) if isinstance(cell.style, str) else cell.style,
+            )
         elif not isinstance(cell, str):
             return None
         if not text.isprintable():  # a line break, a tab, a control character

@@ -30,19 +30,43 @@ from dlcli.cli.render import console, exports_table, metrics_table
 
 @command
 def train(
-    config: Annotated[Path | None, typer.Argument(help="The YAML config (optional with --resume).", show_default=False)] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue RUN in place from its last completed epoch.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="The YAML config (optional with --resume).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Continue RUN in place from its last completed epoch."),
+    ] = None,
     set_: SetOption = None,
     runs_dir: RunsDirOption = None,
-    coordinator: Annotated[str | None, typer.Option(
-        "--coordinator", envvar="DLCLI_COORDINATOR", rich_help_panel="Several processes (JAX)",
-        help="HOST:PORT of process 0, where the processes of one run meet.")] = None,
-    num_processes: Annotated[int | None, typer.Option(
-        "--num-processes", envvar="DLCLI_NUM_PROCESSES", rich_help_panel="Several processes (JAX)",
-        help="How many processes train the run together.")] = None,
-    process_id: Annotated[int | None, typer.Option(
-        "--process-id", envvar="DLCLI_PROCESS_ID", rich_help_panel="Several processes (JAX)",
-        help="This process: 0 (writes the run folder) to N-1.")] = None,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            "--coordinator",
+            envvar="DLCLI_COORDINATOR",
+            rich_help_panel="Several processes (JAX)",
+            help="HOST:PORT of process 0, where the processes of one run meet.",
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--num-processes",
+            envvar="DLCLI_NUM_PROCESSES",
+            rich_help_panel="Several processes (JAX)",
+            help="How many processes train the run together.",
+        ),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        typer.Option(
+            "--process-id",
+            envvar="DLCLI_PROCESS_ID",
+            rich_help_panel="Several processes (JAX)",
+            help="This process: 0 (writes the run folder) to N-1.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -55,18 +79,28 @@ def train(
     if config is None and resume is None:
         raise ConfigError("give a CONFIG to train, or --resume RUN to continue one")
     group = Group.from_options(coordinator, num_processes, process_id)
-    code = supervised(group, sys.argv[1:], debug)  # several processes: this one watches a worker that trains
+    code = supervised(
+        group, sys.argv[1:], debug
+    )  # several processes: this one watches a worker that trains
     if code is not None:
         raise typer.Exit(code)
     stderr = err()
     result = train_run(
-        str(config) if config else None, overrides=set_ or [], runs_dir=runs_dir, console=stderr,
-        progress=not quiet, rich_bar=stderr.is_terminal, command=" ".join(["dlcli", *sys.argv[1:]]),
-        resume=resume, group=group,
+        str(config) if config else None,
+        overrides=set_ or [],
+        runs_dir=runs_dir,
+        console=stderr,
+        progress=not quiet,
+        rich_bar=stderr.is_terminal,
+        command=" ".join(["dlcli", *sys.argv[1:]]),
+        resume=resume,
+        group=group,
     )
     if not group.leads:
         if not quiet:
-            stderr.print(f"process {group.index} of {group.count}: done (process 0 writes the run folder)")
+            stderr.print(
+                f"process {group.index} of {group.count}: done (process 0 writes the run folder)"
+            )
         return
     _print_trained(result, as_json, quiet)
 
@@ -74,12 +108,23 @@ def train(
 def _print_trained(result, as_json: bool, quiet: bool) -> None:
     stderr = err()
     if as_json:
-        emit_json({"run": str(result.run.path), "id": result.run.id, "status": "completed", **result.metrics})
+        emit_json(
+            {
+                "run": str(result.run.path),
+                "id": result.run.id,
+                "status": "completed",
+                **result.metrics,
+            }
+        )
         return
     if not quiet:
         m = result.metrics
-        stderr.print(metrics_table(f"{result.run.id}: best epoch {m['best_epoch']} of {m['epochs_run']}",
-                                 {"train": m["train"], "val": m["val"], "test": m["test"]}))
+        stderr.print(
+            metrics_table(
+                f"{result.run.id}: best epoch {m['best_epoch']} of {m['epochs_run']}",
+                {"train": m["train"], "val": m["val"], "test": m["test"]},
+            )
+        )
     print(result.run.path)
 
 
@@ -87,13 +132,27 @@ def _print_trained(result, as_json: bool, quiet: bool) -> None:
 def evaluate(
     run: RunArgument = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    data: Annotated[Path | None, typer.Option(help="A CSV/NPZ file with features and targets instead of a split.")] = None,
-    fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower.")] = None,
-    fail_over: Annotated[list[str] | None, typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A CSV/NPZ file with features and targets instead of a split."),
+    ] = None,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option("--fail-under", help="METRIC=VALUE: exit 3 if the metric is lower."),
+    ] = None,
+    fail_over: Annotated[
+        list[str] | None,
+        typer.Option("--fail-over", help="METRIC=VALUE: exit 3 if the metric is higher (loss)."),
+    ] = None,
     backend: BackendOption = None,
-    allow_changed_data: Annotated[bool, typer.Option(
-        "--allow-changed-data", help="Split a data file that changed since training anew (scored with the run's "
-                                     "own preprocessing) instead of refusing.")] = False,
+    allow_changed_data: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changed-data",
+            help="Split a data file that changed since training anew (scored with the run's "
+            "own preprocessing) instead of refusing.",
+        ),
+    ] = False,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -105,15 +164,26 @@ def evaluate(
 
     for text in [*(fail_under or []), *(fail_over or [])]:
         parse_gate(text)  # a malformed gate is a usage error before any work
-    entry = evaluate_run(run, split=split, data=str(data) if data else None, runs_dir=runs_dir,
-                         fail_under=fail_under or [], fail_over=fail_over or [], backend=check_backend(backend),
-                         allow_changed_data=allow_changed_data)
+    entry = evaluate_run(
+        run,
+        split=split,
+        data=str(data) if data else None,
+        runs_dir=runs_dir,
+        fail_under=fail_under or [],
+        fail_over=fail_over or [],
+        backend=check_backend(backend),
+        allow_changed_data=allow_changed_data,
+    )
     failures = entry.pop("gate_failures", [])
     if "warning" in entry:
         err().print(f"[yellow]warning:[/] {escape(entry['warning'])}")
     if not as_json and not quiet:
         label = entry.get("split") or entry.get("data")
-        out().print(metrics_table(f"evaluation on {label} ({entry['samples']} samples)", {label: entry["metrics"]}))
+        out().print(
+            metrics_table(
+                f"evaluation on {label} ({entry['samples']} samples)", {label: entry["metrics"]}
+            )
+        )
     if failures:
         from dlcli.errors import GateFailed
 
@@ -125,9 +195,16 @@ def evaluate(
 @command
 def predict(
     run: Annotated[str, typer.Argument(help="A run folder, its id, or 'latest'.")],
-    input: Annotated[Path, typer.Argument(help="Raw rows in the training table's form, or a CSV/NPZ of features.")],
-    proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")] = None,
+    input: Annotated[
+        Path,
+        typer.Argument(help="Raw rows in the training table's form, or a CSV/NPZ of features."),
+    ],
+    proba: Annotated[
+        bool, typer.Option("--proba", help="Add one probability column per class.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the CSV here instead of stdout.")
+    ] = None,
     backend: BackendOption = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
@@ -140,16 +217,24 @@ def predict(
 
     if output is None:
         require_stdout("give --output FILE")
-    predicted = predict_run(run, str(input), proba=proba, runs_dir=runs_dir, backend=check_backend(backend))
+    predicted = predict_run(
+        run, str(input), proba=proba, runs_dir=runs_dir, backend=check_backend(backend)
+    )
     rows = predicted.rows
     if predicted.warning:
         err().print(f"[yellow]warning:[/] {escape(predicted.warning)}")
     if output is not None:
         write_output(output, to_csv(rows))
     if as_json:
-        emit_json({"run": str(run), "count": len(rows), "predictions": rows,
-                    **({"unseen": predicted.unseen} if predicted.unseen else {}),
-                    **({"output": str(output)} if output else {})})
+        emit_json(
+            {
+                "run": str(run),
+                "count": len(rows),
+                "predictions": rows,
+                **({"unseen": predicted.unseen} if predicted.unseen else {}),
+                **({"output": str(output)} if output else {}),
+            }
+        )
     elif output is None:
         write_stdout(to_csv(rows))
     else:
@@ -172,14 +257,26 @@ def validate(
     rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)
     if as_json:
         preprocessing = prepared.data.preprocessing
-        emit_json({"valid": True, "layers": rows, "parameters": counts, "data": prepared.data.summary(),
-                    **({"preprocessing": preprocessing.to_json()} if preprocessing is not None else {}),
-                    "config": prepared.config.to_dict()})
+        emit_json(
+            {
+                "valid": True,
+                "layers": rows,
+                "parameters": counts,
+                "data": prepared.data.summary(),
+                **({"preprocessing": preprocessing.to_json()} if preprocessing is not None else {}),
+                "config": prepared.config.to_dict(),
+            }
+        )
         return
     if quiet:
         return
     table = Table(title=f"{prepared.config.name}: {config} is valid", title_justify="left")
-    for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+    for column, justify in (
+        ("layer", "left"),
+        ("type", "left"),
+        ("output shape", "left"),
+        ("params", "right"),
+    ):
         table.add_column(column, justify=justify)
     for row in rows:
         table.add_row(row["name"], row["type"], row["output_shape"], f"{row['params']:,}")
@@ -187,15 +284,24 @@ def validate(
     if prepared.data.preprocessing is not None:
         stdout.print(_columns_table(prepared.data.preprocessing))
     stdout.print(table)
-    stdout.print(f"total parameters: {counts['total']:,}   trainable: {counts['trainable']:,}   "
-              f"non-trainable: {counts['non_trainable']:,}")
+    stdout.print(
+        f"total parameters: {counts['total']:,}   trainable: {counts['trainable']:,}   "
+        f"non-trainable: {counts['non_trainable']:,}"
+    )
 
 
 def _columns_table(preprocessing) -> Table:
     """A table's features as the run will encode them (what preprocessing.json records)."""
-    table = Table(title=f"features (fitted on the training split; target: {preprocessing.target})",
-                  title_justify="left")
-    for column, justify in (("column", "left"), ("type", "left"), ("encoding", "left"), ("missing", "right")):
+    table = Table(
+        title=f"features (fitted on the training split; target: {preprocessing.target})",
+        title_justify="left",
+    )
+    for column, justify in (
+        ("column", "left"),
+        ("type", "left"),
+        ("encoding", "left"),
+        ("missing", "right"),
+    ):
         table.add_column(column, justify=justify)
     for f in preprocessing.features:
         if f.type == "numeric":
@@ -211,10 +317,22 @@ def _columns_table(preprocessing) -> Table:
 @command
 def export(
     run: RunArgument = None,
-    formats: Annotated[list[str] | None, typer.Option(
-        "--format", "-f", help="saved_model, onnx, litert or keras (repeatable); default: every one this machine can make.")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write the copies and exports.json here instead of into the run folder.")] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="saved_model, onnx, litert or keras (repeatable); default: every one this machine can make.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the copies and exports.json here instead of into the run folder.",
+        ),
+    ] = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -225,8 +343,15 @@ def export(
     from dlcli.use.export import export_run, failure_line
 
     stderr = err()
-    report = export_run(run, formats or [], output, runs_dir,
-                        progress=None if (quiet or as_json) else (lambda text: stderr.print(f"[dim]{escape(text)}[/]")))
+    report = export_run(
+        run,
+        formats or [],
+        output,
+        runs_dir,
+        progress=None
+        if (quiet or as_json)
+        else (lambda text: stderr.print(f"[dim]{escape(text)}[/]")),
+    )
     for name, why in (report.get("skipped") or {}).items():
         stderr.print(f"[yellow]skipped {name}:[/] {escape(why)}")
     if as_json:
@@ -242,19 +367,39 @@ def export(
         raise RunFailed(failure, payload=report)
 
 
-
 @command
 def sweep(
-    config: Annotated[Path | None, typer.Argument(help="A YAML config with a sweep: section (optional with --resume).",
-                                                  show_default=False)] = None,
-    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Trials this process runs (default: sweep.trials).")] = None,
-    parallel: Annotated[int | None, typer.Option(
-        "--parallel", min=1, help="Trials at once on this machine, each on its share of the cores (default: sweep.parallel).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A YAML config with a sweep: section (optional with --resume).", show_default=False
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", min=1, help="Trials this process runs (default: sweep.trials)."),
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel",
+            min=1,
+            help="Trials at once on this machine, each on its share of the cores (default: sweep.parallel).",
+        ),
+    ] = None,
     set_: SetOption = None,
-    storage: Annotated[str | None, typer.Option(
-        "--storage", envvar="DLCLI_STORAGE",
-        help="A database several sweeps share: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in the sweep folder).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Carry SWEEP on: keep its finished trials, run the rest.")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            envvar="DLCLI_STORAGE",
+            help="A database several sweeps share: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in the sweep folder).",
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Carry SWEEP on: keep its finished trials, run the rest."),
+    ] = None,
     runs_dir: RunsDirOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -264,13 +409,25 @@ def sweep(
     from dlcli.tuning.sweep import run_sweep
 
     stderr = err()
-    result = run_sweep(str(config) if config else None, set_ or [], runs_dir, trials=trials, parallel=parallel,
-                       storage=storage, resume=resume, console=stderr, progress=not quiet and not as_json)
+    result = run_sweep(
+        str(config) if config else None,
+        set_ or [],
+        runs_dir,
+        trials=trials,
+        parallel=parallel,
+        storage=storage,
+        resume=resume,
+        console=stderr,
+        progress=not quiet and not as_json,
+    )
     if as_json:
         emit_json(result.summary())
         return
     if not quiet and result.best is not None:
         best = result.best
-        stderr.print(f"best: trial {best['trial']}, {result.record['metric']} {best['value']:.6g}  "
-                     + "  ".join(f"{k}={v}" for k, v in best["params"].items()), highlight=False)
+        stderr.print(
+            f"best: trial {best['trial']}, {result.record['metric']} {best['value']:.6g}  "
+            + "  ".join(f"{k}={v}" for k, v in best["params"].items()),
+            highlight=False,
+        )
     print(result.folder.path)

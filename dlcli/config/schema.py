@@ -53,8 +53,12 @@ Count = Annotated[int, Strict()]
 PositiveCount = Annotated[PositiveInt, Strict()]
 Number = Annotated[float, Strict(), AllowInfNan(False)]  # an int is a number too; nan/inf are not
 # What the type errors of these fields say is expected, and a fix for what was given.
-EXPECTED = {"int_type": "an integer such as 10", "float_type": "a number such as 0.5",
-            "bool_type": "true or false", "finite_number": "a finite number"}
+EXPECTED = {
+    "int_type": "an integer such as 10",
+    "float_type": "a number such as 0.5",
+    "bool_type": "true or false",
+    "finite_number": "a finite number",
+}
 
 
 def _auto_or(kind: str, check):
@@ -107,7 +111,12 @@ Normalize = Annotated[
     Literal["standard", "minmax", "none"] | float,
     PlainValidator(_normalize),
     WithJsonSchema(
-        {"anyOf": [{"enum": ["standard", "minmax", "none"]}, {"type": "number", "exclusiveMinimum": 0}]}
+        {
+            "anyOf": [
+                {"enum": ["standard", "minmax", "none"]},
+                {"type": "number", "exclusiveMinimum": 0},
+            ]
+        }
     ),
 ]
 
@@ -145,23 +154,33 @@ class NpzKeys(Section):
 
 
 def _delimiter(value):
-    if value == "auto" or (isinstance(value, str) and len(value) == 1 and value not in "\"\r\n"):
+    if value == "auto" or (isinstance(value, str) and len(value) == 1 and value not in '"\r\n'):
         return value
     raise ValueError(
         f"expected 'auto' or one character such as ',' ';' '|' \"\\t\" (' ' for runs of spaces), got {value!r}"
     )
 
 
-Delimiter = Annotated[str, PlainValidator(_delimiter),
-                      WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "string", "minLength": 1, "maxLength": 1}]})]
+Delimiter = Annotated[
+    str,
+    PlainValidator(_delimiter),
+    WithJsonSchema(
+        {"anyOf": [{"const": "auto"}, {"type": "string", "minLength": 1, "maxLength": 1}]}
+    ),
+]
+
+
 def _column(value):
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise ValueError(f"expected a column name or a 0-based position (-1: the last), got {value!r}")
 
 
-Column = Annotated[str | int, PlainValidator(_column),
-                   WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})]
+Column = Annotated[
+    str | int,
+    PlainValidator(_column),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+]
 
 
 class FeatureConfig(Section):
@@ -173,25 +192,45 @@ class FeatureConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value):
-        return {"name": value} if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+        return (
+            {"name": value}
+            if isinstance(value, (str, int)) and not isinstance(value, bool)
+            else value
+        )
 
 
 class DataConfig(Section):
     source: Literal[SKLEARN_SOURCES + KERAS_SOURCES + FILE_SOURCES] = Field(
         description="a bundled scikit-learn dataset, a keras.datasets one, or csv / parquet / npz"
     )
-    path: str | None = Field(None, description="csv/parquet/npz file; relative to the config's folder")
-    test_path: str | None = Field(None, description="csv/parquet: a separate test file with the same columns")
-    target: Column | None = Field(None, description="csv/parquet: the target column, by name or 0-based position (-1: last)")
+    path: str | None = Field(
+        None, description="csv/parquet/npz file; relative to the config's folder"
+    )
+    test_path: str | None = Field(
+        None, description="csv/parquet: a separate test file with the same columns"
+    )
+    target: Column | None = Field(
+        None, description="csv/parquet: the target column, by name or 0-based position (-1: last)"
+    )
     features: list[FeatureConfig] | None = Field(
-        None, description="csv/parquet: names, positions or {name, type}; default every other column")
+        None,
+        description="csv/parquet: names, positions or {name, type}; default every other column",
+    )
     header: AutoOrBool = Field("auto", description="csv: does the first row name the columns?")
-    columns: list[str] | None = Field(None, description="csv: names for the file's columns (a file without a header)")
-    delimiter: Delimiter = Field("auto", description="csv: auto (sniffed among , ; tab | and runs of spaces) or the character")
-    missing: list[str] = Field(default_factory=lambda: list(MISSING_MARKERS),
-                               description="csv/parquet: cells that hold no value")
+    columns: list[str] | None = Field(
+        None, description="csv: names for the file's columns (a file without a header)"
+    )
+    delimiter: Delimiter = Field(
+        "auto",
+        description="csv: auto (sniffed among , ; tab | and runs of spaces) or the character",
+    )
+    missing: list[str] = Field(
+        default_factory=lambda: list(MISSING_MARKERS),
+        description="csv/parquet: cells that hold no value",
+    )
     on_missing: Literal["fill", "drop", "error"] = Field(
-        "fill", description="fill (training mean, or a 'missing' category), drop the row, or error")
+        "fill", description="fill (training mean, or a 'missing' category), drop the row, or error"
+    )
     keys: NpzKeys = Field(default_factory=NpzKeys, description="npz only: the array names")
     task: Literal["auto", "classification", "regression"] = "auto"
     validation_split: Number = Field(0.2, ge=0, lt=1, description="fraction of the training data")
@@ -199,8 +238,10 @@ class DataConfig(Section):
     normalize: Normalize = "standard"
     cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
     streaming: AutoOrBool = Field(
-        "auto", description="csv/parquet/npz: read the files a piece at a time instead of whole "
-                            "(auto: when they are larger than a quarter of this machine's memory)")
+        "auto",
+        description="csv/parquet/npz: read the files a piece at a time instead of whole "
+        "(auto: when they are larger than a quarter of this machine's memory)",
+    )
 
     @model_validator(mode="after")
     def _source_needs(self):
@@ -209,12 +250,16 @@ class DataConfig(Section):
         if self.source in FILE_SOURCES and not self.path:
             wrong.append(f"source '{self.source}' needs 'path:' (the data file)")
         if table and self.target is None:
-            wrong.append(f"source '{self.source}' needs 'target:' (the target column's name, "
-                         "or its 0-based position: -1 for the last)")
+            wrong.append(
+                f"source '{self.source}' needs 'target:' (the target column's name, "
+                "or its 0-based position: -1 for the last)"
+            )
         if self.source not in FILE_SOURCES:
             for key in ("path", "test_path", "target", "features"):
                 if getattr(self, key) is not None:
-                    wrong.append(f"'{key}' is only for csv/parquet/npz sources, not '{self.source}'")
+                    wrong.append(
+                        f"'{key}' is only for csv/parquet/npz sources, not '{self.source}'"
+                    )
         if self.source == "npz" and (self.target is not None or self.features or self.test_path):
             wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
         if self.source != "csv":
@@ -224,7 +269,9 @@ class DataConfig(Section):
         if not table:
             set_here = self._changed("missing", "on_missing")
             if set_here:
-                wrong.append(f"{', '.join(set_here)}: only for csv/parquet tables, not '{self.source}'")
+                wrong.append(
+                    f"{', '.join(set_here)}: only for csv/parquet tables, not '{self.source}'"
+                )
         if wrong:
             raise ValueError("; ".join(wrong))
         return self
@@ -232,7 +279,11 @@ class DataConfig(Section):
     def _changed(self, *keys: str) -> list[str]:
         """The keys among `keys` whose value is not the default (a resolved config has them all)."""
         fields = type(self).model_fields
-        return [key for key in keys if getattr(self, key) != fields[key].get_default(call_default_factory=True)]
+        return [
+            key
+            for key in keys
+            if getattr(self, key) != fields[key].get_default(call_default_factory=True)
+        ]
 
     @field_validator("columns")
     @classmethod
@@ -241,7 +292,9 @@ class DataConfig(Section):
             seen = set()
             for name in value:
                 if name in seen:
-                    raise ValueError(f"column '{name}' is named twice; give each column its own name")
+                    raise ValueError(
+                        f"column '{name}' is named twice; give each column its own name"
+                    )
                 seen.add(name)
         return value
 
@@ -301,7 +354,9 @@ class TrainingConfig(Section):
 
 class RuntimeConfig(Section):
     backend: Literal["auto", "tensorflow", "jax", "torch"] = Field(
-        "auto", description="auto: the backend that trains this model fastest among those installed (run.json says which and why)")
+        "auto",
+        description="auto: the backend that trains this model fastest among those installed (run.json says which and why)",
+    )
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     jit_compile: AutoOrBool = "auto"
     steps_per_execution: AutoOrPositiveInt = "auto"
@@ -326,15 +381,22 @@ SpaceEntry = Annotated[dict, PlainValidator(_space_entry), WithJsonSchema(ENTRY_
 class SweepConfig(Section):
     """`dlcli sweep`: what to search and how. `dlcli train` ignores this section."""
 
-    metric: str | None = Field(None, description="a column of history.csv; default: val_loss, or loss without validation")
-    direction: Literal["auto", "max", "min"] = Field("auto", description="auto: the metric's own direction")
+    metric: str | None = Field(
+        None, description="a column of history.csv; default: val_loss, or loss without validation"
+    )
+    direction: Literal["auto", "max", "min"] = Field(
+        "auto", description="auto: the metric's own direction"
+    )
     trials: PositiveCount = Field(20, description="trials this process runs")
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["median", "none"] = Field(
-        "median", description="median: stop a trial that trails the others' median at the same epoch")
+        "median",
+        description="median: stop a trial that trails the others' median at the same epoch",
+    )
     parallel: PositiveCount = Field(1, description="trials at once on this machine")
     space: dict[str, SpaceEntry] = Field(
-        min_length=1, description="dotted config keys, as --set takes them, each with its range")
+        min_length=1, description="dotted config keys, as --set takes them, each with its range"
+    )
 
 
 class Config(Section):
@@ -358,12 +420,12 @@ class Config(Section):
     @classmethod
     def _safe_name(cls, value):
         if value is not None and len(value) > MAX_NAME:
-            raise ValueError(f"the run name has {len(value)} characters; shorten it to at most {MAX_NAME} "
-                             "(it names the run folder)")
-        if value is not None and (not RUN_NAME.match(value) or set(value) == {"."}):
             raise ValueError(
-                f"run name {value!r} may hold only letters, digits, '.', '_' and '-'"
+                f"the run name has {len(value)} characters; shorten it to at most {MAX_NAME} "
+                "(it names the run folder)"
             )
+        if value is not None and (not RUN_NAME.match(value) or set(value) == {"."}):
+            raise ValueError(f"run name {value!r} may hold only letters, digits, '.', '_' and '-'")
         return value
 
     def monitor_problems(self) -> list[Problem]:
@@ -371,9 +433,11 @@ class Config(Section):
         if self.data.validation_split > 0:
             return []
         return [
-            self.problem(("training", key, "monitor"),
-                         f"monitors '{cb.monitor}' but data.validation_split is 0; "
-                         "set a validation_split or monitor 'loss'")
+            self.problem(
+                ("training", key, "monitor"),
+                f"monitors '{cb.monitor}' but data.validation_split is 0; "
+                "set a validation_split or monitor 'loss'",
+            )
             for key in ("early_stopping", "reduce_lr_on_plateau")
             if (cb := getattr(self.training, key)) is not None and cb.monitor.startswith("val_")
         ]
@@ -382,9 +446,15 @@ class Config(Section):
         """`data.streaming: true` on a source that is not a file (nothing to read in parts)."""
         if self.data.streaming is not True or self.data.source in FILE_SOURCES:
             return []
-        return [self.problem(("data", "streaming"), (
-            f"'{self.data.source}' is loaded whole, not read from a file: only csv, parquet and npz "
-            "sources stream; set data.streaming: auto (or false), or save the data as one of those files"))]
+        return [
+            self.problem(
+                ("data", "streaming"),
+                (
+                    f"'{self.data.source}' is loaded whole, not read from a file: only csv, parquet and npz "
+                    "sources stream; set data.streaming: auto (or false), or save the data as one of those files"
+                ),
+            )
+        ]
 
     def where(self, path: tuple) -> str:
         """'file:line' (or the `--set` that gave it) for a path into the config."""
@@ -422,7 +492,11 @@ def _model_for(path: tuple):
         nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if not nested:
             for c in candidates:  # list[Model]
-                nested += [a for a in getattr(c, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+                nested += [
+                    a
+                    for a in getattr(c, "__args__", ())
+                    if isinstance(a, type) and issubclass(a, BaseModel)
+                ]
         if not nested:
             return None
         model = nested[0]
@@ -441,7 +515,9 @@ def locator(lines: dict, source: str, origins: dict):
     return _probe(lines, source, origins).problem
 
 
-def _problems_from(error: ValidationError, lines: dict, source: str, origins: dict) -> list[Problem]:
+def _problems_from(
+    error: ValidationError, lines: dict, source: str, origins: dict
+) -> list[Problem]:
     probe = _probe(lines, source, origins)
     problems = []
     for item in error.errors():
@@ -453,10 +529,20 @@ def _problems_from(error: ValidationError, lines: dict, source: str, origins: di
             hint = did_you_mean(key, owner.model_fields) if owner else ""
             if not hint and owner:
                 hint = " (expected one of: " + ", ".join(owner.model_fields) + ")"
-            problems.append(Problem(f"unknown key '{key}'{hint}", where=probe.where(loc), path=format_path(parent)))
+            problems.append(
+                Problem(
+                    f"unknown key '{key}'{hint}", where=probe.where(loc), path=format_path(parent)
+                )
+            )
             continue
         if kind == "missing":
-            problems.append(Problem(f"missing required key '{loc[-1]}'", where=probe.where(loc[:-1]), path=format_path(loc[:-1])))
+            problems.append(
+                Problem(
+                    f"missing required key '{loc[-1]}'",
+                    where=probe.where(loc[:-1]),
+                    path=format_path(loc[:-1]),
+                )
+            )
             continue
         got = item.get("input")
         message = item["msg"].removeprefix("Value error, ")
@@ -465,7 +551,9 @@ def _problems_from(error: ValidationError, lines: dict, source: str, origins: di
         elif kind == "literal_error":
             expected = item.get("ctx", {}).get("expected", "")
             choices = re.findall(r"'([^']*)'", expected)
-            message = f"expected one of {', '.join(choices)}; got {got!r}{did_you_mean(got, choices)}"
+            message = (
+                f"expected one of {', '.join(choices)}; got {got!r}{did_you_mean(got, choices)}"
+            )
         elif kind not in ("value_error", "assertion_error") and not isinstance(got, (dict, list)):
             message = f"{message}, got {got!r}"
         problems.append(Problem(message, where=probe.where(loc), path=format_path(loc)))
@@ -512,7 +600,11 @@ def load_config(source: str | Path | dict, overrides=()) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_problems_from(exc, lines, shown, origins)) from None
-    config._source, config._lines, config._overridden = shown, lines, origins  # where() for later checks
+    config._source, config._lines, config._overridden = (
+        shown,
+        lines,
+        origins,
+    )  # where() for later checks
     if problems := config.monitor_problems() + config.streaming_problems():
         raise ConfigError(problems)
     if config.name is None:
@@ -535,6 +627,13 @@ def config_schema() -> dict:
         # The config accepts a bare name wherever it takes a Keras object (`optimizer: adam`).
         generated["$defs"]["KerasObject"] = {
             "description": keras_object.pop("description", ""),
-            "anyOf": [{"type": "string", "description": "a Keras class or alias, case-insensitive"}, keras_object],
+            "anyOf": [
+                {"type": "string", "description": "a Keras class or alias, case-insensitive"},
+                keras_object,
+            ],
         }
-    return {"$schema": SCHEMA_DIALECT, "title": "dlcli config", **{k: v for k, v in generated.items() if k != "title"}}
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "title": "dlcli config",
+        **{k: v for k, v in generated.items() if k != "title"},
+    }

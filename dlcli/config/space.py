@@ -31,18 +31,24 @@ from typing import ClassVar
 
 from dlcli.errors import did_you_mean
 
-FORMS = ("{choice: [a, b]}, {uniform: [low, high]}, {log_uniform: [low, high]}, {int: [low, high]} "
-         "or {log_int: [low, high]}")
+FORMS = (
+    "{choice: [a, b]}, {uniform: [low, high]}, {log_uniform: [low, high]}, {int: [low, high]} "
+    "or {log_int: [low, high]}"
+)
 # Why a grid sampler refuses a key (`dlcli sweep`, before any trial): its kind has no finite list.
-ENDLESS_GRID = ("the grid sampler takes a finite list of values: give this key a choice, an int range, or a "
-                "uniform range with a step; or use sampler: tpe")
+ENDLESS_GRID = (
+    "the grid sampler takes a finite list of values: give this key a choice, an int range, or a "
+    "uniform range with a step; or use sampler: tpe"
+)
 
 
 def is_number(value, integer: bool = False) -> bool:
     """A finite number (a whole one with `integer`); true/false is not a number."""
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (not integer and isinstance(value, float) and math.isfinite(value))
+    return isinstance(value, int) or (
+        not integer and isinstance(value, float) and math.isfinite(value)
+    )
 
 
 class Kind:
@@ -74,7 +80,11 @@ class Choice(Kind):
     """`{choice: [a, b, ...]}`: one of a list of plain values."""
 
     name: ClassVar[str] = "choice"
-    schema: ClassVar[dict] = {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean", "null"]}}
+    schema: ClassVar[dict] = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": ["string", "number", "boolean", "null"]},
+    }
 
     values: list
 
@@ -85,7 +95,9 @@ class Choice(Kind):
             raise ValueError(f"choice takes a non-empty list of values, got {values!r}")
         odd = [v for v in values if not (v is None or isinstance(v, (str, bool, int, float)))]
         if odd:
-            raise ValueError(f"choice takes plain values (numbers, text, true/false, null), got {odd[0]!r}")
+            raise ValueError(
+                f"choice takes plain values (numbers, text, true/false, null), got {odd[0]!r}"
+            )
         if len({repr(v) for v in values}) != len(values):
             raise ValueError(f"choice lists a value twice: {values!r}; list each once")
         if entry.get("step") is not None:
@@ -120,7 +132,11 @@ class Range(Kind):
     def from_entry(cls, entry: dict) -> Range:
         kind, bounds, step = cls.name, entry[cls.name], entry.get("step")
         what = "whole numbers" if cls.integer else "numbers"
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b, cls.integer) for b in bounds)):
+        if not (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(is_number(b, cls.integer) for b in bounds)
+        ):
             raise ValueError(f"{kind} takes [low, high], two {what}, got {bounds!r}")
         low, high = bounds
         if low >= high:
@@ -131,11 +147,15 @@ class Range(Kind):
             if cls.log:
                 raise ValueError(f"step is for uniform and int ranges, not {kind}")
             if not is_number(step, cls.integer) or step <= 0:
-                raise ValueError(f"step must be a positive {'whole ' if cls.integer else ''}number, got {step!r}")
+                raise ValueError(
+                    f"step must be a positive {'whole ' if cls.integer else ''}number, got {step!r}"
+                )
             count = (high - low) / step
             if abs(count - round(count)) > 1e-9:
-                raise ValueError(f"{kind}: high - low ({high - low:g}) is not a multiple of step {step}; "
-                                 "choose bounds a whole number of steps apart")
+                raise ValueError(
+                    f"{kind}: high - low ({high - low:g}) is not a multiple of step {step}; "
+                    "choose bounds a whole number of steps apart"
+                )
         return cls(low, high, step)
 
     def candidates(self) -> list:
@@ -146,12 +166,19 @@ class Uniform(Range):
     """`{uniform: [low, high]}`, optionally with `step`: any number between, or every step."""
 
     name: ClassVar[str] = "uniform"
-    schema: ClassVar[dict] = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+    schema: ClassVar[dict] = {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 2,
+    }
 
     def distribution(self):
         from optuna.distributions import FloatDistribution
 
-        return FloatDistribution(float(self.low), float(self.high), step=None if self.step is None else float(self.step))
+        return FloatDistribution(
+            float(self.low), float(self.high), step=None if self.step is None else float(self.step)
+        )
 
     def grid_values(self) -> list | None:
         if self.step is None:
@@ -164,8 +191,12 @@ class LogUniform(Range):
     """`{log_uniform: [low, high]}`: a positive number, drawn evenly on a log scale."""
 
     name: ClassVar[str] = "log_uniform"
-    schema: ClassVar[dict] = {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
-                              "minItems": 2, "maxItems": 2}
+    schema: ClassVar[dict] = {
+        "type": "array",
+        "items": {"type": "number", "exclusiveMinimum": 0},
+        "minItems": 2,
+        "maxItems": 2,
+    }
     log: ClassVar[bool] = True
 
     def distribution(self):
@@ -178,7 +209,12 @@ class Int(Range):
     """`{int: [low, high]}`, optionally with a whole `step`: a whole number between."""
 
     name: ClassVar[str] = "int"
-    schema: ClassVar[dict] = {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}
+    schema: ClassVar[dict] = {
+        "type": "array",
+        "items": {"type": "integer"},
+        "minItems": 2,
+        "maxItems": 2,
+    }
     integer: ClassVar[bool] = True
 
     def distribution(self):
@@ -194,7 +230,12 @@ class LogInt(Range):
     """`{log_int: [low, high]}`: a positive whole number, drawn evenly on a log scale."""
 
     name: ClassVar[str] = "log_int"
-    schema: ClassVar[dict] = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+    schema: ClassVar[dict] = {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1},
+        "minItems": 2,
+        "maxItems": 2,
+    }
     integer: ClassVar[bool] = True
     log: ClassVar[bool] = True
 
@@ -204,13 +245,19 @@ class LogInt(Range):
         return IntDistribution(self.low, self.high, log=True)
 
 
-KINDS: dict[str, type[Kind]] = {kind.name: kind for kind in (Choice, Uniform, LogUniform, Int, LogInt)}
+KINDS: dict[str, type[Kind]] = {
+    kind.name: kind for kind in (Choice, Uniform, LogUniform, Int, LogInt)
+}
 
 # The JSON Schema of one entry (`dlcli schema`): one kind's key, and `step`.
 ENTRY_SCHEMA = {
-    "type": "object", "minProperties": 1, "maxProperties": 2,
-    "properties": {**{name: kind.schema for name, kind in KINDS.items()},
-                   "step": {"type": "number", "exclusiveMinimum": 0}},
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 2,
+    "properties": {
+        **{name: kind.schema for name, kind in KINDS.items()},
+        "step": {"type": "number", "exclusiveMinimum": 0},
+    },
     "additionalProperties": False,
 }
 
@@ -222,10 +269,14 @@ def kind_of(entry) -> Kind:
     kinds = [k for k in entry if k in KINDS]
     unknown = [k for k in entry if k not in (*KINDS, "step")]
     if unknown:
-        raise ValueError(f"unknown range kind '{unknown[0]}'{did_you_mean(str(unknown[0]), tuple(KINDS))}; "
-                         f"expected one of {FORMS}")
+        raise ValueError(
+            f"unknown range kind '{unknown[0]}'{did_you_mean(str(unknown[0]), tuple(KINDS))}; "
+            f"expected one of {FORMS}"
+        )
     if len(kinds) != 1:
-        raise ValueError(f"give exactly one of {', '.join(KINDS)}, got {', '.join(kinds) or 'none'}")
+        raise ValueError(
+            f"give exactly one of {', '.join(KINDS)}, got {', '.join(kinds) or 'none'}"
+        )
     return KINDS[kinds[0]].from_entry(entry)
 
 

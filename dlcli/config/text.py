@@ -33,8 +33,10 @@ MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 100
 MAX_VALUES = 20_000  # PyYAML composes ~30,000 values a second: refused within one
 SMALL = "a config is small: data goes in a data file (data.path)"
-TOO_MANY = (f"the config holds over {MAX_VALUES:,} values (counting what anchors and aliases "
-            f"repeat); {SMALL}")
+TOO_MANY = (
+    f"the config holds over {MAX_VALUES:,} values (counting what anchors and aliases "
+    f"repeat); {SMALL}"
+)
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`, which may repeat keys on purpose
 
 
@@ -142,8 +144,11 @@ class Loader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         depth, self._nodes = getattr(self, "_depth", 0), getattr(self, "_nodes", 0) + 1
         if depth >= MAX_DEPTH:
-            raise TooComplex(f"nested too deeply (over {MAX_DEPTH} levels of lists and mappings); "
-                             "flatten it: a config nests a few levels", self._line())
+            raise TooComplex(
+                f"nested too deeply (over {MAX_DEPTH} levels of lists and mappings); "
+                "flatten it: a config nests a few levels",
+                self._line(),
+            )
         if self._nodes > MAX_VALUES:
             raise TooComplex(TOO_MANY, self._line())
         self._depth = depth + 1
@@ -159,11 +164,14 @@ class Loader(yaml.SafeLoader):
 
 Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
+    |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
     list("-+0123456789."),
 )
 
@@ -200,13 +208,18 @@ def _read_text(path: str | Path, shown: str) -> str:
     except OSError as exc:
         raise ConfigError(Problem(f"cannot read it: {exc.strerror or exc}", where=shown)) from None
     if len(raw) > MAX_BYTES:
-        raise ConfigError(Problem(
-            f"the config is over dlcli's limit of {MAX_BYTES:,} bytes; {SMALL}", where=shown,
-        ))
+        raise ConfigError(
+            Problem(
+                f"the config is over dlcli's limit of {MAX_BYTES:,} bytes; {SMALL}",
+                where=shown,
+            )
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(Problem(f"cannot read it: {exc}; save the config as UTF-8 text", where=shown)) from None
+        raise ConfigError(
+            Problem(f"cannot read it: {exc}; save the config as UTF-8 text", where=shown)
+        ) from None
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict]:
@@ -218,7 +231,9 @@ def read_yaml(path: str | Path) -> tuple[Any, dict]:
         # tag is a constructor error here, reported like any other YAML mistake.
         data, lines, duplicates = load_text(text)
     except TooComplex as exc:
-        raise ConfigError(Problem(exc.message, where=f"{shown}:{exc.line}" if exc.line else shown)) from None
+        raise ConfigError(
+            Problem(exc.message, where=f"{shown}:{exc.line}" if exc.line else shown)
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{shown}:{mark.line + 1}" if mark else shown
@@ -227,11 +242,16 @@ def read_yaml(path: str | Path) -> tuple[Any, dict]:
         message = f"invalid YAML: {reason}" + (f" ({context})" if context else "")
         raise ConfigError(Problem(message + "; fix the syntax on that line", where=where)) from None
     if duplicates:
-        raise ConfigError([
-            Problem(f"key '{key}' appears twice (lines {first} and {line}); keep one",
-                    where=f"{shown}:{line}", path=format_path(path))
-            for path, key, first, line in duplicates
-        ])
+        raise ConfigError(
+            [
+                Problem(
+                    f"key '{key}' appears twice (lines {first} and {line}); keep one",
+                    where=f"{shown}:{line}",
+                    path=format_path(path),
+                )
+                for path, key, first, line in duplicates
+            ]
+        )
     return data, lines
 
 
@@ -239,7 +259,9 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     """'model.layers.0.units=256' -> (('model', 'layers', 0, 'units'), 256)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(Problem("expected KEY=VALUE, such as training.epochs=3", where=f"--set {text}"))
+        raise ConfigError(
+            Problem("expected KEY=VALUE, such as training.epochs=3", where=f"--set {text}")
+        )
     path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
     try:
         value = safe_load(raw) if raw.strip() else raw
@@ -278,10 +300,15 @@ def _check_settable(node, part, parent: tuple, text: str) -> None:
     if isinstance(node, list) and isinstance(part, int):
         if part < len(node):
             return
-        raise ConfigError(Problem(
-            f"index {part} is out of range (the list has {len(node)} items)", where=f"--set {text}"
-        ))
-    raise ConfigError(Problem(f"'{format_path(parent)}' holds no keys to set", where=f"--set {text}"))
+        raise ConfigError(
+            Problem(
+                f"index {part} is out of range (the list has {len(node)} items)",
+                where=f"--set {text}",
+            )
+        )
+    raise ConfigError(
+        Problem(f"'{format_path(parent)}' holds no keys to set", where=f"--set {text}")
+    )
 
 
 def _has(node, part) -> bool:
@@ -302,10 +329,12 @@ def raw_config(source: str | Path | dict, overrides=()) -> tuple[dict, dict, str
     if data is None:
         raise ConfigError(Problem("the config is empty; start from `dlcli init`", where=shown))
     if not isinstance(data, dict):
-        raise ConfigError(Problem(
-            f"the config must be a mapping of keys (data:, model:, ...), not a {type(data).__name__}",
-            where=shown,
-        ))
+        raise ConfigError(
+            Problem(
+                f"the config must be a mapping of keys (data:, model:, ...), not a {type(data).__name__}",
+                where=shown,
+            )
+        )
     data, origins = apply_overrides(data, overrides)
     return data, lines, shown, origins
 

@@ -74,7 +74,7 @@ class Split:
     def feature_batches(self, rows: int = BATCH_ROWS) -> Iterator[np.ndarray]:
         """The features, `rows` samples at a time, in order."""
         for start in range(0, len(self), rows):
-            yield self.x[start:start + rows]
+            yield self.x[start : start + rows]
 
     def shard(self, index: int, count: int, multiple: int = 1) -> Split:
         """Process `index` of `count`'s share: every `count`-th sample from `index`, cut so
@@ -151,7 +151,9 @@ class Dataset:
             "files": self.files,
             "streaming": self.streaming,
             "fingerprint": self.fingerprint,
-            "fingerprint_of": "files' SHA-256, split row numbers, targets" if self.streaming else "split arrays",
+            "fingerprint_of": "files' SHA-256, split row numbers, targets"
+            if self.streaming
+            else "split arrays",
             **({"rows": self.preprocessing.rows} if self.preprocessing is not None else {}),
         }
 
@@ -180,45 +182,62 @@ def _encode(y_train, y_test, task: str, where: str, names: list | None = None):
                 raise TypeError(names)
             return y_train.astype("float32"), y_test.astype("float32"), None
         except (TypeError, ValueError):
-            raise ConfigError(Problem(
-                "the target holds text, so it cannot be regressed; use a classification loss "
-                "(sparse_categorical_crossentropy) or set data.task: classification",
-                where=where,
-            )) from None
+            raise ConfigError(
+                Problem(
+                    "the target holds text, so it cannot be regressed; use a classification loss "
+                    "(sparse_categorical_crossentropy) or set data.task: classification",
+                    where=where,
+                )
+            ) from None
     if y_train.ndim == 2 and y_train.shape[1] > 1:  # already one-hot
         return y_train.astype("float32"), y_test.astype("float32"), list(range(y_train.shape[1]))
     if y_train.dtype.kind == "f" and not np.all(np.mod(y_train, 1) == 0):
-        raise ConfigError(Problem(
-            "the target holds fractional numbers, so it is not a set of classes; "
-            "use a regression loss (mean_squared_error) or set data.task: regression",
-            where=where,
-        ))
+        raise ConfigError(
+            Problem(
+                "the target holds fractional numbers, so it is not a set of classes; "
+                "use a regression loss (mean_squared_error) or set data.task: regression",
+                where=where,
+            )
+        )
     shown = plain if names is None else (lambda code: names[int(code)])
     values = y_train.astype(str) if y_train.dtype == object else y_train
     classes = np.unique(values)
     if len(classes) < 2:
-        raise ConfigError(Problem(
-            f"the target has a single class ({shown(classes[0])!r}); classification needs at least two",
-            where=where,
-        ))
+        raise ConfigError(
+            Problem(
+                f"the target has a single class ({shown(classes[0])!r}); classification needs at least two",
+                where=where,
+            )
+        )
     lookup = {plain(c): i for i, c in enumerate(classes)}
     test_values = y_test.astype(str) if y_test.dtype == object else y_test
     unseen = [plain(v) for v in np.unique(test_values) if plain(v) not in lookup]
     if unseen:
-        raise ConfigError(Problem(unseen_labels([shown(v) for v in unseen], [shown(c) for c in classes]),
-                                  where=where))
+        raise ConfigError(
+            Problem(
+                unseen_labels([shown(v) for v in unseen], [shown(c) for c in classes]), where=where
+            )
+        )
     # Each value's index among the sorted classes (np.unique's inverse, in a third of its
     # memory: a streamed split holds millions of targets).
     y_index, y_test_index = np.searchsorted(classes, values), np.searchsorted(classes, test_values)
-    return y_index.astype("int64", copy=False), y_test_index.astype("int64", copy=False), [shown(c) for c in classes]
+    return (
+        y_index.astype("int64", copy=False),
+        y_test_index.astype("int64", copy=False),
+        [shown(c) for c in classes],
+    )
 
 
 def unseen_labels(unseen: list, labels: list) -> str:
     """The sentence for target labels the model never learned, each with a did-you-mean."""
-    shown = "; ".join(f"{v!r}{did_you_mean(str(v), [str(label) for label in labels])}" for v in unseen[:5])
+    shown = "; ".join(
+        f"{v!r}{did_you_mean(str(v), [str(label) for label in labels])}" for v in unseen[:5]
+    )
     more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
-    return (f"the target holds labels never seen in training: {shown}{more}; "
-            f"the classes are: {', '.join(map(str, labels[:20]))}")
+    return (
+        f"the target holds labels never seen in training: {shown}{more}; "
+        f"the classes are: {', '.join(map(str, labels[:20]))}"
+    )
 
 
 def _split(x, y, fraction: float, seed: int, stratify: bool, where: str, lean: bool = False):
@@ -241,7 +260,9 @@ def _split(x, y, fraction: float, seed: int, stratify: bool, where: str, lean: b
         raise ConfigError(Problem(f"cannot split the data: {exc}", where=where)) from None
 
 
-def stratified_rows(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_rows(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) row numbers as `train_test_split(..., test_size=fraction,
     random_state=seed, stratify=labels)` draws them, step for step (scikit-learn's
     `StratifiedShuffleSplit`), with each class's rows written into the two arrays where
@@ -254,16 +275,18 @@ def stratified_rows(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.
     classes, class_counts = np.unique(labels, return_counts=True)
     if np.min(class_counts) < 2 or n_train < len(classes) or n_test < len(classes):
         raise ValueError("too few samples of a class to stratify")
-    by_class = np.argsort(np.searchsorted(classes, labels), kind="stable")  # np.unique's inverse, sorted
+    by_class = np.argsort(
+        np.searchsorted(classes, labels), kind="stable"
+    )  # np.unique's inverse, sorted
     rng = np.random.RandomState(seed)
     n_i = _approximate_mode(class_counts, n_train, rng)
     t_i = _approximate_mode(class_counts - n_i, n_test, rng)
     train, test = np.empty(int(n_i.sum()), dtype="int64"), np.empty(int(t_i.sum()), dtype="int64")
     start = train_at = test_at = 0
     for i, count in enumerate(class_counts):
-        rows = by_class[start:start + count].take(rng.permutation(count), mode="clip")
-        train[train_at:train_at + n_i[i]] = rows[:n_i[i]]
-        test[test_at:test_at + t_i[i]] = rows[n_i[i]:n_i[i] + t_i[i]]
+        rows = by_class[start : start + count].take(rng.permutation(count), mode="clip")
+        train[train_at : train_at + n_i[i]] = rows[: n_i[i]]
+        test[test_at : test_at + t_i[i]] = rows[n_i[i] : n_i[i] + t_i[i]]
         start, train_at, test_at = start + count, train_at + n_i[i], test_at + t_i[i]
     del by_class
     rng.shuffle(train)  # what rng.permutation does, in place
@@ -279,15 +302,23 @@ def _check_fraction(config: Config, key: str, samples: int, keep: int) -> None:
     taken = math.ceil(fraction * samples)
     if taken >= 1 and samples - taken >= keep:
         return
-    part, rest = {"test_split": ("test", "training and validation"), "validation_split": ("validation", "training")}[key]
+    part, rest = {
+        "test_split": ("test", "training and validation"),
+        "validation_split": ("validation", "training"),
+    }[key]
     most = math.floor(100 * (samples - keep) / samples) / 100
     while most > 0 and samples - math.ceil(most * samples) < keep:
         most = round(most - 0.01, 2)
     fix = f"set data.{key} to at most {most:g}" if most > 0 else "use a larger data file"
-    raise ConfigError(config.problem(("data", key), (
-        f"{fraction:g} of {samples} samples gives {taken} for {part} and leaves {samples - taken} for {rest}, "
-        f"which needs at least {keep}; {fix}"
-    )))
+    raise ConfigError(
+        config.problem(
+            ("data", key),
+            (
+                f"{fraction:g} of {samples} samples gives {taken} for {part} and leaves {samples - taken} for {rest}, "
+                f"which needs at least {keep}; {fix}"
+            ),
+        )
+    )
 
 
 def _fingerprint(*splits: Split | None) -> str:
@@ -323,31 +354,52 @@ def load_data(config: Config, fitted: TablePreprocessing | None = None) -> Datas
         if config.data.source not in FILE_SOURCES:
             fix = "use a machine with more memory"
         elif streams(config):
-            fix = ("a streamed run still holds each split's targets and row numbers (about 12 bytes a row); "
-                   "use a machine with more memory")
+            fix = (
+                "a streamed run still holds each split's targets and row numbers (about 12 bytes a row); "
+                "use a machine with more memory"
+            )
         else:
             fix = "set data.streaming: true to read the files in parts"
-        raise RunFailed(f"out of memory while loading the data ({exc or 'MemoryError'}); {fix}") from None
+        raise RunFailed(
+            f"out of memory while loading the data ({exc or 'MemoryError'}); {fix}"
+        ) from None
 
 
 def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None) -> Dataset:
     d = config.data
     x, y, x_test, y_test = loaded.x, np.asarray(loaded.y), loaded.x_test, loaded.y_test
     if len(x) < 4:
-        raise ConfigError(Problem(f"only {len(x)} samples; too few to split and train", where=config.where(("data", "source"))))
+        raise ConfigError(
+            Problem(
+                f"only {len(x)} samples; too few to split and train",
+                where=config.where(("data", "source")),
+            )
+        )
     task = infer_task(config, y, loaded.task)
     if x_test is None:
         _check_fraction(config, "test_split", len(x), MIN_TRAIN + (d.validation_split > 0))
-        x, x_test, y, y_test = _split(x, y, d.test_split, config.seed, task == "classification",
-                                      config.where(("data", "test_split")))
+        x, x_test, y, y_test = _split(
+            x,
+            y,
+            d.test_split,
+            config.seed,
+            task == "classification",
+            config.where(("data", "test_split")),
+        )
     where = config.where(("data", "target" if d.target else "source"))
     y, y_test, classes = _encode(y, np.asarray(y_test), task, where)
     labels = _labels(loaded, task, classes)
     val = None
     if d.validation_split > 0:
         _check_fraction(config, "validation_split", len(x), MIN_TRAIN)
-        x, x_val, y, y_val = _split(x, y, d.validation_split, config.seed, task == "classification",
-                                    config.where(("data", "validation_split")))
+        x, x_val, y, y_val = _split(
+            x,
+            y,
+            d.validation_split,
+            config.seed,
+            task == "classification",
+            config.where(("data", "validation_split")),
+        )
         val = Split(x_val, y_val)
     train, test = Split(x, y), Split(x_test, y_test)
     preprocessing = None
@@ -357,11 +409,20 @@ def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None)
         for split in (train, val):
             if split is not None:
                 preprocessing.encode(split.x, table.categories)
-        preprocessing.unseen = preprocessing.encode(test.x, table.test_categories or table.categories)
+        preprocessing.unseen = preprocessing.encode(
+            test.x, table.test_categories or table.categories
+        )
     return Dataset(
-        train=train, val=val, test=test, task=task, labels=labels,
-        feature_names=loaded.feature_names, target=loaded.table.target if loaded.table else d.target,
-        files=loaded.files, fingerprint=_fingerprint(train, val, test), preprocessing=preprocessing,
+        train=train,
+        val=val,
+        test=test,
+        task=task,
+        labels=labels,
+        feature_names=loaded.feature_names,
+        target=loaded.table.target if loaded.table else d.target,
+        files=loaded.files,
+        fingerprint=_fingerprint(train, val, test),
+        preprocessing=preprocessing,
     )
 
 
@@ -370,7 +431,11 @@ def _labels(loaded, task: str, classes: list | None) -> list | None:
     if task != "classification":
         return None
     known = loaded.labels
-    return [known[i] for i in classes] if known is not None and all(isinstance(c, int) for c in classes) else classes
+    return (
+        [known[i] for i in classes]
+        if known is not None and all(isinstance(c, int) for c in classes)
+        else classes
+    )
 
 
 def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) -> Dataset:
@@ -380,14 +445,26 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     rows, y = loaded.x, np.asarray(loaded.y)
     loaded.y = None  # the splits' targets replace it
     if len(rows) < 4:
-        raise ConfigError(Problem(f"only {len(rows)} samples; too few to split and train", where=config.where(("data", "source"))))
+        raise ConfigError(
+            Problem(
+                f"only {len(rows)} samples; too few to split and train",
+                where=config.where(("data", "source")),
+            )
+        )
     task = infer_task(config, y, loaded.task)
     stratify = task == "classification"
     index, test_rows = _row_numbers(len(rows)), rows
     if loaded.x_test is None:
         _check_fraction(config, "test_split", len(rows), MIN_TRAIN + (d.validation_split > 0))
-        index, test_index, y, y_test = _split(index, y, d.test_split, config.seed, stratify,
-                                              config.where(("data", "test_split")), lean=True)
+        index, test_index, y, y_test = _split(
+            index,
+            y,
+            d.test_split,
+            config.seed,
+            stratify,
+            config.where(("data", "test_split")),
+            lean=True,
+        )
     else:
         test_rows, y_test = loaded.x_test, np.asarray(loaded.y_test)
         test_index = _row_numbers(len(test_rows))
@@ -397,8 +474,15 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     val = None
     if d.validation_split > 0:
         _check_fraction(config, "validation_split", len(index), MIN_TRAIN)
-        index, val_index, y, y_val = _split(index, y, d.validation_split, config.seed, stratify,
-                                            config.where(("data", "validation_split")), lean=True)
+        index, val_index, y, y_val = _split(
+            index,
+            y,
+            d.validation_split,
+            config.seed,
+            stratify,
+            config.where(("data", "validation_split")),
+            lean=True,
+        )
         val = _sorted(rows, val_index, y_val, batch_size=t.batch_size)
     train = _sorted(rows, index, y, batch_size=t.batch_size, shuffle=t.shuffle, seed=config.seed)
     test = _sorted(test_rows, test_index, y_test, batch_size=t.batch_size)
@@ -406,16 +490,22 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     if loaded.table is not None:
         preprocessing = _fit_streamed(loaded.table, train, val, test, d.normalize, fitted)
     return Dataset(
-        train=train, val=val, test=test, task=task, labels=labels,
-        feature_names=loaded.feature_names, target=loaded.table.target if loaded.table else d.target,
-        files=loaded.files, fingerprint=_stream_fingerprint(loaded.files, train, val, test),
+        train=train,
+        val=val,
+        test=test,
+        task=task,
+        labels=labels,
+        feature_names=loaded.feature_names,
+        target=loaded.table.target if loaded.table else d.target,
+        files=loaded.files,
+        fingerprint=_stream_fingerprint(loaded.files, train, val, test),
         preprocessing=preprocessing,
     )
 
 
 def _row_numbers(count: int) -> np.ndarray:
     """0 .. count-1, in 4 bytes each where they fit."""
-    return np.arange(count, dtype="int32" if count < 2 ** 31 else "int64")
+    return np.arange(count, dtype="int32" if count < 2**31 else "int64")
 
 
 def _sorted(rows: Rows, index: np.ndarray, y: np.ndarray, **options) -> StreamSplit:
@@ -424,8 +514,14 @@ def _sorted(rows: Rows, index: np.ndarray, y: np.ndarray, **options) -> StreamSp
     return StreamSplit(rows, index[order], y[order], **options)
 
 
-def _fit_streamed(table, train: StreamSplit, val: StreamSplit | None, test: StreamSplit, normalize,
-                  fitted: TablePreprocessing | None = None) -> TablePreprocessing:
+def _fit_streamed(
+    table,
+    train: StreamSplit,
+    val: StreamSplit | None,
+    test: StreamSplit,
+    normalize,
+    fitted: TablePreprocessing | None = None,
+) -> TablePreprocessing:
     """The table's preprocessing from one pass over the training rows (the test rows'
     categories counted in the same pass, or one over the test file), or `fitted`, and the
     splits set to encode their rows with it."""
@@ -460,20 +556,28 @@ def _stream_fingerprint(files: dict, *splits: StreamSplit | None) -> str:
     for split in splits:
         if split is not None:
             for array in (split.index, split.y):
-                digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy of the array
+                digest.update(
+                    memoryview(np.ascontiguousarray(array)).cast("B")
+                )  # no copy of the array
             digest.update(b"/")
     return digest.hexdigest()
 
 
-def read_features_file(path: str, summary: DataRecord, preprocessing: TablePreprocessing | None) -> tuple:
+def read_features_file(
+    path: str, summary: DataRecord, preprocessing: TablePreprocessing | None
+) -> tuple:
     """Features for `predict` as (model input, unseen categories): a raw table in the
     training file's form for a table run; else an NPZ (array `x`) or a CSV of numbers (the
     model's columns by name, or every column of a file without a header, by position)."""
     if preprocessing is not None:
         if path.endswith(".npz"):
-            raise ConfigError(Problem(
-                f"this run was trained on a {preprocessing.format.kind} table; give raw rows in that form "
-                "(an NPZ holds arrays, not the table's columns)", where=path))
+            raise ConfigError(
+                Problem(
+                    f"this run was trained on a {preprocessing.format.kind} table; give raw rows in that form "
+                    "(an NPZ holds arrays, not the table's columns)",
+                    where=path,
+                )
+            )
         x, _, unseen = preprocessing.read(path, target=False)
         return x, unseen
     input_shape = tuple(summary.input_shape)
@@ -483,8 +587,13 @@ def read_features_file(path: str, summary: DataRecord, preprocessing: TablePrepr
     return _reshape(x, input_shape, path), {}
 
 
-def read_labeled_file(path: str, config: Config, summary: DataRecord, labels: list | None,
-                      preprocessing: TablePreprocessing | None) -> tuple[Split, dict]:
+def read_labeled_file(
+    path: str,
+    config: Config,
+    summary: DataRecord,
+    labels: list | None,
+    preprocessing: TablePreprocessing | None,
+) -> tuple[Split, dict]:
     """Features and encoded targets for `evaluate --data`, and the unseen categories."""
     unseen = {}
     if preprocessing is not None:
@@ -492,14 +601,18 @@ def read_labeled_file(path: str, config: Config, summary: DataRecord, labels: li
     elif path.endswith(".npz"):
         x, y = read_npz_labeled(path, config.data.keys)
     else:
-        x, y = _numbers_file(path, summary.features, summary.target or "target", int(np.prod(summary.input_shape)))
+        x, y = _numbers_file(
+            path, summary.features, summary.target or "target", int(np.prod(summary.input_shape))
+        )
         y = checked_targets(y, path)
     x = _reshape(x, tuple(summary.input_shape), path)
     if summary.task == "regression" or y.ndim == 2:
         try:
             return Split(x, y.astype("float32")), unseen
         except (TypeError, ValueError):
-            raise ConfigError(Problem("the target holds text; this run's model predicts numbers", where=path)) from None
+            raise ConfigError(
+                Problem("the target holds text; this run's model predicts numbers", where=path)
+            ) from None
     index = {str(label): i for i, label in enumerate(labels)}
     values = np.asarray(y).astype(str)
     unknown = [v for v in dict.fromkeys(values.tolist()) if v not in index]
@@ -508,7 +621,9 @@ def read_labeled_file(path: str, config: Config, summary: DataRecord, labels: li
     return Split(x, np.asarray([index[v] for v in values], dtype="int64")), unseen
 
 
-def _numbers_file(path: str, feature_names: list[str] | None, target: str | None, width: int) -> tuple:
+def _numbers_file(
+    path: str, feature_names: list[str] | None, target: str | None, width: int
+) -> tuple:
     """A CSV of numbers for a model trained on arrays: its feature columns by name (with the
     target when `target` is named), or, in a file without a header, every column by position."""
     file = TableFile.open(path)
@@ -517,15 +632,23 @@ def _numbers_file(path: str, feature_names: list[str] | None, target: str | None
     if not (names and all(n in fmt.names for n in names)):
         if fmt.header or len(fmt.names) != width + (target is not None):
             expected = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-            raise ConfigError(Problem(
-                f"the CSV lacks the model's feature columns ({expected or f'{width} numbers per row'}); give them "
-                f"by name in a header, or {width} columns{' then the target' if target else ''} without one",
-                where=path))
+            raise ConfigError(
+                Problem(
+                    f"the CSV lacks the model's feature columns ({expected or f'{width} numbers per row'}); give them "
+                    f"by name in a header, or {width} columns{' then the target' if target else ''} without one",
+                    where=path,
+                )
+            )
         names = fmt.names[:width]
         target = fmt.names[width] if target is not None else None
     elif target is not None and target not in fmt.names:
-        raise ConfigError(Problem(f"no target column '{target}'{did_you_mean(target, fmt.names)}; "
-                                  f"columns are: {', '.join(fmt.names)}", where=path))
+        raise ConfigError(
+            Problem(
+                f"no target column '{target}'{did_you_mean(target, fmt.names)}; "
+                f"columns are: {', '.join(fmt.names)}",
+                where=path,
+            )
+        )
     table = read_table(file, names, target, dict.fromkeys(names, "numeric"), "error")
     return numeric_features(table.x, path), table.y
 
@@ -535,9 +658,12 @@ def _reshape(x: np.ndarray, input_shape: tuple, path: str) -> np.ndarray:
         return x
     if int(np.prod(x.shape[1:])) == int(np.prod(input_shape)):
         return x.reshape((len(x), *input_shape))
-    raise ConfigError(Problem(
-        f"features have shape {tuple(x.shape[1:])} per sample, the model takes {tuple(input_shape)}", where=path
-    ))
+    raise ConfigError(
+        Problem(
+            f"features have shape {tuple(x.shape[1:])} per sample, the model takes {tuple(input_shape)}",
+            where=path,
+        )
+    )
 
 
 __all__ = ["Dataset", "Split", "infer_task", "load_data", "read_features_file", "read_labeled_file"]

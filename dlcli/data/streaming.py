@@ -90,9 +90,14 @@ class StreamSplit:
         rng = np.random.default_rng([self.seed, number])
         order = rng.permutation(self.rows.pieces)
         per_row = 4 * max(1, math.prod(self.sample_shape))
-        return _rebatch(self._windows(order, max(batch_size, WINDOW_BYTES // per_row), batch_size, rng), batch_size)
+        return _rebatch(
+            self._windows(order, max(batch_size, WINDOW_BYTES // per_row), batch_size, rng),
+            batch_size,
+        )
 
-    def _windows(self, order: np.ndarray, size: int, batch_size: int, rng) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _windows(
+        self, order: np.ndarray, size: int, batch_size: int, rng
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The samples of consecutive pieces of `order`, about `size` at a time, in batches
         drawn in a random order of the window."""
         counts = np.diff(np.searchsorted(self.index, self.rows.starts))
@@ -105,17 +110,21 @@ class StreamSplit:
                 yield from self._window(group, held, batch_size, rng)
                 group, held = [], 0
 
-    def _window(self, group: list, held: int, batch_size: int, rng) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        x = np.empty((held, *self.sample_shape), dtype="float32")  # filled in place: one copy of the window
+    def _window(
+        self, group: list, held: int, batch_size: int, rng
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        x = np.empty(
+            (held, *self.sample_shape), dtype="float32"
+        )  # filled in place: one copy of the window
         y = np.empty((held, *self.y.shape[1:]), dtype=self.y.dtype)
         at = 0
         for block_x, block_y in self._blocks(group):
-            x[at:at + len(block_x)] = block_x
-            y[at:at + len(block_y)] = block_y
+            x[at : at + len(block_x)] = block_x
+            y[at : at + len(block_y)] = block_y
             at += len(block_x)
         order = rng.permutation(held)
         for start in range(0, held, batch_size):
-            take = order[start:start + batch_size]
+            take = order[start : start + batch_size]
             yield x[take], y[take]
 
     def _blocks(self, pieces) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -142,15 +151,20 @@ def _read_again(rows: Rows, piece: int) -> np.ndarray:
     try:
         x = rows.read(piece)
     except (ConfigError, OSError) as exc:
-        cause = (f"{exc.filename or 'the data file'}: {exc.strerror or first_line(exc)}"
-                 if isinstance(exc, OSError) else first_line(exc))
+        cause = (
+            f"{exc.filename or 'the data file'}: {exc.strerror or first_line(exc)}"
+            if isinstance(exc, OSError)
+            else first_line(exc)
+        )
     else:
         expected = int(rows.starts[piece + 1] - rows.starts[piece])
         if len(x) == expected:
             return x
         cause = f"part {piece + 1} of the file holds {len(x)} rows where it held {expected}"
-    raise RunFailed(f"the data failed to load mid-run: {cause} (was the file changed, truncated or deleted "
-                    "while the run read it? restore it and resume the run)")
+    raise RunFailed(
+        f"the data failed to load mid-run: {cause} (was the file changed, truncated or deleted "
+        "while the run read it? restore it and resume the run)"
+    )
 
 
 def _rebatch(blocks, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -168,7 +182,7 @@ def _rebatch(blocks, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             yield np.concatenate(xs), np.concatenate(ys)
             xs, ys, held = [], [], 0
         while len(x) - start >= size:
-            yield x[start:start + size], y[start:start + size]
+            yield x[start : start + size], y[start : start + size]
             start += size
         if start < len(x):
             xs, ys, held = [x[start:]], [y[start:]], len(x) - start
@@ -181,7 +195,10 @@ def tally(rows: Rows, counters: list[tuple[np.ndarray, object]]) -> None:
     that are in `index` (sorted), for each (index, counter)."""
     bounds = [np.searchsorted(index, rows.starts) for index, _ in counters]
     for piece in range(rows.pieces):
-        wanted = [(index, counter, b[piece], b[piece + 1]) for (index, counter), b in zip(counters, bounds)]
+        wanted = [
+            (index, counter, b[piece], b[piece + 1])
+            for (index, counter), b in zip(counters, bounds)
+        ]
         if all(low == high for _, _, low, high in wanted):
             continue
         x = rows.read(piece)

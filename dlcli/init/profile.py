@@ -34,7 +34,9 @@ class ColumnProfile:
     low: float | None = None  # numeric: the range and mean of the present values
     high: float | None = None
     mean: float | None = None
-    categories: list[tuple[str, int]] = field(default_factory=list)  # categorical: (category, rows), most common first
+    categories: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # categorical: (category, rows), most common first
     rows: int = 0  # categorical: rows with a value
     left_out: str | None = None  # why the config leaves it out (commented), or None
 
@@ -51,8 +53,12 @@ class TargetProfile:
     ref: str | int  # how the config names it: its name, or its position in a file without a header
     task: str  # classification | regression
     text: bool  # the labels are text (else whole numbers)
-    classes: list[tuple[str, int]] = field(default_factory=list)  # classification: (label, rows), most common first
-    labels: list[str] = field(default_factory=list)  # classification: the labels, in the order of their values
+    classes: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # classification: (label, rows), most common first
+    labels: list[str] = field(
+        default_factory=list
+    )  # classification: the labels, in the order of their values
     low: float | None = None  # regression
     high: float | None = None
     mean: float | None = None
@@ -106,13 +112,23 @@ def profile_table(file: str | os.PathLike, target: str | int | None = None) -> T
         raise ConfigError(Problem("no such file; check the --from-data FILE path", where=file))
     kind = "parquet" if file.lower().endswith((".parquet", ".pq")) else "csv"
     markers = list(MISSING_MARKERS)
-    table_file = TableFile.open(file, header="auto", columns=None, delimiter="auto", missing=markers, kind=kind)
+    table_file = TableFile.open(
+        file, header="auto", columns=None, delimiter="auto", missing=markers, kind=kind
+    )
     fmt = table_file.format
     names = fmt.names
     if len(names) < 2:
-        raise ConfigError(Problem(
-            f"found {len(names)} column; a table needs a target and at least one feature column"
-            + ("" if kind == "parquet" else " (is the delimiter one of , ; tab | or runs of spaces?)"), where=file))
+        raise ConfigError(
+            Problem(
+                f"found {len(names)} column; a table needs a target and at least one feature column"
+                + (
+                    ""
+                    if kind == "parquet"
+                    else " (is the delimiter one of , ; tab | or runs of spaces?)"
+                ),
+                where=file,
+            )
+        )
     target_name = _target_column(file, fmt, target)
     features = [n for n in names if n != target_name]
     empty: list[str] = []
@@ -127,18 +143,37 @@ def profile_table(file: str | os.PathLike, target: str | int | None = None) -> T
             empty.append(exc.column)
     y = table.y
     if table.rows_read == 0:
-        raise ConfigError(Problem("the file holds no data rows, only its header; a table needs rows", where=file))
+        raise ConfigError(
+            Problem("the file holds no data rows, only its header; a table needs rows", where=file)
+        )
     if y is None or len(y) == 0:
-        raise ConfigError(Problem(f"the target column '{target_name}' has no values (every cell is missing); "
-                                  "choose another with --target", where=file))
+        raise ConfigError(
+            Problem(
+                f"the target column '{target_name}' has no values (every cell is missing); "
+                "choose another with --target",
+                where=file,
+            )
+        )
     columns = [_column(name, table, j, np) for j, name in enumerate(features)]
-    columns += [ColumnProfile(name, "empty", left_out="every cell is missing: left out") for name in empty]
+    columns += [
+        ColumnProfile(name, "empty", left_out="every cell is missing: left out") for name in empty
+    ]
     columns.sort(key=lambda c: names.index(c.name))
     if all(c.left_out for c in columns):  # keep the model something to learn from, however poor
         for c in columns:
             c.left_out = c.left_out if c.name in empty else None
-    profile = TableProfile(file, kind, names, fmt.header, fmt.delimiter, fmt.decimal, table.rows_read, columns,
-                           None, markers)  # type: ignore[arg-type] - the target is set just below
+    profile = TableProfile(
+        file,
+        kind,
+        names,
+        fmt.header,
+        fmt.delimiter,
+        fmt.decimal,
+        table.rows_read,
+        columns,
+        None,
+        markers,
+    )  # type: ignore[arg-type] - the target is set just below
     profile.target = _target(target_name, profile.ref(target_name), table, guess_task(table), np)
     return profile
 
@@ -148,18 +183,33 @@ def _column(name: str, table, j: int, np) -> ColumnProfile:
     if table.kinds[j] == "numeric":
         present = column[~np.isnan(column)]
         if len(present) == 0:
-            return ColumnProfile(name, "numeric", table.missing[j], left_out="every cell is missing: left out")
-        return ColumnProfile(name, "numeric", table.missing[j], float(present.min()), float(present.max()),
-                             float(present.mean()))
+            return ColumnProfile(
+                name, "numeric", table.missing[j], left_out="every cell is missing: left out"
+            )
+        return ColumnProfile(
+            name,
+            "numeric",
+            table.missing[j],
+            float(present.min()),
+            float(present.max()),
+            float(present.mean()),
+        )
     categories = table.categories[j]
     codes = column[~np.isnan(column)].astype("int64")
     counts = np.bincount(codes, minlength=len(categories))
     order = sorted(range(len(categories)), key=lambda i: (-counts[i], i))
-    profile = ColumnProfile(name, "categorical", table.missing[j], categories=[(categories[i], int(counts[i])) for i in order],
-                            rows=len(codes))
+    profile = ColumnProfile(
+        name,
+        "categorical",
+        table.missing[j],
+        categories=[(categories[i], int(counts[i])) for i in order],
+        rows=len(codes),
+    )
     if len(categories) > max(ID_MIN, ID_SHARE * len(codes)):
-        profile.left_out = (f"categorical, {len(categories):,} distinct values in {len(codes):,} rows: "
-                            "an id or free text? left out")
+        profile.left_out = (
+            f"categorical, {len(categories):,} distinct values in {len(codes):,} rows: "
+            "an id or free text? left out"
+        )
     return profile
 
 
@@ -169,12 +219,28 @@ def _target(name: str, ref, table, task: str, np) -> TargetProfile:
     if task == "classification":
         labels, counts = np.unique(y.astype(str) if y.dtype.kind in "OU" else y, return_counts=True)
         order = np.argsort(-counts, kind="stable")
-        return TargetProfile(name, ref, task, table.target_kind == "text",
-                             classes=[(str(labels[i]), int(counts[i])) for i in order],
-                             labels=[str(v) for v in labels], distinct=len(labels), dropped=dropped)
+        return TargetProfile(
+            name,
+            ref,
+            task,
+            table.target_kind == "text",
+            classes=[(str(labels[i]), int(counts[i])) for i in order],
+            labels=[str(v) for v in labels],
+            distinct=len(labels),
+            dropped=dropped,
+        )
     values = y.astype("float64")
-    return TargetProfile(name, ref, task, False, low=float(values.min()), high=float(values.max()),
-                         mean=float(values.mean()), distinct=len(np.unique(values)), dropped=dropped)
+    return TargetProfile(
+        name,
+        ref,
+        task,
+        False,
+        low=float(values.min()),
+        high=float(values.max()),
+        mean=float(values.mean()),
+        distinct=len(np.unique(values)),
+        dropped=dropped,
+    )
 
 
 def _target_column(file: str, fmt, target: str | int | None) -> str:
@@ -184,18 +250,30 @@ def _target_column(file: str, fmt, target: str | int | None) -> str:
         return names[-1]
     if isinstance(target, str) and target in names:
         return target
-    position = target if isinstance(target, int) else (int(target) if re.fullmatch(r"[+-]?\d+", target.strip()) else None)
+    position = (
+        target
+        if isinstance(target, int)
+        else (int(target) if re.fullmatch(r"[+-]?\d+", target.strip()) else None)
+    )
     if position is not None:
         found = fmt.column(position)
         if found is not None:
             return found
-        raise ConfigError(Problem(
-            f"--target {position} is past the file's {len(names)} columns; give 0 to {len(names) - 1}, "
-            "or -1 for the last", where=file))
+        raise ConfigError(
+            Problem(
+                f"--target {position} is past the file's {len(names)} columns; give 0 to {len(names) - 1}, "
+                "or -1 for the last",
+                where=file,
+            )
+        )
     hint = did_you_mean(target, names)
     if fmt.kind == "csv" and not fmt.header:
         hint += "; the file has no header row, so give --target as a position (0 is the first column, -1 the last)"
-    raise ConfigError(Problem(f"no column '{target}' for --target{hint}; the columns are: {fmt.shown()}", where=file))
+    raise ConfigError(
+        Problem(
+            f"no column '{target}' for --target{hint}; the columns are: {fmt.shown()}", where=file
+        )
+    )
 
 
 __all__ = ["ColumnProfile", "TableProfile", "TargetProfile", "profile_table"]

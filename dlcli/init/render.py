@@ -21,22 +21,34 @@ SHOWN_CATEGORIES = 5  # categories named in a column's comment, most common firs
 SHOWN_CLASSES = 10
 LARGE_TARGET = 1000  # regression targets beyond this get a note: the model starts near 0
 COMMENT_WIDTH = 30  # longest category or class text shown in a comment
-DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes", " ": "runs of spaces"}
+DELIMITER_NAMES = {
+    ",": "commas",
+    ";": "semicolons",
+    "\t": "tabs",
+    "|": "pipes",
+    " ": "runs of spaces",
+}
 
 
-def render_config(profile: TableProfile, config_dir: str | os.PathLike = ".", config_name: str = "config.yaml") -> str:
+def render_config(
+    profile: TableProfile, config_dir: str | os.PathLike = ".", config_name: str = "config.yaml"
+) -> str:
     """The config's YAML text; `data.path` relative to `config_dir`, `config_name` in the
     comment that says how to check and train it."""
     target, kind, names = profile.target, profile.kind, profile.names
     config_dir = Path(config_dir)
     try:
-        relative = Path(os.path.relpath(os.path.abspath(profile.file), os.path.abspath(config_dir))).as_posix()
+        relative = Path(
+            os.path.relpath(os.path.abspath(profile.file), os.path.abspath(config_dir))
+        ).as_posix()
     except ValueError:  # another drive (Windows): no relative path
         relative = Path(os.path.abspath(profile.file)).as_posix()
     base = Path(profile.file).name
     out = [
-        (f"# A {target.task} config made by `dlcli init --from-data` from {_comment(base)}: {profile.rows:,} rows, "
-         f"{len(names)} columns."),
+        (
+            f"# A {target.task} config made by `dlcli init --from-data` from {_comment(base)}: {profile.rows:,} rows, "
+            f"{len(names)} columns."
+        ),
         f"# Check it:  dlcli validate {_comment(config_name)}      Train it:  dlcli train {_comment(config_name)}",
         "# Each feature line says what the file holds; comment a line out (#) to leave that column out.",
         "",
@@ -48,26 +60,52 @@ def render_config(profile: TableProfile, config_dir: str | os.PathLike = ".", co
         _commented(f"  path: {_scalar(relative)}", "relative to this config's folder"),
     ]
     if kind == "csv":
-        out.append(_commented(f"  header: {'true' if profile.header else 'false'}",
-                              "the first row names the columns" if profile.header else
-                              "the first row is data: columns are named by position (0 is the first)"))
+        out.append(
+            _commented(
+                f"  header: {'true' if profile.header else 'false'}",
+                "the first row names the columns"
+                if profile.header
+                else "the first row is data: columns are named by position (0 is the first)",
+            )
+        )
         note = DELIMITER_NAMES.get(profile.delimiter, "")
         if profile.decimal == ",":
             note += "; decimal commas (3,14) are read as numbers"
         out.append(_commented(f"  delimiter: {json.dumps(profile.delimiter)}", note))
         if profile.positional and len(names) <= 30:
-            out.append(_commented(f"  # columns: {_comment(_flow([f'c{i}' for i in range(len(names))]))}",
-                                  "optional: names for the columns, in order"))
+            out.append(
+                _commented(
+                    f"  # columns: {_comment(_flow([f'c{i}' for i in range(len(names))]))}",
+                    "optional: names for the columns, in order",
+                )
+            )
     out += [f"  # {_comment(note)}" for note in _target_notes(profile)]
-    out.append(_commented(f"  target: {_scalar(target.ref)}", "the last column" if names[-1] == target.name else ""))
-    out.append(_commented(f"  task: {target.task}", "the task: from the target; sets the output layer and loss below"))
+    out.append(
+        _commented(
+            f"  target: {_scalar(target.ref)}",
+            "the last column" if names[-1] == target.name else "",
+        )
+    )
+    out.append(
+        _commented(
+            f"  task: {target.task}",
+            "the task: from the target; sets the output layer and loss below",
+        )
+    )
     out.append(_commented("  features:", "every other column, one per line"))
     for column in profile.columns:
         prefix = "# " if column.left_out else ""
-        out.append(_commented(f"    {prefix}- {_scalar(profile.ref(column.name))}", _comment(column.left_out or _note(column))))
+        out.append(
+            _commented(
+                f"    {prefix}- {_scalar(profile.ref(column.name))}",
+                _comment(column.left_out or _note(column)),
+            )
+        )
     out += [
         _commented(f"  missing: {_flow(profile.missing_markers)}", "cells that hold no value"),
-        _commented("  on_missing: fill", "numbers: the training mean; categories: a 'missing' category"),
+        _commented(
+            "  on_missing: fill", "numbers: the training mean; categories: a 'missing' category"
+        ),
         "  validation_split: 0.2",
         "  test_split: 0.2",
         _commented("  normalize: standard", "columns on different scales need this"),
@@ -79,7 +117,9 @@ def render_config(profile: TableProfile, config_dir: str | os.PathLike = ".", co
         "    - {type: Dense, units: 32, activation: relu}",
     ]
     if target.task == "classification":
-        out.append(f"    - {{type: Dense, activation: softmax}}   # one unit per class ({len(target.classes):,}), inferred")
+        out.append(
+            f"    - {{type: Dense, activation: softmax}}   # one unit per class ({len(target.classes):,}), inferred"
+        )
     else:
         out.append("    - {type: Dense, units: 1}   # one linear output: the predicted value")
     out += ["", "compile:", "  optimizer: {type: adam, learning_rate: 0.001}"]
@@ -105,7 +145,9 @@ def _note(column: ColumnProfile) -> str:
     if column.kind == "numeric":
         if column.low is None:
             return "numeric, every cell is missing"
-        note = f"numeric, {_number(column.low)} to {_number(column.high)}, mean {_number(column.mean)}"
+        note = (
+            f"numeric, {_number(column.low)} to {_number(column.high)}, mean {_number(column.mean)}"
+        )
         if column.low == column.high:
             note = f"numeric, always {_number(column.low)} (tells the model nothing)"
         return f"{note}, {column.missing:,} missing"
@@ -120,29 +162,38 @@ def _target_notes(profile: TableProfile) -> list[str]:
     target = profile.target
     if target.task == "classification":
         total = sum(count for _, count in target.classes)
-        shown = ", ".join(f"{_short(label, quote=True)} {count:,} ({count / total:.1%})"
-                          for label, count in target.classes[:SHOWN_CLASSES])
+        shown = ", ".join(
+            f"{_short(label, quote=True)} {count:,} ({count / total:.1%})"
+            for label, count in target.classes[:SHOWN_CLASSES]
+        )
         more = ", ..." if target.distinct > SHOWN_CLASSES else ""
         what = "text labels" if target.text else f"whole numbers, {target.distinct} distinct"
         top = max(count for _, count in target.classes)
-        note = (f"the target: {target.distinct:,} class{'es' if target.distinct != 1 else ''} ({what}): {shown}{more}; "
-                f"the most common alone scores {top / total:.3f} accuracy")
+        note = (
+            f"the target: {target.distinct:,} class{'es' if target.distinct != 1 else ''} ({what}): {shown}{more}; "
+            f"the most common alone scores {top / total:.3f} accuracy"
+        )
     else:
-        note = (f"the target: numbers from {_number(target.low)} to {_number(target.high)}, "
-                f"mean {_number(target.mean)}, {target.distinct:,} distinct: regression")
+        note = (
+            f"the target: numbers from {_number(target.low)} to {_number(target.high)}, "
+            f"mean {_number(target.mean)}, {target.distinct:,} distinct: regression"
+        )
     if target.dropped:
         note += f"; {target.dropped:,} rows without a target are left out"
     notes = [note]
     if target.task == "regression" and max(abs(target.low), abs(target.high)) > LARGE_TARGET:
-        notes.append("large target values: the squared error starts huge and learns slowly; dividing the column "
-                     "(say, thousands) or a higher learning_rate helps")
+        notes.append(
+            "large target values: the squared error starts huge and learns slowly; dividing the column "
+            "(say, thousands) or a higher learning_rate helps"
+        )
     return notes
 
 
 _YAML_SPECIAL = re.compile(
     r"[-+]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|0[xob][0-9a-fA-F_]+"
     r"|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?|~|null|Null|NULL|[yY]|[nN]|yes|Yes|YES|no|No|NO|true|True|TRUE"
-    r"|false|False|FALSE|on|On|ON|off|Off|OFF|<<|=")
+    r"|false|False|FALSE|on|On|ON|off|Off|OFF|<<|="
+)
 
 
 def _scalar(value) -> str:
@@ -203,7 +254,6 @@ def _comment(text: str) -> str:
 def _run_name(stem: str) -> str:
     """The file's stem as a run name: letters, digits, '.', '_' and '-'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:100].strip("-.") or "table"
-
 
 
 __all__ = ["render_config"]

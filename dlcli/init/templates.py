@@ -35,7 +35,10 @@ def templates() -> dict[str, str]:
     out = {}
     for entry in sorted(_templates_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            first = next((line for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()), "")
+            first = next(
+                (line for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()),
+                "",
+            )
             out[entry.name[: -len(".yaml")]] = first.lstrip("#").strip()
     return out
 
@@ -44,14 +47,18 @@ def template_text(name: str) -> str:
     """The commented YAML of a template; a ConfigError naming the templates if unknown."""
     names = templates()
     if name not in names:
-        raise ConfigError(Problem(
-            f"no template '{name}'{did_you_mean(name, names)}; choose one of: {', '.join(names)}",
-            where="--template",
-        ))
+        raise ConfigError(
+            Problem(
+                f"no template '{name}'{did_you_mean(name, names)}; choose one of: {', '.join(names)}",
+                where="--template",
+            )
+        )
     return (_templates_dir() / f"{name}.yaml").read_text(encoding="utf-8")
 
 
-def write_template(path: str | os.PathLike = "config.yaml", name: str = "mlp", force: bool = False) -> Path:
+def write_template(
+    path: str | os.PathLike = "config.yaml", name: str = "mlp", force: bool = False
+) -> Path:
     """Write template `name` to `path` (a folder gets `config.yaml` inside); return the file.
 
     Refuses (ConfigError, exit 2) to overwrite an existing file unless `force`.
@@ -69,7 +76,12 @@ def _destination(path: str | os.PathLike, default_name: str, force: bool) -> Pat
     if target.is_dir() or str(path).endswith(("/", os.sep)):
         target = target / default_name
     if target.exists() and not force:
-        raise ConfigError(Problem("already exists; pass --force to overwrite it, or choose another PATH", where=str(target)))
+        raise ConfigError(
+            Problem(
+                "already exists; pass --force to overwrite it, or choose another PATH",
+                where=str(target),
+            )
+        )
     return target
 
 
@@ -77,7 +89,9 @@ def _write(target: Path, text: str) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(Problem(f"cannot write it: {exc.strerror or exc}", where=str(target))) from None
+        raise ConfigError(
+            Problem(f"cannot write it: {exc.strerror or exc}", where=str(target))
+        ) from None
     write_output(target, text)
 
 
@@ -97,7 +111,9 @@ class FittedConfig:
     classes: list[str] | None = None
 
 
-def from_data(file: str | os.PathLike, target: str | int | None = None, config_dir: str | os.PathLike = ".") -> str:
+def from_data(
+    file: str | os.PathLike, target: str | int | None = None, config_dir: str | os.PathLike = "."
+) -> str:
     """The commented YAML config for the table `file` (csv, or parquet by its .parquet/.pq suffix).
 
     Args:
@@ -110,8 +126,12 @@ def from_data(file: str | os.PathLike, target: str | int | None = None, config_d
     return fitted_config(file, target, config_dir).text
 
 
-def write_from_data(file: str | os.PathLike, path: str | os.PathLike | None = None, target: str | int | None = None,
-                    force: bool = False) -> tuple[Path, FittedConfig]:
+def write_from_data(
+    file: str | os.PathLike,
+    path: str | os.PathLike | None = None,
+    target: str | int | None = None,
+    force: bool = False,
+) -> tuple[Path, FittedConfig]:
     """Write the config `from_data` makes for `file` to `path`; return the file and the facts.
 
     `path` defaults to the data file's name with `.yaml` in the current folder; a folder gets
@@ -121,14 +141,23 @@ def write_from_data(file: str | os.PathLike, path: str | os.PathLike | None = No
     default_name = f"{Path(file).stem or 'table'}.yaml"
     destination = _destination(path if path is not None else default_name, default_name, force)
     if os.path.exists(file) and os.path.exists(destination) and os.path.samefile(file, destination):
-        raise ConfigError(Problem("is the data file itself; choose another PATH for the config", where=str(destination)))
+        raise ConfigError(
+            Problem(
+                "is the data file itself; choose another PATH for the config",
+                where=str(destination),
+            )
+        )
     fitted = fitted_config(file, target, destination.parent, destination.name)
     _write(destination, fitted.text)
     return destination, fitted
 
 
-def fitted_config(file: str | os.PathLike, target: str | int | None = None, config_dir: str | os.PathLike = ".",
-                  config_name: str = "config.yaml") -> FittedConfig:
+def fitted_config(
+    file: str | os.PathLike,
+    target: str | int | None = None,
+    config_dir: str | os.PathLike = ".",
+    config_name: str = "config.yaml",
+) -> FittedConfig:
     """`from_data`, with the facts about the file besides the text: the table profiled
     (`dlcli.init.profile`), then the config rendered for it (`dlcli.init.render`)."""
     from dlcli.init.profile import profile_table

@@ -32,13 +32,17 @@ def resolve(config: Config, data: Dataset) -> Config:
     if resolved.compile.loss is None:
         resolved.compile.loss = KerasObject(type=default_loss(data.task, data.one_hot))
         if data.task == "classification" and ends_in_logits(resolved.model.layers):
-            resolved.compile.loss.__pydantic_extra__["from_logits"] = True  # a linear last layer gives logits
+            resolved.compile.loss.__pydantic_extra__["from_logits"] = (
+                True  # a linear last layer gives logits
+            )
     if resolved.model.input_shape is None:
         resolved.model.input_shape = list(data.input_shape)
     last = resolved.model.layers[-1]
     if last.type.lower() == "dense" and "units" not in last.kwargs:
         binary = loss_class(resolved.compile.loss) in BINARY
-        units = data.target_width if data.task == "regression" else (1 if binary else data.n_classes)
+        units = (
+            data.target_width if data.task == "regression" else (1 if binary else data.n_classes)
+        )
         last.__pydantic_extra__["units"] = units
     return resolved
 
@@ -48,9 +52,12 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
     problems: list[Problem] = []
     shape = tuple(config.model.input_shape)
     if int(np.prod(shape)) != int(np.prod(data.input_shape)):
-        raise ConfigError(config.problem(
-            ("model", "input_shape"), f"{list(shape)} does not fit the data's {list(data.input_shape)} features per sample"
-        ))
+        raise ConfigError(
+            config.problem(
+                ("model", "input_shape"),
+                f"{list(shape)} does not fit the data's {list(data.input_shape)} features per sample",
+            )
+        )
 
     model = keras.Sequential(name=config.name.replace(".", "_"))
     model.add(keras.Input(shape=shape))
@@ -78,7 +85,11 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
             try:
                 model.add(layer)
             except Exception as exc:  # noqa: BLE001 - Keras raises many types for a shape mismatch
-                problems.append(config.problem(path, f"does not fit the output of the layer before it: {first_line(exc)}"))
+                problems.append(
+                    config.problem(
+                        path, f"does not fit the output of the layer before it: {first_line(exc)}"
+                    )
+                )
                 shapes_ok = False
 
     compiled = {}
@@ -86,7 +97,9 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         try:
             compiled[key] = make(getattr(config.compile, key))
         except keras_names.NameProblem as exc:
-            problems.append(config.problem(("compile", key, *([exc.key] if exc.key else [])), str(exc)))
+            problems.append(
+                config.problem(("compile", key, *([exc.key] if exc.key else [])), str(exc))
+            )
     metrics = []
     for index, spec in enumerate(config.compile.metrics):
         try:
@@ -98,15 +111,22 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         problems += monitor_problems(config, names, data.val is not None)
 
     if "loss" in compiled:
-        units = model.output_shape[-1] if shapes_ok and not problems else config.model.layers[-1].kwargs.get("units")
+        units = (
+            model.output_shape[-1]
+            if shapes_ok and not problems
+            else config.model.layers[-1].kwargs.get("units")
+        )
         if isinstance(units, int):
             problems += output_problems(config, data, units, layers, compiled["loss"])
     if problems:
         raise ConfigError(problems)
 
     model.compile(
-        optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=metrics,
-        jit_compile=choices.jit_compile, steps_per_execution=choices.steps_per_execution,
+        optimizer=compiled["optimizer"],
+        loss=compiled["loss"],
+        metrics=metrics,
+        jit_compile=choices.jit_compile,
+        steps_per_execution=choices.steps_per_execution,
     )
     return model
 

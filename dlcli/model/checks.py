@@ -32,7 +32,13 @@ UNWRITTEN = "dlcli-unwritten-run"
 # and type, without fill or alignment (`{epoch!s:.>2.0}` renders as '..').
 NUMBER_SPEC = re.compile(r"^0?\d{0,2}(\.\d{1,2})?[dfeEgG%]?$")
 # Layers that pass their input's activation through (the output's activation is before them).
-PASS_THROUGH = ("Dropout", "ActivityRegularization", "GaussianNoise", "GaussianDropout", "AlphaDropout")
+PASS_THROUGH = (
+    "Dropout",
+    "ActivityRegularization",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+)
 
 
 def name_problems(raw: dict, locate) -> list[Problem]:
@@ -48,7 +54,9 @@ def config_problems(config) -> list[Problem]:
         for key in PATH_ARGUMENTS:
             if key in spec.kwargs and (message := path_problem(key, spec.kwargs[key])):
                 problems.append(config.problem(("training", "callbacks", index, key), message))
-    problems += [config.problem(path, message) for path, message in runtime_problems(config.runtime)]
+    problems += [
+        config.problem(path, message) for path, message in runtime_problems(config.runtime)
+    ]
     return problems
 
 
@@ -99,15 +107,26 @@ def path_problem(key: str, value) -> str | None:
     if "\0" in value:
         return f"{key} {value!r} holds a NUL character; {fix}"
     try:
-        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
-                  if name is not None]
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(value)
+            if name is not None
+        ]
     except ValueError as exc:
         return f"{key} {value!r} has a broken {{field}} ({exc}); write braces as {{{{ and }}}}, or {fix}"
     for name, spec, conversion in fields:
         if not name.isidentifier() or conversion is not None or not NUMBER_SPEC.match(spec or ""):
-            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            return (f"{key} {value!r}: the field {shown} is not allowed; use a plain name with an optional "
-                    "number format, such as {epoch:02d} or {val_loss:.4f}")
+            shown = (
+                "{"
+                + name
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            return (
+                f"{key} {value!r}: the field {shown} is not allowed; use a plain name with an optional "
+                "number format, such as {epoch:02d} or {val_loss:.4f}"
+            )
     try:
         rendered = value.format_map(_SampleLogs(epoch=1, batch=1))
     except (ValueError, TypeError) as exc:
@@ -130,8 +149,13 @@ def monitor_problems(config, metric_names: list[str], validation: bool) -> list[
     for path, monitor in _monitors(config):
         if monitor not in names:
             hint = did_you_mean(monitor, names)
-            out.append(config.problem(path, f"monitors '{monitor}', which training does not log{hint}; "
-                                            f"monitor one of: {', '.join(names)}"))
+            out.append(
+                config.problem(
+                    path,
+                    f"monitors '{monitor}', which training does not log{hint}; "
+                    f"monitor one of: {', '.join(names)}",
+                )
+            )
     return out
 
 
@@ -184,27 +208,67 @@ def output_problems(config, data, units: int, layers: list, loss) -> list[Proble
     if data.task == "regression":
         want = data.target_width
         if units != want:
-            out.append(config.problem(last, f"the model ends with {units} units but the regression target has {want}; set units: {want}"))
+            out.append(
+                config.problem(
+                    last,
+                    f"the model ends with {units} units but the regression target has {want}; set units: {want}",
+                )
+            )
         if activation == "softmax":
-            out.append(config.problem(last, "a softmax output cannot regress a number; drop the activation"))
+            out.append(
+                config.problem(
+                    last, "a softmax output cannot regress a number; drop the activation"
+                )
+            )
         return out
     k = data.n_classes
     if name in INDICES and data.one_hot:
-        out.append(config.problem(loss_path, "sparse_categorical_crossentropy takes class indices, but the labels are one-hot; use categorical_crossentropy"))
+        out.append(
+            config.problem(
+                loss_path,
+                "sparse_categorical_crossentropy takes class indices, but the labels are one-hot; use categorical_crossentropy",
+            )
+        )
     if name in BINARY:
         if units != 1 and activation == "softmax":
-            out.append(config.problem(loss_path, f"binary cross-entropy on a {units}-unit softmax; use sparse_categorical_crossentropy, or end with Dense(1, sigmoid)"))
+            out.append(
+                config.problem(
+                    loss_path,
+                    f"binary cross-entropy on a {units}-unit softmax; use sparse_categorical_crossentropy, or end with Dense(1, sigmoid)",
+                )
+            )
         elif k > 2 and not data.one_hot:
-            out.append(config.problem(loss_path, f"binary loss for {k} classes; use sparse_categorical_crossentropy"))
+            out.append(
+                config.problem(
+                    loss_path, f"binary loss for {k} classes; use sparse_categorical_crossentropy"
+                )
+            )
         elif units not in (1, k):
-            out.append(config.problem(last, f"the model ends with {units} units; a binary loss wants 1"))
+            out.append(
+                config.problem(last, f"the model ends with {units} units; a binary loss wants 1")
+            )
     elif units != k:
-        out.append(config.problem(last, f"the model ends with {units} units but the data has {k} classes; set units: {k}"))
+        out.append(
+            config.problem(
+                last,
+                f"the model ends with {units} units but the data has {k} classes; set units: {k}",
+            )
+        )
     if from_logits and activation in ("softmax", "sigmoid"):
-        out.append(config.problem(loss_path, f"from_logits: true, but the last layer already applies {activation}; drop the activation or set from_logits: false"))
+        out.append(
+            config.problem(
+                loss_path,
+                f"from_logits: true, but the last layer already applies {activation}; drop the activation or set from_logits: false",
+            )
+        )
     if not from_logits and activation == "linear" and "Crossentropy" in name:
         squash = "sigmoid" if name in BINARY else "softmax"
-        out.append(config.problem(loss_path, f"the last layer has no activation, so it outputs logits, but {name} is "
-                                  f"told they are probabilities; set from_logits: true on the loss, or activation: "
-                                  f"{squash} on the last layer"))
+        out.append(
+            config.problem(
+                loss_path,
+                f"the last layer has no activation, so it outputs logits, but {name} is "
+                f"told they are probabilities; set from_logits: true on the loss, or activation: "
+                f"{squash} on the last layer",
+            )
+        )
     return out

@@ -55,7 +55,9 @@ def statistics(batches, shape: tuple, mode: str) -> tuple[np.ndarray, np.ndarray
             high = b_high if high is None else np.maximum(high, b_high)
             continue
         b_mean = x.mean(axis=reduce)
-        b_m2 = np.square(x - (b_mean if reduce is None else np.expand_dims(b_mean, reduce))).sum(axis=reduce)
+        b_m2 = np.square(x - (b_mean if reduce is None else np.expand_dims(b_mean, reduce))).sum(
+            axis=reduce
+        )
         total = count + n
         delta = b_mean - mean
         mean = mean + delta * n / total
@@ -85,5 +87,8 @@ def normalization_layer(keras, mode, train, shape: tuple):
     # A constant column carries no information; dividing by ~0 would blow unseen values up.
     scale = np.where(np.asarray(scale) > 1e-12, scale, 1.0)
     return keras.layers.Normalization(
-        axis=axis, mean=np.asarray(mean).tolist(), variance=np.square(scale).tolist(), name=NORMALIZE_LAYER,
+        axis=axis,
+        mean=np.asarray(mean).tolist(),
+        variance=np.square(scale).tolist(),
+        name=NORMALIZE_LAYER,
     )

@@ -40,6 +40,8 @@ def predicted_classes(model, batches) -> np.ndarray:
     from dlcli.runtime.keras_import import keras_module
 
     ops = keras_module().ops
-    classes = [class_probabilities(model, ops.convert_to_numpy(model(x, training=False))).argmax(axis=-1)
-               for x in batches]  # batch by batch: a streamed split's outputs are never all held
+    classes = [
+        class_probabilities(model, ops.convert_to_numpy(model(x, training=False))).argmax(axis=-1)
+        for x in batches
+    ]  # batch by batch: a streamed split's outputs are never all held
     return np.concatenate(classes) if classes else np.zeros(0, dtype="int64")

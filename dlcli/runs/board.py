@@ -58,15 +58,20 @@ class ScalarBoard:
                     folder.mkdir(parents=True, exist_ok=True)
                     name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{len(files)}.v2"
                     files[split] = RecordWriter(open(folder / name, "wb"))  # noqa: SIM115 - closed below
-                    files[split].write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
-                                       .SerializeToString())
+                    files[split].write(
+                        event_pb2.Event(
+                            wall_time=time.time(), file_version="brain.Event:2"
+                        ).SerializeToString()
+                    )
                 return files[split]
 
             while (item := self._queue.get()) is not _STOP:
                 split, step, wall, values = item
                 out = writer(split)
                 for tag, value in values.items():
-                    event = event_pb2.Event(wall_time=wall, step=step, summary=scalar_pb(tag, float(value)))
+                    event = event_pb2.Event(
+                        wall_time=wall, step=step, summary=scalar_pb(tag, float(value))
+                    )
                     out.write(event.SerializeToString())
                 out.flush()
         except BaseException as exc:  # noqa: BLE001 - a full disk: the run goes on without its scalars

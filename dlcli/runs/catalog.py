@@ -52,6 +52,7 @@ RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "
 
 # -- one run -------------------------------------------------------------------------------
 
+
 def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
     """One row of `dlcli runs` from a folder's run.json and metrics.json; never raises.
 
@@ -64,9 +65,21 @@ def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
     if record is None:
         record = read_json_at(os.path.join(folder, "run.json"))
     row = {
-        "kind": "run", "id": folder.name, "name": None, "path": str(folder), "status": "incomplete",
-        "started": None, "ended": None, "duration_s": None, "epochs": None, "epochs_run": None,
-        "best_epoch": None, "metrics": {}, "samples_per_s": None, "error": None, "directions": {},
+        "kind": "run",
+        "id": folder.name,
+        "name": None,
+        "path": str(folder),
+        "status": "incomplete",
+        "started": None,
+        "ended": None,
+        "duration_s": None,
+        "epochs": None,
+        "epochs_run": None,
+        "best_epoch": None,
+        "metrics": {},
+        "samples_per_s": None,
+        "error": None,
+        "directions": {},
     }
     if not isinstance(record, dict) or not record:
         return row
@@ -82,11 +95,22 @@ def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
     if epochs_run is None and status != "incomplete":
         epochs_run = _history_rows(RunFolder(folder))  # unfinished: no metrics.json yet
     row.update(
-        name=record.name, status=status, started=record.started, ended=record.ended,
-        duration_s=duration, epochs=record.epochs, epochs_run=epochs_run,
+        name=record.name,
+        status=status,
+        started=record.started,
+        ended=record.ended,
+        duration_s=duration,
+        epochs=record.epochs,
+        epochs_run=epochs_run,
         best_epoch=metrics.get("best_epoch"),
-        metrics={split: metrics[split] for split in ("train", "val", "test") if isinstance(metrics.get(split), dict)},
-        samples_per_s=metrics.get("samples_per_s"), error=record.error, directions=record.metric_directions,
+        metrics={
+            split: metrics[split]
+            for split in ("train", "val", "test")
+            if isinstance(metrics.get(split), dict)
+        },
+        samples_per_s=metrics.get("samples_per_s"),
+        error=record.error,
+        directions=record.metric_directions,
     )
     if status != record.status:
         row["recorded_status"] = record.status
@@ -109,11 +133,12 @@ def parse_metric(spec: str) -> tuple[str, str]:
         for sep in (".", "_"):
             prefix = split + sep
             if spec.startswith(prefix) and len(spec) > len(prefix):
-                return split, spec[len(prefix):]
+                return split, spec[len(prefix) :]
     return "test", spec
 
 
 # -- many runs -----------------------------------------------------------------------------
+
 
 def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
     """Every run folder in the runs dir, summarized and sorted (default: newest first).
@@ -130,7 +155,10 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
     """
     runs = runs_dir_from(runs_dir)
     with no_collection():
-        rows = [_row(*found) for _, _, found in newest_first(_names(runs), lambda name: _dated(runs, name))]
+        rows = [
+            _row(*found)
+            for _, _, found in newest_first(_names(runs), lambda name: _dated(runs, name))
+        ]
     if not sort or sort == "started":
         return rows
     if sort == "duration":
@@ -141,17 +169,23 @@ def find_runs(runs_dir=None, sort: str | None = None) -> list[dict]:
     if rows and all(v is None for v in values.values()):
         known = sorted({f"{s}.{m}" for row in rows for s, ms in row["metrics"].items() for m in ms})
         choices = known + list(RUN_FIELDS)
-        raise ConfigError(Problem(
-            f"no run in {runs} has the metric '{sort}'{did_you_mean(sort, choices)}; "
-            f"sort by one of: {', '.join(choices)}",
-            where="--sort",
-        ))
+        raise ConfigError(
+            Problem(
+                f"no run in {runs} has the metric '{sort}'{did_you_mean(sort, choices)}; "
+                f"sort by one of: {', '.join(choices)}",
+                where="--sort",
+            )
+        )
     way = _direction(parse_metric(sort)[1], rows)
     sign = -1.0 if way == "max" else 1.0
-    return sorted(rows, key=lambda r: (values[r["path"]] is None, sign * (values[r["path"]] or 0.0)))
+    return sorted(
+        rows, key=lambda r: (values[r["path"]] is None, sign * (values[r["path"]] or 0.0))
+    )
 
 
-def select_runs(runs_dir=None, sort: str | None = None, limit: int | None = None) -> tuple[list[dict], int]:
+def select_runs(
+    runs_dir=None, sort: str | None = None, limit: int | None = None
+) -> tuple[list[dict], int]:
     """The first `limit` runs of `find_runs(runs_dir, sort)` (all with None), and how many
     runs there are: what `dlcli runs` shows.
 
@@ -192,9 +226,13 @@ def _names(runs: Path) -> list[str]:
     except FileNotFoundError:
         return []
     except NotADirectoryError:
-        raise ConfigError(Problem("is a file, not a runs dir; choose another with --runs-dir", where=str(runs))) from None
+        raise ConfigError(
+            Problem("is a file, not a runs dir; choose another with --runs-dir", where=str(runs))
+        ) from None
     except OSError as exc:
-        raise ConfigError(Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))) from None
+        raise ConfigError(
+            Problem(f"cannot read the runs dir: {exc.strerror or exc}", where=str(runs))
+        ) from None
 
 
 def _dated(runs: Path, name: str) -> tuple[float, tuple[Path, bool, dict]]:
@@ -205,7 +243,11 @@ def _dated(runs: Path, name: str) -> tuple[float, tuple[Path, bool, dict]]:
     sweep = os.path.isfile(os.path.join(path, SWEEP_FILE))
     record = read_json_at(os.path.join(path, SWEEP_FILE if sweep else "run.json"))
     record = record if isinstance(record, dict) else {}
-    return _timestamp(record.get("started")) or stamp_time(name, local=True) or _mtime(path), (folder, sweep, record)
+    return _timestamp(record.get("started")) or stamp_time(name, local=True) or _mtime(path), (
+        folder,
+        sweep,
+        record,
+    )
 
 
 def _row(folder: Path, sweep: bool, record: dict) -> dict:
@@ -237,7 +279,10 @@ def run_details(ref=None, runs_dir=None) -> dict:
     except (ValueError, KeyError, TypeError):
         history = []  # a damaged history.csv: show the rest
     details.update(
-        record=run.record, config=_parse_yaml(text), config_text=text, history=history,
+        record=run.record,
+        config=_parse_yaml(text),
+        config_text=text,
+        history=history,
         evaluations=run.evaluations(),
         exports=_exports(run),
     )
@@ -245,6 +290,7 @@ def run_details(ref=None, runs_dir=None) -> dict:
 
 
 # -- sweeps ---------------------------------------------------------------------------------
+
 
 def is_sweep(folder) -> bool:
     """Whether a folder is a sweep's (it holds sweep.json), not a run's."""
@@ -257,9 +303,18 @@ def find_sweep(ref: str | os.PathLike, runs_dir=None, where: str = "") -> RunFol
     for path in (Path(ref), runs / str(ref)):
         if is_sweep(path):
             return RunFolder(path)
-    hint = did_you_mean(str(ref), [p.name for p in runs.iterdir() if is_sweep(p)]) if runs.is_dir() else ""
-    raise ConfigError(Problem(f"no sweep '{ref}' (neither a sweep folder nor an id in {runs}){hint}; "
-                              "`dlcli runs` lists them", where=where))
+    hint = (
+        did_you_mean(str(ref), [p.name for p in runs.iterdir() if is_sweep(p)])
+        if runs.is_dir()
+        else ""
+    )
+    raise ConfigError(
+        Problem(
+            f"no sweep '{ref}' (neither a sweep folder nor an id in {runs}){hint}; "
+            "`dlcli runs` lists them",
+            where=where,
+        )
+    )
 
 
 def short_key(key: str) -> str:
@@ -279,15 +334,32 @@ def summarize_sweep(folder, record: dict | None = None) -> dict:
     duration = record.get("duration_s")
     if status == "running":
         started = _timestamp(record.get("started"))
-        duration = round(float(record.get("duration_before_s") or 0) + time.time() - started, 1) if started else None
+        duration = (
+            round(float(record.get("duration_before_s") or 0) + time.time() - started, 1)
+            if started
+            else None
+        )
     best = record.get("best") if isinstance(record.get("best"), dict) else None
     return {
-        "kind": "sweep", "id": sweep.path.name, "name": record.get("name"), "path": str(sweep.path),
-        "status": status, "started": record.get("started"), "ended": record.get("ended"), "duration_s": duration,
-        "metric": record.get("metric"), "direction": record.get("direction"), "best": best,
+        "kind": "sweep",
+        "id": sweep.path.name,
+        "name": record.get("name"),
+        "path": str(sweep.path),
+        "status": status,
+        "started": record.get("started"),
+        "ended": record.get("ended"),
+        "duration_s": duration,
+        "metric": record.get("metric"),
+        "direction": record.get("direction"),
+        "best": best,
         "trials": record.get("counts") if isinstance(record.get("counts"), dict) else {},
-        "epochs": None, "epochs_run": None, "best_epoch": None, "metrics": {}, "samples_per_s": None,
-        "error": None, "directions": {},
+        "epochs": None,
+        "epochs_run": None,
+        "best_epoch": None,
+        "metrics": {},
+        "samples_per_s": None,
+        "error": None,
+        "directions": {},
     }
 
 
@@ -310,7 +382,9 @@ def compare_runs(refs, runs_dir=None) -> dict:
     """
     refs = list(refs)
     if len(refs) < 2:
-        raise ConfigError(Problem(f"compare needs at least two runs, got {len(refs)}; `dlcli runs` lists them"))
+        raise ConfigError(
+            Problem(f"compare needs at least two runs, got {len(refs)}; `dlcli runs` lists them")
+        )
     folders = [RunFolder.find(ref, runs_dir) for ref in refs]
     rows = [summarize(folder.path) for folder in folders]
     configs = [_parse_yaml(folder.read_text("config.yaml", MAX_BYTES)) or {} for folder in folders]
@@ -328,11 +402,14 @@ def compare_runs(refs, runs_dir=None) -> dict:
             spec = f"{split}.{name}"
             values = [metric_value(row, spec) for row in rows]
             way = _direction(name, rows)
-            metrics.append({"metric": spec, "goal": way, "values": values, "best": _best(values, way)})
+            metrics.append(
+                {"metric": spec, "goal": way, "values": values, "best": _best(values, way)}
+            )
     return {"runs": rows, "differences": differences, "metrics": metrics}
 
 
 # -- helpers -------------------------------------------------------------------------------
+
 
 def _parse_yaml(text: str | None):
     if text is None:
@@ -390,5 +467,12 @@ def _exports(run: RunFolder) -> dict | None:
 
 
 __all__ = [
-    "compare_runs", "find_runs", "list_runs", "metric_value", "parse_metric", "run_details", "select_runs", "summarize",
+    "compare_runs",
+    "find_runs",
+    "list_runs",
+    "metric_value",
+    "parse_metric",
+    "run_details",
+    "select_runs",
+    "summarize",
 ]

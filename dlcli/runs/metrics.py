@@ -52,7 +52,11 @@ def directions(model) -> dict[str, str]:
     while pending:
         metric = pending.pop(0)
         inner = getattr(metric, "metrics", None)
-        if isinstance(inner, (list, tuple)) and inner and metric.name in ("compile_metrics", "loss"):
+        if (
+            isinstance(inner, (list, tuple))
+            and inner
+            and metric.name in ("compile_metrics", "loss")
+        ):
             pending.extend(inner)  # Keras's containers of the compiled metrics
             continue
         way = declared_direction(metric)
@@ -101,13 +105,19 @@ def best_epoch(rows: list[dict], monitor: str, way: str) -> int:
     return pick(rows, key=lambda r: r[monitor] if math.isfinite(r[monitor]) else worst)["epoch"]
 
 
-def final_metrics(rows: list[dict], test: dict, samples_per_s: float, best: int, kept_epoch: int) -> dict:
+def final_metrics(
+    rows: list[dict], test: dict, samples_per_s: float, best: int, kept_epoch: int
+) -> dict:
     """metrics.json: train and val metrics at the kept epoch (the best one when early
     stopping restored its weights, else the last), the test metrics, and the counts."""
     kept = next((r for r in rows if r["epoch"] == kept_epoch), {})
     train = {k: v for k, v in kept.items() if k not in HISTORY_EXTRA and not k.startswith("val_")}
     val = {k[4:]: v for k, v in kept.items() if k.startswith("val_")}
     return {
-        "train": train, "val": val, "test": test, "best_epoch": best,
-        "epochs_run": len(rows), "samples_per_s": round(samples_per_s, 1),
+        "train": train,
+        "val": val,
+        "test": test,
+        "best_epoch": best,
+        "epochs_run": len(rows),
+        "samples_per_s": round(samples_per_s, 1),
     }

@@ -54,8 +54,15 @@ def confusion_figure(matrix, labels: list, title: str):
         threshold = matrix.max() / 2 if matrix.size else 0
         for i, row in enumerate(matrix):
             for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if count > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if count > threshold else "black",
+                )
     # Margins from the longest label: fig.tight_layout() would cost more than the drawing.
     longest = max(len(str(label)) for label in labels)
     margin = min(0.08 + 0.011 * longest, 0.35)
@@ -74,15 +81,27 @@ def sweep_figure(trials: list[dict], metric: str, way: str, title: str):
     pruned = [t for t in trials if t["state"] == "pruned" and t.get("last_value") is not None]
     ax.plot([t["number"] for t in done], [t["value"] for t in done], "o", ms=5, label="completed")
     if pruned:
-        ax.plot([t["number"] for t in pruned], [t["last_value"] for t in pruned], "x", ms=6, color="grey",
-                label="pruned (last epoch)")
+        ax.plot(
+            [t["number"] for t in pruned],
+            [t["last_value"] for t in pruned],
+            "x",
+            ms=6,
+            color="grey",
+            label="pruned (last epoch)",
+        )
     best, steps = None, []
     for t in sorted(done, key=lambda t: t["number"]):
         if best is None or (t["value"] > best if way == "max" else t["value"] < best):
             best = t["value"]
         steps.append((t["number"], best))
     if steps:
-        ax.step([n for n, _ in steps], [b for _, b in steps], where="post", color="tab:red", label="best so far")
+        ax.step(
+            [n for n, _ in steps],
+            [b for _, b in steps],
+            where="post",
+            color="tab:red",
+            label="best so far",
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=9)

@@ -64,7 +64,9 @@ class RunRecord:
 
     id: str | None = None  # the folder's name (RunFolder.create writes it)
     name: str | None = None
-    status: str = "incomplete"  # running | completed | failed | interrupted (incomplete: no readable file)
+    status: str = (
+        "incomplete"  # running | completed | failed | interrupted (incomplete: no readable file)
+    )
     started: str | None = None  # ISO 8601 with the time zone
     ended: str | None = None
     duration_s: float | None = None
@@ -137,8 +139,15 @@ def _to_json(record) -> dict:
 
 # A field's annotation (as text: `from __future__ import annotations`) -> the types it takes.
 _KINDS = {
-    "str": str, "str | None": str, "int | None": int, "float | None": (int, float), "bool | None": bool,
-    "dict": dict, "dict | None": dict, "list": list, "list | None": list,
+    "str": str,
+    "str | None": str,
+    "int | None": int,
+    "float | None": (int, float),
+    "bool | None": bool,
+    "dict": dict,
+    "dict | None": dict,
+    "list": list,
+    "list | None": list,
 }
 
 

@@ -15,8 +15,15 @@ from dlcli.files import csv_text
 from dlcli.runs.runfolder import RunFolder
 
 
-def write_confusion(run: RunFolder, stem: str, y_true: np.ndarray, y_pred: np.ndarray, labels: list,
-                    plot: bool = True, title: str = "") -> str:
+def write_confusion(
+    run: RunFolder,
+    stem: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    labels: list,
+    plot: bool = True,
+    title: str = "",
+) -> str:
     """Write `<stem>.csv` (and `<stem>.png`) into the run folder; return the CSV's name."""
     from sklearn.metrics import confusion_matrix
 
@@ -34,11 +41,27 @@ def write_confusion(run: RunFolder, stem: str, y_true: np.ndarray, y_pred: np.nd
     return f"{stem}.csv"
 
 
-def write_run_reports(run: RunFolder, rows: list[dict], best_epoch: int, title: str, plots: bool,
-                      y_test=None, predictions=None, labels=None) -> None:
+def write_run_reports(
+    run: RunFolder,
+    rows: list[dict],
+    best_epoch: int,
+    title: str,
+    plots: bool,
+    y_test=None,
+    predictions=None,
+    labels=None,
+) -> None:
     """confusion_matrix.csv/.png of the test split (classification) and curves.png."""
     if predictions is not None:
-        write_confusion(run, "confusion_matrix", y_test, predictions, labels, plot=plots, title=f"{run.id}: test")
+        write_confusion(
+            run,
+            "confusion_matrix",
+            y_test,
+            predictions,
+            labels,
+            plot=plots,
+            title=f"{run.id}: test",
+        )
     if plots and rows:
         from dlcli.runs.plots import curves_figure
 

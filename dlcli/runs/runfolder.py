@@ -73,8 +73,14 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     @classmethod
-    def create(cls, runs_dir: str | os.PathLike, name: str, record: RunRecord | dict | None = None,
-               files: dict[str, str] | None = None, record_file: str = "run.json") -> RunFolder:
+    def create(
+        cls,
+        runs_dir: str | os.PathLike,
+        name: str,
+        record: RunRecord | dict | None = None,
+        files: dict[str, str] | None = None,
+        record_file: str = "run.json",
+    ) -> RunFolder:
         """Claim a new run folder that appears whole: run.json (`record` plus `id`; a sweep
         folder names its record `sweep.json`) and
         `files` are written into a hidden staging folder, which is then renamed into
@@ -86,7 +92,12 @@ class RunFolder:
             runs.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=runs))
         except OSError as exc:
-            raise ConfigError(Problem(f"cannot create the runs dir: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
+            raise ConfigError(
+                Problem(
+                    f"cannot create the runs dir: {exc.strerror}; choose another with --runs-dir",
+                    where=str(runs),
+                )
+            ) from None
         try:
             _take_lock(staging / LOCK, str(staging))  # the lock moves with the folder
             for relative, text in (files or {}).items():
@@ -95,9 +106,14 @@ class RunFolder:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             for attempt in range(1, 10_000):
                 folder = runs / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-                content = dict(record.to_json() if isinstance(record, RunRecord) else (record or {}))
+                content = dict(
+                    record.to_json() if isinstance(record, RunRecord) else (record or {})
+                )
                 content.pop("id", None)
-                atomic_write(staging / record_file, json_text({"id": folder.name, **content}, indent=2) + "\n")
+                atomic_write(
+                    staging / record_file,
+                    json_text({"id": folder.name, **content}, indent=2) + "\n",
+                )
                 if folder.exists():
                     continue
                 try:
@@ -108,22 +124,35 @@ class RunFolder:
                     raise
                 _HELD_LOCKS[str(folder)] = _HELD_LOCKS.pop(str(staging))
                 return cls(folder)
-            raise ConfigError(Problem("too many runs with this name in one second", where=str(runs)))
+            raise ConfigError(
+                Problem("too many runs with this name in one second", where=str(runs))
+            )
         except OSError as exc:
-            raise ConfigError(Problem(f"cannot write a run folder: {exc.strerror}; choose another with --runs-dir", where=str(runs))) from None
+            raise ConfigError(
+                Problem(
+                    f"cannot write a run folder: {exc.strerror}; choose another with --runs-dir",
+                    where=str(runs),
+                )
+            ) from None
         finally:
             if staging.exists():
                 _release_lock(str(staging))
                 shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
-    def find(cls, ref: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None) -> RunFolder:
+    def find(
+        cls, ref: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None
+    ) -> RunFolder:
         """A run by folder path, by id under the runs dir, or `latest` (also when None)."""
         runs = runs_dir_from(runs_dir)
         if ref in (None, "", "latest"):
             newest = latest_run(runs)
             if newest is None:
-                raise ConfigError(Problem("no runs yet; train one first with `dlcli train CONFIG`", where=str(runs)))
+                raise ConfigError(
+                    Problem(
+                        "no runs yet; train one first with `dlcli train CONFIG`", where=str(runs)
+                    )
+                )
             return newest
         candidate = Path(ref)
         for path in (candidate, runs / str(ref)):
@@ -132,7 +161,11 @@ class RunFolder:
         hint = ""
         if runs.is_dir():
             hint = did_you_mean(str(ref), [p.name for p in runs.iterdir() if p.is_dir()])
-        raise ConfigError(Problem(f"no run '{ref}' (neither a run folder nor an id in {runs}){hint}; `dlcli runs` lists them"))
+        raise ConfigError(
+            Problem(
+                f"no run '{ref}' (neither a run folder nor an id in {runs}){hint}; `dlcli runs` lists them"
+            )
+        )
 
     # -- files ---------------------------------------------------------------------------
     def file(self, name: str) -> Path:
@@ -141,7 +174,9 @@ class RunFolder:
         folder: an `UnsafeRunFolder` (exit 2) otherwise."""
         parts = Path(name).parts
         if not parts or Path(name).is_absolute() or ".." in parts:
-            raise UnsafeRunFolder(Problem(f"{name!r} is not a name inside a run folder", where=str(self.path)))
+            raise UnsafeRunFolder(
+                Problem(f"{name!r} is not a name inside a run folder", where=str(self.path))
+            )
         path = self.path
         for part in parts:
             path = path / part
@@ -150,13 +185,23 @@ class RunFolder:
             except FileNotFoundError:
                 break
             except OSError as exc:
-                raise UnsafeRunFolder(Problem(f"cannot inspect it: {exc.strerror}", where=str(path))) from None
+                raise UnsafeRunFolder(
+                    Problem(f"cannot inspect it: {exc.strerror}", where=str(path))
+                ) from None
             if stat.S_ISLNK(mode):
-                raise UnsafeRunFolder(Problem(
-                    "is a symbolic link; dlcli never follows links inside a run folder: remove it", where=str(path)))
+                raise UnsafeRunFolder(
+                    Problem(
+                        "is a symbolic link; dlcli never follows links inside a run folder: remove it",
+                        where=str(path),
+                    )
+                )
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise UnsafeRunFolder(Problem(
-                    "is not a regular file or folder (a FIFO, device or socket): remove it", where=str(path)))
+                raise UnsafeRunFolder(
+                    Problem(
+                        "is not a regular file or folder (a FIFO, device or socket): remove it",
+                        where=str(path),
+                    )
+                )
         return self.path / name
 
     def folder(self, name: str) -> Path:
@@ -346,7 +391,9 @@ def folder_names(runs_dir: str | os.PathLike) -> list[str]:
     """The names of the folders in a runs dir that may be runs (not hidden); OSError as
     `os.scandir` raises it (FileNotFoundError for a missing runs dir)."""
     with os.scandir(runs_dir) as entries:
-        return [entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir()]
+        return [
+            entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir()
+        ]
 
 
 def stamp_time(name: str, local: bool = False) -> float | None:
@@ -357,8 +404,15 @@ def stamp_time(name: str, local: bool = False) -> float | None:
         return None
     text = match.group(1)
     try:  # by hand: strptime takes longer than everything else `dlcli runs -n 20` does per folder
-        when = datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
-                        int(text[13:15]), tzinfo=None if local else timezone.utc)
+        when = datetime(
+            int(text[:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[11:13]),
+            int(text[13:15]),
+            tzinfo=None if local else timezone.utc,
+        )
     except ValueError:
         return None
     return when.timestamp()
@@ -456,8 +510,13 @@ def _take_lock(path: Path, key: str) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:  # read-only, not ours, or not a file
-        raise ConfigError(Problem(f"cannot lock the run folder ({exc.strerror}); dlcli must be able to write "
-                                  "in it: check its permissions", where=str(path))) from None
+        raise ConfigError(
+            Problem(
+                f"cannot lock the run folder ({exc.strerror}); dlcli must be able to write "
+                "in it: check its permissions",
+                where=str(path),
+            )
+        ) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafeRunFolder(Problem("is not a regular file: remove it", where=str(path)))
@@ -466,9 +525,12 @@ def _take_lock(path: Path, key: str) -> None:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise ConfigError(Problem(
-                f"the run is in use by process {holder}; wait for it to end or stop it",
-                where=str(path.parent))) from None
+            raise ConfigError(
+                Problem(
+                    f"the run is in use by process {holder}; wait for it to end or stop it",
+                    where=str(path.parent),
+                )
+            ) from None
         raise
     except BaseException:
         os.close(fd)

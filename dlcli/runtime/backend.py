@@ -33,15 +33,28 @@ def choose_backend(runtime, layer_types=(), processes: int = 1) -> tuple[str, st
     chosen = os.environ.get("KERAS_BACKEND", "").strip()
     if chosen:
         if chosen not in BACKENDS:
-            raise ConfigError(Problem(f"dlcli runs on {', '.join(BACKENDS)}, got '{chosen}'", where="KERAS_BACKEND"))
+            raise ConfigError(
+                Problem(
+                    f"dlcli runs on {', '.join(BACKENDS)}, got '{chosen}'", where="KERAS_BACKEND"
+                )
+            )
         return chosen, "KERAS_BACKEND is set"
     installed = installed_backends()
     if not installed:
-        raise ConfigError(Problem("no Keras backend is installed; install one: pip install -e .", where="runtime.backend"))
+        raise ConfigError(
+            Problem(
+                "no Keras backend is installed; install one: pip install -e .",
+                where="runtime.backend",
+            )
+        )
     if runtime.distribution == "mirrored":
-        return _needs("tensorflow", installed, "distribution: mirrored is TensorFlow's MirroredStrategy")
+        return _needs(
+            "tensorflow", installed, "distribution: mirrored is TensorFlow's MirroredStrategy"
+        )
     if processes > 1 or runtime.distribution == "data_parallel":
-        return _needs("jax", installed, "several processes and distribution: data_parallel train on JAX")
+        return _needs(
+            "jax", installed, "several processes and distribution: data_parallel train on JAX"
+        )
     for backend, families, why in AUTO_RULE:
         if backend in installed and (families is None or families & _families(layer_types)):
             return backend, why
@@ -51,7 +64,9 @@ def choose_backend(runtime, layer_types=(), processes: int = 1) -> tuple[str, st
 def backend_for(requested: str = "auto", layer_types=()) -> tuple[str, str]:
     """`choose_backend` for work on one device with no config's runtime to ask: evaluate,
     predict, `dlcli env`, name look-ups."""
-    return choose_backend(types.SimpleNamespace(backend=requested, distribution="none"), layer_types)
+    return choose_backend(
+        types.SimpleNamespace(backend=requested, distribution="none"), layer_types
+    )
 
 
 def auto_backend(layer_types=()) -> str:
@@ -65,8 +80,12 @@ def auto_backend(layer_types=()) -> str:
 
 def _needs(backend: str, installed: list[str], why: str) -> tuple[str, str]:
     if backend not in installed:
-        raise ConfigError(Problem(f"{why}, and {backend} is not installed; install it or set runtime.backend",
-                                  where="runtime.backend"))
+        raise ConfigError(
+            Problem(
+                f"{why}, and {backend} is not installed; install it or set runtime.backend",
+                where="runtime.backend",
+            )
+        )
     return backend, why
 
 
@@ -94,13 +113,31 @@ LAYER_FAMILIES = {
 # than TensorFlow and started faster (no TensorFlow import); convolutions ran 4.4x slower
 # under XLA than under TensorFlow's oneDNN kernels; torch was slowest on all of them.
 AUTO_RULE = [
-    ("tensorflow", {"conv"}, ("a convolutional model: TensorFlow trains convolutions fastest here "
-                             "(4.4x JAX per epoch on CPU; benchmarks/README.md, bench_backends.py)")),
-    ("jax", None, ("JAX trains dense, table and recurrent models fastest here "
-                  "(1.6-8.8x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, bench_backends.py)")),
+    (
+        "tensorflow",
+        {"conv"},
+        (
+            "a convolutional model: TensorFlow trains convolutions fastest here "
+            "(4.4x JAX per epoch on CPU; benchmarks/README.md, bench_backends.py)"
+        ),
+    ),
+    (
+        "jax",
+        None,
+        (
+            "JAX trains dense, table and recurrent models fastest here "
+            "(1.6-8.8x TensorFlow per epoch on CPU, and starts faster; benchmarks/README.md, bench_backends.py)"
+        ),
+    ),
     ("tensorflow", None, "JAX is not installed; TensorFlow is the next fastest"),
 ]
 
 
-
-__all__ = ["AUTO_RULE", "BACKENDS", "auto_backend", "backend_for", "choose_backend", "installed_backends"]
+__all__ = [
+    "AUTO_RULE",
+    "BACKENDS",
+    "auto_backend",
+    "backend_for",
+    "choose_backend",
+    "installed_backends",
+]

@@ -63,22 +63,40 @@ def runtime_problems(runtime) -> list[tuple[tuple, str]]:
     found = []
     backend, distribution = runtime.backend, runtime.distribution
     if distribution == "mirrored" and backend != "tensorflow":
-        found.append((("runtime", "distribution"),
-                      f"'mirrored' is TensorFlow's MirroredStrategy; on {backend} use distribution: "
-                      + ("data_parallel" if backend == "jax" else "none")))
+        found.append(
+            (
+                ("runtime", "distribution"),
+                f"'mirrored' is TensorFlow's MirroredStrategy; on {backend} use distribution: "
+                + ("data_parallel" if backend == "jax" else "none"),
+            )
+        )
     if distribution == "data_parallel" and backend != "jax":
-        found.append((("runtime", "distribution"),
-                      f"'data_parallel' (keras.distribution) runs on runtime.backend: jax; on {backend} use "
-                      + ("mirrored" if backend == "tensorflow" else "none")))
+        found.append(
+            (
+                ("runtime", "distribution"),
+                f"'data_parallel' (keras.distribution) runs on runtime.backend: jax; on {backend} use "
+                + ("mirrored" if backend == "tensorflow" else "none"),
+            )
+        )
     steps = runtime.steps_per_execution
     if backend == "torch" and steps not in ("auto", 1):
-        found.append((("runtime", "steps_per_execution"),
-                      f"Keras's torch backend runs one step per execution, got {steps}; set 1 or auto"))
+        found.append(
+            (
+                ("runtime", "steps_per_execution"),
+                f"Keras's torch backend runs one step per execution, got {steps}; set 1 or auto",
+            )
+        )
     return found
 
 
-def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int, processes: int = 1,
-                   requested: str | None = None, reason: str = "") -> Choices:
+def choose_runtime(
+    runtime,
+    devices: list[dict],
+    steps_per_epoch: int,
+    processes: int = 1,
+    requested: str | None = None,
+    reason: str = "",
+) -> Choices:
     """Concrete settings for `runtime:`; 'auto' picks what is fast on these devices (those of
     every process, in a run of several `processes`). `requested` and `reason`: the backend
     the config asked for (`auto`) and why `runtime.backend` is the one chosen.
@@ -88,27 +106,42 @@ def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int, processes
     gpus = [d for d in devices if d["type"] == "GPU"]
     precision = runtime.precision
     if precision == "auto":
-        capability = min((tuple(g.get("compute_capability") or (0, 0)) for g in gpus), default=(0, 0))
+        capability = min(
+            (tuple(g.get("compute_capability") or (0, 0)) for g in gpus), default=(0, 0)
+        )
         precision = (
-            "mixed_bfloat16" if gpus and capability >= MIN_CAPABILITY_BFLOAT16
-            else "mixed_float16" if gpus and capability >= MIN_CAPABILITY_FLOAT16
+            "mixed_bfloat16"
+            if gpus and capability >= MIN_CAPABILITY_BFLOAT16
+            else "mixed_float16"
+            if gpus and capability >= MIN_CAPABILITY_FLOAT16
             else "float32"
         )
     distribution = runtime.distribution
     replicas = compute_devices(devices)
     if distribution == "auto":
         several = len(replicas) >= 2  # several GPUs, or a CPU split by DLCLI_CPU_DEVICES
-        distribution = {"tensorflow": "mirrored", "jax": "data_parallel"}.get(runtime.backend, "none") if several else "none"
+        distribution = (
+            {"tensorflow": "mirrored", "jax": "data_parallel"}.get(runtime.backend, "none")
+            if several
+            else "none"
+        )
     if processes > 1 and distribution != "data_parallel":
-        raise ConfigError(Problem(
-            f"{processes} processes share the training through distribution: data_parallel (or auto), "
-            f"got {distribution}", where="runtime.distribution"))
+        raise ConfigError(
+            Problem(
+                f"{processes} processes share the training through distribution: data_parallel (or auto), "
+                f"got {distribution}",
+                where="runtime.distribution",
+            )
+        )
     steps = runtime.steps_per_execution
     if distribution == "mirrored" and steps not in ("auto", 1):
-        raise ConfigError(Problem(
-            f"steps_per_execution {steps} with distribution 'mirrored' fails in Keras 3 "
-            "(keras-team/keras#19246: 'You must feed a value for placeholder tensor'); set 1 or auto",
-            where="runtime.steps_per_execution"))
+        raise ConfigError(
+            Problem(
+                f"steps_per_execution {steps} with distribution 'mirrored' fails in Keras 3 "
+                "(keras-team/keras#19246: 'You must feed a value for placeholder tensor'); set 1 or auto",
+                where="runtime.steps_per_execution",
+            )
+        )
     if steps == "auto":
         # Running several steps per call to the compiled function removes most per-step
         # Python overhead; callbacks then see progress every few steps, not every step.
@@ -116,9 +149,16 @@ def choose_runtime(runtime, devices: list[dict], steps_per_epoch: int, processes
         one = runtime.backend == "torch" or distribution == "mirrored"
         steps = 1 if one else max(1, min(steps_per_epoch, STEPS_PER_EXECUTION_CAP))
     return Choices(
-        backend=runtime.backend, precision=precision, jit_compile=runtime.jit_compile, steps_per_execution=steps,
-        distribution=distribution, replicas=len(replicas) if distribution != "none" else 1, processes=processes,
-        deterministic=runtime.deterministic, devices=devices, backend_requested=requested or runtime.backend,
+        backend=runtime.backend,
+        precision=precision,
+        jit_compile=runtime.jit_compile,
+        steps_per_execution=steps,
+        distribution=distribution,
+        replicas=len(replicas) if distribution != "none" else 1,
+        processes=processes,
+        deterministic=runtime.deterministic,
+        devices=devices,
+        backend_requested=requested or runtime.backend,
         backend_reason=reason,
     )
 
@@ -137,7 +177,9 @@ def apply_runtime(keras, choices: Choices, seed: int):
     if choices.distribution == "data_parallel":
         compat.allow_uneven_batches()
         kind = "gpu" if devices and devices[0]["type"] == "GPU" else "cpu"
-        distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices(kind))
+        distribution = keras.distribution.DataParallel(
+            devices=keras.distribution.list_devices(kind)
+        )
         # Several processes: each feeds its own share of every batch (dlcli.training.distributed),
         # which Keras puts together into the global batch.
         distribution.auto_shard_dataset = choices.processes == 1
@@ -159,10 +201,14 @@ def make_deterministic(backend: str) -> None:
     elif "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", ""):
         import jax
 
-        if any(device.platform != "cpu" for device in jax.devices()):  # XLA's CPU ops are deterministic
-            raise ConfigError(Problem(
-                "runtime.deterministic on JAX must be set before JAX starts; run it in a process of its own"
-            ))
+        if any(
+            device.platform != "cpu" for device in jax.devices()
+        ):  # XLA's CPU ops are deterministic
+            raise ConfigError(
+                Problem(
+                    "runtime.deterministic on JAX must be set before JAX starts; run it in a process of its own"
+                )
+            )
 
 
 __all__ = ["Choices", "apply_runtime", "choose_runtime", "make_deterministic", "runtime_problems"]

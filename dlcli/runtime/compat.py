@@ -109,8 +109,12 @@ def early_stopping_state(callback) -> dict:
     """What an EarlyStopping callback has learned so far (for a checkpoint).
 
     Undocumented: its `wait`, `best`, `best_epoch`, `stopped_epoch` attributes."""
-    return {"wait": callback.wait, "best": callback.best, "best_epoch": callback.best_epoch,
-            "stopped_epoch": callback.stopped_epoch}
+    return {
+        "wait": callback.wait,
+        "best": callback.best,
+        "best_epoch": callback.best_epoch,
+        "stopped_epoch": callback.stopped_epoch,
+    }
 
 
 def restore_early_stopping(callback, state: dict, best_weights=None) -> None:
@@ -119,7 +123,11 @@ def restore_early_stopping(callback, state: dict, best_weights=None) -> None:
 
     Undocumented: its `wait`, `best`, `best_epoch`, `stopped_epoch`, `best_weights` attributes."""
     callback.wait, callback.best, callback.best_epoch, callback.stopped_epoch = (
-        state["wait"], state["best"], state["best_epoch"], 0)
+        state["wait"],
+        state["best"],
+        state["best_epoch"],
+        0,
+    )
     if best_weights is not None:
         callback.best_weights = best_weights
 
@@ -135,14 +143,22 @@ def reduce_lr_state(callback) -> dict:
     """What a ReduceLROnPlateau callback has learned so far (for a checkpoint).
 
     Undocumented: its `wait`, `best`, `cooldown_counter` attributes."""
-    return {"wait": callback.wait, "best": callback.best, "cooldown_counter": callback.cooldown_counter}
+    return {
+        "wait": callback.wait,
+        "best": callback.best,
+        "cooldown_counter": callback.cooldown_counter,
+    }
 
 
 def restore_reduce_lr(callback, state: dict) -> None:
     """Put a ReduceLROnPlateau callback back where `reduce_lr_state` found it.
 
     Undocumented: its `wait`, `best`, `cooldown_counter` attributes."""
-    callback.wait, callback.best, callback.cooldown_counter = state["wait"], state["best"], state["cooldown_counter"]
+    callback.wait, callback.best, callback.cooldown_counter = (
+        state["wait"],
+        state["best"],
+        state["cooldown_counter"],
+    )
 
 
 def study_trial(study, frozen):
@@ -167,8 +183,9 @@ def initialize_jax_distributed(initialize, *, timeout_s: int, heartbeat_s: int):
     import jax
 
     original = jax.distributed.initialize
-    jax.distributed.initialize = functools.partial(original, initialization_timeout=timeout_s,
-                                                   heartbeat_timeout_seconds=heartbeat_s)
+    jax.distributed.initialize = functools.partial(
+        original, initialization_timeout=timeout_s, heartbeat_timeout_seconds=heartbeat_s
+    )
     try:
         return initialize()
     finally:
@@ -176,7 +193,18 @@ def initialize_jax_distributed(initialize, *, timeout_s: int, heartbeat_s: int):
 
 
 __all__ = [
-    "allow_uneven_batches", "best_weights", "early_stopping_state", "initialize_jax_distributed", "inner_layers",
-    "keep_tensorflow_out", "keras_home", "reduce_lr_state", "restore_early_stopping", "restore_reduce_lr",
-    "seed_states", "snake_case", "stop_inference", "study_trial",
+    "allow_uneven_batches",
+    "best_weights",
+    "early_stopping_state",
+    "initialize_jax_distributed",
+    "inner_layers",
+    "keep_tensorflow_out",
+    "keras_home",
+    "reduce_lr_state",
+    "restore_early_stopping",
+    "restore_reduce_lr",
+    "seed_states",
+    "snake_case",
+    "stop_inference",
+    "study_trial",
 ]

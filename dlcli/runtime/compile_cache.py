@@ -49,19 +49,27 @@ def start() -> None:
         with tempfile.TemporaryFile(dir=path):  # JAX would fail to write into it silently
             pass
     except OSError as exc:  # a read-only home: compile as usual; a folder the user chose: say so
-        if os.environ.get("DLCLI_COMPILE_CACHE", "").strip() or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-            _STATE["warning"] = (f"the compilation cache {path} cannot be written ({exc.strerror or exc}); "
-                                 "compiling without it: point DLCLI_COMPILE_CACHE at a writable folder, or set it to off")
+        if os.environ.get("DLCLI_COMPILE_CACHE", "").strip() or os.environ.get(
+            "JAX_COMPILATION_CACHE_DIR"
+        ):
+            _STATE["warning"] = (
+                f"the compilation cache {path} cannot be written ({exc.strerror or exc}); "
+                "compiling without it: point DLCLI_COMPILE_CACHE at a writable folder, or set it to off"
+            )
         return
     import jax
     from jax import monitoring
 
     # A cache JAX cannot read or write is only a slower run: never a line on the user's stderr.
-    warnings.filterwarnings("ignore", message=r"Error (reading|writing) persistent compilation cache")
+    warnings.filterwarnings(
+        "ignore", message=r"Error (reading|writing) persistent compilation cache"
+    )
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    if importlib.util.find_spec("filelock") is not None:  # JAX evicts under a file lock; without it, no bound
+    if (
+        importlib.util.find_spec("filelock") is not None
+    ):  # JAX evicts under a file lock; without it, no bound
         jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     monitoring.register_event_listener(_count)
     _STATE["dir"] = str(path)
@@ -70,7 +78,9 @@ def start() -> None:
 def _count(event: str, **_) -> None:
     if event == "/jax/compilation_cache/cache_hits":
         _STATE["hits"] += 1
-    elif event == "/jax/compilation_cache/cache_misses":  # JAX's name for a program written to the cache
+    elif (
+        event == "/jax/compilation_cache/cache_misses"
+    ):  # JAX's name for a program written to the cache
         _STATE["writes"] += 1
 
 

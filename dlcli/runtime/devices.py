@@ -28,7 +28,9 @@ def _list_devices(backend: str) -> list[dict]:
         import tensorflow as tf
 
         physical = {d.device_type: d for d in tf.config.list_physical_devices()}
-        for dev in tf.config.list_logical_devices():  # DLCLI_CPU_DEVICES splits the CPU into several
+        for (
+            dev
+        ) in tf.config.list_logical_devices():  # DLCLI_CPU_DEVICES splits the CPU into several
             if dev.device_type not in ("CPU", "GPU"):
                 continue
             entry = {"type": dev.device_type, "name": dev.name, "id": dev.name}
@@ -42,8 +44,12 @@ def _list_devices(backend: str) -> list[dict]:
 
         for dev in jax.devices():
             kind = "GPU" if dev.platform in ("gpu", "cuda", "rocm") else dev.platform.upper()
-            entry = {"type": kind, "name": getattr(dev, "device_kind", str(dev)), "id": f"{dev.platform}:{dev.id}",
-                     "process": int(getattr(dev, "process_index", 0))}
+            entry = {
+                "type": kind,
+                "name": getattr(dev, "device_kind", str(dev)),
+                "id": f"{dev.platform}:{dev.id}",
+                "process": int(getattr(dev, "process_index", 0)),
+            }
             capability = getattr(dev, "compute_capability", None)
             if capability:
                 entry["compute_capability"] = [int(p) for p in str(capability).split(".")]
@@ -57,10 +63,15 @@ def _list_devices(backend: str) -> list[dict]:
         devices.append({"type": "CPU", "name": "cpu", "id": "cpu"})
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            devices.append({
-                "type": "GPU", "name": props.name, "id": f"cuda:{i}", "compute_capability": [props.major, props.minor],
-                "memory_gb": round(props.total_memory / 2**30, 1),
-            })
+            devices.append(
+                {
+                    "type": "GPU",
+                    "name": props.name,
+                    "id": f"cuda:{i}",
+                    "compute_capability": [props.major, props.minor],
+                    "memory_gb": round(props.total_memory / 2**30, 1),
+                }
+            )
     return devices
 
 
@@ -105,8 +116,13 @@ def add_gpu_memory(devices: list[dict]) -> None:
     if exe is None:
         return
     try:
-        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             check=False, capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            [exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         sizes = [round(float(line) / 1024, 1) for line in out.split()]
     except (OSError, ValueError, subprocess.SubprocessError):
         return
@@ -115,5 +131,12 @@ def add_gpu_memory(devices: list[dict]) -> None:
             gpu.setdefault("memory_gb", size)
 
 
-
-__all__ = ["MIN_CAPABILITY_BFLOAT16", "MIN_CAPABILITY_FLOAT16", "add_gpu_memory", "compute_devices", "cpu_has_bfloat16", "enable_memory_growth", "list_devices"]
+__all__ = [
+    "MIN_CAPABILITY_BFLOAT16",
+    "MIN_CAPABILITY_FLOAT16",
+    "add_gpu_memory",
+    "compute_devices",
+    "cpu_has_bfloat16",
+    "enable_memory_growth",
+    "list_devices",
+]

@@ -32,8 +32,11 @@ def versions(backend: str) -> dict:
     except md.PackageNotFoundError:
         backend_version = None
     return {
-        "dlcli": __version__, "keras": keras.__version__, "backend": backend,
-        "backend_version": backend_version, "python": platform.python_version(),
+        "dlcli": __version__,
+        "keras": keras.__version__,
+        "backend": backend,
+        "backend_version": backend_version,
+        "python": platform.python_version(),
     }
 
 
@@ -58,8 +61,12 @@ def environment() -> dict:
 
     auto = choose_runtime(RuntimeConfig(backend=backend), devices, 1).precision
     return {
-        **versions(backend), "backend_from": source, "backend_reason": why, "backends_installed": installed_backends(),
-        "cpu_count": os.cpu_count(), "devices": devices,
+        **versions(backend),
+        "backend_from": source,
+        "backend_reason": why,
+        "backends_installed": installed_backends(),
+        "cpu_count": os.cpu_count(),
+        "devices": devices,
         "precision": {
             "auto": auto,
             "mixed_float16": bool(gpus) and all(g["float16"] for g in gpus),
@@ -74,28 +81,39 @@ def precision_effects(gpus: list[dict]) -> dict[str, str]:
     """What each explicit `runtime.precision` does on these GPUs (none: the CPU). dlcli
     honours an explicit precision wherever it runs; this says whether it pays."""
     effects = {"float32": "float32 math and weights: works everywhere"}
-    for policy, kind, least in (("mixed_float16", "float16", MIN_CAPABILITY_FLOAT16),
-                                ("mixed_bfloat16", "bfloat16", MIN_CAPABILITY_BFLOAT16)):
+    for policy, kind, least in (
+        ("mixed_float16", "float16", MIN_CAPABILITY_FLOAT16),
+        ("mixed_bfloat16", "bfloat16", MIN_CAPABILITY_BFLOAT16),
+    ):
         if not gpus:
             if kind == "bfloat16" and cpu_has_bfloat16():
-                effects[policy] = ("bfloat16 math on the CPU: this CPU has bfloat16 instructions (AVX512_BF16 or "
-                                   "AMX), so it may run faster than float32, at some cost in accuracy; measure it; "
-                                   "auto keeps float32")
+                effects[policy] = (
+                    "bfloat16 math on the CPU: this CPU has bfloat16 instructions (AVX512_BF16 or "
+                    "AMX), so it may run faster than float32, at some cost in accuracy; measure it; "
+                    "auto keeps float32"
+                )
             else:
-                effects[policy] = (f"{kind} math on the CPU: it runs, but slower than float32 (this CPU has no fast "
-                                   f"{kind}; on TensorFlow float16 is many times slower); auto keeps float32")
+                effects[policy] = (
+                    f"{kind} math on the CPU: it runs, but slower than float32 (this CPU has no fast "
+                    f"{kind}; on TensorFlow float16 is many times slower); auto keeps float32"
+                )
             continue
         slow = [g for g in gpus if tuple(g.get("compute_capability") or (0, 0)) < least]
         if slow:
-            shown = ", ".join(f"{g['name']} ({'.'.join(map(str, g.get('compute_capability') or ())) or '?'})"
-                              for g in slow)
-            effects[policy] = (f"{kind} math runs, but {shown} lack{'s' if len(slow) == 1 else ''} fast {kind} "
-                               f"(compute capability {least[0]}.{least[1]} or more): expect it slower than float32")
+            shown = ", ".join(
+                f"{g['name']} ({'.'.join(map(str, g.get('compute_capability') or ())) or '?'})"
+                for g in slow
+            )
+            effects[policy] = (
+                f"{kind} math runs, but {shown} lack{'s' if len(slow) == 1 else ''} fast {kind} "
+                f"(compute capability {least[0]}.{least[1]} or more): expect it slower than float32"
+            )
         else:
-            effects[policy] = (f"{kind} math with float32 weights on the GPUs' tensor cores (compute capability "
-                               f"{least[0]}.{least[1]} or more); the last layer's output stays float32")
+            effects[policy] = (
+                f"{kind} math with float32 weights on the GPUs' tensor cores (compute capability "
+                f"{least[0]}.{least[1]} or more); the last layer's output stays float32"
+            )
     return effects
-
 
 
 __all__ = ["environment", "precision_effects", "versions"]

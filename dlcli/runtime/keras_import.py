@@ -23,7 +23,9 @@ from dlcli.errors import ConfigError, Problem
 from dlcli.runtime import compat, compile_cache
 from dlcli.runtime.backend import auto_backend
 
-CPU_DEVICES = "DLCLI_CPU_DEVICES"  # split the CPU into N logical devices (several devices on one CPU)
+CPU_DEVICES = (
+    "DLCLI_CPU_DEVICES"  # split the CPU into N logical devices (several devices on one CPU)
+)
 
 
 def cpu_devices() -> int:
@@ -36,7 +38,9 @@ def cpu_devices() -> int:
         if not 1 <= count <= 256:
             raise ValueError
     except ValueError:
-        raise ConfigError(Problem(f"must be a whole number from 1 to 256, got {text!r}", where=CPU_DEVICES)) from None
+        raise ConfigError(
+            Problem(f"must be a whole number from 1 to 256, got {text!r}", where=CPU_DEVICES)
+        ) from None
     return count
 
 
@@ -83,11 +87,13 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
     if loaded is not None:
         current = loaded.backend.backend()
         if current != backend:
-            raise ConfigError(Problem(
-                f"Keras is already running on the '{current}' backend in this process; "
-                f"run a separate process for runtime.backend: {backend}",
-                where=where,
-            ))
+            raise ConfigError(
+                Problem(
+                    f"Keras is already running on the '{current}' backend in this process; "
+                    f"run a separate process for runtime.backend: {backend}",
+                    where=where,
+                )
+            )
         return loaded
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":  # on a GPU, take memory as needed rather than 75 % of the card at start
@@ -95,14 +101,22 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
     if split > 1 and backend == "jax":  # XLA reads it once, when JAX starts
         flag = f"--xla_force_host_platform_device_count={split}"
         os.environ["XLA_FLAGS"] = " ".join(
-            [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform")] + [flag])
+            [
+                f
+                for f in os.environ.get("XLA_FLAGS", "").split()
+                if not f.startswith("--xla_force_host_platform")
+            ]
+            + [flag]
+        )
     # TensorFlow's C++ logs (even its "E" lines) are noise for a user; real failures
     # surface as Python exceptions. `--debug` keeps them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if os.environ.get("DLCLI_DEBUG") else "3")
     if deterministic:
         for name, value in DETERMINISM_ENV.get(backend, {}).items():
             if value not in os.environ.get(name, ""):
-                os.environ[name] = f"{os.environ.get(name, '')} {value}".strip() if name == "XLA_FLAGS" else value
+                os.environ[name] = (
+                    f"{os.environ.get(name, '')} {value}".strip() if name == "XLA_FLAGS" else value
+                )
     try:
         with quiet_stderr():
             import keras
@@ -114,16 +128,24 @@ def import_keras(backend: str = "tensorflow", where: str = "", deterministic: bo
                 if split > 1 and cpus:  # before TensorFlow's runtime starts
                     with contextlib.suppress(RuntimeError):  # started already: keep what it has
                         tf.config.set_logical_device_configuration(
-                            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(split)])
+                            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(split)]
+                        )
             else:
                 compat.keep_tensorflow_out()
                 if backend == "jax":
                     compile_cache.start()
     except ImportError as exc:
-        extra = "pip install -e '.[torch]'" if backend == "torch" else "pip install -e . (dlcli installs it)"
-        raise ConfigError(Problem(
-            f"runtime.backend '{backend}' is not installed ({exc}); install it: {extra}", where=where
-        )) from None
+        extra = (
+            "pip install -e '.[torch]'"
+            if backend == "torch"
+            else "pip install -e . (dlcli installs it)"
+        )
+        raise ConfigError(
+            Problem(
+                f"runtime.backend '{backend}' is not installed ({exc}); install it: {extra}",
+                where=where,
+            )
+        ) from None
     warning = compile_cache.take_warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -145,5 +167,11 @@ def keras_module():
     return import_keras(auto_backend())
 
 
-
-__all__ = ["CPU_DEVICES", "REAL_STDERR", "cpu_devices", "import_keras", "keras_module", "quiet_stderr"]
+__all__ = [
+    "CPU_DEVICES",
+    "REAL_STDERR",
+    "cpu_devices",
+    "import_keras",
+    "keras_module",
+    "quiet_stderr",
+]

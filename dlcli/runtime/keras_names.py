@@ -101,8 +101,11 @@ def lookup(kind: str, name: str) -> type:
     if alias is not None:
         return alias
     choices = _public_names(kind) + (sorted(COMPILE_METRIC_ALIASES) if kind == "metric" else [])
-    hint = suggest(name, {k: cls.__name__ for k, cls in table.items() if k not in REFUSED}
-                   | {_key(a): a for a in (COMPILE_METRIC_ALIASES if kind == "metric" else ())})
+    hint = suggest(
+        name,
+        {k: cls.__name__ for k, cls in table.items() if k not in REFUSED}
+        | {_key(a): a for a in (COMPILE_METRIC_ALIASES if kind == "metric" else ())},
+    )
     if not hint:
         hint = f" (see keras.{kind}s: {', '.join(choices[:12])}, ...)".replace("losss", "losses")
     raise NameProblem(f"unknown {kind} '{name}'{hint}")
@@ -141,7 +144,15 @@ def _alias(kind: str, name: str) -> type | None:
         found = module.get(name)
     except Exception:  # noqa: BLE001 - an unknown name, whatever Keras raises for it
         return None
-    target = found if isinstance(found, type) else (type(found) if not callable(found) or hasattr(found, "get_config") and not inspect.isfunction(found) else None)
+    target = (
+        found
+        if isinstance(found, type)
+        else (
+            type(found)
+            if not callable(found) or hasattr(found, "get_config") and not inspect.isfunction(found)
+            else None
+        )
+    )
     if target is None:
         target = _classes(kind).get(_key(getattr(found, "__name__", "")))
     return target
@@ -170,7 +181,10 @@ def check_arguments(cls: type, kwargs: dict) -> None:
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
         key = unknown[0]
-        hint = did_you_mean(key, sorted(accepted)) or f" ({cls.__name__} takes: {', '.join(sorted(accepted))})"
+        hint = (
+            did_you_mean(key, sorted(accepted))
+            or f" ({cls.__name__} takes: {', '.join(sorted(accepted))})"
+        )
         raise NameProblem(f"unknown key '{key}' for {cls.__name__}{hint}", key=key)
 
 
@@ -215,9 +229,13 @@ def check_numbers(cls: type, kwargs: dict) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NameProblem(f"{key} must be a number such as {example}, got {value!r}", key=key)
         if not _finite(value):
-            raise NameProblem(f"{key} must be a finite number such as {example}, got {value}", key=key)
+            raise NameProblem(
+                f"{key} must be a finite number such as {example}, got {value}", key=key
+            )
         if key == "learning_rate" and value <= 0:
-            raise NameProblem(f"learning_rate must be above 0, such as {example}; got {value}", key=key)
+            raise NameProblem(
+                f"learning_rate must be above 0, such as {example}; got {value}", key=key
+            )
 
 
 def _finite(value: float) -> bool:
@@ -231,7 +249,10 @@ def _finite(value: float) -> bool:
 def _as_floats(cls: type, kwargs: dict) -> dict:
     """`learning_rate: 1` as Keras wants it (1.0): ints where the class takes a float."""
     floats = float_arguments(cls)
-    return {k: float(v) if (k in floats or k == "learning_rate") and type(v) is int else v for k, v in kwargs.items()}
+    return {
+        k: float(v) if (k in floats or k == "learning_rate") and type(v) is int else v
+        for k, v in kwargs.items()
+    }
 
 
 def construct(kind: str, name: str, kwargs: dict):
@@ -252,8 +273,14 @@ def check_activation(value) -> None:
     try:
         keras.activations.get(value)
     except Exception:  # noqa: BLE001 - Keras raises ValueError or TypeError by version
-        names = [n for n in vars(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
-        raise NameProblem(f"unknown activation '{value}'{suggest(value, {_key(n): n for n in names})}") from None
+        names = [
+            n
+            for n in vars(keras.activations)
+            if not n.startswith("_") and n not in ("get", "serialize", "deserialize")
+        ]
+        raise NameProblem(
+            f"unknown activation '{value}'{suggest(value, {_key(n): n for n in names})}"
+        ) from None
 
 
 def name_problems(raw: dict) -> list[tuple[tuple, str]]:

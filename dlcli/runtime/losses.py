@@ -18,7 +18,12 @@ from __future__ import annotations
 from dlcli.runtime import keras_names
 
 INDICES = {"SparseCategoricalCrossentropy", "CategoricalGeneralizedCrossEntropy"}
-ONE_HOT = {"CategoricalCrossentropy", "CategoricalFocalCrossentropy", "KLDivergence", "CategoricalHinge"}
+ONE_HOT = {
+    "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "KLDivergence",
+    "CategoricalHinge",
+}
 BINARY = {"BinaryCrossentropy", "BinaryFocalCrossentropy", "Hinge", "SquaredHinge"}
 
 

@@ -61,7 +61,14 @@ class Recorder(keras.callbacks.Callback):
         best_epoch: early stopping's best epoch when it restores best weights, else None.
     """
 
-    def __init__(self, run: RunFolder, rows: list[dict], es=None, rlr=None, interval: float = CHECKPOINT_INTERVAL_S):
+    def __init__(
+        self,
+        run: RunFolder,
+        rows: list[dict],
+        es=None,
+        rlr=None,
+        interval: float = CHECKPOINT_INTERVAL_S,
+    ):
         super().__init__()
         self.run, self.rows, self.es, self.rlr, self.interval = run, list(rows), es, rlr, interval
         self.diverged = None
@@ -105,7 +112,11 @@ class Recorder(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.snapshot = checkpoint.take(
-            keras, self.model, epoch + 1, lr, callback_state(es, self.rlr),
+            keras,
+            self.model,
+            epoch + 1,
+            lr,
+            callback_state(es, self.rlr),
             best_weights=compat.best_weights(es) if es is not None else None,
             best_epoch=es.best_epoch + 1 if es is not None else None,
             finished=bool(self.model.stop_training),  # early stopping (or a callback) ends it here
@@ -165,8 +176,16 @@ class EpochBoard(keras.callbacks.Callback):
         self.board = ScalarBoard(folder)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) or hasattr(v, "__float__")}
-        train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_") and k != "learning_rate"}
+        logs = {
+            k: v
+            for k, v in (logs or {}).items()
+            if isinstance(v, (int, float)) or hasattr(v, "__float__")
+        }
+        train = {
+            f"epoch_{k}": v
+            for k, v in logs.items()
+            if not k.startswith("val_") and k != "learning_rate"
+        }
         rate = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
         if rate is not None:
             try:
@@ -194,7 +213,11 @@ def _inside(run: RunFolder, name: str):
     on its way would lead out; a name with `{epoch}`-style fields is checked up to its
     first field."""
     fixed = name.split("{", 1)[0]
-    checked = fixed if "{" not in name else (fixed.rstrip("/") if fixed.endswith("/") else str(Path(fixed).parent))
+    checked = (
+        fixed
+        if "{" not in name
+        else (fixed.rstrip("/") if fixed.endswith("/") else str(Path(fixed).parent))
+    )
     if checked not in ("", "."):
         run.file(checked)
         parent = Path(checked) if "{" in name else Path(checked).parent
@@ -203,13 +226,25 @@ def _inside(run: RunFolder, name: str):
     return run.path / name
 
 
-def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None = None, progress=None,
-                  every_epoch: bool = False) -> tuple[list, Recorder]:
+def callbacks_for(
+    config,
+    run: RunFolder,
+    rows: list[dict],
+    saved: dict | None = None,
+    progress=None,
+    every_epoch: bool = False,
+) -> tuple[list, Recorder]:
     """The run's callbacks in order, and its Recorder (which the trainer asks for the rows);
     `every_epoch`: checkpoint each epoch rather than every few seconds."""
     t = config.training
-    es = keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
-    rlr = keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()) if t.reduce_lr_on_plateau else None
+    es = (
+        keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
+    )
+    rlr = (
+        keras.callbacks.ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump())
+        if t.reduce_lr_on_plateau
+        else None
+    )
     callbacks = [EpochSeed(config.seed), *(cb for cb in (es, rlr) if cb is not None)]
     for spec in t.callbacks:
         kwargs = spec.kwargs  # file names were checked to stay inside (dlcli.model.checks)
@@ -220,7 +255,12 @@ def callbacks_for(config, run: RunFolder, rows: list[dict], saved: dict | None =
     # Not keras.callbacks.TerminateOnNaN: it prints to stdout, which `--json` keeps clean.
     recorder = Recorder(run, rows, es, rlr, 0 if every_epoch else CHECKPOINT_INTERVAL_S)
     state = (saved or {}).get("early_stopping")
-    if es is not None and es.restore_best_weights and isinstance(state, dict) and isinstance(state.get("best_epoch"), int):
+    if (
+        es is not None
+        and es.restore_best_weights
+        and isinstance(state, dict)
+        and isinstance(state.get("best_epoch"), int)
+    ):
         recorder.best_epoch = state["best_epoch"] + 1  # a resume that trains no epoch keeps it
     callbacks.append(recorder)
     if saved:

@@ -55,11 +55,21 @@ def assign(model, weights, optimizer_values) -> None:
         variable.assign(value)
 
 
-def take(keras, model, epoch: int, lr: float, callbacks: dict, best_weights=None, best_epoch=None,
-         finished: bool = False) -> Snapshot:
+def take(
+    keras,
+    model,
+    epoch: int,
+    lr: float,
+    callbacks: dict,
+    best_weights=None,
+    best_epoch=None,
+    finished: bool = False,
+) -> Snapshot:
     weights, optimizer = values(keras, model)
     rng = [keras.ops.convert_to_numpy(v).tolist() for v in compat.seed_states(model)]
-    return Snapshot(epoch, lr, weights, optimizer, rng, callbacks, best_weights, best_epoch, finished)
+    return Snapshot(
+        epoch, lr, weights, optimizer, rng, callbacks, best_weights, best_epoch, finished
+    )
 
 
 def write(keras, run: RunFolder, model, snap: Snapshot, current: bool) -> None:
@@ -80,10 +90,19 @@ def write(keras, run: RunFolder, model, snap: Snapshot, current: bool) -> None:
         best = f"best-{snap.best_epoch:04d}.npz"
         if not run.file(f"{FOLDER}/{best}").exists():
             run.save(f"{FOLDER}/{best}", lambda tmp: _save_arrays(tmp, snap.best_weights))
-    run.write_json(STATE, {
-        "epoch": snap.epoch, "time": now_iso(), "lr": snap.lr, **snap.callbacks,
-        "checkpoint": name, "best_weights": best, "rng": snap.rng, "finished": snap.finished,
-    })
+    run.write_json(
+        STATE,
+        {
+            "epoch": snap.epoch,
+            "time": now_iso(),
+            "lr": snap.lr,
+            **snap.callbacks,
+            "checkpoint": name,
+            "best_weights": best,
+            "rng": snap.rng,
+            "finished": snap.finished,
+        },
+    )
     for stale in sorted(p.name for p in folder.iterdir()):
         if stale not in (name, best) and (CHECKPOINT_NAME.match(stale) or BEST_NAME.match(stale)):
             run.remove(f"{FOLDER}/{stale}")
@@ -101,7 +120,9 @@ def read(run: RunFolder) -> dict | None:
     if not isinstance(state, dict):
         return None
     name, best = state.get("checkpoint"), state.get("best_weights")
-    if not (isinstance(name, str) and CHECKPOINT_NAME.match(name)) or not isinstance(state.get("epoch"), int):
+    if not (isinstance(name, str) and CHECKPOINT_NAME.match(name)) or not isinstance(
+        state.get("epoch"), int
+    ):
         return None
     if best is not None and not (isinstance(best, str) and BEST_NAME.match(best)):
         return None
@@ -114,7 +135,9 @@ def load_into(keras, model, run: RunFolder, state: dict) -> None:
     """Weights, optimizer state, learning rate and RNG state of the checkpointed epoch."""
     model.optimizer.build(model.trainable_variables)
     model.load_weights(run.file(f"{FOLDER}/{state['checkpoint']}"))
-    model.optimizer.learning_rate = state.get("lr", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    model.optimizer.learning_rate = state.get(
+        "lr", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    )
     for variable, value in zip(compat.seed_states(model), state.get("rng") or []):
         variable.assign(value)
 

@@ -83,24 +83,41 @@ class Group:
         if not coordinator and count in (None, 1) and index in (None, 0):
             return cls()
         if count is None or count < 1:
-            raise ConfigError(Problem("give the number of processes of the run (2 or more)", where="--num-processes"))
+            raise ConfigError(
+                Problem(
+                    "give the number of processes of the run (2 or more)", where="--num-processes"
+                )
+            )
         if index is None or not 0 <= index < count:
             shown = "missing" if index is None else str(index)
-            raise ConfigError(Problem(f"must be 0 to {count - 1} (0 on the coordinator's host), got {shown}",
-                                      where="--process-id"))
+            raise ConfigError(
+                Problem(
+                    f"must be 0 to {count - 1} (0 on the coordinator's host), got {shown}",
+                    where="--process-id",
+                )
+            )
         if count == 1:
             return cls()
         host, _, port = (coordinator or "").rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(Problem(
-                f"must be HOST:PORT, the address of process 0 (e.g. 10.0.0.1:29500), got {coordinator or 'nothing'!r}",
-                where="--coordinator"))
+            raise ConfigError(
+                Problem(
+                    f"must be HOST:PORT, the address of process 0 (e.g. 10.0.0.1:29500), got {coordinator or 'nothing'!r}",
+                    where="--coordinator",
+                )
+            )
         return cls(coordinator, count, index)
 
     def record(self, devices: list[dict]) -> dict:
         """What run.json records: the process count and each process's devices."""
-        return {"count": self.count, "coordinator": self.coordinator,
-                "devices": {str(i): [d["id"] for d in devices if d.get("process", 0) == i] for i in range(self.count)}}
+        return {
+            "count": self.count,
+            "coordinator": self.coordinator,
+            "devices": {
+                str(i): [d["id"] for d in devices if d.get("process", 0) == i]
+                for i in range(self.count)
+            },
+        }
 
 
 def timeout(variable: str, default: int) -> int:
@@ -112,7 +129,9 @@ def timeout(variable: str, default: int) -> int:
         if seconds < 1:
             raise ValueError
     except ValueError:
-        raise ConfigError(Problem(f"must be a whole number of seconds, got {text!r}", where=variable)) from None
+        raise ConfigError(
+            Problem(f"must be a whole number of seconds, got {text!r}", where=variable)
+        ) from None
     return seconds
 
 
@@ -138,8 +157,12 @@ def supervise(group: Group, argv: list[str], debug: bool = False) -> int:
     os.close(handle)
     # The worker trains, and notes how far it got in `note_path`.
     part = handoff.Handoff(note=note_path, worker=True)
-    child = subprocess.Popen(handoff.child_command(part, argv), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        handoff.child_command(part, argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     # Gloo announces its connections on stdout, which --json keeps to one object.
     relay = threading.Thread(target=_relay, args=(child.stdout, sys.stdout, debug), daemon=True)
     relay.start()
@@ -164,13 +187,17 @@ def supervise(group: Group, argv: list[str], debug: bool = False) -> int:
     if code in EXIT_CODES or "done" in noted:
         return 0 if "done" in noted else code
     if "joining" in noted and "joined" not in noted:
-        reason = (f"process {group.index} could not join the run at {group.coordinator} within "
-                  f"{timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT)} s; start all {group.count} processes "
-                  f"(--process-id 0 to {group.count - 1}) with the same --coordinator, process 0 on that host")
+        reason = (
+            f"process {group.index} could not join the run at {group.coordinator} within "
+            f"{timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT)} s; start all {group.count} processes "
+            f"(--process-id 0 to {group.count - 1}) with the same --coordinator, process 0 on that host"
+        )
     else:
-        reason = (f"process {group.index} of {group.count} was ended by {_how(code)}: a peer process died or stopped "
-                  f"answering for {timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)} s, or this one was killed; "
-                  "see the other processes' output")
+        reason = (
+            f"process {group.index} of {group.count} was ended by {_how(code)}: a peer process died or stopped "
+            f"answering for {timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)} s, or this one was killed; "
+            "see the other processes' output"
+        )
     if run is not None:
         reason += f" (run folder {run} marked failed; continue with: dlcli train --resume {run} and the same options)"
         _mark_failed(run, reason)
@@ -195,7 +222,9 @@ def _how(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"{signal.Signals(-code).name}"
         return f"signal {-code}"
-    return "an abort (SIGABRT) from JAX's distributed runtime" if code == 134 else f"exit code {code}"
+    return (
+        "an abort (SIGABRT) from JAX's distributed runtime" if code == 134 else f"exit code {code}"
+    )
 
 
 def read_note(path: str | os.PathLike) -> dict:
@@ -227,30 +256,43 @@ def _mark_failed(path: str, reason: str) -> None:
 
 # -- inside the worker ----------------------------------------------------------------------
 
+
 def join(group: Group) -> None:
     """Start JAX's distributed runtime for this process (before any JAX computation)."""
     from dlcli.runtime.keras_import import import_keras
 
-    start, heartbeat = timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT), timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)
+    start, heartbeat = (
+        timeout(START_TIMEOUT, DEFAULT_START_TIMEOUT),
+        timeout(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT),
+    )
     if group.leads and port_taken(int(group.coordinator.rpartition(":")[2])):
         # JAX's coordinator would fail to listen there, and every process wait out its start timeout.
-        raise ConfigError(Problem("the port is already in use on this host (another program, or an earlier run "
-                                  "still ending); choose a free port", where=f"--coordinator {group.coordinator}"))
+        raise ConfigError(
+            Problem(
+                "the port is already in use on this host (another program, or an earlier run "
+                "still ending); choose a free port",
+                where=f"--coordinator {group.coordinator}",
+            )
+        )
     keras = import_keras("jax")
 
     note("joining")
     try:
         compat.initialize_jax_distributed(
-            lambda: keras.distribution.initialize(job_addresses=group.coordinator, num_processes=group.count,
-                                                  process_id=group.index),
-            timeout_s=start, heartbeat_s=heartbeat)
+            lambda: keras.distribution.initialize(
+                job_addresses=group.coordinator, num_processes=group.count, process_id=group.index
+            ),
+            timeout_s=start,
+            heartbeat_s=heartbeat,
+        )
     except Exception as exc:  # noqa: BLE001 - JAX raises its runtime's own errors
         from dlcli.errors import first_line
 
         raise RunFailed(
             f"process {group.index} could not join the run at {group.coordinator} within {start} s "
             f"({first_line(exc)}); start all {group.count} processes (--process-id 0 to {group.count - 1}) "
-            "with the same --coordinator, process 0 on that host") from None
+            "with the same --coordinator, process 0 on that host"
+        ) from None
     note("joined")
 
 
@@ -310,7 +352,10 @@ def fingerprint(config, overrides=()) -> list[int]:
                 path, value = (str(text).partition(".")[0],), str(text)
             if path and path[0] in parts:
                 parts[path[0]].append([list(path), value])
-    return [zlib.crc32(json.dumps(parts[s], sort_keys=True, default=str).encode()) & 0x7FFFFFFF for s in SECTIONS]
+    return [
+        zlib.crc32(json.dumps(parts[s], sort_keys=True, default=str).encode()) & 0x7FFFFFFF
+        for s in SECTIONS
+    ]
 
 
 def check_same_config(group: Group, config, overrides=()) -> None:
@@ -325,12 +370,19 @@ def check_same_config(group: Group, config, overrides=()) -> None:
     differ = [i for i in range(1, group.count) if (table[i] != table[0]).any()]
     if not differ:
         return
-    sections = [s for j, s in enumerate(SECTIONS) if any(table[i, j] != table[0, j] for i in differ)]
-    who = (f"process {differ[0]}'s config differs" if len(differ) == 1 else
-           f"the configs of processes {', '.join(map(str, differ[:-1]))} and {differ[-1]} differ")
+    sections = [
+        s for j, s in enumerate(SECTIONS) if any(table[i, j] != table[0, j] for i in differ)
+    ]
+    who = (
+        f"process {differ[0]}'s config differs"
+        if len(differ) == 1
+        else f"the configs of processes {', '.join(map(str, differ[:-1]))} and {differ[-1]} differ"
+    )
     finish()  # together: a process that left alone would end the others with an abort
-    raise ConfigError(f"{who} from process 0's in {_listed(sections)}: start every process with the same "
-                      "config and --set options")
+    raise ConfigError(
+        f"{who} from process 0's in {_listed(sections)}: start every process with the same "
+        "config and --set options"
+    )
 
 
 def _listed(words: list[str]) -> str:
@@ -346,7 +398,13 @@ def peer_failure(exc: BaseException) -> str | None:
         several = False
     if not several:
         return None
-    markers = ("Gloo", "Connection reset by peer", "coordination service", "DEADLINE_EXCEEDED", "Broken pipe")
+    markers = (
+        "Gloo",
+        "Connection reset by peer",
+        "coordination service",
+        "DEADLINE_EXCEEDED",
+        "Broken pipe",
+    )
     if any(m in text for m in markers):
         from dlcli.errors import first_line
 
@@ -364,7 +422,11 @@ def handed_folder(group: Group, run_path: Path | None, scratch: Path) -> Path:
     if group.leads:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(run_path, arcname=run_path.name, filter=lambda info: None if info.name.endswith(".lock") else info)
+            tar.add(
+                run_path,
+                arcname=run_path.name,
+                filter=lambda info: None if info.name.endswith(".lock") else info,
+            )
         payload = buffer.getvalue()
     size = int(multihost_utils.broadcast_one_to_all(np.int64(len(payload))))
     data = np.frombuffer(payload, dtype=np.uint8) if group.leads else np.zeros(size, dtype=np.uint8)
@@ -399,16 +461,26 @@ class Share:
 
     def record(self) -> dict:
         """What run.json's `runtime` adds for a run of several processes."""
-        return {"process_batch_size": self.process_batch_size, "local_devices": self.local_devices,
-                "samples_per_process": self.samples_per_process}
+        return {
+            "process_batch_size": self.process_batch_size,
+            "local_devices": self.local_devices,
+            "samples_per_process": self.samples_per_process,
+        }
 
 
 def share_of(config, group: Group, choices, data) -> Share:
     """This process's share of the run: the devices of its kind it holds, the per-process
     batch (a ConfigError when the batch cannot be split evenly), its samples of each split."""
-    local = [d for d in choices.devices if d.get("process", 0) == group.index and d["type"] == choices.device_kind]
-    samples = {name: len(split.shard(group.index, group.count, len(local)))
-               for name, split in (("train", data.train), ("val", data.val)) if split is not None}
+    local = [
+        d
+        for d in choices.devices
+        if d.get("process", 0) == group.index and d["type"] == choices.device_kind
+    ]
+    samples = {
+        name: len(split.shard(group.index, group.count, len(local)))
+        for name, split in (("train", data.train), ("val", data.val))
+        if split is not None
+    }
     return Share(check_batch(config, group, len(local)), len(local), samples)
 
 
@@ -417,9 +489,15 @@ def check_batch(config, group: Group, local_devices: int) -> int:
     batch, devices = config.training.batch_size, group.count * local_devices
     if batch % devices:
         good = max(devices, round(batch / devices) * devices)
-        raise ConfigError(config.problem(("training", "batch_size"), (
-            f"{batch} cannot be split evenly over {group.count} processes x {local_devices} device"
-            f"{'s' if local_devices > 1 else ''}; set a multiple of {devices} (e.g. {good})")))
+        raise ConfigError(
+            config.problem(
+                ("training", "batch_size"),
+                (
+                    f"{batch} cannot be split evenly over {group.count} processes x {local_devices} device"
+                    f"{'s' if local_devices > 1 else ''}; set a multiple of {devices} (e.g. {good})"
+                ),
+            )
+        )
     return batch // group.count
 
 
@@ -442,7 +520,13 @@ def _array_batches():
 
         def __init__(self, x, y, batch_size, shuffle, seed, epoch):
             super().__init__()
-            self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+            self.x, self.y, self.batch_size, self.shuffle, self.seed = (
+                x,
+                y,
+                batch_size,
+                shuffle,
+                seed,
+            )
             self.epoch = epoch
             self.order = self._order()
 
@@ -455,7 +539,7 @@ def _array_batches():
             return math.ceil(len(self.x) / self.batch_size)
 
         def __getitem__(self, index):
-            rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+            rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
             return self.x[rows], self.y[rows]
 
         def on_epoch_end(self):
@@ -490,5 +574,16 @@ def finish() -> None:
         jax.distributed.shutdown()
 
 
-__all__ = ["Group", "Share", "batches", "check_batch", "check_same_config", "handed_folder", "join", "local_model",
-           "share_of", "supervise", "supervised"]
+__all__ = [
+    "Group",
+    "Share",
+    "batches",
+    "check_batch",
+    "check_same_config",
+    "handed_folder",
+    "join",
+    "local_model",
+    "share_of",
+    "supervise",
+    "supervised",
+]

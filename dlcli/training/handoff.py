@@ -52,7 +52,8 @@ class Handoff:
         handoff = cls(**data)
         checks = {
             "note": handoff.note is None or (isinstance(handoff.note, str) and handoff.note != ""),
-            "parent": handoff.parent is None or (type(handoff.parent) is int and handoff.parent > 0),
+            "parent": handoff.parent is None
+            or (type(handoff.parent) is int and handoff.parent > 0),
             "worker": isinstance(handoff.worker, bool),
             "preload": handoff.preload is None or isinstance(handoff.preload, str),
         }

@@ -25,7 +25,9 @@ def progress_callback(keras, console, epochs: int, steps: int, rich_bar: bool):
     """A Keras callback that reports each epoch on `console` (a rich Console on stderr)."""
 
     class Progress(keras.callbacks.Callback):
-        cut = staticmethod(lambda: False)  # set by the trainer: whether a stop request cut the epoch
+        cut = staticmethod(
+            lambda: False
+        )  # set by the trainer: whether a stop request cut the epoch
 
         def on_train_begin(self, logs=None):
             self.bar = None
@@ -39,20 +41,28 @@ def progress_callback(keras, console, epochs: int, steps: int, rich_bar: bool):
                 )
 
                 self.bar = Progress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(),
-                    console=console, transient=False,
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[metrics]}"),
+                    TimeRemainingColumn(),
+                    console=console,
+                    transient=False,
                 )
                 self.bar.start()
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
             if self.bar is not None:
-                self.task = self.bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, metrics="")
+                self.task = self.bar.add_task(
+                    f"epoch {epoch + 1}/{epochs}", total=steps, metrics=""
+                )
 
         def on_train_batch_end(self, batch, logs=None):
             if self.bar is not None:
-                self.bar.update(self.task, completed=min(batch + 1, steps), metrics=format_metrics(logs or {}))
+                self.bar.update(
+                    self.task, completed=min(batch + 1, steps), metrics=format_metrics(logs or {})
+                )
 
         def on_epoch_end(self, epoch, logs=None):
             if self.cut():
@@ -62,7 +72,12 @@ def progress_callback(keras, console, epochs: int, steps: int, rich_bar: bool):
             if self.bar is not None:
                 self.bar.update(self.task, completed=steps, metrics=f"{text}  {seconds:.1f}s")
             else:
-                console.print(f"epoch {epoch + 1}/{epochs}  {text}  {seconds:.1f}s", markup=False, highlight=False, soft_wrap=True)
+                console.print(
+                    f"epoch {epoch + 1}/{epochs}  {text}  {seconds:.1f}s",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         def on_train_end(self, logs=None):
             if self.bar is not None:

@@ -27,25 +27,41 @@ from dlcli.training import checkpoint
 def check(run: RunFolder, config) -> None:
     """ConfigError unless `config` may continue `run`."""
     if not isinstance(run.read_json("run.json"), dict):
-        raise ConfigError(Problem("run.json is missing or damaged (not a JSON object), so the run cannot be "
-                                  "continued; start a new run", where=str(run.file("run.json"))))
+        raise ConfigError(
+            Problem(
+                "run.json is missing or damaged (not a JSON object), so the run cannot be "
+                "continued; start a new run",
+                where=str(run.file("run.json")),
+            )
+        )
     text = run.read_text("config.yaml")
     try:
         before = safe_load(text) if text is not None else None
     except Exception:  # noqa: BLE001 - YAML errors of any kind: the file is not dlcli's
         before = None
     if not isinstance(before, dict):
-        raise ConfigError(Problem("config.yaml is missing or damaged, so the run cannot be continued; "
-                                  "start a new run", where=str(run.path)))
+        raise ConfigError(
+            Problem(
+                "config.yaml is missing or damaged, so the run cannot be continued; "
+                "start a new run",
+                where=str(run.path),
+            )
+        )
     changed = [key for key in config_differences(before, config.to_dict()) if not resumable(key)]
     if changed:
-        raise ConfigError(Problem(
-            "--resume may change only training.epochs and runtime.*; these differ from the run: "
-            + ", ".join(changed) + "; start a new run instead", where=str(run.path),
-        ))
+        raise ConfigError(
+            Problem(
+                "--resume may change only training.epochs and runtime.*; these differ from the run: "
+                + ", ".join(changed)
+                + "; start a new run instead",
+                where=str(run.path),
+            )
+        )
     record = run.record
     if record.effective_status == "running" and record.pid != os.getpid():
-        raise ConfigError(Problem(f"the run is still being trained by process {record.pid}", where=str(run.path)))
+        raise ConfigError(
+            Problem(f"the run is still being trained by process {record.pid}", where=str(run.path))
+        )
 
 
 def check_data(run: RunFolder) -> None:
@@ -54,9 +70,13 @@ def check_data(run: RunFolder) -> None:
     columns or categories may no longer fit the checkpoint."""
     changed = changed_files(run.record.data.files)
     if changed:
-        raise ConfigError(Problem(
-            f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records); a resumed run "
-            "must train on the data it started with: restore the file, or start a new run", where=changed[0]))
+        raise ConfigError(
+            Problem(
+                f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records); a resumed run "
+                "must train on the data it started with: restore the file, or start a new run",
+                where=changed[0],
+            )
+        )
 
 
 def restore(run: RunFolder, config, model, keras) -> tuple[dict | None, list[dict], bool]:
@@ -73,23 +93,37 @@ def restore(run: RunFolder, config, model, keras) -> tuple[dict | None, list[dic
     stopped = saved.get("finished") is True
     if run.record.effective_status == "completed":
         if stopped:
-            raise ConfigError(Problem(
-                f"the run is complete: early stopping ended it at epoch {completed}, and a resumed run ends "
-                "where the uninterrupted one does; start a new run to train longer", where=str(run.path)))
+            raise ConfigError(
+                Problem(
+                    f"the run is complete: early stopping ended it at epoch {completed}, and a resumed run ends "
+                    "where the uninterrupted one does; start a new run to train longer",
+                    where=str(run.path),
+                )
+            )
         if completed >= total:
-            raise ConfigError(Problem(
-                f"the run already has {completed} epochs; raise the total: --set training.epochs={completed + 10}",
-                where=str(run.path)))
+            raise ConfigError(
+                Problem(
+                    f"the run already has {completed} epochs; raise the total: --set training.epochs={completed + 10}",
+                    where=str(run.path),
+                )
+            )
     elif completed > total and not stopped:
-        raise ConfigError(Problem(
-            f"the run already has {completed} epochs, more than training.epochs={total}; "
-            f"resume with --set training.epochs={completed} or more", where=str(run.path)))
+        raise ConfigError(
+            Problem(
+                f"the run already has {completed} epochs, more than training.epochs={total}; "
+                f"resume with --set training.epochs={completed} or more",
+                where=str(run.path),
+            )
+        )
     try:
         checkpoint.load_into(keras, model, run, saved)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign checkpoint file
-        raise ConfigError(Problem(
-            f"the checkpoint of epoch {completed} cannot be loaded ({first_line(exc)[:200]}); start a new run",
-            where=str(run.file(checkpoint.FOLDER)))) from None
+        raise ConfigError(
+            Problem(
+                f"the checkpoint of epoch {completed} cannot be loaded ({first_line(exc)[:200]}); start a new run",
+                where=str(run.file(checkpoint.FOLDER)),
+            )
+        ) from None
     rows = [r for r in run.history() if r["epoch"] <= completed]
     run.rewrite_history(rows)
     return saved, rows, stopped or completed >= total

@@ -88,21 +88,32 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
         raise ConfigError(problems)
     runtime = config.runtime
     _check_processes(config, group)
-    keras = import_keras(runtime.backend, config.where(("runtime", "backend")), runtime.deterministic)
+    keras = import_keras(
+        runtime.backend, config.where(("runtime", "backend")), runtime.deterministic
+    )
     if problems := checks.callback_problems(config):
         raise ConfigError(problems)
     enable_memory_growth(runtime.backend)
     started = time.perf_counter()
     data = load_data(config)
     loaded = time.perf_counter()
-    choices = choose_runtime(runtime, list_devices(runtime.backend), data.train.steps(config.training.batch_size),
-                             group.count, requested=requested, reason=why)
+    choices = choose_runtime(
+        runtime,
+        list_devices(runtime.backend),
+        data.train.steps(config.training.batch_size),
+        group.count,
+        requested=requested,
+        reason=why,
+    )
     share = processes.share_of(config, group, choices, data) if group.several else None
     config = resolve(config, data)
     with apply_runtime(keras, choices, config.seed):
         model = build_model(config, data, keras, choices)
     choices = choices.compiled(model)
-    timings = {"load_s": round(loaded - started, 3), "build_s": round(time.perf_counter() - loaded, 3)}
+    timings = {
+        "load_s": round(loaded - started, 3),
+        "build_s": round(time.perf_counter() - loaded, 3),
+    }
     return Prepared(config, data, model, choices, keras, timings, group, share)
 
 
@@ -110,10 +121,18 @@ def with_backend(config: Config, processes: int = 1) -> tuple[Config, str]:
     """A copy of `config` on a concrete backend (`runtime.backend: auto` chosen by
     `dlcli.runtime.backend.choose_backend`), and why that one."""
     try:
-        backend, why = choose_backend(config.runtime, [layer.type for layer in config.model.layers], processes)
+        backend, why = choose_backend(
+            config.runtime, [layer.type for layer in config.model.layers], processes
+        )
     except ConfigError as exc:
-        raise ConfigError([config.problem(("runtime", "backend"), p.message) if p.where == "runtime.backend" else p
-                           for p in exc.problems]) from None
+        raise ConfigError(
+            [
+                config.problem(("runtime", "backend"), p.message)
+                if p.where == "runtime.backend"
+                else p
+                for p in exc.problems
+            ]
+        ) from None
     if backend == config.runtime.backend:
         return config, why
     chosen = config.model_copy(deep=True)
@@ -137,9 +156,15 @@ def _check_processes(config: Config, group: Group) -> None:
     """Several processes train on JAX only."""
     backend = config.runtime.backend
     if group.several and backend != "jax":
-        raise ConfigError(config.problem(("runtime", "backend"), (
-            f"{group.count} processes (--num-processes) train on runtime.backend: jax, got {backend} "
-            "(Keras 3's TensorFlow backend does not run MultiWorkerMirroredStrategy: keras-team/keras#20585)")))
+        raise ConfigError(
+            config.problem(
+                ("runtime", "backend"),
+                (
+                    f"{group.count} processes (--num-processes) train on runtime.backend: jax, got {backend} "
+                    "(Keras 3's TensorFlow backend does not run MultiWorkerMirroredStrategy: keras-team/keras#20585)"
+                ),
+            )
+        )
 
 
 def _name_problems(source, overrides) -> list:
@@ -170,8 +195,17 @@ class Session:
         return len(self.rows)
 
 
-def train(config: Config | str | dict | None, overrides=(), runs_dir=None, console=None, progress: bool = True,
-          rich_bar: bool = False, command: str | None = None, resume=None, group: Group | None = None) -> TrainResult:
+def train(
+    config: Config | str | dict | None,
+    overrides=(),
+    runs_dir=None,
+    console=None,
+    progress: bool = True,
+    rich_bar: bool = False,
+    command: str | None = None,
+    resume=None,
+    group: Group | None = None,
+) -> TrainResult:
     """Train a config end to end and return its run folder and final metrics.
 
     Args:
@@ -188,19 +222,33 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
     """
     group = group or Group()
     if not group.several:
-        return _train(config, overrides, runs_dir, console, progress, rich_bar, command, resume, group)
+        return _train(
+            config, overrides, runs_dir, console, progress, rich_bar, command, resume, group
+        )
     if config is not None:  # before waiting for the others: a config that cannot run this way
         config = as_config(config, overrides)
         overrides = ()
         _check_processes(config, group)
     processes.join(group)
-    processes.check_same_config(group, config, overrides)  # before any model: a mismatch would hang a step
+    processes.check_same_config(
+        group, config, overrides
+    )  # before any model: a mismatch would hang a step
     scratch = None if group.leads else processes.scratch_folder()
     try:
         if resume is not None:  # the followers get a copy of the leader's folder
             found = RunFolder.find(resume, runs_dir).path if group.leads else None
             resume = str(processes.handed_folder(group, found, scratch))
-        result = _train(config, overrides, scratch or runs_dir, console, progress, rich_bar, command, resume, group)
+        result = _train(
+            config,
+            overrides,
+            scratch or runs_dir,
+            console,
+            progress,
+            rich_bar,
+            command,
+            resume,
+            group,
+        )
         processes.finish()  # every process is done: leave the runtime together
         return result
     finally:
@@ -208,15 +256,27 @@ def train(config: Config | str | dict | None, overrides=(), runs_dir=None, conso
             processes.remove_scratch(scratch)
 
 
-def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool, command, resume,
-           group: Group) -> TrainResult:
+def _train(
+    config,
+    overrides,
+    runs_dir,
+    console,
+    progress: bool,
+    rich_bar: bool,
+    command,
+    resume,
+    group: Group,
+) -> TrainResult:
     started = time.time()
     command = command or " ".join(sys.argv)
     # Preparing may take long and holds nothing on disk: Ctrl-C there ends the program at
     # once (dlcli.cli.program). The folder is claimed with signals raising, and a signal that
     # comes while it is being claimed waits until the run can be marked interrupted.
-    claim = _resume(resume, config, overrides, runs_dir, command, started, group) if resume is not None \
+    claim = (
+        _resume(resume, config, overrides, runs_dir, command, started, group)
+        if resume is not None
         else _open(config, overrides, runs_dir, command, started, group)
+    )
     session = recorder = None
     callbacks: list = []
     with signals_raise():  # also while an interrupted run writes its checkpoint and status
@@ -227,13 +287,23 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
             model = session.prepared.model
             from dlcli.training.callbacks import callbacks_for  # Keras is up: prepare imported it
 
-            reporter = _reporter(session, console, rich_bar) if not session.finishing and progress else None
+            reporter = (
+                _reporter(session, console, rich_bar)
+                if not session.finishing and progress
+                else None
+            )
             if resume is None:
                 _describe(session)
             # Several processes checkpoint every epoch: a save gathers the weights from
             # all of them, so they must decide alike (not by their own clocks).
-            callbacks, recorder = callbacks_for(session.prepared.config, session.run, session.rows, session.saved,
-                                                reporter, every_epoch=group.several)
+            callbacks, recorder = callbacks_for(
+                session.prepared.config,
+                session.run,
+                session.rows,
+                session.saved,
+                reporter,
+                every_epoch=group.several,
+            )
             # From fit to the last file, a first Ctrl-C/SIGTERM asks Keras to stop after the
             # batch in progress and is raised between steps (dlcli.training.signals).
             with stop_after_batch(lambda: _stop(model)) as stop:
@@ -242,14 +312,23 @@ def _train(config, overrides, runs_dir, console, progress: bool, rich_bar: bool,
                     _go_local(session)
                 return _score_and_write(session, recorder, fit_seconds, stop)
         except (KeyboardInterrupt, Terminated):
-            if session is None:  # a second signal while claiming: nothing of this run is on disk yet
+            if (
+                session is None
+            ):  # a second signal while claiming: nothing of this run is on disk yet
                 raise
             _interrupted(session, recorder)
         except Exception as exc:
-            if session is None:  # claiming the folder failed: RunFolder's own error, nothing to mark
+            if (
+                session is None
+            ):  # claiming the folder failed: RunFolder's own error, nothing to mark
                 raise
             if isinstance(exc, RunFailed):
-                _finish(session, "failed", error=str(exc), failed_epoch=recorder.diverged if recorder else None)
+                _finish(
+                    session,
+                    "failed",
+                    error=str(exc),
+                    failed_epoch=recorder.diverged if recorder else None,
+                )
                 raise
             if isinstance(exc, ConfigError):
                 _finish(session, "failed", error=str(exc))
@@ -283,9 +362,15 @@ def _interrupted(session: Session, recorder) -> None:
     with held():
         kept = _checkpointed(session.run)
         _finish(session, "interrupted", error=f"interrupted after {kept} completed epochs")
-    keeps = f"keeps {kept} completed epoch{'s' if kept != 1 else ''}" if kept else "holds no completed epoch yet"
-    raise Interrupted(f"interrupted; the run folder {session.run.path} {keeps} "
-                      f"(continue with: dlcli train --resume {session.run.path})") from None
+    keeps = (
+        f"keeps {kept} completed epoch{'s' if kept != 1 else ''}"
+        if kept
+        else "holds no completed epoch yet"
+    )
+    raise Interrupted(
+        f"interrupted; the run folder {session.run.path} {keeps} "
+        f"(continue with: dlcli train --resume {session.run.path})"
+    ) from None
 
 
 def _signalled(exc: BaseException) -> bool:
@@ -313,20 +398,33 @@ def _checkpointed(run: RunFolder) -> int:
     return int(saved["epoch"]) if saved else 0
 
 
-def _open(config, overrides, runs_dir, command: str, started: float, group: Group) -> Callable[[], Session]:
+def _open(
+    config, overrides, runs_dir, command: str, started: float, group: Group
+) -> Callable[[], Session]:
     """Prepare; the function returned claims a new run folder that appears with run.json and
     config.yaml in it: a crash or kill from then on leaves a folder that says what it was."""
     prepared = prepare(config, overrides, group)
     config, data, model = prepared.config, prepared.data, prepared.model
     record = RunRecord(
-        name=config.name, status="running", started=now_iso(), command=command, seed=config.seed, pid=os.getpid(),
-        host=socket.gethostname(), versions=versions(config.runtime.backend), **_runtime_record(prepared),
+        name=config.name,
+        status="running",
+        started=now_iso(),
+        command=command,
+        seed=config.seed,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        versions=versions(config.runtime.backend),
+        **_runtime_record(prepared),
         data=DataRecord.from_json({"source": config.data.source, **data.summary()}),
-        parameters=parameter_counts(model), epochs=config.training.epochs, timings=dict(prepared.timings),
+        parameters=parameter_counts(model),
+        epochs=config.training.epochs,
+        timings=dict(prepared.timings),
     )
 
     def claim() -> Session:
-        run = RunFolder.create(runs_dir_from(runs_dir), config.name, record, {"config.yaml": written_config(prepared)})
+        run = RunFolder.create(
+            runs_dir_from(runs_dir), config.name, record, {"config.yaml": written_config(prepared)}
+        )
         if group.leads:
             processes.note("run", str(run.path))
         return Session(prepared, run, [], None, started)
@@ -343,11 +441,15 @@ def _describe(session: Session) -> None:
     if data.preprocessing is not None:
         run.write_json("preprocessing.json", data.preprocessing.to_json())
     lines: list[str] = []
-    session.prepared.model.summary(print_fn=lambda text, line_break=True: lines.append(text), line_length=100)
+    session.prepared.model.summary(
+        print_fn=lambda text, line_break=True: lines.append(text), line_length=100
+    )
     run.write_text("summary.txt", "\n".join(lines) + "\n")
 
 
-def _resume(ref, config, overrides, runs_dir, command: str, started: float, group: Group) -> Callable[[], Session]:
+def _resume(
+    ref, config, overrides, runs_dir, command: str, started: float, group: Group
+) -> Callable[[], Session]:
     """Prepare the run's config (or the one given), check the resume rules and load the last
     completed epoch; the function returned marks the run as running again."""
     run = RunFolder.find(ref, runs_dir)
@@ -355,7 +457,9 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
     if group.leads:
         processes.note("run", str(run.path))
     resume.check_data(run)
-    prepared = prepare(config if config is not None else str(run.file("config.yaml")), overrides, group)
+    prepared = prepare(
+        config if config is not None else str(run.file("config.yaml")), overrides, group
+    )
     config = prepared.config
     resume.check(run, config)
     saved, rows, finishing = resume.restore(run, config, prepared.model, prepared.keras)
@@ -364,14 +468,31 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
         run.write_text("config.yaml", written_config(prepared))
         run.folder("checkpoints")
         record = run.record
-        resumes = [*record.resumes, {
-            "time": now_iso(), "from_epoch": len(rows), "epochs": config.training.epochs, "command": command,
-            "previous_status": record.effective_status, "backend": config.runtime.backend,
-        }]
-        run.update(status="running", ended=None, error=None, pid=os.getpid(), host=socket.gethostname(),
-                   epochs=config.training.epochs, resumes=resumes, timings=dict(prepared.timings),
-                   **_runtime_record(prepared))
-        earlier = record.duration_s if record.duration_s is not None and record.duration_s >= 0 else 0
+        resumes = [
+            *record.resumes,
+            {
+                "time": now_iso(),
+                "from_epoch": len(rows),
+                "epochs": config.training.epochs,
+                "command": command,
+                "previous_status": record.effective_status,
+                "backend": config.runtime.backend,
+            },
+        ]
+        run.update(
+            status="running",
+            ended=None,
+            error=None,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            epochs=config.training.epochs,
+            resumes=resumes,
+            timings=dict(prepared.timings),
+            **_runtime_record(prepared),
+        )
+        earlier = (
+            record.duration_s if record.duration_s is not None and record.duration_s >= 0 else 0
+        )
         return Session(prepared, run, rows, saved, started - earlier, finishing)
 
     return claim
@@ -379,7 +500,10 @@ def _resume(ref, config, overrides, runs_dir, command: str, started: float, grou
 
 def _runtime_record(prepared: Prepared) -> dict:
     choices, group = prepared.choices, prepared.group
-    record = {"devices": choices.devices, "runtime": {**choices.record(), **(prepared.share.record() if prepared.share else {})}}
+    record = {
+        "devices": choices.devices,
+        "runtime": {**choices.record(), **(prepared.share.record() if prepared.share else {})},
+    }
     if group.several:
         record["processes"] = group.record(choices.devices)
     return record
@@ -391,8 +515,13 @@ def _reporter(session: Session, console, rich_bar: bool):
     from dlcli.training.progress import progress_callback
 
     config = session.prepared.config
-    return progress_callback(session.prepared.keras, console or Console(stderr=True), config.training.epochs,
-                             session.prepared.data.train.steps(config.training.batch_size), rich_bar)
+    return progress_callback(
+        session.prepared.keras,
+        console or Console(stderr=True),
+        config.training.epochs,
+        session.prepared.data.train.steps(config.training.batch_size),
+        rich_bar,
+    )
 
 
 def _labels(prepared: Prepared):
@@ -418,16 +547,24 @@ def _fit(session: Session, callbacks: list, recorder, stop) -> float:
     model.fit(
         **_fit_inputs(session, labels),
         epochs=session.initial_epoch if session.finishing else config.training.epochs,
-        initial_epoch=session.initial_epoch, shuffle=config.training.shuffle, callbacks=callbacks, verbose=0,
+        initial_epoch=session.initial_epoch,
+        shuffle=config.training.shuffle,
+        callbacks=callbacks,
+        verbose=0,
     )
     recorder.stop = None
     stop.raise_if_requested()
     seconds = time.perf_counter() - fit_started
     if recorder.diverged:
-        kept = (f"epoch {recorder.diverged - 1} is kept in {session.run.file('checkpoints')}"
-                if recorder.diverged > 1 else "no epoch completed before it")
-        raise RunFailed(f"loss became NaN/inf at epoch {recorder.diverged} ({kept}); "
-                        "lower compile.optimizer.learning_rate or check the data")
+        kept = (
+            f"epoch {recorder.diverged - 1} is kept in {session.run.file('checkpoints')}"
+            if recorder.diverged > 1
+            else "no epoch completed before it"
+        )
+        raise RunFailed(
+            f"loss became NaN/inf at epoch {recorder.diverged} ({kept}); "
+            "lower compile.optimizer.learning_rate or check the data"
+        )
     return seconds
 
 
@@ -437,16 +574,20 @@ def _fit_inputs(session: Session, labels) -> dict:
     prepared = session.prepared
     config, data, group, share = prepared.config, prepared.data, prepared.group, prepared.share
     if share is None:
-        return {**data.train.keras_inputs(labels, config.training.batch_size),
-                "validation_data": data.val.validation_data(labels) if data.val is not None else None}
+        return {
+            **data.train.keras_inputs(labels, config.training.batch_size),
+            "validation_data": data.val.validation_data(labels) if data.val is not None else None,
+        }
     batch, devices = share.process_batch_size, share.local_devices
 
     def share(split, shuffle):
         part = split.shard(group.index, group.count, devices)
         return processes.batches(part, labels, batch, shuffle, config.seed, session.initial_epoch)
 
-    return {"x": share(data.train, config.training.shuffle),
-            "validation_data": share(data.val, False) if data.val is not None else None}
+    return {
+        "x": share(data.train, config.training.shuffle),
+        "validation_data": share(data.val, False) if data.val is not None else None,
+    }
 
 
 def _go_local(session: Session) -> None:
@@ -454,7 +595,8 @@ def _go_local(session: Session) -> None:
     prepared = session.prepared
     local = prepared.choices.on_one_process()
     prepared.model = processes.local_model(
-        prepared.model, lambda: build_model(prepared.config, prepared.data, prepared.keras, local))
+        prepared.model, lambda: build_model(prepared.config, prepared.data, prepared.keras, local)
+    )
 
 
 def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> TrainResult:
@@ -467,22 +609,45 @@ def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> Tr
     prepared, run = session.prepared, session.run
     config, data, model = prepared.config, prepared.data, prepared.model
     best = recorder.best_epoch or _best_epoch(config, recorder.rows, metrics.directions(model))
-    predictions = predicted_classes(model, data.test.feature_batches()) if data.labels is not None else None
+    predictions = (
+        predicted_classes(model, data.test.feature_batches()) if data.labels is not None else None
+    )
     stop.raise_if_requested()
-    reports = Background(write_run_reports, run, recorder.rows, best, config.name, config.output.plots,
-                         y_test=data.test.y, predictions=predictions, labels=data.labels)
-    scored = model.evaluate(**data.test.keras_inputs(_labels(prepared), config.training.batch_size),
-                            verbose=0, return_dict=True)
+    reports = Background(
+        write_run_reports,
+        run,
+        recorder.rows,
+        best,
+        config.name,
+        config.output.plots,
+        y_test=data.test.y,
+        predictions=predictions,
+        labels=data.labels,
+    )
+    scored = model.evaluate(
+        **data.test.keras_inputs(_labels(prepared), config.training.batch_size),
+        verbose=0,
+        return_dict=True,
+    )
     stop.raise_if_requested()
     run.save("model.keras", model.save)
     es = config.training.early_stopping
-    kept_epoch = best if es is not None and es.restore_best_weights else (recorder.rows[-1]["epoch"] if recorder.rows else 0)
+    kept_epoch = (
+        best
+        if es is not None and es.restore_best_weights
+        else (recorder.rows[-1]["epoch"] if recorder.rows else 0)
+    )
     trained = len(data.train) * (recorder.epochs_run - session.initial_epoch)
     if session.finishing:  # nothing trained now: the speed of the epochs in history.csv
         trained = len(data.train) * len(recorder.rows)
         fit_seconds = sum(float(r.get("epoch_time_s") or 0) for r in recorder.rows)
-    result = metrics.final_metrics(recorder.rows, {k: float(v) for k, v in scored.items()},
-                                   trained / max(fit_seconds, 1e-9), best, kept_epoch)
+    result = metrics.final_metrics(
+        recorder.rows,
+        {k: float(v) for k, v in scored.items()},
+        trained / max(fit_seconds, 1e-9),
+        best,
+        kept_epoch,
+    )
     run.write_json("metrics.json", result)
     reports.join()
     record = _finish(session, "completed")
@@ -494,14 +659,20 @@ def _best_epoch(config: Config, rows: list[dict], known: dict) -> int:
     es = config.training.early_stopping
     monitor = es.monitor if es else ("val_loss" if rows and "val_loss" in rows[0] else "loss")
     mode = es.mode if es is not None else "auto"
-    return metrics.best_epoch(rows, monitor, metrics.direction(monitor, known) if mode == "auto" else mode)
+    return metrics.best_epoch(
+        rows, monitor, metrics.direction(monitor, known) if mode == "auto" else mode
+    )
 
 
 def _runtime_reason(exc: Exception) -> str:
     name, text = type(exc).__name__, first_line(exc)
     if (peer := processes.peer_failure(exc)) is not None:
         return peer
-    if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "out of memory" in text.lower():
+    if (
+        isinstance(exc, MemoryError)
+        or "ResourceExhausted" in name
+        or "out of memory" in text.lower()
+    ):
         return f"out of memory ({text}); lower training.batch_size or the model's size"
     if isinstance(exc, OSError):
         return io_error(exc)
@@ -518,9 +689,17 @@ def _finish(session: Session, status: str, **extra) -> RunRecord | None:
     if cache is not None:
         extra["compile_cache"] = cache
     try:
-        return session.run.update(status=status, ended=now_iso(), duration_s=round(time.time() - session.started, 3),
-                                  metric_directions=directions, **extra)
-    except (OSError, ConfigError):  # a full disk, a read-only or tampered folder: report the error in flight
+        return session.run.update(
+            status=status,
+            ended=now_iso(),
+            duration_s=round(time.time() - session.started, 3),
+            metric_directions=directions,
+            **extra,
+        )
+    except (
+        OSError,
+        ConfigError,
+    ):  # a full disk, a read-only or tampered folder: report the error in flight
         return None
 
 

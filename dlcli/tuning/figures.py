@@ -41,8 +41,10 @@ def best_yaml(folder: RunFolder, best: Best, name: str, metric: str) -> str:
         overrides = [override(k, v) for k, v in best.params.items()]
         data = load_config(folder.path / CONFIG_FILE, overrides).to_dict()
     data["name"] = name
-    head = (f"# The best trial of sweep {folder.id}: trial {best.trial}, "
-            f"{metric} = {best.value:.6g}\n# Reproduce it with: dlcli train best.yaml\n")
+    head = (
+        f"# The best trial of sweep {folder.id}: trial {best.trial}, "
+        f"{metric} = {best.value:.6g}\n# Reproduce it with: dlcli train best.yaml\n"
+    )
     return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
@@ -50,7 +52,9 @@ def draw_history(folder: RunFolder, trials: list[TrialRow], target: Target) -> N
     """history.png: each trial's value by its number, and the best so far."""
     from dlcli.runs.plots import sweep_figure
 
-    figure = sweep_figure([row.to_json() for row in trials], target.metric, target.direction, folder.id)
+    figure = sweep_figure(
+        [row.to_json() for row in trials], target.metric, target.direction, folder.id
+    )
     folder.save("history.png", lambda tmp: figure.savefig(tmp, dpi=80))
 
 

@@ -30,7 +30,9 @@ class Target:
     direction: str  # max | min
 
 
-def check_space(config: Config, source: str | Path | dict, overrides=()) -> tuple[list[Problem], Target | None]:
+def check_space(
+    config: Config, source: str | Path | dict, overrides=()
+) -> tuple[list[Problem], Target | None]:
     """Every problem of `config.sweep` found before any trial: a key the config lacks, a
     value the schema or Keras refuses, a grid without finite lists, a metric training does
     not log. Each problem is placed at the line of its `sweep:` key. Imports Keras (names
@@ -49,9 +51,14 @@ def check_space(config: Config, source: str | Path | dict, overrides=()) -> tupl
     for key, entry in sweep.space.items():
         at = ("sweep", "space", key)
         if key.split(".")[0] in ("name", "sweep"):
-            problems.append(config.problem(at, f"'{key}' cannot be searched: it names the trials' folders or "
-                                               "the search itself; sweep keys of data, model, compile, training "
-                                               "or runtime"))
+            problems.append(
+                config.problem(
+                    at,
+                    f"'{key}' cannot be searched: it names the trials' folders or "
+                    "the search itself; sweep keys of data, model, compile, training "
+                    "or runtime",
+                )
+            )
             continue
         tried = kind_of(entry).candidates()
         found: dict[str, list] = {}
@@ -60,8 +67,12 @@ def check_space(config: Config, source: str | Path | dict, overrides=()) -> tupl
             messages = []
             try:
                 raw, lines, shown, origins = raw_config(source, trial_overrides)
-                messages += [_said(p) for p in checks.name_problems(raw, locator(lines, shown, origins))]
-                messages += [_said(p) for p in checks.config_problems(load_config(source, trial_overrides))]
+                messages += [
+                    _said(p) for p in checks.name_problems(raw, locator(lines, shown, origins))
+                ]
+                messages += [
+                    _said(p) for p in checks.config_problems(load_config(source, trial_overrides))
+                ]
             except ConfigError as exc:
                 messages += [_said(p) for p in exc.problems]
             for message in dict.fromkeys(messages):
@@ -97,7 +108,9 @@ def scoring_target(config: Config, keras_names) -> Target:
         try:
             metric = keras_names.make_metric(spec)
         except NameProblem:
-            return Target(sweep.metric or "loss", "min")  # the metric's own error is reported by training
+            return Target(
+                sweep.metric or "loss", "min"
+            )  # the metric's own error is reported by training
         names.append(keras_names.logged_name(metric))
         metrics[names[-1]] = metric
     ways = logged_directions(metrics)
@@ -105,8 +118,18 @@ def scoring_target(config: Config, keras_names) -> Target:
     metric = sweep.metric or ("val_loss" if validation else "loss")
     if metric not in logged:
         hint = did_you_mean(metric, logged)
-        why = " (data.validation_split is 0: no val_ columns)" if metric.startswith("val_") and not validation else ""
-        raise ConfigError(config.problem(("sweep", "metric"), (
-            f"'{metric}' is not a column of history.csv{why}{hint}; choose one of: {', '.join(logged)}")))
+        why = (
+            " (data.validation_split is 0: no val_ columns)"
+            if metric.startswith("val_") and not validation
+            else ""
+        )
+        raise ConfigError(
+            config.problem(
+                ("sweep", "metric"),
+                (
+                    f"'{metric}' is not a column of history.csv{why}{hint}; choose one of: {', '.join(logged)}"
+                ),
+            )
+        )
     way = sweep.direction if sweep.direction != "auto" else column_direction(metric, ways)
     return Target(metric, way)

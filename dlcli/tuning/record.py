@@ -29,7 +29,13 @@ from dlcli.runs.catalog import SWEEP_FILE
 from dlcli.runs.runfolder import RunFolder
 
 # Optuna's trial states, as sweep.json names them; a failed trial the sweep stopped is `interrupted`.
-STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+STATES = {
+    "COMPLETE": "completed",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
 STATE_ORDER = ("completed", "pruned", "failed", "interrupted", "running", "waiting")
 
 
@@ -60,12 +66,18 @@ class TrialRow:
         run = attrs.get("run")
         steps = trial.intermediate_values
         return cls(
-            number=trial.number, state=state, params=trial.params,
+            number=trial.number,
+            state=state,
+            params=trial.params,
             value=trial.value if trial.state.name == "COMPLETE" else None,
             last_value=steps[max(steps)] if steps else None,
-            epochs=attrs.get("epochs", len(steps)), duration_s=attrs.get("duration_s"),
-            run=_relative(run, folder), sweep=attrs.get("sweep"), here=attrs.get("sweep_uid") == uid,
-            cores=attrs.get("cores"), error=attrs.get("error"),
+            epochs=attrs.get("epochs", len(steps)),
+            duration_s=attrs.get("duration_s"),
+            run=_relative(run, folder),
+            sweep=attrs.get("sweep"),
+            here=attrs.get("sweep_uid") == uid,
+            cores=attrs.get("cores"),
+            error=attrs.get("error"),
         )
 
     @classmethod
@@ -119,7 +131,9 @@ class SweepRecord:
     host: str | None = None
     command: str | None = None
     config: str | None = None  # the config file the sweep started from
-    sweep: dict = field(default_factory=dict)  # the sweep: section, as run (trials, parallel from the options)
+    sweep: dict = field(
+        default_factory=dict
+    )  # the sweep: section, as run (trials, parallel from the options)
     metric: str | None = None
     direction: str | None = None  # max | min
     storage: str | None = None  # the study's database: study.db, or a URL without its password
@@ -134,7 +148,9 @@ class SweepRecord:
     importance: dict[str, float] | None = None
     resumes: int | None = None
     duration_before_s: float | None = None  # the processes before this one's
-    extra: dict[str, Any] = field(default_factory=dict)  # keys this dlcli does not know, kept as read
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # keys this dlcli does not know, kept as read
 
     @classmethod
     def read(cls, folder: RunFolder) -> SweepRecord:
@@ -142,19 +158,29 @@ class SweepRecord:
         when it holds JSON that is not an object (an edited or damaged file)."""
         data = folder.read_json(SWEEP_FILE)
         if data is not None and not isinstance(data, dict):
-            raise ConfigError(Problem(
-                f"is damaged (a JSON {type(data).__name__}, not an object), so the sweep cannot be continued; "
-                "restore it, or start a new sweep", where=str(folder.path / SWEEP_FILE)))
+            raise ConfigError(
+                Problem(
+                    f"is damaged (a JSON {type(data).__name__}, not an object), so the sweep cannot be continued; "
+                    "restore it, or start a new sweep",
+                    where=str(folder.path / SWEEP_FILE),
+                )
+            )
         return cls.from_json(data or {})
 
     @classmethod
     def from_json(cls, data: dict) -> SweepRecord:
         names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
-        record = cls(**{k: data[k] for k in names if k in data},
-                     extra={k: v for k, v in data.items() if k not in names})
+        record = cls(
+            **{k: data[k] for k in names if k in data},
+            extra={k: v for k, v in data.items() if k not in names},
+        )
         record.best = Best.from_json(data.get("best"))
         trials = data.get("trials")
-        record.trials = [TrialRow.from_json(t) for t in trials if isinstance(t, dict)] if isinstance(trials, list) else None
+        record.trials = (
+            [TrialRow.from_json(t) for t in trials if isinstance(t, dict)]
+            if isinstance(trials, list)
+            else None
+        )
         return record
 
     def to_json(self) -> dict:
@@ -165,7 +191,11 @@ class SweepRecord:
             value = getattr(self, f.name)
             if f.name == "extra":
                 data.update(value)
-            elif value is not None or f.name == "command" or (f.name == "best" and self.trials is not None):
+            elif (
+                value is not None
+                or f.name == "command"
+                or (f.name == "best" and self.trials is not None)
+            ):
                 data[f.name] = _plain(value)
         return data
 
@@ -190,7 +220,10 @@ class SweepRecord:
 def record_counts(rows: list[TrialRow]) -> dict[str, int]:
     """Trials by state, in the order completed, pruned, failed, interrupted, running, waiting."""
     states = [row.state for row in rows]
-    return {state: states.count(state) for state in sorted(set(states), key=lambda s: (*STATE_ORDER, s).index(s))}
+    return {
+        state: states.count(state)
+        for state in sorted(set(states), key=lambda s: (*STATE_ORDER, s).index(s))
+    }
 
 
 def _plain(value):

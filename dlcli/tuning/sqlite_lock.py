@@ -60,8 +60,11 @@ def _lockers(found: os.stat_result) -> set[int]:
                 continue
             with contextlib.suppress(ValueError, IndexError):
                 major, minor, inode = fields[5].split(":")
-                if ((int(major, 16), int(minor, 16), int(inode))
-                        == (os.major(found.st_dev), os.minor(found.st_dev), found.st_ino)):
+                if (int(major, 16), int(minor, 16), int(inode)) == (
+                    os.major(found.st_dev),
+                    os.minor(found.st_dev),
+                    found.st_ino,
+                ):
                     pids.add(int(fields[4]))
     pids.discard(os.getpid())
     pids.discard(-1)  # an open-file-description lock: no owner to name
@@ -91,7 +94,9 @@ def _command(pid: int) -> str:
     return "?"
 
 
-def locked_error(path: str | os.PathLike, then: str, error: type[DlcliError] = ConfigError) -> DlcliError:
+def locked_error(
+    path: str | os.PathLike, then: str, error: type[DlcliError] = ConfigError
+) -> DlcliError:
     """The one-line error for a database still locked after `WAIT_S`: what holds it, and
     `then`, the command to run once it is free. `error`: ConfigError (exit 2) before any
     trial, RunFailed (exit 1) after."""

@@ -58,15 +58,27 @@ def load_or_create(url: str, name: str, settings: SweepConfig, target: Target, s
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = _storage(optuna, url)
     existing = name in [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    study = optuna.create_study(storage=storage, study_name=name, direction=optuna_direction(target),
-                                sampler=_sampler(settings, seed), pruner=_pruner(settings), load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=optuna_direction(target),
+        sampler=_sampler(settings, seed),
+        pruner=_pruner(settings),
+        load_if_exists=True,
+    )
     space = json.loads(json.dumps(settings.space))
     if existing:
         theirs = study.user_attrs.get("dlcli_space")
-        if study.direction.name.lower() != optuna_direction(target) or (theirs is not None and theirs != space):
-            raise ConfigError(Problem(
-                f"the study '{name}' in this storage searches another space or direction; give the sweep "
-                "another name (name: or --set name=...) or the same sweep: section", where=safe_storage(url)))
+        if study.direction.name.lower() != optuna_direction(target) or (
+            theirs is not None and theirs != space
+        ):
+            raise ConfigError(
+                Problem(
+                    f"the study '{name}' in this storage searches another space or direction; give the sweep "
+                    "another name (name: or --set name=...) or the same sweep: section",
+                    where=safe_storage(url),
+                )
+            )
     else:
         study.set_user_attr("dlcli_space", space)
         study.set_user_attr("dlcli_metric", target.metric)
@@ -82,17 +94,30 @@ def _storage(optuna, url: str):
     for attempt in range(STORAGE_ATTEMPTS):
         try:
             return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": sqlite_lock.WAIT_S}} if sqlite else {})
+                url,
+                engine_kwargs={"connect_args": {"timeout": sqlite_lock.WAIT_S}} if sqlite else {},
+            )
         except Exception as exc:  # a bad URL, a missing driver, a refused connection, a lock
-            racing = any(word in str(exc) for word in ("IntegrityError", "UNIQUE constraint", "already exists", "locked"))
-            if racing and attempt < STORAGE_ATTEMPTS - 1 and time.monotonic() - began < sqlite_lock.WAIT_S:
+            racing = any(
+                word in str(exc)
+                for word in ("IntegrityError", "UNIQUE constraint", "already exists", "locked")
+            )
+            if (
+                racing
+                and attempt < STORAGE_ATTEMPTS - 1
+                and time.monotonic() - began < sqlite_lock.WAIT_S
+            ):
                 time.sleep(0.2 * (attempt + 1))
                 continue
             if sqlite_lock.is_locked(exc):
                 raise
-            raise ConfigError(Problem(f"cannot open the study's storage: {first_line(exc)}; give --storage "
-                                      "sqlite:///PATH or postgresql://USER@HOST/DB (pip install psycopg2-binary)",
-                                      where=safe_storage(url))) from None
+            raise ConfigError(
+                Problem(
+                    f"cannot open the study's storage: {first_line(exc)}; give --storage "
+                    "sqlite:///PATH or postgresql://USER@HOST/DB (pip install psycopg2-binary)",
+                    where=safe_storage(url),
+                )
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -112,7 +137,9 @@ def _pruner(settings: SweepConfig):
 
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS
+    )
 
 
 def tell(study, trial, value=None, state=None) -> None:
@@ -140,13 +167,22 @@ def fail_stale(study, uid: str) -> None:
 
 def finished_here(study, uid: str) -> int:
     """Trials the sweep `uid` ran to an end (completed, pruned or failed; not lost)."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.user_attrs.get("sweep_uid") == uid and t.state.is_finished() and not t.user_attrs.get("interrupted"))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("sweep_uid") == uid
+        and t.state.is_finished()
+        and not t.user_attrs.get("interrupted")
+    )
 
 
 def finished_in_study(study) -> int:
     """Trials of the whole study run to an end (what a grid counts against its size)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not t.user_attrs.get("interrupted"))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and not t.user_attrs.get("interrupted")
+    )
 
 
 def importances(study, keys) -> dict | None:

@@ -101,19 +101,34 @@ class SweepResult:
 
     def summary(self) -> dict:
         """What `dlcli sweep --json` prints."""
-        return {"sweep": str(self.folder.path), "best": self.best, "trials": self.sweep_record.counts or {}}
+        return {
+            "sweep": str(self.folder.path),
+            "best": self.best,
+            "trials": self.sweep_record.counts or {},
+        }
 
 
 class Sweeper:
     """One `dlcli sweep` process: its folder, its study and the trials it runs."""
 
-    def __init__(self, folder: RunFolder, config: Config, settings: SweepConfig, target: Target, storage: str,
-                 console=None, progress: bool = True, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        folder: RunFolder,
+        config: Config,
+        settings: SweepConfig,
+        target: Target,
+        storage: str,
+        console=None,
+        progress: bool = True,
+        env: dict[str, str] | None = None,
+    ):
         self.folder, self.config, self.settings, self.target = folder, config, settings, target
         self.storage_url = storage
         self.console, self.progress = console, progress
         self.running: dict[int, TrialProcess] = {}
-        self.slots = Slots(settings.parallel, preload_spec(config), dict(os.environ) if env is None else env)
+        self.slots = Slots(
+            settings.parallel, preload_spec(config), dict(os.environ) if env is None else env
+        )
         self.study = None
         self.began = time.time()
         self.record = SweepRecord.read(folder)  # sweep.json: this process writes it
@@ -129,7 +144,9 @@ class Sweeper:
         shared = self.storage_url != own_storage(self.folder.path)
         seed = self.config.seed + (zlib.crc32(self.uid.encode()) if shared else 0)
         try:
-            self.study = load_or_create(self.storage_url, self.config.name, self.settings, self.target, seed)
+            self.study = load_or_create(
+                self.storage_url, self.config.name, self.settings, self.target, seed
+            )
             if not fresh:
                 fail_stale(self.study, self.uid)
         except Exception as exc:
@@ -168,7 +185,9 @@ class Sweeper:
         self.logs = self.folder.folder(LOGS)  # checked once: nothing but this process writes in it
         remaining = max(0, trials - finished_here(self.study, self.uid))
         if self.settings.sampler == "grid":
-            remaining = min(remaining, max(0, grid_size(self.settings.space) - finished_in_study(self.study)))
+            remaining = min(
+                remaining, max(0, grid_size(self.settings.space) - finished_in_study(self.study))
+            )
         self._say_start(remaining)
         self.write("running")
         interrupted = False
@@ -177,7 +196,11 @@ class Sweeper:
         with signals_raise(), stop_after_batch() as stop:
             try:
                 while (remaining > 0 or self.running) and stop.requested is None:
-                    while remaining > 0 and len(self.running) < self.settings.parallel and stop.requested is None:
+                    while (
+                        remaining > 0
+                        and len(self.running) < self.settings.parallel
+                        and stop.requested is None
+                    ):
                         remaining -= 1
                         self._launch(dists, remaining)
                     time.sleep(POLL_S)
@@ -186,7 +209,9 @@ class Sweeper:
             except (KeyboardInterrupt, Terminated):
                 interrupted = True
             except Exception as exc:
-                self.offline = sqlite_lock.is_locked(exc)  # the trials are stopped, the study not told
+                self.offline = sqlite_lock.is_locked(
+                    exc
+                )  # the trials are stopped, the study not told
                 raise
             finally:
                 self.slots.drop_spares()
@@ -195,8 +220,10 @@ class Sweeper:
         if interrupted or stop.requested is not None:
             self.write("interrupted")
             self.final_files()
-            raise Interrupted(f"interrupted; the finished trials are kept: carry on with "
-                              f"`dlcli sweep --resume {self.folder.path}`")
+            raise Interrupted(
+                f"interrupted; the finished trials are kept: carry on with "
+                f"`dlcli sweep --resume {self.folder.path}`"
+            )
         self.write("completed" if self._completed_here() else "failed")
         self.final_files()
         return self.record
@@ -206,25 +233,37 @@ class Sweeper:
 
     def _rows(self) -> list[TrialRow]:
         """The study's trials as sweep.json lists them."""
-        return [TrialRow.from_trial(t, self.folder.path, self.uid) for t in self.study.get_trials(deepcopy=False)]
+        return [
+            TrialRow.from_trial(t, self.folder.path, self.uid)
+            for t in self.study.get_trials(deepcopy=False)
+        ]
 
     def _launch(self, dists: dict, more: int) -> None:
         """Start a trial in a free slot (in that slot's spare process when it has one), and
         a spare for the slot's next trial when `more` trials are still to come."""
         trial = self.study.ask(dists)
         number = trial.number
-        for key, value in (("sweep", self.folder.id), ("sweep_uid", self.uid), ("host", socket.gethostname()),
-                           ("pid", os.getpid())):
+        for key, value in (
+            ("sweep", self.folder.id),
+            ("sweep_uid", self.uid),
+            ("host", socket.gethostname()),
+            ("pid", os.getpid()),
+        ):
             trial.set_user_attr(key, value)
         used = {tp.slot for tp in self.running.values()}
         slot = next(i for i in range(self.settings.parallel) if i not in used)
         log = self.logs / f"trial-{number:04d}.log"
-        process, note = self.slots.start(slot, trial_argv(self.folder.path, self.config.name, number, trial.params), log)
+        process, note = self.slots.start(
+            slot, trial_argv(self.folder.path, self.config.name, number, trial.params), log
+        )
         trial.set_user_attr("cores", len(self.slots.cores_of(slot) or self.slots.cores))
         self.running[number] = TrialProcess(trial, process, slot, time.time(), log, note)
         if more > len(self.slots.spares):
             self.slots.add_spare(slot, self.logs / f"spare-{slot}-{number:04d}.log")
-        self._say(f"trial {number} started: " + ", ".join(f"{short_key(k)}={_shown(v)}" for k, v in trial.params.items()))
+        self._say(
+            f"trial {number} started: "
+            + ", ".join(f"{short_key(k)}={_shown(v)}" for k, v in trial.params.items())
+        )
         self.write("running")
 
     def _follow(self, tp: TrialProcess) -> None:
@@ -246,7 +285,7 @@ class Sweeper:
             rows = RunFolder(tp.run).history()
         except (OSError, ConfigError):
             return
-        for row in rows[tp.reported:]:
+        for row in rows[tp.reported :]:
             value = row.get(self.target.metric)
             if isinstance(value, float) and math.isfinite(value):
                 tp.trial.report(value, step=row["epoch"])
@@ -255,8 +294,10 @@ class Sweeper:
                 tp.pruned_at = row["epoch"]
                 with contextlib.suppress(ProcessLookupError):
                     tp.process.send_signal(signal.SIGINT)
-                self._say(f"trial {tp.trial.number} pruned at epoch {row['epoch']}: "
-                          f"{self.target.metric} {value:.4g} trails the median")
+                self._say(
+                    f"trial {tp.trial.number} pruned at epoch {row['epoch']}: "
+                    f"{self.target.metric} {value:.4g} trails the median"
+                )
                 return
 
     def _finish(self, tp: TrialProcess, code: int) -> None:
@@ -349,7 +390,9 @@ class Sweeper:
         if self.record.best is not None:
             write_best(self.folder, self.record.best, self.config.name, self.target.metric)
         if figures:
-            with contextlib.suppress(Exception):  # a figure is a convenience: never the sweep's failure
+            with contextlib.suppress(
+                Exception
+            ):  # a figure is a convenience: never the sweep's failure
                 draw_history(self.folder, self.record.trials or [], self.target)
                 found = importances(self.study, self.settings.space)
                 if found:
@@ -364,8 +407,10 @@ class Sweeper:
 
     def _say_start(self, remaining: int) -> None:
         s = self.settings
-        self._say(f"sweep {self.folder.id}: {remaining} trial(s), {s.parallel} at a time; "
-                  f"{self.target.metric} ({self.target.direction}), sampler {s.sampler}, pruner {s.pruner}")
+        self._say(
+            f"sweep {self.folder.id}: {remaining} trial(s), {s.parallel} at a time; "
+            f"{self.target.metric} ({self.target.direction}), sampler {s.sampler}, pruner {s.pruner}"
+        )
 
     def _say_end(self, number: int) -> None:
         row = next((r for r in self.record.trials or [] if r.number == number), None)
@@ -375,7 +420,9 @@ class Sweeper:
         tail = f"  (best {best.value:.4g}, trial {best.trial})" if best else ""
         took = f"  {row.duration_s:.1f} s" if row.duration_s is not None else ""
         if row.state == "completed":
-            self._say(f"trial {row.number} completed: {self.target.metric} {row.value:.4g}{took}{tail}")
+            self._say(
+                f"trial {row.number} completed: {self.target.metric} {row.value:.4g}{took}{tail}"
+            )
         elif row.state in ("failed", "interrupted"):
             self._say(f"trial {row.number} {row.state}: {row.error or 'no reason given'}{took}")
 
@@ -386,9 +433,18 @@ def _shown(value) -> str:
 
 # -- the command ---------------------------------------------------------------------------
 
-def run_sweep(config: str | os.PathLike | None = None, overrides=(), runs_dir=None, trials: int | None = None,
-              parallel: int | None = None, storage: str | None = None, resume=None, console=None,
-              progress: bool = True) -> SweepResult:
+
+def run_sweep(
+    config: str | os.PathLike | None = None,
+    overrides=(),
+    runs_dir=None,
+    trials: int | None = None,
+    parallel: int | None = None,
+    storage: str | None = None,
+    resume=None,
+    console=None,
+    progress: bool = True,
+) -> SweepResult:
     """Run a sweep (or carry one on) and return its folder and record.
 
     Args:
@@ -409,13 +465,22 @@ def run_sweep(config: str | os.PathLike | None = None, overrides=(), runs_dir=No
     """
     if resume is not None:
         if config is not None or overrides:
-            raise ConfigError(Problem("--resume carries a sweep on with its own config.yaml; give no CONFIG or "
-                                      "--set (start a new sweep to change them)", where="--resume"))
-        sweeper, target_trials = _reopen(resume, runs_dir, trials, parallel, storage, console, progress)
+            raise ConfigError(
+                Problem(
+                    "--resume carries a sweep on with its own config.yaml; give no CONFIG or "
+                    "--set (start a new sweep to change them)",
+                    where="--resume",
+                )
+            )
+        sweeper, target_trials = _reopen(
+            resume, runs_dir, trials, parallel, storage, console, progress
+        )
     else:
         if config is None:
             raise ConfigError("give a CONFIG with a sweep: section, or --resume SWEEP")
-        sweeper, target_trials = _start(config, overrides, runs_dir, trials, parallel, storage, console, progress)
+        sweeper, target_trials = _start(
+            config, overrides, runs_dir, trials, parallel, storage, console, progress
+        )
     record = sweeper.run(target_trials)
     result = SweepResult(sweeper.folder, record)
     sweeper.folder.unlock()
@@ -423,8 +488,10 @@ def run_sweep(config: str | os.PathLike | None = None, overrides=(), runs_dir=No
         counts = ", ".join(f"{n} {s}" for s, n in (record.counts or {}).items()) or "none ran"
         errors = [row.error for row in record.trials or [] if row.here and row.error]
         cause = f"; first error: {errors[0]}" if errors else ""
-        raise RunFailed(f"no trial completed ({counts}){cause}; see {sweeper.folder.path / SWEEP_FILE}",
-                        payload=result.summary())
+        raise RunFailed(
+            f"no trial completed ({counts}){cause}; see {sweeper.folder.path / SWEEP_FILE}",
+            payload=result.summary(),
+        )
     return result
 
 
@@ -440,31 +507,58 @@ def _settings(config: Config, trials: int | None, parallel: int | None) -> Sweep
 def _check_parallel(parallel: int, where: str) -> None:
     cores = len(usable_cores())
     if parallel > cores:
-        raise ConfigError(Problem(
-            f"{parallel} trials at once is more than the {cores} cores this process may use (each trial needs one "
-            f"of its own); give at most {cores}, or share a --storage between machines", where=where))
+        raise ConfigError(
+            Problem(
+                f"{parallel} trials at once is more than the {cores} cores this process may use (each trial needs one "
+                f"of its own); give at most {cores}, or share a --storage between machines",
+                where=where,
+            )
+        )
 
 
-def _start(source, overrides, runs_dir, trials, parallel, storage, console, progress) -> tuple[Sweeper, int]:
+def _start(
+    source, overrides, runs_dir, trials, parallel, storage, console, progress
+) -> tuple[Sweeper, int]:
     config = load_config(source, overrides)
     if config.sweep is None:
-        raise ConfigError(Problem("has no sweep: section; add one with the keys to search under sweep.space "
-                                  "(docs/tuning.md)", where=str(source)))
+        raise ConfigError(
+            Problem(
+                "has no sweep: section; add one with the keys to search under sweep.space "
+                "(docs/tuning.md)",
+                where=str(source),
+            )
+        )
     settings = _settings(config, trials, parallel)
-    _check_parallel(settings.parallel, "--parallel" if parallel is not None else config.where(("sweep", "parallel")))
+    _check_parallel(
+        settings.parallel,
+        "--parallel" if parallel is not None else config.where(("sweep", "parallel")),
+    )
     environment = dict(os.environ)  # what the trials start with, before Keras is imported here
     problems, target = check_space(config, source, overrides)
     if problems:
         raise ConfigError(problems)
     record = SweepRecord(
-        name=config.name, uid=uuid.uuid4().hex, status="starting", started=now_iso(), pid=os.getpid(),
-        host=socket.gethostname(), command=" ".join(["dlcli", *sys.argv[1:]]) if sys.argv else None,
-        config=str(source), sweep=json.loads(json.dumps(settings.model_dump(mode="json"))),
-        metric=target.metric, direction=target.direction,
-        storage=safe_storage(storage) if storage else STUDY_FILE, study=config.name,
+        name=config.name,
+        uid=uuid.uuid4().hex,
+        status="starting",
+        started=now_iso(),
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        command=" ".join(["dlcli", *sys.argv[1:]]) if sys.argv else None,
+        config=str(source),
+        sweep=json.loads(json.dumps(settings.model_dump(mode="json"))),
+        metric=target.metric,
+        direction=target.direction,
+        storage=safe_storage(storage) if storage else STUDY_FILE,
+        study=config.name,
     )
-    folder = RunFolder.create(runs_dir_from(runs_dir), f"{config.name}-sweep", record=record.to_json(),
-                              files={CONFIG_FILE: config.to_yaml()}, record_file=SWEEP_FILE)
+    folder = RunFolder.create(
+        runs_dir_from(runs_dir),
+        f"{config.name}-sweep",
+        record=record.to_json(),
+        files={CONFIG_FILE: config.to_yaml()},
+        record_file=SWEEP_FILE,
+    )
     url = storage or own_storage(folder.path)
     sweeper = Sweeper(folder, config, settings, target, url, console, progress, env=environment)
     sweeper.open_study(fresh=True)
@@ -479,13 +573,22 @@ def _reopen(ref, runs_dir, trials, parallel, storage, console, progress) -> tupl
     try:
         config.sweep = SweepConfig.model_validate(record.sweep or {})
     except ValueError:  # pydantic's ValidationError
-        raise ConfigError(Problem("holds no readable sweep settings: it is damaged or not a sweep folder dlcli "
-                                  "wrote; start a new sweep", where=str(folder.path / SWEEP_FILE))) from None
+        raise ConfigError(
+            Problem(
+                "holds no readable sweep settings: it is damaged or not a sweep folder dlcli "
+                "wrote; start a new sweep",
+                where=str(folder.path / SWEEP_FILE),
+            )
+        ) from None
     settings = _settings(config, trials, parallel)
     _check_parallel(settings.parallel, "--parallel")
     recorded = record.storage or STUDY_FILE
     if storage is None and recorded != STUDY_FILE and "***" in recorded:
-        raise ConfigError(Problem("the sweep's storage needs its password: give --storage again", where="--resume"))
+        raise ConfigError(
+            Problem(
+                "the sweep's storage needs its password: give --storage again", where="--resume"
+            )
+        )
     url = storage or (own_storage(folder.path) if recorded == STUDY_FILE else recorded)
     target = Target(record.metric or "val_loss", record.direction or "min")
     record.sweep = settings.model_dump(mode="json")

@@ -33,7 +33,12 @@ from dlcli.training.distributed import read_note
 
 CONFIG_FILE = "config.yaml"  # the config every trial trains, with the sweep's --sets applied
 LOGS = ".logs"  # each trial's stderr, and the note where it names its run folder
-THREAD_POOLS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_POOLS = (
+    "OMP_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
 
 
 def override(key: str, value) -> str:
@@ -52,9 +57,17 @@ def override(key: str, value) -> str:
 def trial_argv(folder: Path, name: str, number: int, params: dict) -> list[str]:
     """The `dlcli` arguments of trial `number`: a run named `NAME-tNNNN` of the sweep's
     config.yaml, inside the sweep folder, with its values."""
-    return ["train", str(folder / CONFIG_FILE), "--runs-dir", str(folder), "--json", "--quiet",
-            "--set", f"name={name}-t{number:04d}",
-            *[part for key, value in params.items() for part in ("--set", override(key, value))]]
+    return [
+        "train",
+        str(folder / CONFIG_FILE),
+        "--runs-dir",
+        str(folder),
+        "--json",
+        "--quiet",
+        "--set",
+        f"name={name}-t{number:04d}",
+        *[part for key, value in params.items() for part in ("--set", override(key, value))],
+    ]
 
 
 def usable_cores() -> list[int]:
@@ -104,7 +117,7 @@ class Slots:
         if self.parallel == 1 or not hasattr(os, "sched_setaffinity"):
             return None
         share = len(self.cores) // self.parallel
-        return self.cores[slot * share:(slot + 1) * share] or [self.cores[slot % len(self.cores)]]
+        return self.cores[slot * share : (slot + 1) * share] or [self.cores[slot % len(self.cores)]]
 
     def start(self, slot: int, argv: list[str], log: Path) -> tuple[subprocess.Popen, Path]:
         """Run `dlcli ARGV` on `slot`: in the slot's spare when it has a live one, else in a
@@ -145,16 +158,23 @@ class Slots:
         note = log.with_suffix(".note")
         note.unlink(missing_ok=True)
         env = dict(self.env)
-        part = handoff.Handoff(note=str(note), parent=os.getpid(), preload=self.preload if argv is None else None)
+        part = handoff.Handoff(
+            note=str(note), parent=os.getpid(), preload=self.preload if argv is None else None
+        )
         cores = self.cores_of(slot)
         if cores is not None:
             for name in THREAD_POOLS:
                 env[name] = str(len(cores))
             env["TF_NUM_INTEROP_THREADS"] = "1"
         with open(log, "wb") as handle:  # a new session: the sweep alone passes Ctrl-C on, once
-            process = subprocess.Popen(handoff.child_command(part, argv or []), env=env,
-                                       stdin=subprocess.DEVNULL if argv else subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=handle, start_new_session=True)
+            process = subprocess.Popen(
+                handoff.child_command(part, argv or []),
+                env=env,
+                stdin=subprocess.DEVNULL if argv else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=handle,
+                start_new_session=True,
+            )
         if cores is not None:
             with contextlib.suppress(OSError):  # before the child starts its thread pools
                 os.sched_setaffinity(process.pid, cores)
@@ -183,8 +203,13 @@ def preload_spec(config: Config) -> str:
     or '' (no spares) when the trials may differ in backend (the space changes `runtime.*`
     or a layer's type, and `auto` may choose differently)."""
     keys = list(config.sweep.space) if config.sweep else []
-    if any(k.startswith("runtime.") or k.endswith(".type") or k.startswith("model.layers.") and k.count(".") == 2
-           for k in keys):
+    if any(
+        k.startswith("runtime.")
+        or k.endswith(".type")
+        or k.startswith("model.layers.")
+        and k.count(".") == 2
+        for k in keys
+    ):
         return ""
     from dlcli.runtime.backend import choose_backend
 
@@ -214,9 +239,12 @@ def await_trial() -> None:
 
 # -- what an ended trial left ------------------------------------------------------------------
 
+
 def best_value(rows: list[dict], metric: str, way: str) -> float | None:
     """The best finite value of a history column over the epochs (what the trial scores)."""
-    values = [r[metric] for r in rows if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+    values = [
+        r[metric] for r in rows if isinstance(r.get(metric), float) and math.isfinite(r[metric])
+    ]
     if not values:
         return None
     return max(values) if way == "max" else min(values)

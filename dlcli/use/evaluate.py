@@ -41,26 +41,46 @@ def load_run_model(run: RunFolder, backend: str | None = None):
     one backend loads on any."""
     record = run.record
     if record.data.input_shape is None:
-        raise ConfigError(Problem("run.json is missing or damaged (no data section); retrain the run",
-                                  where=str(run.file("run.json"))))
+        raise ConfigError(
+            Problem(
+                "run.json is missing or damaged (no data section); retrain the run",
+                where=str(run.file("run.json")),
+            )
+        )
     config = load_config(run.file("config.yaml"))
-    chosen, _ = backend_for(backend or config.runtime.backend, [layer.type for layer in config.model.layers])
+    chosen, _ = backend_for(
+        backend or config.runtime.backend, [layer.type for layer in config.model.layers]
+    )
     config.runtime.backend = chosen
-    keras = import_keras(chosen, "--backend" if backend is not None else str(run.file("config.yaml")))
+    keras = import_keras(
+        chosen, "--backend" if backend is not None else str(run.file("config.yaml"))
+    )
     import dlcli.data.tables.encoder  # noqa: F401 - registers the layer a table's model starts with
+
     path = run.file("model.keras")
     if not path.is_file():
         status = record.status
-        raise ConfigError(Problem(f"the run has no model.keras (status: {status}); train it to completion first", where=str(run.path)))
+        raise ConfigError(
+            Problem(
+                f"the run has no model.keras (status: {status}); train it to completion first",
+                where=str(run.path),
+            )
+        )
     if not zipfile.is_zipfile(path):
-        raise ConfigError(Problem(
-            "is not a .keras archive (corrupted, or not written by Keras); retrain the run or restore the file",
-            where=str(path),
-        ))
+        raise ConfigError(
+            Problem(
+                "is not a .keras archive (corrupted, or not written by Keras); retrain the run or restore the file",
+                where=str(path),
+            )
+        )
     try:
-        model = keras.saving.load_model(path, safe_mode=True, custom_objects=portable_optimizers(keras))
+        model = keras.saving.load_model(
+            path, safe_mode=True, custom_objects=portable_optimizers(keras)
+        )
     except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
-        raise ConfigError(Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))) from None
+        raise ConfigError(
+            Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))
+        ) from None
     return keras, model, config, record
 
 
@@ -70,8 +90,11 @@ def portable_optimizers(keras) -> dict:
     TensorFlow would import, and torch and TensorFlow in one process abort it (an LLVM
     'registered more than once' error that no Python code can catch)."""
     base = keras.optimizers.Optimizer
-    return {name: value for name, value in vars(keras.optimizers).items()
-            if isinstance(value, type) and issubclass(value, base) and value is not base}
+    return {
+        name: value
+        for name, value in vars(keras.optimizers).items()
+        if isinstance(value, type) and issubclass(value, base) and value is not base
+    }
 
 
 def run_labels(run: RunFolder, record: RunRecord, model) -> list | None:
@@ -80,14 +103,27 @@ def run_labels(run: RunFolder, record: RunRecord, model) -> list | None:
     labels = run.read_json("labels.json")
     if record.data.task == "regression" and labels is None:
         return None
-    if not isinstance(labels, list) or not labels or not all(
-            isinstance(v, (str, int, float, bool)) for v in labels):
-        raise ConfigError(Problem("labels.json is missing or is not a list of class labels; "
-                                  "restore it or retrain the run", where=str(run.file("labels.json"))))
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(v, (str, int, float, bool)) for v in labels)
+    ):
+        raise ConfigError(
+            Problem(
+                "labels.json is missing or is not a list of class labels; "
+                "restore it or retrain the run",
+                where=str(run.file("labels.json")),
+            )
+        )
     width = int(model.output_shape[-1])
     if width not in (1, len(labels)):
-        raise ConfigError(Problem(f"labels.json names {len(labels)} classes but the model has {width} outputs; "
-                                  "restore it or retrain the run", where=str(run.file("labels.json"))))
+        raise ConfigError(
+            Problem(
+                f"labels.json names {len(labels)} classes but the model has {width} outputs; "
+                "restore it or retrain the run",
+                where=str(run.file("labels.json")),
+            )
+        )
     return labels
 
 
@@ -99,22 +135,35 @@ def run_preprocessing(run: RunFolder, record: RunRecord) -> TablePreprocessing |
     shown = str(run.file("preprocessing.json"))
     data = run.read_json("preprocessing.json")
     if not isinstance(data, dict):
-        raise ConfigError(Problem("the run has no readable preprocessing.json; restore it or retrain the run",
-                                  where=shown))
+        raise ConfigError(
+            Problem(
+                "the run has no readable preprocessing.json; restore it or retrain the run",
+                where=shown,
+            )
+        )
     return TablePreprocessing.from_json(data, shown)
 
 
 def _quietly_stoppable(model):
     """A Ctrl-C/SIGTERM in Keras's evaluate/predict ends it after the batch and is raised
     after it (`dlcli.training.signals.stop_after_batch`), never inside a backend call."""
+
     def stop():
         compat.stop_inference(model)
 
     return stop_after_batch(stop)
 
 
-def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=None,
-             fail_under=(), fail_over=(), backend: str | None = None, allow_changed_data: bool = False) -> dict:
+def evaluate(
+    run=None,
+    split: str = "test",
+    data: str | None = None,
+    runs_dir=None,
+    fail_under=(),
+    fail_over=(),
+    backend: str | None = None,
+    allow_changed_data: bool = False,
+) -> dict:
     """Score a run's model on a split of its data, or on a CSV/NPZ file; record it.
 
     A split is made from the run's data files with the run's own preprocessing; a file
@@ -140,22 +189,32 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
     else:
         changed = changed_files(summary.files)
         if changed and not allow_changed_data:
-            raise ConfigError(Problem(
-                f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
-                f"run's {split} split cannot be made from it; restore the file, score all of it with --data "
-                f"{changed[0]}, or split it anew with --allow-changed-data", where=changed[0]))
+            raise ConfigError(
+                Problem(
+                    f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
+                    f"run's {split} split cannot be made from it; restore the file, score all of it with --data "
+                    f"{changed[0]}, or split it anew with --allow-changed-data",
+                    where=changed[0],
+                )
+            )
         dataset = load_data(config, fitted=run_preprocessing(run, record))
         if changed:
-            entry["warning"] = (f"{changed[0]} changed since the run was trained: scored a new split of it with "
-                                "the run's own preprocessing (--allow-changed-data)")
+            entry["warning"] = (
+                f"{changed[0]} changed since the run was trained: scored a new split of it with "
+                "the run's own preprocessing (--allow-changed-data)"
+            )
             entry["data_changed"] = changed
         split_data = dataset.split(split)
         entry["split"] = split
     n_classes = len(labels) if labels else 0
     with _quietly_stoppable(model) as stop:
-        metrics = model.evaluate(**split_data.keras_inputs(lambda y: targets_for(model, y, n_classes),
-                                                           config.training.batch_size),
-                                 verbose=0, return_dict=True)
+        metrics = model.evaluate(
+            **split_data.keras_inputs(
+                lambda y: targets_for(model, y, n_classes), config.training.batch_size
+            ),
+            verbose=0,
+            return_dict=True,
+        )
         stop.raise_if_requested()
         predictions = predicted_classes(model, split_data.feature_batches()) if labels else None
         stop.raise_if_requested()
@@ -166,12 +225,19 @@ def evaluate(run=None, split: str = "test", data: str | None = None, runs_dir=No
         if labels:
             suffix = "" if entry.get("split") == "test" else f"_{entry.get('split') or 'data'}"
             entry["confusion_matrix"] = write_confusion(
-                run, f"confusion_matrix{suffix}", split_data.y, predictions,
-                labels, plot=config.output.plots, title=f"{run.id}: {entry.get('split') or Path(data).name}",
+                run,
+                f"confusion_matrix{suffix}",
+                split_data.y,
+                predictions,
+                labels,
+                plot=config.output.plots,
+                title=f"{run.id}: {entry.get('split') or Path(data).name}",
             )
         run.append_evaluation(entry)
     except OSError as exc:
-        raise RunFailed(f"the evaluation could not be recorded: {io_error(exc)}", payload=entry) from None
+        raise RunFailed(
+            f"the evaluation could not be recorded: {io_error(exc)}", payload=entry
+        ) from None
     if fail_under or fail_over:
         entry["gate_failures"] = failures
     return entry
@@ -184,7 +250,9 @@ def parse_gate(text: str) -> tuple[str, float]:
             raise ValueError
         return name.strip(), float(value)
     except ValueError:
-        raise ConfigError(Problem("expected METRIC=VALUE, such as accuracy=0.95", where=f"gate {text}")) from None
+        raise ConfigError(
+            Problem("expected METRIC=VALUE, such as accuracy=0.95", where=f"gate {text}")
+        ) from None
 
 
 def check_gates(metrics: dict, fail_under=(), fail_over=()) -> list[str]:
@@ -195,12 +263,18 @@ def check_gates(metrics: dict, fail_under=(), fail_over=()) -> list[str]:
             name, bound = parse_gate(text)
             if name not in metrics:
                 flag = "--fail-under" if under else "--fail-over"
-                raise ConfigError(Problem(
-                    f"no metric '{name}'{did_you_mean(name, metrics)}; this run has: {', '.join(metrics)}",
-                    where=f"{flag} {text}",
-                ))
+                raise ConfigError(
+                    Problem(
+                        f"no metric '{name}'{did_you_mean(name, metrics)}; this run has: {', '.join(metrics)}",
+                        where=f"{flag} {text}",
+                    )
+                )
             value = metrics[name]
-            if (under and not value >= bound) or (not under and not value <= bound) or not math.isfinite(value):
+            if (
+                (under and not value >= bound)
+                or (not under and not value <= bound)
+                or not math.isfinite(value)
+            ):
                 failures.append(f"{name} {value:.4g} is {'under' if under else 'over'} {bound:g}")
     return failures
 
@@ -215,7 +289,9 @@ class Predictions:
     warning: str | None = None
 
 
-def predict(run, input_path: str, proba: bool = False, runs_dir=None, backend: str | None = None) -> Predictions:
+def predict(
+    run, input_path: str, proba: bool = False, runs_dir=None, backend: str | None = None
+) -> Predictions:
     """Predictions, one dict per sample: `prediction` (the original label, or the value for
     regression) and, with `proba`, `proba_<label>` per class. `to_csv` writes them."""
     run = open_run(run, runs_dir)
@@ -226,11 +302,17 @@ def predict(run, input_path: str, proba: bool = False, runs_dir=None, backend: s
     x, unseen = read_features_file(str(input_path), summary, preprocessing)
     warning = preprocessing.describe_unseen(unseen, str(input_path)) if preprocessing else None
     with _quietly_stoppable(model) as stop:
-        outputs = np.asarray(model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0))
+        outputs = np.asarray(
+            model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0)
+        )
         stop.raise_if_requested()
     if labels is None:  # regression
         outputs = outputs.reshape(len(outputs), -1)
-        names = ["prediction"] if outputs.shape[-1] == 1 else [f"prediction_{i}" for i in range(outputs.shape[-1])]
+        names = (
+            ["prediction"]
+            if outputs.shape[-1] == 1
+            else [f"prediction_{i}" for i in range(outputs.shape[-1])]
+        )
         return Predictions([dict(zip(names, map(float, row))) for row in outputs], unseen, warning)
     rows = []
     for row in class_probabilities(model, outputs):

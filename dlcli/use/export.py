@@ -101,8 +101,10 @@ def load_keras(path: Path, table) -> Copy:
     keras = keras_module()
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
     spec = loaded.inputs[0]
-    return Copy(lambda x: keras.ops.convert_to_numpy(loaded(x, training=False)),
-                [{"name": spec.name, "dtype": str(spec.dtype), "shape": list(spec.shape)}])
+    return Copy(
+        lambda x: keras.ops.convert_to_numpy(loaded(x, training=False)),
+        [{"name": spec.name, "dtype": str(spec.dtype), "shape": list(spec.shape)}],
+    )
 
 
 def write_saved_model(model, folder: Path, table) -> Path:
@@ -120,16 +122,26 @@ def write_saved_model(model, folder: Path, table) -> Path:
         if column.categories is not None:
             keys = tf.constant(column.categories, tf.string)
             values = tf.constant(np.arange(1, len(column.categories) + 1, dtype="float32"))
-            lookups[column.key] = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), 0.0)
+            lookups[column.key] = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(keys, values), 0.0
+            )
             archive.track(lookups[column.key])
 
     def serve(features):
-        parts = [lookups[c.key].lookup(features[c.key]) if c.key in lookups else tf.cast(features[c.key], tf.float32)
-                 for c in table.columns]
+        parts = [
+            lookups[c.key].lookup(features[c.key])
+            if c.key in lookups
+            else tf.cast(features[c.key], tf.float32)
+            for c in table.columns
+        ]
         return model(tf.stack(parts, axis=1), training=False)
 
-    signature = {c.key: tf.TensorSpec([None], tf.string if c.categories is not None else tf.float32, name=c.key)
-                 for c in table.columns}
+    signature = {
+        c.key: tf.TensorSpec(
+            [None], tf.string if c.categories is not None else tf.float32, name=c.key
+        )
+        for c in table.columns
+    }
     archive.add_endpoint("serve", serve, input_signature=[signature])
     archive.write_out(str(path), verbose=False)
     return path
@@ -140,7 +152,10 @@ def load_saved_model(path: Path, table) -> Copy:
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures["serving_default"]
     _, specs = serve.structured_input_signature
-    inputs = [{"name": name, "dtype": spec.dtype.name, "shape": spec.shape.as_list()} for name, spec in specs.items()]
+    inputs = [
+        {"name": name, "dtype": spec.dtype.name, "shape": spec.shape.as_list()}
+        for name, spec in specs.items()
+    ]
     if table is not None:  # in the table's column order
         inputs.sort(key=lambda entry: table.by_key[entry["name"]].index)
         for entry in inputs:
@@ -180,7 +195,9 @@ def constants_as_variables(model):
     for layer in compat.inner_layers(copy):
         if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None:
             layer.mean = tf.Variable(np.asarray(layer.mean), trainable=False, name="mean")
-            layer.variance = tf.Variable(np.asarray(layer.variance), trainable=False, name="variance")
+            layer.variance = tf.Variable(
+                np.asarray(layer.variance), trainable=False, name="variance"
+            )
     return copy
 
 
@@ -192,8 +209,16 @@ def load_onnx(path: Path, table) -> Copy:
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     spec = session.get_inputs()[0]
     name = spec.name
-    return Copy(lambda x: session.run(None, {name: x})[0],
-                [{"name": name, "dtype": spec.type, "shape": [d if isinstance(d, int) else None for d in spec.shape]}])
+    return Copy(
+        lambda x: session.run(None, {name: x})[0],
+        [
+            {
+                "name": name,
+                "dtype": spec.type,
+                "shape": [d if isinstance(d, int) else None for d in spec.shape],
+            }
+        ],
+    )
 
 
 def write_litert(model, folder: Path, table) -> Path:
@@ -223,15 +248,39 @@ def load_litert(path: Path, table) -> Copy:
         interpreter.invoke()
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
-    return Copy(run, [{"name": spec["name"], "dtype": np.dtype(spec["dtype"]).name, "shape": shape}])
+    return Copy(
+        run, [{"name": spec["name"], "dtype": np.dtype(spec["dtype"]).name, "shape": shape}]
+    )
 
 
 FORMATS = {
-    f.name: f for f in (
-        Format("saved_model", ("tensorflow",), "tensorflow", write_saved_model, load_saved_model, raw_tables=True),
-        Format("onnx", ("tf2onnx", "onnx", "onnxruntime"), "onnxruntime", write_onnx, load_onnx, float32=True),
-        Format("litert", ("tensorflow", "ai_edge_litert"), "LiteRT interpreter", write_litert, load_litert,
-               float32=True, loose=True),
+    f.name: f
+    for f in (
+        Format(
+            "saved_model",
+            ("tensorflow",),
+            "tensorflow",
+            write_saved_model,
+            load_saved_model,
+            raw_tables=True,
+        ),
+        Format(
+            "onnx",
+            ("tf2onnx", "onnx", "onnxruntime"),
+            "onnxruntime",
+            write_onnx,
+            load_onnx,
+            float32=True,
+        ),
+        Format(
+            "litert",
+            ("tensorflow", "ai_edge_litert"),
+            "LiteRT interpreter",
+            write_litert,
+            load_litert,
+            float32=True,
+            loose=True,
+        ),
         Format("keras", (), "keras", write_keras, load_keras),
     )
 }
@@ -260,11 +309,16 @@ class RawTable:
             while key in taken:
                 key = f"{key}_{i}"
             taken.add(key)
-            categories = [str(c) for c in feature.categories] if feature.type == "categorical" else None
+            categories = (
+                [str(c) for c in feature.categories] if feature.type == "categorical" else None
+            )
             self.columns.append(Column(feature.name, key, i, categories))
         # UTF-8 bytes, as TensorFlow holds strings (the lookup's keys are encoded the same way)
-        self._text = {c.key: np.array([b"", *(v.encode() for v in c.categories)], dtype=object)
-                      for c in self.columns if c.categories is not None}
+        self._text = {
+            c.key: np.array([b"", *(v.encode() for v in c.categories)], dtype=object)
+            for c in self.columns
+            if c.categories is not None
+        }
         self.by_key = {c.key: c for c in self.columns}
 
     def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -276,7 +330,9 @@ class RawTable:
             if c.categories is None:
                 columns[c.key] = x[:, c.index].astype("float32")
             else:
-                codes = np.nan_to_num(x[:, c.index], nan=0.0).astype("int64").clip(0, len(c.categories))
+                codes = (
+                    np.nan_to_num(x[:, c.index], nan=0.0).astype("int64").clip(0, len(c.categories))
+                )
                 columns[c.key] = self._text[c.key][codes]
         return columns
 
@@ -287,9 +343,12 @@ class RawTable:
 def rebuilt(keras, model, float32: bool = False):
     """A copy of the model (same weights), with every layer computing in float32 if `float32`
     (for formats that cannot hold mixed precision)."""
+
     def plain(value):
         if isinstance(value, dict):
-            if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(value.get("config"), dict):
+            if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
+                value.get("config"), dict
+            ):
                 return {**value, "config": {**value["config"], "name": "float32"}}
             return {k: plain(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -299,7 +358,9 @@ def rebuilt(keras, model, float32: bool = False):
     config = keras.saving.serialize_keras_object(model)
     config = plain(config) if float32 else config
     copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    copy(np.zeros((1, *model.input_shape[1:]), "float32"), training=False)  # built and called, as export needs
+    copy(
+        np.zeros((1, *model.input_shape[1:]), "float32"), training=False
+    )  # built and called, as export needs
     copy.set_weights(model.get_weights())
     return copy
 
@@ -311,11 +372,17 @@ def precision_of(model) -> str:
 
 
 def outputs_of(run: Callable, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    return np.concatenate([np.asarray(run(x[i:i + batch]), dtype="float64").reshape(len(x[i:i + batch]), -1)
-                           for i in range(0, len(x), batch)])
+    return np.concatenate(
+        [
+            np.asarray(run(x[i : i + batch]), dtype="float64").reshape(len(x[i : i + batch]), -1)
+            for i in range(0, len(x), batch)
+        ]
+    )
 
 
-def latency_ms(run: Callable, x: np.ndarray, batch: int, budget_s: float = 0.15, most: int = 50) -> float:
+def latency_ms(
+    run: Callable, x: np.ndarray, batch: int, budget_s: float = 0.15, most: int = 50
+) -> float:
     """Median milliseconds per sample of `run` on batches of `batch` rows (after one call
     that warms it up), over at most `most` calls or `budget_s` seconds."""
     rows = np.resize(x, (batch, *x.shape[1:])).astype(x.dtype)
@@ -332,10 +399,17 @@ def latency_ms(run: Callable, x: np.ndarray, batch: int, budget_s: float = 0.15,
 
 def compare(reference: np.ndarray, outputs: np.ndarray, classes: Callable | None) -> dict:
     if outputs.shape != reference.shape:
-        return {"max_abs_diff": None, "agreement": None,
-                "error": f"outputs of shape {list(outputs.shape)}, the model's are {list(reference.shape)}"}
+        return {
+            "max_abs_diff": None,
+            "agreement": None,
+            "error": f"outputs of shape {list(outputs.shape)}, the model's are {list(reference.shape)}",
+        }
     diff = float(np.max(np.abs(outputs - reference))) if reference.size else 0.0
-    agreement = float(np.mean(classes(outputs) == classes(reference))) if classes and len(reference) else None
+    agreement = (
+        float(np.mean(classes(outputs) == classes(reference)))
+        if classes and len(reference)
+        else None
+    )
     return {"max_abs_diff": diff if np.isfinite(diff) else None, "agreement": agreement}
 
 
@@ -349,24 +423,43 @@ def chosen_formats(requested) -> tuple[list[Format], dict[str, str]]:
         chosen = []
         for name in dict.fromkeys(requested):
             if name not in FORMATS:
-                raise ConfigError(Problem(f"no export format '{name}'{did_you_mean(name, FORMATS)}; "
-                                          f"choose from {', '.join(FORMATS)}", where="--format"))
+                raise ConfigError(
+                    Problem(
+                        f"no export format '{name}'{did_you_mean(name, FORMATS)}; "
+                        f"choose from {', '.join(FORMATS)}",
+                        where="--format",
+                    )
+                )
             missing = FORMATS[name].missing()
             if missing:
-                raise ConfigError(Problem(f"{name} needs {', '.join(missing)}, which is not installed: {INSTALL}",
-                                          where="--format"))
+                raise ConfigError(
+                    Problem(
+                        f"{name} needs {', '.join(missing)}, which is not installed: {INSTALL}",
+                        where="--format",
+                    )
+                )
             chosen.append(FORMATS[name])
         return chosen, {}
     missing = {f.name: f.missing() for f in FORMATS.values()}
-    skipped = {name: f"needs {', '.join(lacking)}: {INSTALL}" for name, lacking in missing.items() if lacking}
+    skipped = {
+        name: f"needs {', '.join(lacking)}: {INSTALL}"
+        for name, lacking in missing.items()
+        if lacking
+    }
     return [f for f in FORMATS.values() if not missing[f.name]], skipped
 
 
 def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return (
+        path.stat().st_size
+        if path.is_file()
+        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    )
 
 
-def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Callable[[str], None] | None = None) -> dict:
+def export_run(
+    run=None, formats=(), output=None, runs_dir=None, progress: Callable[[str], None] | None = None
+) -> dict:
     """Write the copies, check each against the model on the test split and record them in
     `exports.json` (in the run folder, or `output`). Returns that record; a copy that fails its
     check is marked `failed` there and named in `report["failed"]` (`failure_line` says why).
@@ -378,8 +471,12 @@ def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Calla
     if output is not None:
         root = Path(output).resolve()
         if root.exists() and not root.is_dir():
-            raise ConfigError(Problem("--output names a file; give a folder (it is created if missing)",
-                                      where=str(output)))
+            raise ConfigError(
+                Problem(
+                    "--output names a file; give a folder (it is created if missing)",
+                    where=str(output),
+                )
+            )
         where, report_path, elsewhere = root, root / "exports.json", "choose another --output"
         shown = (str(output), str(Path(output) / "exports.json"))
     else:
@@ -392,7 +489,9 @@ def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Calla
         previous = checked_targets(where, [f.name for f in chosen], report_path, *shown, elsewhere)
         trained_on = run.record.backend
         keras, model, config, record = load_run_model(run, "tensorflow")
-        if not os.environ.get("DLCLI_DEBUG"):  # TensorFlow's Python warnings while saving ("probably safe to ignore")
+        if not os.environ.get(
+            "DLCLI_DEBUG"
+        ):  # TensorFlow's Python warnings while saving ("probably safe to ignore")
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
         labels = run_labels(run, record, model)
         preprocessing = run_preprocessing(run, record)
@@ -401,8 +500,23 @@ def export_run(run=None, formats=(), output=None, runs_dir=None, progress: Calla
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ConfigError(Problem(f"cannot create it: {io_error(exc)}", where=str(output))) from None
-        job = Job(run, keras, model, config, labels, table, trained_on, root, where, report_path, shown[0], elsewhere)
+                raise ConfigError(
+                    Problem(f"cannot create it: {io_error(exc)}", where=str(output))
+                ) from None
+        job = Job(
+            run,
+            keras,
+            model,
+            config,
+            labels,
+            table,
+            trained_on,
+            root,
+            where,
+            report_path,
+            shown[0],
+            elsewhere,
+        )
         return _export(job, chosen, skipped, previous, progress or (lambda text: None))
     finally:
         run.unlock()
@@ -429,7 +543,9 @@ class Job:
         return str(path.relative_to(self.root))
 
 
-def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: Callable[[str], None]) -> dict:
+def _export(
+    job: Job, chosen: list[Format], skipped: dict, previous: dict, say: Callable[[str], None]
+) -> dict:
     from dlcli.data.dataset import load_data
     from dlcli.model.outputs import class_probabilities
 
@@ -439,28 +555,51 @@ def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: 
     split = load_data(job.config).split("test")
     x = np.ascontiguousarray(_first_rows(split, MAX_ROWS, model.input_shape[1:]), dtype="float32")
     if not len(x):
-        raise ConfigError(Problem("the run has no test split to check the copies on (data.test_split: 0); "
-                                  "retrain it with a test split", where=str(run.file("config.yaml"))))
+        raise ConfigError(
+            Problem(
+                "the run has no test split to check the copies on (data.test_split: 0); "
+                "retrain it with a test split",
+                where=str(run.file("config.yaml")),
+            )
+        )
     classes = (lambda out: class_probabilities(model, out).argmax(axis=-1)) if job.labels else None
     reference = outputs_of(model.predict_on_batch, x)
     scale = max(1.0, float(np.max(np.abs(reference)))) if np.isfinite(reference).all() else 1.0
     precision = precision_of(model)
     plain = plain_reference = None
     report = {
-        "run": run.id, "time": now_iso(), "backend": keras.backend.backend(), "trained_on": job.trained_on,
-        "route": "model.keras loaded on TensorFlow" + (f" (trained on {job.trained_on})" if job.trained_on else ""),
-        "precision": precision, "test_samples": len(x),
-        "thresholds": {"max_abs_diff": LOOSE_TOLERANCE if precision != "float32" else TOLERANCE,
-                       "max_abs_diff_litert": LOOSE_TOLERANCE, "times": scale, "agreement": AGREEMENT},
-        "reference": {"runtime": "keras model.predict", "latency_ms_per_sample": {
-            str(b): latency_ms(lambda rows: model.predict(rows, batch_size=len(rows), verbose=0), x, b)
-            for b in LATENCY_BATCHES}},
+        "run": run.id,
+        "time": now_iso(),
+        "backend": keras.backend.backend(),
+        "trained_on": job.trained_on,
+        "route": "model.keras loaded on TensorFlow"
+        + (f" (trained on {job.trained_on})" if job.trained_on else ""),
+        "precision": precision,
+        "test_samples": len(x),
+        "thresholds": {
+            "max_abs_diff": LOOSE_TOLERANCE if precision != "float32" else TOLERANCE,
+            "max_abs_diff_litert": LOOSE_TOLERANCE,
+            "times": scale,
+            "agreement": AGREEMENT,
+        },
+        "reference": {
+            "runtime": "keras model.predict",
+            "latency_ms_per_sample": {
+                str(b): latency_ms(
+                    lambda rows: model.predict(rows, batch_size=len(rows), verbose=0), x, b
+                )
+                for b in LATENCY_BATCHES
+            },
+        },
     }
     results = dict(previous.get("formats", {}))
     for fmt in chosen:
         say(f"writing {fmt.name}")
-        entry = {"status": "failed", "runtime": fmt.runtime,
-                 "takes": RAW if (table is None or fmt.raw_tables) else INDICES}
+        entry = {
+            "status": "failed",
+            "runtime": fmt.runtime,
+            "takes": RAW if (table is None or fmt.raw_tables) else INDICES,
+        }
         built = build_folder(where, fmt.name)  # ours alone: the only folders deleted below
         earlier = results.get(fmt.name)
         exported, against = model, reference
@@ -472,15 +611,21 @@ def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: 
                 plain = rebuilt(keras, model, float32=True)
                 plain_reference = outputs_of(plain.predict_on_batch, x)
             exported, against = plain, plain_reference
-            entry["precision"] = f"float32 (the run trained in {precision}; {fmt.name} needs float32)"
+            entry["precision"] = (
+                f"float32 (the run trained in {precision}; {fmt.name} needs float32)"
+            )
             entry["checked_against"] = "the model computed in float32"
         else:
             entry["precision"] = precision
         try:
             path = fmt.write(exported, built, table)
-            final = (where / fmt.name / path.relative_to(built)) if path != built else where / fmt.name
+            final = (
+                (where / fmt.name / path.relative_to(built)) if path != built else where / fmt.name
+            )
             files = written(built)
-            replace_folder(built, where / fmt.name, earlier, f"{job.shown_where}/{fmt.name}", job.elsewhere)
+            replace_folder(
+                built, where / fmt.name, earlier, f"{job.shown_where}/{fmt.name}", job.elsewhere
+            )
             entry["files"] = files  # what is ours to replace next time
             copy = fmt.load(final, table)
             say(f"checking {fmt.name} on {len(x)} test samples")
@@ -489,7 +634,9 @@ def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: 
             entry.update(compare(against, outputs, classes))
             if against is not reference:
                 entry["as_trained"] = compare(reference, outputs, classes)
-            entry["latency_ms_per_sample"] = {str(b): latency_ms(copy.run, x, b) for b in LATENCY_BATCHES}
+            entry["latency_ms_per_sample"] = {
+                str(b): latency_ms(copy.run, x, b) for b in LATENCY_BATCHES
+            }
         except Exception as exc:  # noqa: BLE001 - a converter or runtime fails in many ways
             shutil.rmtree(built, ignore_errors=True)
             if "files" not in entry and isinstance(earlier, dict) and "files" in earlier:
@@ -497,7 +644,9 @@ def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: 
             entry["error"] = f"{type(exc).__name__}: {first_line(exc)[:300]}"
             results[fmt.name] = entry
             continue
-        tolerance = (LOOSE_TOLERANCE if (fmt.loose or precision != "float32") else TOLERANCE) * scale
+        tolerance = (
+            LOOSE_TOLERANCE if (fmt.loose or precision != "float32") else TOLERANCE
+        ) * scale
         entry["tolerance"] = tolerance
         problems = []
         if entry.get("error"):
@@ -521,8 +670,12 @@ def _export(job: Job, chosen: list[Format], skipped: dict, previous: dict, say: 
 def failure_line(report: dict) -> str | None:
     """The one-line cause when some copy failed its check (the command's exit 1)."""
     failed = report.get("failed") or []
-    return ("export failed for " + "; ".join(f"{name}: {report['formats'][name].get('error')}" for name in failed)
-            if failed else None)
+    return (
+        "export failed for "
+        + "; ".join(f"{name}: {report['formats'][name].get('error')}" for name in failed)
+        if failed
+        else None
+    )
 
 
 def _first_rows(split, count: int, shape: tuple) -> np.ndarray:
@@ -530,7 +683,7 @@ def _first_rows(split, count: int, shape: tuple) -> np.ndarray:
     read whole)."""
     batches, held = [], 0
     for batch in split.feature_batches():
-        batches.append(batch[:count - held])
+        batches.append(batch[: count - held])
         held += len(batches[-1])
         if held >= count:
             break
@@ -543,7 +696,9 @@ def _write_report(path: Path, report: dict) -> None:
     try:
         atomic_write(path, json_text(report, indent=2) + "\n")
     except OSError as exc:
-        raise RunFailed(f"exports.json could not be written: {io_error(exc)}", payload=report) from None
+        raise RunFailed(
+            f"exports.json could not be written: {io_error(exc)}", payload=report
+        ) from None
 
 
 __all__ = ["FORMATS", "INSTALL", "export_run", "failure_line"]

@@ -31,8 +31,14 @@ WRITES = {
     "keras": [r"model\.keras"],
     "onnx": [r"model\.onnx"],
     "litert": [r"model\.tflite"],
-    "saved_model": [r"saved_model\.pb", r"fingerprint\.pb", r"variables/", r"variables/variables\.[^/]+",
-                    r"assets/", r"assets/.+"],
+    "saved_model": [
+        r"saved_model\.pb",
+        r"fingerprint\.pb",
+        r"variables/",
+        r"variables/variables\.[^/]+",
+        r"assets/",
+        r"assets/.+",
+    ],
 }
 
 
@@ -47,7 +53,9 @@ def read_record(path: Path, shown: str, elsewhere: str = "choose another --outpu
     except OSError as exc:
         raise ConfigError(Problem(io_error(exc), where=shown)) from None
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(Problem(f"is not a dlcli export record (a folder or link); {fix}", where=shown))
+        raise ConfigError(
+            Problem(f"is not a dlcli export record (a folder or link); {fix}", where=shown)
+        )
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
@@ -55,12 +63,20 @@ def read_record(path: Path, shown: str, elsewhere: str = "choose another --outpu
     except ValueError:
         data = None
     if not (isinstance(data, dict) and isinstance(data.get("formats"), dict)):
-        raise ConfigError(Problem(f"is not a dlcli export record (JSON with 'formats'); {fix}", where=shown))
+        raise ConfigError(
+            Problem(f"is not a dlcli export record (JSON with 'formats'); {fix}", where=shown)
+        )
     return data
 
 
-def checked_targets(where: Path, names: list[str], report_path: Path, shown: str, shown_report: str,
-                    elsewhere: str = "choose another --output") -> dict:
+def checked_targets(
+    where: Path,
+    names: list[str],
+    report_path: Path,
+    shown: str,
+    shown_report: str,
+    elsewhere: str = "choose another --output",
+) -> dict:
     """Refuse (a ConfigError with one Problem per folder) unless every `where/NAME` of
     `names` is missing or dlcli's own copy; returns the export record ({} if none).
 
@@ -72,7 +88,12 @@ def checked_targets(where: Path, names: list[str], report_path: Path, shown: str
     for name in names:
         why = not_ours(where / name, name, entries.get(name), report_path.name)
         if why:
-            problems.append(Problem(f"{why}; move your files out of it or {elsewhere}", where=str(Path(shown) / name)))
+            problems.append(
+                Problem(
+                    f"{why}; move your files out of it or {elsewhere}",
+                    where=str(Path(shown) / name),
+                )
+            )
     if problems:
         raise ConfigError(problems)
     return record
@@ -100,7 +121,9 @@ def not_ours(folder: Path, name: str, entry, record_name: str = "exports.json") 
         allowed = set(listed) | {parent for f in listed for parent in parents(f)}
         foreign = [path for path in found if path not in allowed]
     else:  # a record from before `files` was kept: what the format writes
-        foreign = [path for path in found if not any(re.fullmatch(p, path) for p in WRITES.get(name, []))]
+        foreign = [
+            path for path in found if not any(re.fullmatch(p, path) for p in WRITES.get(name, []))
+        ]
     if not foreign:
         return None
     more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
@@ -135,7 +158,11 @@ def written(folder: Path) -> list[str]:
     """What a freshly built copy holds, as exports.json's `files` records it: its files, and
     its empty folders (others are implied by the files in them)."""
     found = contents(folder)
-    return [path for path in found if not path.endswith("/") or not any(f.startswith(path) and f != path for f in found)]
+    return [
+        path
+        for path in found
+        if not path.endswith("/") or not any(f.startswith(path) and f != path for f in found)
+    ]
 
 
 def build_folder(where: Path, name: str) -> Path:
@@ -144,7 +171,9 @@ def build_folder(where: Path, name: str) -> Path:
     return Path(tempfile.mkdtemp(dir=where, prefix=f".{name}."))
 
 
-def replace_folder(built: Path, target: Path, entry, shown: str, elsewhere: str = "choose another --output") -> None:
+def replace_folder(
+    built: Path, target: Path, entry, shown: str, elsewhere: str = "choose another --output"
+) -> None:
     """Put a finished copy's folder in place of dlcli's older copy (never a half-written
     copy), after checking again that the older one is dlcli's (the user may have added
     files since the export began); a ConfigError otherwise, and then `target` is untouched."""

@@ -29,7 +29,9 @@ from dlcli.data.sources.npzfile import NpzFile
 from dlcli.data.sources.table import TableSource
 
 SOURCES: dict[str, Source] = {
-    name: source for source in (Bundled(), KerasDataset(), TableSource(), NpzFile()) for name in source.names
+    name: source
+    for source in (Bundled(), KerasDataset(), TableSource(), NpzFile())
+    for name in source.names
 }
 
 

@@ -23,7 +23,9 @@ class Loaded:
     labels: list | None = None
     files: dict[str, str] = field(default_factory=dict)
     task: str | None = None
-    table: object | None = None  # a table's columns and categories (`dlcli.data.sources.table.TableInfo`)
+    table: object | None = (
+        None  # a table's columns and categories (`dlcli.data.sources.table.TableInfo`)
+    )
     y_labels: list | None = None  # streamed text targets: y holds codes into these sorted labels
 
 
@@ -69,13 +71,22 @@ def numeric_features(x: np.ndarray, shown: str, name: str = "features") -> np.nd
     naming the file (`shown`) and the array (`name`) for text, a single number, no
     features per sample, or NaN/inf after the cast (1e39 is finite in float64, inf in float32)."""
     if x.dtype.kind not in "biuf":
-        raise ConfigError(Problem(f"{name} is of type {x.dtype}, not numbers; features must be numeric", where=shown))
+        raise ConfigError(
+            Problem(
+                f"{name} is of type {x.dtype}, not numbers; features must be numeric", where=shown
+            )
+        )
     if x.ndim == 0:
-        raise ConfigError(Problem(f"{name} holds a single number; it must hold one row per sample", where=shown))
+        raise ConfigError(
+            Problem(f"{name} holds a single number; it must hold one row per sample", where=shown)
+        )
     if 0 in x.shape[1:]:
-        raise ConfigError(Problem(
-            f"{name} has no features (shape {x.shape}); each sample needs at least one number", where=shown,
-        ))
+        raise ConfigError(
+            Problem(
+                f"{name} has no features (shape {x.shape}); each sample needs at least one number",
+                where=shown,
+            )
+        )
     values = float32(x)
     if values.ndim == 1:
         values = values[:, None]
@@ -83,7 +94,9 @@ def numeric_features(x: np.ndarray, shown: str, name: str = "features") -> np.nd
     return values
 
 
-def check_finite(values: np.ndarray, x: np.ndarray, shown: str, name: str = "features", first: int = 0) -> None:
+def check_finite(
+    values: np.ndarray, x: np.ndarray, shown: str, name: str = "features", first: int = 0
+) -> None:
     """A ConfigError naming the first sample of `values` (x as float32) that holds NaN/inf;
     `first` is the number of `x`'s first sample (for a file read in pieces)."""
     bad = first_not_finite(values)
@@ -92,11 +105,16 @@ def check_finite(values: np.ndarray, x: np.ndarray, shown: str, name: str = "fea
     original = x.reshape(len(x), -1)[bad]
     sample = first + bad[0]
     if np.isfinite(original):
-        raise ConfigError(Problem(
-            f"{name} holds {original.item():g} at sample {sample}, out of float32 range "
-            f"(±{FLOAT32_MAX:.3g}); rescale the data", where=shown,
-        ))
-    raise ConfigError(Problem(f"{name}: NaN or inf at sample {sample} (the first); clean the data", where=shown))
+        raise ConfigError(
+            Problem(
+                f"{name} holds {original.item():g} at sample {sample}, out of float32 range "
+                f"(±{FLOAT32_MAX:.3g}); rescale the data",
+                where=shown,
+            )
+        )
+    raise ConfigError(
+        Problem(f"{name}: NaN or inf at sample {sample} (the first); clean the data", where=shown)
+    )
 
 
 def checked_targets(y: np.ndarray, shown: str, name: str = "targets") -> np.ndarray:
@@ -104,15 +122,25 @@ def checked_targets(y: np.ndarray, shown: str, name: str = "targets") -> np.ndar
     single value, a shape that is not one value (or one-hot row) per sample, a type that is
     neither numbers nor text, or a number that is NaN/inf in float32."""
     if y.ndim == 0:
-        raise ConfigError(Problem(f"{name} holds a single value; it must hold {SAMPLE}", where=shown))
+        raise ConfigError(
+            Problem(f"{name} holds a single value; it must hold {SAMPLE}", where=shown)
+        )
     if y.ndim > 2 or 0 in y.shape[1:]:
-        raise ConfigError(Problem(f"{name} has shape {y.shape}; it must hold {SAMPLE}", where=shown))
+        raise ConfigError(
+            Problem(f"{name} has shape {y.shape}; it must hold {SAMPLE}", where=shown)
+        )
     if y.dtype.kind not in "biufUS":
-        raise ConfigError(Problem(f"{name} is of type {y.dtype}; it must hold numbers or text labels", where=shown))
+        raise ConfigError(
+            Problem(
+                f"{name} is of type {y.dtype}; it must hold numbers or text labels", where=shown
+            )
+        )
     bad = first_not_finite(float32(y)) if y.dtype.kind == "f" else None
     if bad is not None:
         value = y.reshape(len(y), -1)[bad].item()
-        reason = f"{value:g} at sample {bad[0]}" + (", out of float32 range" if math.isfinite(value) else "")
+        reason = f"{value:g} at sample {bad[0]}" + (
+            ", out of float32 range" if math.isfinite(value) else ""
+        )
         raise ConfigError(Problem(f"{name} holds {reason}; fix or drop that sample", where=shown))
     return y
 

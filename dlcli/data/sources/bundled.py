@@ -18,7 +18,9 @@ class Bundled(Source):
         bunch = getattr(sklearn.datasets, f"load_{name}")()
         labels = [plain(v) for v in bunch.target_names] if "target_names" in bunch else None
         return Loaded(
-            x=bunch.data.astype("float32"), y=bunch.target,
-            feature_names=[str(n) for n in bunch.feature_names], labels=labels,
+            x=bunch.data.astype("float32"),
+            y=bunch.target,
+            feature_names=[str(n) for n in bunch.feature_names],
+            labels=labels,
             task="regression" if name in self.regression else "classification",
         )

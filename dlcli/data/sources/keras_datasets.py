@@ -24,16 +24,26 @@ class KerasDataset(Source):
         try:
             (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
         except Exception as exc:  # noqa: BLE001 - get_file raises plain Exception when offline
-            cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras") / "datasets"
-            raise ConfigError(Problem(
-                f"data.source '{name}' could not be downloaded and no usable copy is cached "
-                f"in {cache} ({type(exc).__name__}); connect once to the network, or copy the "
-                "dataset file into that folder (KERAS_HOME moves it)",
-                where=config.where(("data", "source")),
-            )) from None
+            cache = (
+                Path(
+                    keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras"
+                )
+                / "datasets"
+            )
+            raise ConfigError(
+                Problem(
+                    f"data.source '{name}' could not be downloaded and no usable copy is cached "
+                    f"in {cache} ({type(exc).__name__}); connect once to the network, or copy the "
+                    "dataset file into that folder (KERAS_HOME moves it)",
+                    where=config.where(("data", "source")),
+                )
+            ) from None
         return Loaded(
-            x=x_train.astype("float32"), y=_column(y_train),
-            x_test=x_test.astype("float32"), y_test=_column(y_test), task="classification",
+            x=x_train.astype("float32"),
+            y=_column(y_train),
+            x_test=x_test.astype("float32"),
+            y_test=_column(y_test),
+            task="classification",
         )
 
 

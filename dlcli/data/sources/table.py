@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from dlcli.data.tables.columns import TableColumns
     from dlcli.data.tables.form import TableFormat
 
-MAX_GUESSED_CLASSES = 20  # a target of whole numbers with at most this many values is a set of classes
+MAX_GUESSED_CLASSES = (
+    20  # a target of whole numbers with at most this many values is a set of classes
+)
 
 
 @dataclass
@@ -54,32 +56,57 @@ class TableSource(Source):
         from dlcli.data.tables import stream, tablefile, whole
 
         d = config.data
-        read = stream.scan if streams(config) else whole.read_table  # whole, or a piece at a time (data.streaming)
+        read = (
+            stream.scan if streams(config) else whole.read_table
+        )  # whole, or a piece at a time (data.streaming)
         shown = config.where(("data", "columns"))
-        file = tablefile.TableFile.open(d.path, d.header, d.columns, d.delimiter, d.missing, d.source, shown)
+        file = tablefile.TableFile.open(
+            d.path, d.header, d.columns, d.delimiter, d.missing, d.source, shown
+        )
         fmt = file.format
         target, features, kinds = select(config, fmt)
         train = read(file, features, target, kinds, d.on_missing)
         files = {d.path: sha256_file(d.path)}
         rows = {"train_file": _rows(train)}
-        info = TableInfo(fmt, target, features, train.kinds, train.categories, list(d.missing), d.on_missing,
-                         rows=rows, target_kind=train.target_kind)
+        info = TableInfo(
+            fmt,
+            target,
+            features,
+            train.kinds,
+            train.categories,
+            list(d.missing),
+            d.on_missing,
+            rows=rows,
+            target_kind=train.target_kind,
+        )
         test = None
         if d.test_path:
-            test_file = tablefile.TableFile.open(d.test_path, d.header, d.columns,
-                                                 fmt.delimiter if d.source == "csv" else "auto", d.missing, d.source,
-                                                 shown)
+            test_file = tablefile.TableFile.open(
+                d.test_path,
+                d.header,
+                d.columns,
+                fmt.delimiter if d.source == "csv" else "auto",
+                d.missing,
+                d.source,
+                shown,
+            )
             _same_columns(test_file.format, [*features, target], d.test_path)
             test = read(test_file, features, target, dict(zip(features, train.kinds)), d.on_missing)
             info.test_categories = test.categories
             rows["test_file"] = _rows(test)
             files[d.test_path] = sha256_file(d.test_path)
         labels = _common_labels(train, test)  # after it, the codes of both files agree
-        return Loaded(x=train.x, y=train.y, x_test=test.x if test is not None else None,
-                      y_test=test.y if test is not None else None,
-                      feature_names=features, files=files, task=guess_task(train), table=info, y_labels=labels)
-
-
+        return Loaded(
+            x=train.x,
+            y=train.y,
+            x_test=test.x if test is not None else None,
+            y_test=test.y if test is not None else None,
+            feature_names=features,
+            files=files,
+            task=guess_task(train),
+            table=info,
+            y_labels=labels,
+        )
 
 
 def _common_labels(train: TableColumns, test: TableColumns | None) -> list[str] | None:
@@ -117,12 +144,20 @@ def _column(config, path: tuple, ref, fmt: TableFormat, what: str) -> str:
         return found
     names = fmt.names
     if isinstance(ref, int):
-        raise ConfigError(config.problem(path, (
-            f"{what} position {ref} is past the file's {len(names)} columns (0 to {len(names) - 1}, -1 for the last)")))
+        raise ConfigError(
+            config.problem(
+                path,
+                (
+                    f"{what} position {ref} is past the file's {len(names)} columns (0 to {len(names) - 1}, -1 for the last)"
+                ),
+            )
+        )
     hint = did_you_mean(ref, names)
     if not fmt.header and fmt.kind == "csv" and not config.data.columns:
         hint += "; the file has no header row, so its columns are named by position (0, 1, ...) or by data.columns"
-    raise ConfigError(config.problem(path, f"no {what} column '{ref}'{hint}; columns are: {fmt.shown()}"))
+    raise ConfigError(
+        config.problem(path, f"no {what} column '{ref}'{hint}; columns are: {fmt.shown()}")
+    )
 
 
 def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
@@ -138,22 +173,36 @@ def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
             path = ("data", "features", i)
             name = _column(config, path, entry.name, fmt, "feature")
             if name == target:
-                raise ConfigError(config.problem(path, (
-                    f"the target '{name}' is also listed as a feature; the model must not see its target, "
-                    "so remove it from data.features")))
+                raise ConfigError(
+                    config.problem(
+                        path,
+                        (
+                            f"the target '{name}' is also listed as a feature; the model must not see its target, "
+                            "so remove it from data.features"
+                        ),
+                    )
+                )
             if name in features:
-                raise ConfigError(config.problem(path, f"feature '{name}' is listed twice; remove one"))
+                raise ConfigError(
+                    config.problem(path, f"feature '{name}' is listed twice; remove one")
+                )
             features.append(name)
             if entry.type != "auto":
                 kinds[name] = entry.type
     if not features:
-        raise ConfigError(config.problem(("data", "target"), "no feature columns: the file holds only the target"))
+        raise ConfigError(
+            config.problem(("data", "target"), "no feature columns: the file holds only the target")
+        )
     return target, features, kinds
 
 
 def _same_columns(fmt: TableFormat, wanted: list[str], path: str) -> None:
     absent = fmt.lacking(wanted)
     if absent is not None:
-        raise ConfigError(Problem(
-            f"the test file lacks column '{absent}'{did_you_mean(absent, fmt.names)}; it must have the "
-            "training file's columns", where=path))
+        raise ConfigError(
+            Problem(
+                f"the test file lacks column '{absent}'{did_you_mean(absent, fmt.names)}; it must have the "
+                "training file's columns",
+                where=path,
+            )
+        )

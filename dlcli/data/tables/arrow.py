@@ -44,7 +44,9 @@ def to_numpy(array, fill) -> np.ndarray:
     else:  # booleans (bits), decimals, half floats
         array, dtype = array.cast(pa.float64()), "float64"
     size = np.dtype(dtype).itemsize
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size)
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size
+    )
 
 
 def numbers(column, dtype: str) -> np.ndarray:
@@ -62,14 +64,18 @@ def as_text(column):
     """A column (of numbers, or of plain strings) as text with one dictionary."""
     import pyarrow as pa
 
-    return pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+    return (
+        pa.table({"c": column.cast(pa.string()).dictionary_encode()}).unify_dictionaries().column(0)
+    )
 
 
 def unified(column):
     """A dictionary column with one dictionary for all its chunks."""
     import pyarrow as pa
 
-    return pa.table({"c": column}).unify_dictionaries().column(0) if column.num_chunks > 1 else column
+    return (
+        pa.table({"c": column}).unify_dictionaries().column(0) if column.num_chunks > 1 else column
+    )
 
 
 def dictionary_cells(column) -> list[str]:

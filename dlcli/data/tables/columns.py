@@ -33,7 +33,9 @@ class TableColumns:
     y_labels: list[str] | None = None  # streamed (`scan`): y holds codes into these sorted labels
     target_kind: str | None = None  # numeric | text
     rows_read: int = 0
-    dropped: dict = field(default_factory=dict)  # why -> rows dropped ('missing target', 'missing cells')
+    dropped: dict = field(
+        default_factory=dict
+    )  # why -> rows dropped ('missing target', 'missing cells')
 
 
 def target_numbers(file: TableFile, values: list[str]) -> np.ndarray | None:
@@ -42,7 +44,9 @@ def target_numbers(file: TableFile, values: list[str]) -> np.ndarray | None:
     marks, decimal = set(file.missing), file.format.decimal
     present = [c for c in values if c not in marks]
     if present and all(is_number(c, decimal) for c in present):
-        return np.array([np.nan if c in marks else float(c.replace(decimal, ".")) for c in values] + [np.nan])
+        return np.array(
+            [np.nan if c in marks else float(c.replace(decimal, ".")) for c in values] + [np.nan]
+        )
     return None
 
 
@@ -50,7 +54,7 @@ def whole_numbers(values: np.ndarray, absent: np.ndarray) -> np.ndarray:
     """`values` as int64 when every present one is a whole number below 2**53 (a target of
     classes), else as they are."""
     present = values[~absent]
-    if len(present) and np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2 ** 53):
+    if len(present) and np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2**53):
         out = np.zeros(len(values), dtype="int64")
         out[~absent] = present.astype("int64")
         return out
@@ -71,11 +75,14 @@ def not_float32(what: str, cell: str | None) -> str:
 
 def out_of_range(file: TableFile, what: str, name: str, row: int) -> ConfigError:
     """The error for column `name`'s value in data row `row`, out of float32 range."""
-    return ConfigError(Problem(not_float32(what, file.cell_at(row, name)), where=file.where_row(row)))
+    return ConfigError(
+        Problem(not_float32(what, file.cell_at(row, name)), where=file.where_row(row))
+    )
 
 
-def check_target(file: TableFile, table: TableColumns, target: str, target_missing: np.ndarray,
-                 on_missing: str) -> None:
+def check_target(
+    file: TableFile, table: TableColumns, target: str, target_missing: np.ndarray, on_missing: str
+) -> None:
     """A target of numbers out of float32 range, or missing under `data.on_missing: error`."""
     if table.target_kind == "numeric" and table.y.dtype.kind == "f":
         with np.errstate(over="ignore"):
@@ -84,12 +91,23 @@ def check_target(file: TableFile, table: TableColumns, target: str, target_missi
             raise out_of_range(file, f"the target '{target}'", target, int(np.argmax(bad)))
     if target_missing.any() and on_missing == "error":
         row = int(np.argmax(target_missing))
-        raise ConfigError(Problem(f"the target '{target}' is missing; fill the cell or set data.on_missing: "
-                                  "fill or drop (rows without a target are dropped)", where=file.where_row(row)))
+        raise ConfigError(
+            Problem(
+                f"the target '{target}' is missing; fill the cell or set data.on_missing: "
+                "fill or drop (rows without a target are dropped)",
+                where=file.where_row(row),
+            )
+        )
 
 
-def kept_rows(file: TableFile, table: TableColumns, target_missing: np.ndarray, row_missing: np.ndarray,
-              on_missing: str, first) -> np.ndarray | None:
+def kept_rows(
+    file: TableFile,
+    table: TableColumns,
+    target_missing: np.ndarray,
+    row_missing: np.ndarray,
+    on_missing: str,
+    first,
+) -> np.ndarray | None:
     """data.on_missing's rule: the rows kept (None: all), recorded in `table.dropped`; under
     `error`, a ConfigError at the first missing cell (`first()` -> (row, column))."""
     missing_cells = None
@@ -97,9 +115,13 @@ def kept_rows(file: TableFile, table: TableColumns, target_missing: np.ndarray, 
         missing_cells = row_missing
         if on_missing == "error":
             row, column = first()
-            raise ConfigError(Problem(
-                f"column '{column}' is missing (data.on_missing: error); fill the cell, or set data.on_missing: "
-                "fill (training mean, or a 'missing' category) or drop", where=file.where_row(row)))
+            raise ConfigError(
+                Problem(
+                    f"column '{column}' is missing (data.on_missing: error); fill the cell, or set data.on_missing: "
+                    "fill (training mean, or a 'missing' category) or drop",
+                    where=file.where_row(row),
+                )
+            )
     keep = ~target_missing
     if target_missing.any():
         table.dropped["missing target"] = int(target_missing.sum())

@@ -76,8 +76,12 @@ def diagnose(path: str, fmt: TableFormat, exc: Exception) -> ConfigError:
     try:
         for line, row in walk(path, fmt):
             if len(row) != width:
-                return ConfigError(Problem(f"has {len(row)} fields, {what} {width}; fix the row",
-                                           where=f"{path}:{line}"))
+                return ConfigError(
+                    Problem(
+                        f"has {len(row)} fields, {what} {width}; fix the row",
+                        where=f"{path}:{line}",
+                    )
+                )
     except ConfigError as error:
         return error
     except FileNotFoundError:
@@ -91,10 +95,12 @@ def _lines(handle, path: str):
     """The handle's lines, each read at most MAX_LINE characters at a time."""
     for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), start=1):
         if len(line) > MAX_LINE:
-            raise ConfigError(Problem(
-                f"the line is over {MAX_LINE:,} characters long; this is not a CSV table with one row per line",
-                where=f"{path}:{number}",
-            ))
+            raise ConfigError(
+                Problem(
+                    f"the line is over {MAX_LINE:,} characters long; this is not a CSV table with one row per line",
+                    where=f"{path}:{number}",
+                )
+            )
         yield line
 
 
@@ -102,6 +108,6 @@ def _csv_error(exc: csv.Error) -> str:
     if "field larger than field limit" in str(exc):
         return (
             f"a cell is over {csv.field_size_limit():,} characters, too large to be a number or a label; "
-            "check for a quote (\") that is never closed, or give a CSV table"
+            'check for a quote (") that is never closed, or give a CSV table'
         )
     return f"not a readable CSV row ({exc}); fix the row"

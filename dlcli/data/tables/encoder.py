@@ -43,11 +43,14 @@ class TableEncoder(keras.layers.Layer):
         self.fill = [float(v) for v in fill]
         self.offset = [float(v) for v in offset]
         self.scale = [float(v) for v in scale]
-        self.categorical = [{"index": int(c["index"]), "size": int(c["size"]), "dim": int(c["dim"])}
-                            for c in categorical]
+        self.categorical = [
+            {"index": int(c["index"]), "size": int(c["size"]), "dim": int(c["dim"])}
+            for c in categorical
+        ]
         self.embeddings = [
             keras.layers.Embedding(c["size"], c["dim"], name=f"embedding_{c['index']}")
-            for c in self.categorical if c["dim"]
+            for c in self.categorical
+            if c["dim"]
         ]
 
     @property
@@ -64,13 +67,19 @@ class TableEncoder(keras.layers.Layer):
         parts = []
         if self.numeric:
             values = ops.take(x, self.numeric, axis=1)
-            values = ops.where(ops.isnan(values), ops.convert_to_tensor(self.fill, "float32"), values)
-            parts.append((values - ops.convert_to_tensor(self.offset, "float32"))
-                         / ops.convert_to_tensor(self.scale, "float32"))
+            values = ops.where(
+                ops.isnan(values), ops.convert_to_tensor(self.fill, "float32"), values
+            )
+            parts.append(
+                (values - ops.convert_to_tensor(self.offset, "float32"))
+                / ops.convert_to_tensor(self.scale, "float32")
+            )
         embeddings = iter(self.embeddings)
         for column in self.categorical:
             codes = ops.take(x, column["index"], axis=1)
-            codes = ops.cast(ops.clip(ops.where(ops.isnan(codes), 0.0, codes), 0, column["size"] - 1), "int32")
+            codes = ops.cast(
+                ops.clip(ops.where(ops.isnan(codes), 0.0, codes), 0, column["size"] - 1), "int32"
+            )
             if column["dim"]:
                 parts.append(ops.cast(next(embeddings)(codes), "float32"))
             else:
@@ -82,5 +91,11 @@ class TableEncoder(keras.layers.Layer):
         return (input_shape[0], self.width)
 
     def get_config(self):
-        return {**super().get_config(), "numeric": self.numeric, "fill": self.fill, "offset": self.offset,
-                "scale": self.scale, "categorical": self.categorical}
+        return {
+            **super().get_config(),
+            "numeric": self.numeric,
+            "fill": self.fill,
+            "offset": self.offset,
+            "scale": self.scale,
+            "categorical": self.categorical,
+        }

@@ -36,10 +36,20 @@ CANDIDATES = (",", ";", "\t", "|")
 SPACES = " "  # data.delimiter for runs of spaces or tabs (whitespace-aligned files)
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 # Archives whose bytes pyarrow's piece reader would take for text: named, never parsed.
-COMPRESSED = {b"\x1f\x8b": "gzip-compressed", b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed",
-              b"\x28\xb5\x2f\xfd": "zstd-compressed", b"PK\x03\x04": "zip archive"}
-UNPACK = {"gzip-compressed": "gunzip -k {path}", "bzip2-compressed": "bunzip2 -k {path}",
-          "xz-compressed": "unxz -k {path}", "zstd-compressed": "unzstd {path}", "zip archive": "unzip {path}"}
+COMPRESSED = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"PK\x03\x04": "zip archive",
+}
+UNPACK = {
+    "gzip-compressed": "gunzip -k {path}",
+    "bzip2-compressed": "bunzip2 -k {path}",
+    "xz-compressed": "unxz -k {path}",
+    "zstd-compressed": "unzstd {path}",
+    "zip archive": "unzip {path}",
+}
 
 
 @dataclass
@@ -83,8 +93,15 @@ class TableFormat:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def inspect(path: str, header="auto", columns=None, delimiter: str = "auto", missing=(), kind: str = "csv",
-            shown: str | None = None) -> TableFormat:
+def inspect(
+    path: str,
+    header="auto",
+    columns=None,
+    delimiter: str = "auto",
+    missing=(),
+    kind: str = "csv",
+    shown: str | None = None,
+) -> TableFormat:
     """The form of a table file: column names, header, delimiter, decimal mark.
 
     Args:
@@ -113,9 +130,13 @@ def inspect(path: str, header="auto", columns=None, delimiter: str = "auto", mis
     has_header = _has_header(rows, markers) if header == "auto" else bool(header)
     if columns is not None:
         if len(columns) != width:
-            raise ConfigError(Problem(
-                f"data.columns names {len(columns)} columns but the file's first row has {width}; "
-                "name every column, in order", where=shown or path))
+            raise ConfigError(
+                Problem(
+                    f"data.columns names {len(columns)} columns but the file's first row has {width}; "
+                    "name every column, in order",
+                    where=shown or path,
+                )
+            )
         names = list(columns)
     elif has_header:
         names = [cell.strip() or str(i) for i, cell in enumerate(rows[0])]
@@ -130,7 +151,7 @@ def inspect(path: str, header="auto", columns=None, delimiter: str = "auto", mis
 def numbers_in_sample(path: str, fmt: TableFormat, wanted: list[str], markers) -> set[str]:
     """The columns of `wanted` whose present cells in the sample are all numbers (what the
     CSV reader is first asked to parse as numbers)."""
-    rows = sample_rows(sample(path), fmt.delimiter)[1 if fmt.header else 0:]
+    rows = sample_rows(sample(path), fmt.delimiter)[1 if fmt.header else 0 :]
     index = {name: i for i, name in enumerate(fmt.names)}
     marks = set(markers)
     numeric = set()
@@ -184,23 +205,34 @@ def _read_sample(path: str, mtime_ns: int, size: int) -> str:
         raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
     packed = next((name for magic, name in COMPRESSED.items() if raw.startswith(magic)), None)
     if packed:
-        raise ConfigError(Problem(
-            f"is a {packed} file; dlcli reads tables as plain CSV text or Parquet: unpack it first "
-            f"({UNPACK[packed].format(path=path)}), or save it as Parquet", where=path))
+        raise ConfigError(
+            Problem(
+                f"is a {packed} file; dlcli reads tables as plain CSV text or Parquet: unpack it first "
+                f"({UNPACK[packed].format(path=path)}), or save it as Parquet",
+                where=path,
+            )
+        )
     whole = len(raw) <= SAMPLE_BYTES
     if not whole:
         end = max(raw.rfind(b"\n", 0, SAMPLE_BYTES), raw.rfind(b"\r", 0, SAMPLE_BYTES))
         if end < 0:
-            raise ConfigError(Problem(
-                f"the first line is over {SAMPLE_BYTES:,} bytes long; this is not a table with one row per line",
-                where=f"{path}:1"))
-        raw = raw[:end + 1]
+            raise ConfigError(
+                Problem(
+                    f"the first line is over {SAMPLE_BYTES:,} bytes long; this is not a table with one row per line",
+                    where=f"{path}:1",
+                )
+            )
+        raw = raw[: end + 1]
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = len(line_ends(np.frombuffer(raw[:exc.start] + b"\0", dtype=np.uint8))) + 1
-        raise ConfigError(Problem(f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
-                                  where=f"{path}:{line}")) from None
+        line = len(line_ends(np.frombuffer(raw[: exc.start] + b"\0", dtype=np.uint8))) + 1
+        raise ConfigError(
+            Problem(
+                f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
+                where=f"{path}:{line}",
+            )
+        ) from None
 
 
 def sample_rows(text: str, sep: str) -> list[list[str]]:
@@ -209,10 +241,14 @@ def sample_rows(text: str, sep: str) -> list[list[str]]:
         rows = _split_spaces(text)
     else:
         try:
-            rows = [row for row in csv.reader(_universal(text), delimiter=sep) if any(c.strip() for c in row)]
+            rows = [
+                row
+                for row in csv.reader(_universal(text), delimiter=sep)
+                if any(c.strip() for c in row)
+            ]
         except csv.Error:
             rows = [line.split(sep) for line in text.splitlines() if line.strip()]
-    return rows[:SAMPLE_ROWS + 1]
+    return rows[: SAMPLE_ROWS + 1]
 
 
 def _split_spaces(text: str) -> list[list[str]]:
@@ -228,7 +264,9 @@ def _first_row_line(text: str, sep: str) -> int:
     """The line the first non-blank row of the sample starts on (where a header's problem is
     shown), counted as `diagnostics` counts lines."""
     if sep == SPACES:
-        return next((number for number, line in enumerate(_universal(text), start=1) if line.strip()), 1)
+        return next(
+            (number for number, line in enumerate(_universal(text), start=1) if line.strip()), 1
+        )
     reader = csv.reader(_universal(text), delimiter=sep)
     line = 0
     try:
@@ -246,10 +284,12 @@ def _check_names(names: list, where: str) -> None:
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
         if name in seen:
-            raise ConfigError(Problem(
-                f"column '{name}' appears twice in the header (columns {seen[name]} and {position}); rename one",
-                where=where,
-            ))
+            raise ConfigError(
+                Problem(
+                    f"column '{name}' appears twice in the header (columns {seen[name]} and {position}); rename one",
+                    where=where,
+                )
+            )
         seen[name] = position
 
 
@@ -262,7 +302,11 @@ def _sniff_delimiter(text: str) -> str:
     best, best_score = ",", (0.0, 0)
     for sep in CANDIDATES:
         try:
-            rows = [row for row in csv.reader(_universal(text), delimiter=sep) if any(c.strip() for c in row)]
+            rows = [
+                row
+                for row in csv.reader(_universal(text), delimiter=sep)
+                if any(c.strip() for c in row)
+            ]
         except csv.Error:
             continue
         score = _consistency(rows[:SAMPLE_ROWS])
@@ -299,7 +343,11 @@ def _has_header(rows: list[list[str]], markers: set) -> bool:
         below = [r[j].strip() for r in body if j < len(r) and r[j].strip() not in markers]
         column_of_numbers = bool(below) and all(is_number(c) or is_number(c, ",") for c in below)
         numeric_column |= column_of_numbers
-        if column_of_numbers and cell.strip() not in markers and not (is_number(cell.strip()) or is_number(cell.strip(), ",")):
+        if (
+            column_of_numbers
+            and cell.strip() not in markers
+            and not (is_number(cell.strip()) or is_number(cell.strip(), ","))
+        ):
             return True
         if not column_of_numbers and len(below) >= 4 and len(set(below)) <= len(below) // 2:
             repeating.append(cell.strip() in below)
@@ -309,7 +357,8 @@ def _has_header(rows: list[list[str]], markers: set) -> bool:
         return False
     cells = [c.strip() for c in first]
     return len(set(cells)) == len(cells) and all(
-        c and all(j >= len(r) or r[j].strip() != c for r in body) for j, c in enumerate(cells))
+        c and all(j >= len(r) or r[j].strip() != c for r in body) for j, c in enumerate(cells)
+    )
 
 
 def _decimal_comma(rows: list[list[str]]) -> bool:

@@ -23,7 +23,9 @@ def open_parquet(path: str):
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise ConfigError(Problem(f"not a readable Parquet file ({first_line(exc)[:200]})", where=path)) from None
+        raise ConfigError(
+            Problem(f"not a readable Parquet file ({first_line(exc)[:200]})", where=path)
+        ) from None
 
 
 def parquet_column(column, name: str, path: str):
@@ -35,10 +37,19 @@ def parquet_column(column, name: str, path: str):
         return as_text(column)
     if pa.types.is_dictionary(column.type):
         return pa.table({"c": column}).unify_dictionaries().column(0)
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-            or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
-        raise ConfigError(Problem(f"column '{name}' is of type {column.type}, neither numbers nor text; "
-                                  "leave it out of data.features", where=path))
+    if not (
+        pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+        or pa.types.is_boolean(column.type)
+        or pa.types.is_decimal(column.type)
+    ):
+        raise ConfigError(
+            Problem(
+                f"column '{name}' is of type {column.type}, neither numbers nor text; "
+                "leave it out of data.features",
+                where=path,
+            )
+        )
     return column
 
 
@@ -49,7 +60,9 @@ def read_row_group(handle, group: int, wanted: list[str], path: str):
     try:
         table = handle.read_row_group(group, columns=wanted)
     except (pa.ArrowException, OSError) as exc:
-        raise ConfigError(Problem(f"cannot read row group {group} ({first_line(exc)[:200]})", where=path)) from None
+        raise ConfigError(
+            Problem(f"cannot read row group {group} ({first_line(exc)[:200]})", where=path)
+        ) from None
     return pa.table({name: parquet_column(table.column(name), name, path) for name in wanted})
 
 
@@ -70,6 +83,7 @@ class ParquetColumns:
         try:
             column = self.handle.read(columns=[name]).column(0)
         except (pa.ArrowException, OSError) as exc:
-            raise ConfigError(Problem(f"cannot read column '{name}' ({first_line(exc)[:200]})",
-                                      where=self.path)) from None
+            raise ConfigError(
+                Problem(f"cannot read column '{name}' ({first_line(exc)[:200]})", where=self.path)
+            ) from None
         return parquet_column(column, name, self.path)

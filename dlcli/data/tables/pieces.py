@@ -70,10 +70,14 @@ def read_span(path: str, offset: int, size: int) -> bytes:
             handle.seek(offset)
             return handle.read(size)
     except OSError as exc:
-        raise ConfigError(Problem(f"cannot read the data file: {exc.strerror or exc}", where=path)) from None
+        raise ConfigError(
+            Problem(f"cannot read the data file: {exc.strerror or exc}", where=path)
+        ) from None
 
 
-def read_piece(source, first: bool, path: str, fmt: TableFormat, wanted: list[str], types: dict, markers):
+def read_piece(
+    source, first: bool, path: str, fmt: TableFormat, wanted: list[str], types: dict, markers
+):
     """One piece (bytes from `spans`, or the path of the whole file) parsed into a pyarrow
     table of the `wanted` columns, each of the type `types` gives it (numbers or
     `arrow.text_type()`); cells equal to a marker, give or take spaces, are null. The
@@ -83,14 +87,25 @@ def read_piece(source, first: bool, path: str, fmt: TableFormat, wanted: list[st
 
     if fmt.delimiter == SPACES and isinstance(source, bytes):
         source = tabbed(source)
-    read = pcsv.ReadOptions(column_names=fmt.names, skip_rows=1 if (first and fmt.header) else 0, block_size=BLOCK)
-    parse = pcsv.ParseOptions(delimiter="\t" if fmt.delimiter == SPACES else fmt.delimiter,
-                              quote_char='"' if fmt.delimiter != SPACES else False,
-                              newlines_in_values=fmt.quotes_span_lines, ignore_empty_lines=True)
+    read = pcsv.ReadOptions(
+        column_names=fmt.names, skip_rows=1 if (first and fmt.header) else 0, block_size=BLOCK
+    )
+    parse = pcsv.ParseOptions(
+        delimiter="\t" if fmt.delimiter == SPACES else fmt.delimiter,
+        quote_char='"' if fmt.delimiter != SPACES else False,
+        newlines_in_values=fmt.quotes_span_lines,
+        ignore_empty_lines=True,
+    )
     nulls = sorted({variant for m in markers for variant in (m, f" {m}", f"{m} ", f" {m} ")})
-    convert = pcsv.ConvertOptions(column_types=types, include_columns=wanted, null_values=nulls,
-                                  strings_can_be_null=False, quoted_strings_can_be_null=False,
-                                  decimal_point=fmt.decimal, check_utf8=True)
+    convert = pcsv.ConvertOptions(
+        column_types=types,
+        include_columns=wanted,
+        null_values=nulls,
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        decimal_point=fmt.decimal,
+        check_utf8=True,
+    )
     try:
         data = pa.BufferReader(source) if isinstance(source, bytes) else source
         table = pcsv.read_csv(data, read_options=read, parse_options=parse, convert_options=convert)
@@ -107,7 +122,9 @@ def read_piece(source, first: bool, path: str, fmt: TableFormat, wanted: list[st
         if is_text(column) and column.num_chunks:
             most = max(longest(chunk.dictionary) for chunk in column.chunks)
             if most > CELL_LIMIT:
-                raise diagnose(path, fmt, ValueError(f"a cell of column '{name}' has {most:,} characters"))
+                raise diagnose(
+                    path, fmt, ValueError(f"a cell of column '{name}' has {most:,} characters")
+                )
     return table
 
 

@@ -83,7 +83,10 @@ class Cells:
     def numbers(self) -> np.ndarray:
         """Per cell (and the last): a number in the file's decimal mark, and not missing."""
         decimal = self.file.format.decimal
-        return np.array([is_number(c, decimal) for c in self.values] + [False], dtype=bool) & ~self.absent
+        return (
+            np.array([is_number(c, decimal) for c in self.values] + [False], dtype=bool)
+            & ~self.absent
+        )
 
     @property
     def not_numbers(self) -> np.ndarray:
@@ -95,13 +98,19 @@ class Cells:
         `forced`: the column is declared numeric (else it holds mostly numbers)."""
         row, cell = self.first_odd(odd)
         shown = repr(cell) if cell else "an empty cell"
-        fixes = (f"add {cell!r} to data.missing if it means 'no value', or fix the cell"
-                 if forced else
-                 f"add {cell!r} to data.missing if it means 'no value', or declare the column "
-                 f"{{name: {self.name}, type: categorical}} in data.features")
+        fixes = (
+            f"add {cell!r} to data.missing if it means 'no value', or fix the cell"
+            if forced
+            else f"add {cell!r} to data.missing if it means 'no value', or declare the column "
+            f"{{name: {self.name}, type: categorical}} in data.features"
+        )
         what = "is declared numeric" if forced else "holds numbers"
-        raise ConfigError(Problem(f"column '{self.name}' {what} but this row has {shown}; {fixes}",
-                                  where=self.file.where_row(row)))
+        raise ConfigError(
+            Problem(
+                f"column '{self.name}' {what} but this row has {shown}; {fixes}",
+                where=self.file.where_row(row),
+            )
+        )
 
 
 # ---------------------------------------------------------------- the kinds of column
@@ -131,7 +140,9 @@ class Numeric(ColumnKind):
         lookup = np.full(len(cells.values) + 1, np.nan, dtype="float32")
         decimal = cells.file.format.decimal
         with np.errstate(over="ignore"):
-            lookup[cells.numbers] = [float(c.replace(decimal, ".")) for c, n in zip(cells.values, cells.numbers) if n]
+            lookup[cells.numbers] = [
+                float(c.replace(decimal, ".")) for c, n in zip(cells.values, cells.numbers) if n
+            ]
         return ColumnPlan(self.name, None, lookup)
 
 
@@ -144,8 +155,13 @@ class Categorical(ColumnKind):
     def plan(self, cells: Cells) -> ColumnPlan:
         categories = sorted({c for c, a in zip(cells.values, cells.absent) if not a})
         if len(categories) > MAX_CODES:
-            raise ConfigError(Problem(f"column '{cells.name}' has {len(categories):,} distinct values, too many to "
-                                      "be categories; leave it out of data.features", where=cells.file.path))
+            raise ConfigError(
+                Problem(
+                    f"column '{cells.name}' has {len(categories):,} distinct values, too many to "
+                    "be categories; leave it out of data.features",
+                    where=cells.file.path,
+                )
+            )
         position = {c: i for i, c in enumerate(categories)}
         lookup = np.full(len(cells.values) + 1, np.nan, dtype="float32")
         lookup[:-1] = [np.nan if a else position[c] for c, a in zip(cells.values, cells.absent)]
@@ -166,8 +182,13 @@ class EmptyColumn(ConfigError):
     names it, for a caller that leaves such columns out (`dlcli init --from-data`)."""
 
     def __init__(self, column: str, path: str):
-        super().__init__(Problem(f"column '{column}' has no values (every cell is missing); "
-                                 "leave it out of data.features", where=path))
+        super().__init__(
+            Problem(
+                f"column '{column}' has no values (every cell is missing); "
+                "leave it out of data.features",
+                where=path,
+            )
+        )
         self.column = column
 
 
@@ -230,9 +251,13 @@ def refuse_nul(file: TableFile, name: str, values: list[str], first_odd) -> None
     odd = np.array(["\x00" in c for c in values] + [False], dtype=bool)
     if odd.any():
         row, cell = first_odd(odd)
-        raise ConfigError(Problem(f"column '{name}' has a NUL byte (\\x00) in {cell!r}; text tables hold none "
-                                  "(the file is damaged or binary): remove the byte or fix the export",
-                                  where=file.where_row(row)))
+        raise ConfigError(
+            Problem(
+                f"column '{name}' has a NUL byte (\\x00) in {cell!r}; text tables hold none "
+                "(the file is damaged or binary): remove the byte or fix the export",
+                where=file.where_row(row),
+            )
+        )
 
 
 # ---------------------------------------------------------------- how the CSV reader reads each column
@@ -247,8 +272,12 @@ def read_typed(file: TableFile, features: list[str], target: str | None, kinds: 
 
     wanted = [*features, *([target] if target is not None else [])]
     guess = file.numbers_in_sample(wanted)
-    types = {name: pa.float32() if takes_numbers(kinds.get(name, AUTO)) and name in guess else text_type()
-             for name in features}
+    types = {
+        name: pa.float32()
+        if takes_numbers(kinds.get(name, AUTO)) and name in guess
+        else text_type()
+        for name in features
+    }
     if target is not None:
         types[target] = pa.float64() if target in guess else text_type()
     for _ in range(len(wanted) + 1):
@@ -256,4 +285,6 @@ def read_typed(file: TableFile, features: list[str], target: str | None, kinds: 
             return read(types)
         except ReadAsText as retry:
             types[retry.name] = text_type()
-    raise ConfigError(Problem("cannot read the table's columns", where=file.path))  # every column retried
+    raise ConfigError(
+        Problem("cannot read the table's columns", where=file.path)
+    )  # every column retried

@@ -50,7 +50,9 @@ class Feature:
     counts: list[int] | None = None  # training rows per category
     encoding: str | None = None  # one_hot | embedding
     embedding_dim: int | None = None
-    dropped_categories: int | None = None  # rare categories beyond MAX_CATEGORIES, encoded as unseen
+    dropped_categories: int | None = (
+        None  # rare categories beyond MAX_CATEGORIES, encoded as unseen
+    )
 
 
 @dataclass
@@ -64,7 +66,9 @@ class TablePreprocessing:
     on_missing: str
     normalize: str | float
     rows: dict = field(default_factory=dict)
-    unseen: dict = field(default_factory=dict)  # test split: column -> values never seen in training
+    unseen: dict = field(
+        default_factory=dict
+    )  # test split: column -> values never seen in training
 
     # ------------------------------------------------------------ the model's side
 
@@ -86,10 +90,21 @@ class TablePreprocessing:
                 scale.append(span if span > 1e-12 else 1.0)
             else:
                 offset.append(0.0)
-                scale.append(float(self.normalize) if isinstance(self.normalize, (int, float)) else 1.0)
-        categorical = [{"index": i, "size": len(f.categories) + 1, "dim": f.embedding_dim or 0}
-                       for i, f in enumerate(self.features) if f.type == "categorical"]
-        return {"numeric": numeric, "fill": fill, "offset": offset, "scale": scale, "categorical": categorical}
+                scale.append(
+                    float(self.normalize) if isinstance(self.normalize, (int, float)) else 1.0
+                )
+        categorical = [
+            {"index": i, "size": len(f.categories) + 1, "dim": f.embedding_dim or 0}
+            for i, f in enumerate(self.features)
+            if f.type == "categorical"
+        ]
+        return {
+            "numeric": numeric,
+            "fill": fill,
+            "offset": offset,
+            "scale": scale,
+            "categorical": categorical,
+        }
 
     # ------------------------------------------------------------ codes to vocabulary
 
@@ -156,15 +171,23 @@ class TablePreprocessing:
                     fmt.names = list(names)
                 else:
                     also = "" if target else f", or only the {len(names)} feature columns"
-                    raise ConfigError(Problem(
-                        f"has {len(fmt.names)} columns; the run was trained on a file without a header and "
-                        f"{len(trained.names)} columns, so give those{also}, in the same order", where=path))
+                    raise ConfigError(
+                        Problem(
+                            f"has {len(fmt.names)} columns; the run was trained on a file without a header and "
+                            f"{len(trained.names)} columns, so give those{also}, in the same order",
+                            where=path,
+                        )
+                    )
         wanted = [*names, *([self.target] if target else [])]
         absent = fmt.lacking(wanted)
         if absent is not None:
-            raise ConfigError(Problem(
-                f"has no column '{absent}'{did_you_mean(absent, fmt.names)}; the run reads "
-                f"{', '.join(wanted)}", where=path))
+            raise ConfigError(
+                Problem(
+                    f"has no column '{absent}'{did_you_mean(absent, fmt.names)}; the run reads "
+                    f"{', '.join(wanted)}",
+                    where=path,
+                )
+            )
         return fmt
 
     # ------------------------------------------------------------ preprocessing.json
@@ -178,7 +201,9 @@ class TablePreprocessing:
             "on_missing": self.on_missing,
             "normalize": self.normalize,
             "rows": self.rows,
-            "features": [{k: v for k, v in asdict(f).items() if v is not None} for f in self.features],
+            "features": [
+                {k: v for k, v in asdict(f).items() if v is not None} for f in self.features
+            ],
             **({"unseen_in_test": self.unseen} if self.unseen else {}),
         }
 
@@ -187,16 +212,24 @@ class TablePreprocessing:
         """From preprocessing.json; a ConfigError naming the file when it is damaged."""
         try:
             features = [Feature(**f) for f in data["features"]]
-            prep = cls(TableFormat.from_dict(data["format"]), str(data["target"]), features,
-                       [str(m) for m in data["missing"]], str(data["on_missing"]), data["normalize"],
-                       data.get("rows", {}))
+            prep = cls(
+                TableFormat.from_dict(data["format"]),
+                str(data["target"]),
+                features,
+                [str(m) for m in data["missing"]],
+                str(data["on_missing"]),
+                data["normalize"],
+                data.get("rows", {}),
+            )
             for f in features:
-                if f.type not in ("numeric", "categorical") or (f.type == "categorical" and not isinstance(
-                        f.categories, list)):
+                if f.type not in ("numeric", "categorical") or (
+                    f.type == "categorical" and not isinstance(f.categories, list)
+                ):
                     raise ValueError(f.name)
         except (KeyError, TypeError, ValueError):
-            raise ConfigError(Problem("preprocessing.json is damaged; restore it or retrain the run",
-                                      where=shown)) from None
+            raise ConfigError(
+                Problem("preprocessing.json is damaged; restore it or retrain the run", where=shown)
+            ) from None
         return prep
 
     def describe_unseen(self, unseen: dict, shown: str) -> str | None:
@@ -209,8 +242,10 @@ class TablePreprocessing:
             top = sorted(values.items(), key=lambda kv: -kv[1])[:3]
             listed = ", ".join(f"{v!r} x{n}" for v, n in top) + (" ..." if len(values) > 3 else "")
             parts.append(f"'{column}': {listed}")
-        return (f"{shown}: {total} cell{'s hold' if total != 1 else ' holds'} categories never seen in training, "
-                f"encoded as unknown ({'; '.join(parts)})")
+        return (
+            f"{shown}: {total} cell{'s hold' if total != 1 else ' holds'} categories never seen in training, "
+            f"encoded as unknown ({'; '.join(parts)})"
+        )
 
 
 def fit(info, x_train: np.ndarray, normalize) -> TablePreprocessing:
@@ -224,8 +259,16 @@ def fit(info, x_train: np.ndarray, normalize) -> TablePreprocessing:
         missing = int((~present).sum())
         if kind == "numeric":
             values = column[present].astype("float64")
-            stats = (float(values.mean()), float(values.std()), float(values.min()), float(values.max())) \
-                if len(values) else (0.0, 0.0, 0.0, 0.0)
+            stats = (
+                (
+                    float(values.mean()),
+                    float(values.std()),
+                    float(values.min()),
+                    float(values.max()),
+                )
+                if len(values)
+                else (0.0, 0.0, 0.0, 0.0)
+            )
             features.append(_numeric(name, missing, stats))
             continue
         counts = np.bincount(column[present].astype("int64"), minlength=len(info.categories[j]))
@@ -245,8 +288,10 @@ class TableCounts:
         self.count, self.mean, self.m2 = np.zeros(width), np.zeros(width), np.zeros(width)
         self.low, self.high = np.full(width, np.inf), np.full(width, -np.inf)
         self.missing = np.zeros(len(kinds), dtype="int64")
-        self.codes = [np.zeros(len(c) + 1, dtype="int64") if k == "categorical" else None
-                      for k, c in zip(kinds, categories)]
+        self.codes = [
+            np.zeros(len(c) + 1, dtype="int64") if k == "categorical" else None
+            for k, c in zip(kinds, categories)
+        ]
 
     def add(self, x: np.ndarray) -> None:
         """Count the rows `x` (features as `read_table` gives them)."""
@@ -267,7 +312,9 @@ class TableCounts:
         total = self.count + n
         delta = b_mean - self.mean
         self.mean = np.where(seen, self.mean + delta * n / np.maximum(total, 1), self.mean)
-        self.m2 = np.where(seen, self.m2 + b_m2 + np.square(delta) * self.count * n / np.maximum(total, 1), self.m2)
+        self.m2 = np.where(
+            seen, self.m2 + b_m2 + np.square(delta) * self.count * n / np.maximum(total, 1), self.m2
+        )
         self.count = total
         self.low = np.minimum(self.low, np.where(present, values, np.inf).min(axis=0))
         self.high = np.maximum(self.high, np.where(present, values, -np.inf).max(axis=0))
@@ -279,8 +326,16 @@ class TableCounts:
             name, missing = info.feature_names[j], int(self.missing[j])
             if kind == "numeric":
                 i = numeric[j]
-                stats = (float(self.mean[i]), float(np.sqrt(self.m2[i] / self.count[i])), float(self.low[i]),
-                         float(self.high[i])) if self.count[i] else (0.0, 0.0, 0.0, 0.0)
+                stats = (
+                    (
+                        float(self.mean[i]),
+                        float(np.sqrt(self.m2[i] / self.count[i])),
+                        float(self.low[i]),
+                        float(self.high[i]),
+                    )
+                    if self.count[i]
+                    else (0.0, 0.0, 0.0, 0.0)
+                )
                 features.append(_numeric(name, missing, stats))
             else:
                 features.append(_categorical(name, missing, info.categories[j], self.codes[j][:-1]))
@@ -298,21 +353,34 @@ def _numeric(name: str, missing: int, stats: tuple) -> Feature:
 
 def _categorical(name: str, missing: int, names: list[str], counts: np.ndarray) -> Feature:
     """The vocabulary of a column: its categories in the training rows, most frequent first."""
-    order = sorted((k for k in range(len(names)) if counts[k]), key=lambda k: (-counts[k], names[k]))
+    order = sorted(
+        (k for k in range(len(names)) if counts[k]), key=lambda k: (-counts[k], names[k])
+    )
     kept = order[:MAX_CATEGORIES]
     size = len(kept) + 1
     embedding = len(kept) > ONE_HOT_MAX
     return Feature(
-        name, "categorical", missing, categories=[names[k] for k in kept], counts=[int(counts[k]) for k in kept],
+        name,
+        "categorical",
+        missing,
+        categories=[names[k] for k in kept],
+        counts=[int(counts[k]) for k in kept],
         encoding="embedding" if embedding else "one_hot",
-        embedding_dim=min(50, round(1.6 * size ** 0.56)) if embedding else None,
+        embedding_dim=min(50, round(1.6 * size**0.56)) if embedding else None,
         dropped_categories=len(order) - len(kept),
     )
 
 
 def _preprocessing(info, features: list[Feature], normalize) -> TablePreprocessing:
-    return TablePreprocessing(info.format, info.target, features, list(info.missing_markers), info.on_missing,
-                              normalize, dict(info.rows))
+    return TablePreprocessing(
+        info.format,
+        info.target,
+        features,
+        list(info.missing_markers),
+        info.on_missing,
+        normalize,
+        dict(info.rows),
+    )
 
 
 def _finite(value: float) -> float:

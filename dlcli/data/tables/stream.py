@@ -91,7 +91,9 @@ class _Pieces:
 
     def _csv(self, data: bytes, first: bool, wanted: list[str] | None = None):
         wanted = wanted or self.wanted
-        return self.file.read_piece(data, first, wanted, {name: self.types[name] for name in wanted})
+        return self.file.read_piece(
+            data, first, wanted, {name: self.types[name] for name in wanted}
+        )
 
     def _parquet(self, handle, group: int, wanted: list[str] | None = None):
         import pyarrow as pa
@@ -145,13 +147,15 @@ class _DistinctCells:
 
     def first_odd(self, odd: np.ndarray) -> tuple[int, str]:
         """(row, cell) of the first row holding one of the cells `odd` masks."""
-        rows = np.where(odd[:len(self.cells)], self.first, NOT_SET)
+        rows = np.where(odd[: len(self.cells)], self.first, NOT_SET)
         k = int(np.argmin(rows))
         return int(rows[k]), self.cells[k]
 
     def as_cells(self, file: TableFile, name: str) -> Cells:
         """What a plan sees of the column (`plan.Cells`)."""
-        return Cells(file, name, self.cells, np.concatenate([self.counts, [self.null_count]]), self.first_odd)
+        return Cells(
+            file, name, self.cells, np.concatenate([self.counts, [self.null_count]]), self.first_odd
+        )
 
 
 @dataclass
@@ -215,11 +219,13 @@ class _Target:
         whole = bool((~absent).any())
         for part in self.numbers:
             present = part[~np.isnan(part)]
-            whole = whole and bool(np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2 ** 53))
+            whole = whole and bool(
+                np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2**53)
+            )
         values = np.empty(len(absent), dtype="int64" if whole else "float64")
         start = 0
         for i, part in enumerate(self.numbers):
-            values[start:start + len(part)] = np.where(np.isnan(part), 0, part) if whole else part
+            values[start : start + len(part)] = np.where(np.isnan(part), 0, part) if whole else part
             start += len(part)
             self.numbers[i] = None
         return values, "numeric", absent
@@ -231,21 +237,26 @@ class _Target:
             return (*self._numbers(), None)
         target_codes = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype="int32")
         cells, marks = self.cells.cells, set(file.missing)
-        absent = np.array([c in marks for c in cells] + [True], dtype=bool)[target_codes]  # -1 (a null cell) takes the last
+        absent = np.array([c in marks for c in cells] + [True], dtype=bool)[
+            target_codes
+        ]  # -1 (a null cell) takes the last
         lookup = target_numbers(file, cells)
         if lookup is not None:
             return whole_numbers(lookup[target_codes], absent), "numeric", absent, None
         labels = sorted({c for c in cells if c not in marks})
         position = {c: i for i, c in enumerate(labels)}
-        remap = np.array([position.get(c, -1) if c not in marks else -1 for c in cells] + [-1], dtype="int32")
+        remap = np.array(
+            [position.get(c, -1) if c not in marks else -1 for c in cells] + [-1], dtype="int32"
+        )
         return remap[target_codes], "text", absent, labels
 
 
 # ---------------------------------------------------------------- the first pass
 
 
-def scan(file: TableFile, features: list[str], target: str | None, kinds: dict,
-         on_missing: str = "fill") -> TableColumns:
+def scan(
+    file: TableFile, features: list[str], target: str | None, kinds: dict, on_missing: str = "fill"
+) -> TableColumns:
     """`read_table` for `data.streaming`: the same columns, kinds, categories, missing
     counts, drops and target, with `x` a `TableRows` that reads the rows a piece at a time.
     A text target comes as int32 codes into `y_labels` (sorted)."""
@@ -259,8 +270,9 @@ def scan(file: TableFile, features: list[str], target: str | None, kinds: dict,
     return read_typed(file, features, target, kinds, read)
 
 
-def _first_pass(pieces: _Pieces, features: list[str], target: str | None, kinds: dict,
-                on_missing: str) -> TableColumns:
+def _first_pass(
+    pieces: _Pieces, features: list[str], target: str | None, kinds: dict, on_missing: str
+) -> TableColumns:
     file = pieces.file
     marks = set(file.missing)
     columns: list[_Column] | None = None
@@ -291,7 +303,9 @@ def _first_pass(pieces: _Pieces, features: list[str], target: str | None, kinds:
             continue
         cells = column.cells
         plan = plan_cells(cells.as_cells(file, column.name), kinds.get(column.name, AUTO))
-        column.mapping = {c: v for c, v in zip(cells.cells, plan.lookup[:-1].tolist()) if not np.isnan(v)}
+        column.mapping = {
+            c: v for c, v in zip(cells.cells, plan.lookup[:-1].tolist()) if not np.isnan(v)
+        }
         infinite = np.isinf(plan.lookup[:-1])
         if infinite.any():
             column.first_inf = int(cells.first[infinite].min())
@@ -319,7 +333,9 @@ def _first_pass(pieces: _Pieces, features: list[str], target: str | None, kinds:
 
 
 def _text_missing(column: _Column) -> int:
-    kept = sum(int(n) for c, n in zip(column.cells.cells, column.cells.counts) if c in column.mapping)
+    kept = sum(
+        int(n) for c, n in zip(column.cells.cells, column.cells.counts) if c in column.mapping
+    )
     return int(column.cells.counts.sum()) + column.cells.null_count - kept
 
 
@@ -341,7 +357,13 @@ def _check_finite(file: TableFile, columns: list[_Column]) -> None:
 class TableRows(Rows):
     """A table file's kept rows, read a piece at a time as float32 (`read_table`'s values)."""
 
-    def __init__(self, pieces: _Pieces, columns: list[_Column], raw_starts: np.ndarray, keep: np.ndarray | None):
+    def __init__(
+        self,
+        pieces: _Pieces,
+        columns: list[_Column],
+        raw_starts: np.ndarray,
+        keep: np.ndarray | None,
+    ):
         self.source, self.columns, self.raw_starts, self.keep = pieces, columns, raw_starts, keep
         self.features = [c.name for c in columns]
         self.sample_shape = (len(columns),)
@@ -354,8 +376,13 @@ class TableRows(Rows):
         table = self.source.table(piece, self.features)
         expected = int(self.raw_starts[piece + 1] - self.raw_starts[piece])
         if table.num_rows != expected:  # the file changed since the first pass
-            raise ConfigError(Problem(f"part {piece + 1} of the file holds {table.num_rows} rows where it held "
-                                      f"{expected}", where=self.source.path))
+            raise ConfigError(
+                Problem(
+                    f"part {piece + 1} of the file holds {table.num_rows} rows where it held "
+                    f"{expected}",
+                    where=self.source.path,
+                )
+            )
         x = np.empty((table.num_rows, len(self.columns)), dtype="float32")
         for j, column in enumerate(self.columns):
             values = table.column(column.name)
@@ -367,7 +394,7 @@ class TableRows(Rows):
                 x[:, j] = numbers(values, "float32")
         del table
         if self.keep is not None:
-            x = x[self.keep[self.raw_starts[piece]:self.raw_starts[piece + 1]]]
+            x = x[self.keep[self.raw_starts[piece] : self.raw_starts[piece + 1]]]
         return x
 
 

@@ -34,11 +34,21 @@ class TableFile:
     missing: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: str, header="auto", columns=None, delimiter: str = "auto", missing=(), kind: str = "csv",
-             shown: str | None = None) -> TableFile:
+    def open(
+        cls,
+        path: str,
+        header="auto",
+        columns=None,
+        delimiter: str = "auto",
+        missing=(),
+        kind: str = "csv",
+        shown: str | None = None,
+    ) -> TableFile:
         """The file with its form worked out from its first megabyte (`form.inspect`, whose
         arguments these are: `shown` is where a problem with `columns` points)."""
-        return cls(path, inspect(path, header, columns, delimiter, missing, kind, shown), list(missing))
+        return cls(
+            path, inspect(path, header, columns, delimiter, missing, kind, shown), list(missing)
+        )
 
     @property
     def is_parquet(self) -> bool:
@@ -67,8 +77,14 @@ class TableFile:
 
     def no_rows(self) -> ConfigError:
         """The error for a file with no data rows."""
-        return ConfigError(Problem("the file has no data rows" + (" under its header" if self.format.header else "")
-                                   + "; add rows", where=self.path))
+        return ConfigError(
+            Problem(
+                "the file has no data rows"
+                + (" under its header" if self.format.header else "")
+                + "; add rows",
+                where=self.path,
+            )
+        )
 
     # ------------------------------------------------------------ CSV pieces
 

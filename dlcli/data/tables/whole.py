@@ -50,8 +50,9 @@ INF_BLOCK = 1 << 16  # rows per block of the check for inf: no temporary the siz
 COUNT_BYTES = 2 << 20  # bytes read at a time to count a file's lines
 
 
-def read_table(file: TableFile, features: list[str], target: str | None, kinds: dict,
-               on_missing: str = "fill") -> TableColumns:
+def read_table(
+    file: TableFile, features: list[str], target: str | None, kinds: dict, on_missing: str = "fill"
+) -> TableColumns:
     """Read `features` (and `target`) of a table file as a float32 matrix.
 
     Args:
@@ -71,8 +72,9 @@ def read_table(file: TableFile, features: list[str], target: str | None, kinds: 
         rows = columns.handle.metadata.num_rows
         x = np.empty((rows, len(features)), dtype="float32")
     else:
-        x, columns, rows = read_typed(file, features, target, kinds,
-                                      lambda types: _read_csv(file, features, wanted, types))
+        x, columns, rows = read_typed(
+            file, features, target, kinds, lambda types: _read_csv(file, features, wanted, types)
+        )
     # Each remaining column's plan (its kind, categories, and the lookup from pyarrow's
     # dictionary to numbers) is where a stray cell is found; then its numbers are written
     # and the column is let go (a Parquet column is read only now).
@@ -89,7 +91,9 @@ def read_table(file: TableFile, features: list[str], target: str | None, kinds: 
         del column
         plan.column = None
         release()
-    table = TableColumns(x, [p.kind for p in plans], [p.categories for p in plans], [], rows_read=rows)
+    table = TableColumns(
+        x, [p.kind for p in plans], [p.categories for p in plans], [], rows_read=rows
+    )
     target_missing = np.zeros(rows, dtype=bool)
     if target is not None:
         table.y, table.target_kind, target_missing = _target(file, columns.pop(target), target)
@@ -97,10 +101,10 @@ def read_table(file: TableFile, features: list[str], target: str | None, kinds: 
     row_missing = np.zeros(rows, dtype=bool)
     counts = np.zeros(len(features), dtype="int64")
     for start in range(0, rows, INF_BLOCK):
-        block = table.x[start:start + INF_BLOCK]
+        block = table.x[start : start + INF_BLOCK]
         absent = np.isnan(block)
         counts += absent.sum(axis=0)
-        row_missing[start:start + len(block)] = absent.any(axis=1)
+        row_missing[start : start + len(block)] = absent.any(axis=1)
         bad = np.isinf(block).any(axis=0)
         if bad.any():
             j = int(np.argmax(bad))
@@ -130,8 +134,9 @@ def csv_inputs(file: TableFile, at_once: bool = False):
         yield piece, number == 0
 
 
-def _read_csv(file: TableFile, features: list[str], wanted: list[str], types: dict,
-              at_once: bool = False) -> tuple[np.ndarray, dict, int]:
+def _read_csv(
+    file: TableFile, features: list[str], wanted: list[str], types: dict, at_once: bool = False
+) -> tuple[np.ndarray, dict, int]:
     """Parse the file a piece at a time, writing the numeric columns of each piece into the
     matrix and letting the piece go: the peak is the matrix plus one piece, not the matrix
     plus the whole parsed table. (the matrix with the numeric columns filled in, the other
@@ -140,14 +145,16 @@ def _read_csv(file: TableFile, features: list[str], wanted: list[str], types: di
 
     numeric = [(j, name) for j, name in enumerate(features) if types[name] == pa.float32()]
     kept = {name: [] for name in wanted if types[name] != pa.float32() or name not in features}
-    x = np.empty((_lines_at_most(file.path), len(features)), dtype="float32")  # pages are committed as rows fill
+    x = np.empty(
+        (_lines_at_most(file.path), len(features)), dtype="float32"
+    )  # pages are committed as rows fill
     release = releaser()
     rows = 0
     try:
         for source, first in csv_inputs(file, at_once):
             table = file.read_piece(source, first, wanted, types)
             for batch in table.to_batches():
-                block = x[rows:rows + batch.num_rows]
+                block = x[rows : rows + batch.num_rows]
                 for j, name in numeric:
                     block[:, j] = to_numpy(batch.column(name), np.nan)
                 for name, chunks in kept.items():
@@ -185,9 +192,11 @@ def _write_column(x: np.ndarray, j: int, column, plan: ColumnPlan) -> None:
     start = 0
     for chunk in column.chunks:
         if plan.lookup is None:  # numbers
-            x[start:start + len(chunk), j] = to_numpy(chunk, np.nan)
+            x[start : start + len(chunk), j] = to_numpy(chunk, np.nan)
         else:
-            x[start:start + len(chunk), j] = plan.lookup[to_numpy(chunk.indices, len(plan.lookup) - 1)]
+            x[start : start + len(chunk), j] = plan.lookup[
+                to_numpy(chunk.indices, len(plan.lookup) - 1)
+            ]
         start += len(chunk)
 
 
