@@ -16,10 +16,14 @@ from dlcli.errors import ConfigError, DlcliError, GateFailed, RunFailed
 
 def __getattr__(name):
     # The config schema (pydantic) and RunFolder load on first use: `dlcli --help` stays quick.
-    if name in ("Config", "load_config"):
-        from dlcli.config import schema
+    if name == "Config":
+        from dlcli.config.schema import Config
 
-        return getattr(schema, name)
+        return Config
+    if name == "load_config":
+        from dlcli.config.load import load_config
+
+        return load_config
     if name == "RunFolder":
         from dlcli.runs.runfolder import RunFolder
 
@@ -65,8 +69,8 @@ def sweep(config=None, overrides=(), runs_dir=None, **options):
 
 
 def validate(config, overrides=()):
-    """Check a config and build its model without training; see `dlcli.training.session.prepare`."""
-    from dlcli.training.session import prepare
+    """Check a config and build its model without training; see `dlcli.training.prepare.prepare`."""
+    from dlcli.training.prepare import prepare
 
     return prepare(config, overrides)
 

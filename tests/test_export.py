@@ -413,7 +413,7 @@ def test_raw_columns_carry_any_text_and_names_a_signature_accepts():
     from types import SimpleNamespace
 
     from dlcli.data.tables.preprocessing import Feature
-    from dlcli.use.export import RawTable
+    from dlcli.use.export_formats import RawTable
 
     table = RawTable(
         SimpleNamespace(

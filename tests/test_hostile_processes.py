@@ -20,25 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CONFIGS, run_dlcli
+from test_processes import FAST, free_port, start
+from test_sweep import REGRESSION
 
 from dlcli.tuning.sqlite_lock import WAIT_S
 
-FAST = {"DLCLI_PEER_TIMEOUT": "8", "DLCLI_START_TIMEOUT": "20", "NO_COLOR": "1"}
-# Diabetes regression: a trial trains in about a second after its imports.
-REGRESSION = {
-    "name": "reg",
-    "seed": 3,
-    "data": {"source": "diabetes", "validation_split": 0.2, "test_split": 0.2},
-    "model": {
-        "layers": [
-            {"type": "Dense", "units": 16, "activation": "relu"},
-            {"type": "Dense", "units": 1},
-        ]
-    },
-    "compile": {"optimizer": {"type": "sgd", "learning_rate": 0.01}, "loss": "mse"},
-    "training": {"epochs": 3, "batch_size": 32},
-    "output": {"tensorboard": False, "plots": False},
-}
 STOP_AND_WAIT = (
     180  # a trial or two, then the wait for the lock and the stop of the trial in flight
 )
@@ -282,39 +268,6 @@ def test_a_stray_worker_variable_does_not_skip_a_run_s_supervision(tmp_path, wri
 
 
 # -- 4. several processes: a taken port, different configs ------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(config, runs: Path, index: int, count: int, port: int, *extra) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-m",
-        "dlcli",
-        "train",
-        str(config),
-        "--runs-dir",
-        str(runs),
-        "--coordinator",
-        f"127.0.0.1:{port}",
-        "--num-processes",
-        str(count),
-        "--process-id",
-        str(index),
-        *extra,
-    ]
-    return subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **FAST},
-        start_new_session=True,
-    )
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 180) -> list[tuple[int, str, str]]:

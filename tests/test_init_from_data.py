@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import CONFIGS, run_dlcli, run_python
 
-from dlcli.config.schema import load_config
+from dlcli.config.load import load_config
 
 CENSUS = CONFIGS / "data" / "census.csv"
 CENSUS_KINDS = [

@@ -15,7 +15,7 @@ from conftest import TINY, deep_update, run_dlcli, run_python
 from typer.testing import CliRunner
 
 from dlcli.cli import app
-from dlcli.config.schema import load_config
+from dlcli.config.load import load_config
 
 
 @pytest.fixture(scope="module")

@@ -249,7 +249,7 @@ def test_several_processes_need_the_jax_backend(write_config, runs_dir):
 
 
 def test_batch_size_is_split_evenly_over_the_processes():
-    from dlcli.config.schema import load_config
+    from dlcli.config.load import load_config
     from dlcli.errors import ConfigError
     from dlcli.training.distributed import Group, check_batch
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dlcli.config.schema import load_config
+from dlcli.config.load import load_config
 from dlcli.data.dataset import Split, load_data, stratified_rows
 from dlcli.data.sources.npzfile import NpzRows
 from dlcli.data.streaming import StreamSplit

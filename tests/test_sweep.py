@@ -16,7 +16,7 @@ import yaml
 from conftest import TINY, deep_update, run_dlcli
 
 from dlcli.cli.render import number
-from dlcli.config.schema import load_config
+from dlcli.config.load import load_config
 from dlcli.config.text import parse_override
 from dlcli.runs.runfolder import RunFolder
 

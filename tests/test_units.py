@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from dlcli.config.schema import Config, load_config
+from dlcli.config.load import load_config
+from dlcli.config.schema import Config
 from dlcli.config.text import apply_overrides, config_differences, parse_override, resumable
 from dlcli.errors import ConfigError, first_line
 from dlcli.files import csv_text

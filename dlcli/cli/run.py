@@ -251,7 +251,7 @@ def validate(
 ):
     """Check CONFIG and build its model without training: every problem, or the layer table."""
     from dlcli.model.build import layer_table, parameter_counts
-    from dlcli.training.session import prepare
+    from dlcli.training.prepare import prepare
 
     prepared = prepare(str(config), set_ or [])
     rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)

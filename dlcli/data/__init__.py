@@ -6,6 +6,7 @@
   preprocessing fitted on the training split.
 - `dataset`: `load_data`, the splits (`Split`), the task and the labels.
 - `streaming`: splits whose samples stay in their file (`StreamSplit`).
+- `inputs`: the files a finished run reads (`predict`'s features, `evaluate --data`'s rows).
 
 Knows nothing of models or training: imports the config and runtime stages and the basics.
 """

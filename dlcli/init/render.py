@@ -189,7 +189,7 @@ def _target_notes(profile: TableProfile) -> list[str]:
     return notes
 
 
-_YAML_SPECIAL = re.compile(
+_YAML_RESERVED = re.compile(
     r"[-+]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|0[xob][0-9a-fA-F_]+"
     r"|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?|~|null|Null|NULL|[yY]|[nN]|yes|Yes|YES|no|No|NO|true|True|TRUE"
     r"|false|False|FALSE|on|On|ON|off|Off|OFF|<<|="
@@ -205,7 +205,7 @@ def _scalar(value) -> str:
     if isinstance(value, str):
         if any(not c.isprintable() for c in value):
             style = '"'
-        elif _YAML_SPECIAL.fullmatch(value):
+        elif _YAML_RESERVED.fullmatch(value):
             style = "'"
     text = yaml.safe_dump(value, default_style=style, allow_unicode=True, width=1 << 30)
     return text.removesuffix("\n...\n").rstrip("\n")

@@ -30,7 +30,7 @@ PATH_ARGUMENTS = ("filename", "filepath", "log_dir", "backup_dir")
 UNWRITTEN = "dlcli-unwritten-run"
 # A format field of a file name (`{epoch:02d}`, `{val_loss:.4f}`): a number's width, precision
 # and type, without fill or alignment (`{epoch!s:.>2.0}` renders as '..').
-NUMBER_SPEC = re.compile(r"^0?\d{0,2}(\.\d{1,2})?[dfeEgG%]?$")
+NUMBER_FORMAT = re.compile(r"^0?\d{0,2}(\.\d{1,2})?[dfeEgG%]?$")
 # Layers that pass their input's activation through (the output's activation is before them).
 PASS_THROUGH = (
     "Dropout",
@@ -43,7 +43,7 @@ PASS_THROUGH = (
 
 def name_problems(raw: dict, locate) -> list[Problem]:
     """Unknown Keras names and arguments in raw config data; `locate(path, message)` makes
-    each a Problem at its line (see `dlcli.config.schema.locator`)."""
+    each a Problem at its line (see `dlcli.config.load.locator`)."""
     return [locate(path, message) for path, message in keras_names.name_problems(raw)]
 
 
@@ -115,7 +115,7 @@ def path_problem(key: str, value) -> str | None:
     except ValueError as exc:
         return f"{key} {value!r} has a broken {{field}} ({exc}); write braces as {{{{ and }}}}, or {fix}"
     for name, spec, conversion in fields:
-        if not name.isidentifier() or conversion is not None or not NUMBER_SPEC.match(spec or ""):
+        if not name.isidentifier() or conversion is not None or not NUMBER_FORMAT.match(spec or ""):
             shown = (
                 "{"
                 + name

@@ -1,6 +1,7 @@
 """Stage 6, training: a config's run from start to finish, in a run folder.
 
-- `session`: `prepare` and `train`, the steps of a run top to bottom.
+- `prepare`: a config validated, its data loaded, its model built (all of `dlcli validate`).
+- `session`: `train`, the steps of a run top to bottom.
 - `callbacks`: the history, progress, checkpoint and TensorBoard callbacks.
 - `checkpoint`, `resume`: what `--resume` needs and its rules.
 - `signals`: Ctrl-C / SIGTERM ending a run cleanly.

@@ -1,7 +1,6 @@
 """Training: config -> data -> model -> fit -> score -> run folder.
 
-`prepare` does everything up to a compiled model and is what `dlcli validate` runs: every
-problem it finds is a ConfigError (exit 2) raised before a run folder exists. `train` then
+`prepare` (`dlcli.training.prepare`) does everything up to a compiled model; `train` then
 reads as its steps: open (or resume) the run folder, fit, score on the test split, write
 the files of the contract, finish. Whatever happens after the folder exists,
 run.json ends as completed, failed (with the error) or interrupted.
@@ -23,42 +22,22 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from dlcli.config.schema import Config, load_config, locator
-from dlcli.config.text import raw_config
-from dlcli.data.dataset import Dataset, load_data
+from dlcli.config.schema import Config
 from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
-from dlcli.model import checks
-from dlcli.model.build import build_model, parameter_counts, resolve
+from dlcli.model.build import build_model, parameter_counts
 from dlcli.model.outputs import predicted_classes, targets_for
 from dlcli.runs import metrics
 from dlcli.runs.record import DataRecord, RunRecord
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.runtime import compat, compile_cache
-from dlcli.runtime.backend import auto_backend, choose_backend
-from dlcli.runtime.choices import Choices, apply_runtime, choose_runtime
-from dlcli.runtime.devices import enable_memory_growth, list_devices
 from dlcli.runtime.environment import versions
-from dlcli.runtime.keras_import import import_keras
 from dlcli.training import distributed as processes
 from dlcli.training import resume
 from dlcli.training.distributed import Group
+from dlcli.training.prepare import Prepared, as_config, check_processes, prepare, written_config
 from dlcli.training.signals import Terminated, held, signals_raise, stop_after_batch
-
-
-@dataclass
-class Prepared:
-    """What `prepare` hands on: the resolved config, data, compiled model, runtime choices."""
-
-    config: Config
-    data: Dataset
-    model: object
-    choices: Choices
-    keras: object
-    timings: dict = field(default_factory=dict)
-    group: Group = field(default_factory=Group)
-    share: processes.Share | None = None  # this process's part of a multi-process run
 
 
 @dataclass
@@ -66,117 +45,6 @@ class TrainResult:
     run: RunFolder
     metrics: dict
     record: RunRecord | None  # run.json as the run ended
-
-
-def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config:
-    if isinstance(config, Config):
-        return load_config(config.to_dict(), overrides) if overrides else config
-    return load_config(config, overrides)
-
-
-def prepare(config: Config | str | dict, overrides=(), group: Group | None = None) -> Prepared:
-    """Validate the config, load the data, build and compile the model; nothing is written.
-    `group`: this process's place in a multi-process run (`dlcli.training.distributed`)."""
-    group = group or Group()
-    try:
-        config = as_config(config, overrides)
-    except ConfigError as exc:
-        raise ConfigError(exc.problems + _name_problems(config, overrides)) from None
-    requested = config.runtime.backend
-    config, why = with_backend(config, group.count)
-    if problems := checks.config_problems(config):
-        raise ConfigError(problems)
-    runtime = config.runtime
-    _check_processes(config, group)
-    keras = import_keras(
-        runtime.backend, config.where(("runtime", "backend")), runtime.deterministic
-    )
-    if problems := checks.callback_problems(config):
-        raise ConfigError(problems)
-    enable_memory_growth(runtime.backend)
-    started = time.perf_counter()
-    data = load_data(config)
-    loaded = time.perf_counter()
-    choices = choose_runtime(
-        runtime,
-        list_devices(runtime.backend),
-        data.train.steps(config.training.batch_size),
-        group.count,
-        requested=requested,
-        reason=why,
-    )
-    share = processes.share_of(config, group, choices, data) if group.several else None
-    config = resolve(config, data)
-    with apply_runtime(keras, choices, config.seed):
-        model = build_model(config, data, keras, choices)
-    choices = choices.compiled(model)
-    timings = {
-        "load_s": round(loaded - started, 3),
-        "build_s": round(time.perf_counter() - loaded, 3),
-    }
-    return Prepared(config, data, model, choices, keras, timings, group, share)
-
-
-def with_backend(config: Config, processes: int = 1) -> tuple[Config, str]:
-    """A copy of `config` on a concrete backend (`runtime.backend: auto` chosen by
-    `dlcli.runtime.backend.choose_backend`), and why that one."""
-    try:
-        backend, why = choose_backend(
-            config.runtime, [layer.type for layer in config.model.layers], processes
-        )
-    except ConfigError as exc:
-        raise ConfigError(
-            [
-                config.problem(("runtime", "backend"), p.message)
-                if p.where == "runtime.backend"
-                else p
-                for p in exc.problems
-            ]
-        ) from None
-    if backend == config.runtime.backend:
-        return config, why
-    chosen = config.model_copy(deep=True)
-    chosen.runtime.backend = backend
-    return chosen, why
-
-
-def written_config(prepared: Prepared) -> str:
-    """config.yaml: the resolved config, with runtime.backend as the user gave it (`auto`
-    stays `auto`, so the run folder moves to a machine with other backends; run.json says
-    which one trained it)."""
-    config = prepared.config
-    requested = prepared.choices.backend_requested or config.runtime.backend
-    if requested != config.runtime.backend:
-        config = config.model_copy(deep=True)
-        config.runtime.backend = requested
-    return config.to_yaml()
-
-
-def _check_processes(config: Config, group: Group) -> None:
-    """Several processes train on JAX only."""
-    backend = config.runtime.backend
-    if group.several and backend != "jax":
-        raise ConfigError(
-            config.problem(
-                ("runtime", "backend"),
-                (
-                    f"{group.count} processes (--num-processes) train on runtime.backend: jax, got {backend} "
-                    "(Keras 3's TensorFlow backend does not run MultiWorkerMirroredStrategy: keras-team/keras#20585)"
-                ),
-            )
-        )
-
-
-def _name_problems(source, overrides) -> list:
-    """When the schema fails, still report unknown Keras names and arguments (best effort)."""
-    if isinstance(source, Config):
-        return []
-    try:
-        data, lines, shown, origins = raw_config(source, overrides)
-        import_keras(auto_backend())
-    except ConfigError:
-        return []
-    return checks.name_problems(data, locator(lines, shown, origins))
 
 
 @dataclass
@@ -228,7 +96,7 @@ def train(
     if config is not None:  # before waiting for the others: a config that cannot run this way
         config = as_config(config, overrides)
         overrides = ()
-        _check_processes(config, group)
+        check_processes(config, group)
     processes.join(group)
     processes.check_same_config(
         group, config, overrides

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlcli.config.schema import load_config
+from dlcli.config.load import load_config
 from dlcli.runs.runfolder import RunFolder
 from dlcli.tuning.preflight import Target
 from dlcli.tuning.record import Best, TrialRow

@@ -15,11 +15,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcli.config.schema import Config, load_config
+from dlcli.config.load import load_config
+from dlcli.config.schema import Config, SweepConfig
 from dlcli.config.space import ENDLESS_GRID, grid, kind_of
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.runs.metrics import column_direction, logged_directions
-from dlcli.tuning.trials import override
+from dlcli.tuning.trials import override, usable_cores
 
 
 @dataclass
@@ -37,7 +38,7 @@ def check_space(
     value the schema or Keras refuses, a grid without finite lists, a metric training does
     not log. Each problem is placed at the line of its `sweep:` key. Imports Keras (names
     and arguments are checked against it)."""
-    from dlcli.config.schema import locator
+    from dlcli.config.load import locator
     from dlcli.config.text import raw_config
     from dlcli.model import checks
     from dlcli.runtime import keras_names
@@ -133,3 +134,26 @@ def scoring_target(config: Config, keras_names) -> Target:
         )
     way = sweep.direction if sweep.direction != "auto" else column_direction(metric, ways)
     return Target(metric, way)
+
+
+def sweep_settings(config: Config, trials: int | None, parallel: int | None) -> SweepConfig:
+    """The config's sweep settings with `--trials` / `--parallel` applied."""
+    settings = config.sweep.model_copy(deep=True)
+    if trials is not None:
+        settings.trials = trials
+    if parallel is not None:
+        settings.parallel = parallel
+    return settings
+
+
+def check_parallel(parallel: int, where: str) -> None:
+    """A ConfigError when `parallel` trials at once exceed the cores this process may use."""
+    cores = len(usable_cores())
+    if parallel > cores:
+        raise ConfigError(
+            Problem(
+                f"{parallel} trials at once is more than the {cores} cores this process may use (each trial needs one "
+                f"of its own); give at most {cores}, or share a --storage between machines",
+                where=where,
+            )
+        )

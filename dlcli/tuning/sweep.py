@@ -42,7 +42,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcli.config.schema import Config, SweepConfig, load_config
+from dlcli.config.load import load_config
+from dlcli.config.schema import Config, SweepConfig
 from dlcli.config.space import distributions, grid_size
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed, first_line
 from dlcli.runs.catalog import SWEEP_FILE, find_sweep, short_key
@@ -50,7 +51,7 @@ from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.training.signals import held, stop_after_batch
 from dlcli.tuning import sqlite_lock
 from dlcli.tuning.figures import draw_history, draw_importance, write_best
-from dlcli.tuning.preflight import Target, check_space
+from dlcli.tuning.preflight import Target, check_parallel, check_space, sweep_settings
 from dlcli.tuning.record import SweepRecord, TrialRow
 from dlcli.tuning.study import (
     STUDY_FILE,
@@ -75,7 +76,6 @@ from dlcli.tuning.trials import (
     preload_spec,
     printed_result,
     trial_argv,
-    usable_cores,
 )
 
 POLL_S = 0.2  # how often the sweep looks at its trials
@@ -495,27 +495,6 @@ def run_sweep(
     return result
 
 
-def _settings(config: Config, trials: int | None, parallel: int | None) -> SweepConfig:
-    settings = config.sweep.model_copy(deep=True)
-    if trials is not None:
-        settings.trials = trials
-    if parallel is not None:
-        settings.parallel = parallel
-    return settings
-
-
-def _check_parallel(parallel: int, where: str) -> None:
-    cores = len(usable_cores())
-    if parallel > cores:
-        raise ConfigError(
-            Problem(
-                f"{parallel} trials at once is more than the {cores} cores this process may use (each trial needs one "
-                f"of its own); give at most {cores}, or share a --storage between machines",
-                where=where,
-            )
-        )
-
-
 def _start(
     source, overrides, runs_dir, trials, parallel, storage, console, progress
 ) -> tuple[Sweeper, int]:
@@ -528,8 +507,8 @@ def _start(
                 where=str(source),
             )
         )
-    settings = _settings(config, trials, parallel)
-    _check_parallel(
+    settings = sweep_settings(config, trials, parallel)
+    check_parallel(
         settings.parallel,
         "--parallel" if parallel is not None else config.where(("sweep", "parallel")),
     )
@@ -580,8 +559,8 @@ def _reopen(ref, runs_dir, trials, parallel, storage, console, progress) -> tupl
                 where=str(folder.path / SWEEP_FILE),
             )
         ) from None
-    settings = _settings(config, trials, parallel)
-    _check_parallel(settings.parallel, "--parallel")
+    settings = sweep_settings(config, trials, parallel)
+    check_parallel(settings.parallel, "--parallel")
     recorded = record.storage or STUDY_FILE
     if storage is None and recorded != STUDY_FILE and "***" in recorded:
         raise ConfigError(

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.config.schema import TABLE_SOURCES, load_config
-from dlcli.data.dataset import load_data, read_features_file, read_labeled_file
+from dlcli.config.load import load_config
+from dlcli.config.schema import TABLE_SOURCES
+from dlcli.data.dataset import load_data
+from dlcli.data.inputs import read_features_file, read_labeled_file
 from dlcli.data.sources.datafile import changed_files
 from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error

@@ -19,10 +19,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import re
 import shutil
 import statistics
 import time
@@ -34,10 +32,18 @@ import numpy as np
 
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.runs.runfolder import now_iso
-from dlcli.runtime import compat
+from dlcli.use.export_formats import (
+    FORMATS,
+    INDICES,
+    INSTALL,
+    RAW,
+    Format,
+    RawTable,
+    precision_of,
+    rebuilt,
+)
 from dlcli.use.export_safety import build_folder, checked_targets, replace_folder, written
 
-INSTALL = "pip install 'dlcli[export]'"
 TOLERANCE = 1e-4  # max |copy - model| for float32 models ...
 LOOSE_TOLERANCE = 1e-2  # ... for mixed precision, and LiteRT (its kernels reorder float sums);
 # both times max(1, the largest |output|): float32 holds 7 digits, so a regression predicting
@@ -45,330 +51,9 @@ LOOSE_TOLERANCE = 1e-2  # ... for mixed precision, and LiteRT (its kernels reord
 AGREEMENT = 0.999  # the least share of equal predicted classes
 MAX_ROWS = 100_000  # the test rows a copy is checked on (a streamed test split may be larger)
 LATENCY_BATCHES = (1, 256)
-RAW = "raw features"
-INDICES = "category indices"
-
-
-@dataclass(frozen=True)
-class Format:
-    """One export format: what it needs, where it goes, and how it is written and read back.
-
-    `write(model, folder, table)` makes the copy inside `folder` and returns its path; `load(path,
-    table)` returns a `Copy` that runs it in the format's own runtime.
-    """
-
-    name: str
-    needs: tuple[str, ...]  # importable modules (the runtime that reads the copy back included)
-    runtime: str
-    write: Callable
-    load: Callable
-    float32: bool = False  # the format cannot hold a mixed-precision model
-    raw_tables: bool = False  # takes a table's raw columns (category text); else category indices
-    loose: bool = False  # compared with LOOSE_TOLERANCE whatever the precision
-
-    def missing(self) -> list[str]:
-        return [module for module in self.needs if importlib.util.find_spec(module) is None]
-
-
-@dataclass
-class Copy:
-    """A loaded copy: `run(x)` answers for a batch of model inputs (rows as the Keras model
-    takes them; a raw-column copy turns them back into columns with `RawTable.raw`), `inputs`
-    describes what it takes."""
-
-    run: Callable[[np.ndarray], np.ndarray]
-    inputs: list[dict]
-
-
-# ---------------------------------------------------------------------------- the formats
-
-
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def write_keras(model, folder: Path, table) -> Path:
-    path = folder / "model.keras"
-    model.save(path)
-    return path
-
-
-def load_keras(path: Path, table) -> Copy:
-    from dlcli.runtime.keras_import import keras_module
-
-    keras = keras_module()
-    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    spec = loaded.inputs[0]
-    return Copy(
-        lambda x: keras.ops.convert_to_numpy(loaded(x, training=False)),
-        [{"name": spec.name, "dtype": str(spec.dtype), "shape": list(spec.shape)}],
-    )
-
-
-def write_saved_model(model, folder: Path, table) -> Path:
-    path = folder  # a SavedModel is a folder: export/saved_model/ itself
-    if table is None:
-        model.export(str(path), format="tf_saved_model", verbose=False)
-        return path
-    import keras
-
-    tf = _tf()
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    lookups = {}
-    for column in table.columns:
-        if column.categories is not None:
-            keys = tf.constant(column.categories, tf.string)
-            values = tf.constant(np.arange(1, len(column.categories) + 1, dtype="float32"))
-            lookups[column.key] = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(keys, values), 0.0
-            )
-            archive.track(lookups[column.key])
-
-    def serve(features):
-        parts = [
-            lookups[c.key].lookup(features[c.key])
-            if c.key in lookups
-            else tf.cast(features[c.key], tf.float32)
-            for c in table.columns
-        ]
-        return model(tf.stack(parts, axis=1), training=False)
-
-    signature = {
-        c.key: tf.TensorSpec(
-            [None], tf.string if c.categories is not None else tf.float32, name=c.key
-        )
-        for c in table.columns
-    }
-    archive.add_endpoint("serve", serve, input_signature=[signature])
-    archive.write_out(str(path), verbose=False)
-    return path
-
-
-def load_saved_model(path: Path, table) -> Copy:
-    tf = _tf()
-    loaded = tf.saved_model.load(str(path))
-    serve = loaded.signatures["serving_default"]
-    _, specs = serve.structured_input_signature
-    inputs = [
-        {"name": name, "dtype": spec.dtype.name, "shape": spec.shape.as_list()}
-        for name, spec in specs.items()
-    ]
-    if table is not None:  # in the table's column order
-        inputs.sort(key=lambda entry: table.by_key[entry["name"]].index)
-        for entry in inputs:
-            entry["column"] = table.by_key[entry["name"]].name
-
-    def run(x):
-        if table is not None:
-            feed = {key: tf.constant(value) for key, value in table.raw(x).items()}
-        else:
-            feed = {next(iter(specs)): tf.constant(x)}
-        outputs = serve(**feed)
-        return next(iter(outputs.values())).numpy()
-
-    return Copy(run, inputs)
-
-
-def write_onnx(model, folder: Path, table) -> Path:
-    import warnings
-
-    path = folder / "model.onnx"
-    model = constants_as_variables(model)
-    with warnings.catch_warnings():  # Keras's tf2onnx patch probes `np.object` (a FutureWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        model.export(str(path), format="onnx", verbose=False)
-    return path
-
-
-def constants_as_variables(model):
-    """A copy of the model whose Normalization statistics are variables, not the eager tensors
-    Keras builds them as: tf2onnx freezes variables into the graph but leaves captured eager
-    tensors as extra graph inputs, which onnxruntime then demands ('Required inputs ... are
-    missing from input feed')."""
-    import keras
-
-    tf = _tf()
-    copy = rebuilt(keras, model)
-    for layer in compat.inner_layers(copy):
-        if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None:
-            layer.mean = tf.Variable(np.asarray(layer.mean), trainable=False, name="mean")
-            layer.variance = tf.Variable(
-                np.asarray(layer.variance), trainable=False, name="variance"
-            )
-    return copy
-
-
-def load_onnx(path: Path, table) -> Copy:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    spec = session.get_inputs()[0]
-    name = spec.name
-    return Copy(
-        lambda x: session.run(None, {name: x})[0],
-        [
-            {
-                "name": name,
-                "dtype": spec.type,
-                "shape": [d if isinstance(d, int) else None for d in spec.shape],
-            }
-        ],
-    )
-
-
-def write_litert(model, folder: Path, table) -> Path:
-    path = folder / "model.tflite"
-    model.export(str(path), format="litert", verbose=False)
-    return path
-
-
-def load_litert(path: Path, table) -> Copy:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from dlcli.runtime.keras_import import quiet_stderr
-
-    with quiet_stderr():  # the interpreter's C++ logs ("Created TensorFlow Lite XNNPACK delegate")
-        interpreter = Interpreter(model_path=str(path))
-    spec = interpreter.get_input_details()[0]
-    shape = [None if d < 0 else int(d) for d in spec.get("shape_signature", spec["shape"])]
-    state = {"rows": None}
-
-    def run(x):
-        if state["rows"] != len(x):  # the batch size is fixed per allocation
-            with quiet_stderr():
-                interpreter.resize_tensor_input(spec["index"], [len(x), *x.shape[1:]])
-                interpreter.allocate_tensors()
-            state["rows"] = len(x)
-        interpreter.set_tensor(spec["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-    return Copy(
-        run, [{"name": spec["name"], "dtype": np.dtype(spec["dtype"]).name, "shape": shape}]
-    )
-
-
-FORMATS = {
-    f.name: f
-    for f in (
-        Format(
-            "saved_model",
-            ("tensorflow",),
-            "tensorflow",
-            write_saved_model,
-            load_saved_model,
-            raw_tables=True,
-        ),
-        Format(
-            "onnx",
-            ("tf2onnx", "onnx", "onnxruntime"),
-            "onnxruntime",
-            write_onnx,
-            load_onnx,
-            float32=True,
-        ),
-        Format(
-            "litert",
-            ("tensorflow", "ai_edge_litert"),
-            "LiteRT interpreter",
-            write_litert,
-            load_litert,
-            float32=True,
-            loose=True,
-        ),
-        Format("keras", (), "keras", write_keras, load_keras),
-    )
-}
-
-
-# ---------------------------------------------------------------------------- tables
-
-
-@dataclass
-class Column:
-    name: str  # the table's column
-    key: str  # the name the SavedModel's signature gives it
-    index: int
-    categories: list[str] | None  # a categorical column's vocabulary (index i + 1)
-
-
-class RawTable:
-    """A table run's columns as the SavedModel takes them, and the conversion of the model's
-    input rows (category indices) back to raw columns (the category text)."""
-
-    def __init__(self, preprocessing):
-        self.columns, taken = [], set()
-        for i, feature in enumerate(preprocessing.features):
-            key = re.sub(r"[^A-Za-z0-9_.\-]", "_", feature.name) or f"column_{i}"
-            key = key if re.match(r"[A-Za-z0-9.]", key) else f"c{key}"
-            while key in taken:
-                key = f"{key}_{i}"
-            taken.add(key)
-            categories = (
-                [str(c) for c in feature.categories] if feature.type == "categorical" else None
-            )
-            self.columns.append(Column(feature.name, key, i, categories))
-        # UTF-8 bytes, as TensorFlow holds strings (the lookup's keys are encoded the same way)
-        self._text = {
-            c.key: np.array([b"", *(v.encode() for v in c.categories)], dtype=object)
-            for c in self.columns
-            if c.categories is not None
-        }
-        self.by_key = {c.key: c for c in self.columns}
-
-    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows of model input -> one array per column: numbers as float32 (NaN where missing),
-        categories as their text ('' for a missing or unseen one, which the lookup maps to 0
-        as dlcli does)."""
-        columns = {}
-        for c in self.columns:
-            if c.categories is None:
-                columns[c.key] = x[:, c.index].astype("float32")
-            else:
-                codes = (
-                    np.nan_to_num(x[:, c.index], nan=0.0).astype("int64").clip(0, len(c.categories))
-                )
-                columns[c.key] = self._text[c.key][codes]
-        return columns
 
 
 # ---------------------------------------------------------------------------- checking
-
-
-def rebuilt(keras, model, float32: bool = False):
-    """A copy of the model (same weights), with every layer computing in float32 if `float32`
-    (for formats that cannot hold mixed precision)."""
-
-    def plain(value):
-        if isinstance(value, dict):
-            if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
-                value.get("config"), dict
-            ):
-                return {**value, "config": {**value["config"], "name": "float32"}}
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return "float32" if value in ("mixed_float16", "mixed_bfloat16") else value
-
-    config = keras.saving.serialize_keras_object(model)
-    config = plain(config) if float32 else config
-    copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    copy(
-        np.zeros((1, *model.input_shape[1:]), "float32"), training=False
-    )  # built and called, as export needs
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def precision_of(model) -> str:
-    names = {getattr(layer.dtype_policy, "name", "float32") for layer in model.layers}
-    mixed = sorted(n for n in names if n != "float32")
-    return mixed[0] if mixed else "float32"
 
 
 def outputs_of(run: Callable, x: np.ndarray, batch: int = 256) -> np.ndarray:
