@@ -107,6 +107,7 @@ def main() -> int:
 
     TIMES["import dlcli.cli (typer, rich)"].append(time.perf_counter() - started)
     started = time.perf_counter()
+    import dlcli.training.prepare as preparing
     import dlcli.training.session as training
     from dlcli.runs import reports
     from dlcli.runs.runfolder import RunFolder
@@ -140,20 +141,20 @@ def main() -> int:
         keras.Model.predict = timer("model.predict", predict)
         return keras
 
-    import_keras = training.import_keras
-    training.import_keras = lambda *a, **k: after_keras(
+    import_keras = preparing.import_keras
+    preparing.import_keras = lambda *a, **k: after_keras(
         timer("import keras + its backend (import_keras)", import_keras)(*a, **k)
     )
-    for name, label in (
-        ("enable_memory_growth", "enable_memory_growth"),
-        ("load_data", "load_data (incl. sklearn import)"),
-        ("list_devices", "list_devices"),
-        ("build_model", "build_model + compile"),
-        ("versions", "versions() (importlib.metadata)"),
-        ("predicted_classes", "predict test split (for the confusion matrix)"),
+    for module, name, label in (
+        (preparing, "enable_memory_growth", "enable_memory_growth"),
+        (preparing, "load_data", "load_data (incl. sklearn import)"),
+        (preparing, "list_devices", "list_devices"),
+        (preparing, "build_model", "build_model + compile"),
+        (training, "versions", "versions() (importlib.metadata)"),
+        (training, "predicted_classes", "predict test split (for the confusion matrix)"),
     ):
-        patch(training, name, label)
-    patch(training.checks, "config_problems", "pre-flight checks (callbacks, runtime)")
+        patch(module, name, label)
+    patch(preparing.checks, "config_problems", "pre-flight checks (callbacks, runtime)")
     patch(training.metrics, "final_metrics", "final_metrics")
 
     real_open = training._open
