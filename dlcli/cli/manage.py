@@ -167,13 +167,7 @@ def show_command(
             f"  (run.json says {details['recorded_status']}; its process {record.pid} is gone)"
         )
     out.print(heading)
-    facts = Facts()
-    facts.add_row("path", escape(details["path"]))
-    facts.add_row(
-        "started",
-        f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
-        f"duration {show_duration(details['duration_s'])}",
-    )
+    facts = _folder_facts(details)
     epochs = f"{show_epochs(details)}   best epoch {number(details['best_epoch'])}"
     if details["samples_per_s"] is not None:
         epochs += f"   {details['samples_per_s']:,} samples/s"
@@ -236,6 +230,18 @@ def show_command(
         out.print(exports_table(details["exports"]))
 
 
+def _folder_facts(details: dict) -> Facts:
+    """The facts a run and a sweep both open with: where the folder is, when it ran."""
+    facts = Facts()
+    facts.add_row("path", escape(details["path"]))
+    facts.add_row(
+        "started",
+        f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
+        f"duration {show_duration(details['duration_s'])}",
+    )
+    return facts
+
+
 def _show_sweep(details: dict, as_json: bool) -> None:
     """A sweep: its settings, best trial and the table of its trials."""
     if as_json:
@@ -246,13 +252,7 @@ def _show_sweep(details: dict, as_json: bool) -> None:
     out.print(
         Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (sweep)")
     )
-    facts = Facts()
-    facts.add_row("path", escape(details["path"]))
-    facts.add_row(
-        "started",
-        f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
-        f"duration {show_duration(details['duration_s'])}",
-    )
+    facts = _folder_facts(details)
     settings = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
     if settings:  # a damaged sweep.json has none to show
         facts.add_row(

@@ -407,6 +407,22 @@ def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None)
         preprocessing.unseen = preprocessing.encode(
             test.x, table.test_categories or table.categories
         )
+    return _dataset(
+        config,
+        loaded,
+        (train, val, test),
+        task,
+        labels,
+        _fingerprint(train, val, test),
+        preprocessing,
+    )
+
+
+def _dataset(
+    config: Config, loaded, splits: tuple, task: str, labels, fingerprint: str, preprocessing
+) -> Dataset:
+    """The Dataset of `splits` (train, val, test), in memory or streamed alike."""
+    train, val, test = splits
     return Dataset(
         train=train,
         val=val,
@@ -414,9 +430,9 @@ def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None)
         task=task,
         labels=labels,
         feature_names=loaded.feature_names,
-        target=loaded.table.target if loaded.table else d.target,
+        target=loaded.table.target if loaded.table else config.data.target,
         files=loaded.files,
-        fingerprint=_fingerprint(train, val, test),
+        fingerprint=fingerprint,
         preprocessing=preprocessing,
     )
 
@@ -484,18 +500,8 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     preprocessing = None
     if loaded.table is not None:
         preprocessing = _fit_streamed(loaded.table, train, val, test, d.normalize, fitted)
-    return Dataset(
-        train=train,
-        val=val,
-        test=test,
-        task=task,
-        labels=labels,
-        feature_names=loaded.feature_names,
-        target=loaded.table.target if loaded.table else d.target,
-        files=loaded.files,
-        fingerprint=_stream_fingerprint(loaded.files, train, val, test),
-        preprocessing=preprocessing,
-    )
+    fingerprint = _stream_fingerprint(loaded.files, train, val, test)
+    return _dataset(config, loaded, (train, val, test), task, labels, fingerprint, preprocessing)
 
 
 def _row_numbers(count: int) -> np.ndarray:

@@ -53,6 +53,19 @@ RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "
 # -- one run -------------------------------------------------------------------------------
 
 
+def _run_fields() -> dict:
+    """A row's fields that a run fills from its metrics (empty until it does)."""
+    return {
+        "epochs": None,
+        "epochs_run": None,
+        "best_epoch": None,
+        "metrics": {},
+        "samples_per_s": None,
+        "error": None,
+        "directions": {},
+    }
+
+
 def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
     """One row of `dlcli runs` from a folder's run.json and metrics.json; never raises.
 
@@ -73,13 +86,7 @@ def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
         "started": None,
         "ended": None,
         "duration_s": None,
-        "epochs": None,
-        "epochs_run": None,
-        "best_epoch": None,
-        "metrics": {},
-        "samples_per_s": None,
-        "error": None,
-        "directions": {},
+        **_run_fields(),
     }
     if not isinstance(record, dict) or not record:
         return row
@@ -353,13 +360,7 @@ def summarize_sweep(folder, record: dict | None = None) -> dict:
         "direction": record.get("direction"),
         "best": best,
         "trials": record.get("counts") if isinstance(record.get("counts"), dict) else {},
-        "epochs": None,
-        "epochs_run": None,
-        "best_epoch": None,
-        "metrics": {},
-        "samples_per_s": None,
-        "error": None,
-        "directions": {},
+        **_run_fields(),  # a sweep's row has a run's columns, empty
     }
 
 

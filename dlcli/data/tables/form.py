@@ -241,14 +241,17 @@ def sample_rows(text: str, sep: str) -> list[list[str]]:
         rows = _split_spaces(text)
     else:
         try:
-            rows = [
-                row
-                for row in csv.reader(_universal(text), delimiter=sep)
-                if any(c.strip() for c in row)
-            ]
+            rows = _csv_rows(text, sep)
         except csv.Error:
             rows = [line.split(sep) for line in text.splitlines() if line.strip()]
     return rows[: SAMPLE_ROWS + 1]
+
+
+def _csv_rows(text: str, sep: str) -> list[list[str]]:
+    """The sample's non-blank rows as Python's csv module splits them (csv.Error if it can't)."""
+    return [
+        row for row in csv.reader(_universal(text), delimiter=sep) if any(c.strip() for c in row)
+    ]
 
 
 def _split_spaces(text: str) -> list[list[str]]:
@@ -302,11 +305,7 @@ def _sniff_delimiter(text: str) -> str:
     best, best_score = ",", (0.0, 0)
     for sep in CANDIDATES:
         try:
-            rows = [
-                row
-                for row in csv.reader(_universal(text), delimiter=sep)
-                if any(c.strip() for c in row)
-            ]
+            rows = _csv_rows(text, sep)
         except csv.Error:
             continue
         score = _consistency(rows[:SAMPLE_ROWS])
