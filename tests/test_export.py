@@ -366,12 +366,10 @@ def test_a_missing_export_library_names_the_install(cli, run_copy, monkeypatch):
     import importlib
     import importlib.util
 
-    exports = importlib.import_module(
-        "dlcli.use.export"
-    )  # the module (dlcli.use.export is the API function)
+    exports = importlib.import_module("dlcli.use.export")
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        exports.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "onnxruntime" else real(name, *a),
     )
