@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,29 @@ def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
         timeout=timeout,
         check=False,
     )
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether process `pid` has a handler for `sig` (Linux's /proc): dlcli has started and
+    taken its signals, which Python alone does not do for SIGTERM."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
+def wait_until_caught(process: subprocess.Popen, sig: int, timeout: float = 120) -> None:
+    """Wait until `process` handles `sig` itself: a signal before that is the system's to
+    act on (the default action ends the process), however fast or busy the machine."""
+    deadline = time.time() + timeout
+    while not catches(process.pid, sig):
+        if process.poll() is not None or time.time() > deadline:
+            raise AssertionError(f"process {process.pid} never took signal {sig}")
+        time.sleep(0.01)
 
 
 def run_python(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:

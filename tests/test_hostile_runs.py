@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dlcli
+from conftest import run_dlcli, wait_until_caught
 from test_reliability import LONG, Training
 
 
@@ -375,6 +375,7 @@ def test_sigterm_to_evaluate_exits_130_without_a_traceback(run, delay):
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
+    wait_until_caught(process, signal.SIGTERM)  # before it, SIGTERM is the system's to act on
     time.sleep(delay)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)

@@ -3,6 +3,7 @@ a shared storage, and errors in the space found before any trial."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,6 +63,24 @@ def wait_for(predicate, timeout: float = 120, what: str = ""):
             return found
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_pid(folder: Path, pattern: str) -> int | None:
+    """The pid in run.json of the run folder `pattern` names under `folder`, once written."""
+    for run in folder.glob(pattern):
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads((run / "run.json").read_text()).get("pid")
+    return None
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether `sig` waits to be delivered to the (stopped) process `pid` (Linux's /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    pending = 0
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            pending |= int(line.split()[1], 16)
+    return bool(pending & (1 << (sig - 1)))
 
 
 def trial_states(folder: Path) -> dict:
@@ -443,8 +462,15 @@ def test_an_interrupted_or_killed_sweep_resumes_and_keeps_its_finished_trials(tm
         ),
         what="trial 0 done and trial 1 running",
     )
-    wait_for(lambda: list(folder.glob("reg-t0001-*/history.csv")), what="trial 1 training")
+    # Freeze trial 1 as soon as it has a run folder, so that however slow or busy the machine,
+    # it cannot finish before the sweep passes the Ctrl-C on; it goes on once the signal waits.
+    trial = wait_for(lambda: running_pid(folder, "reg-t0001-*"), what="trial 1 started")
+    os.kill(trial, signal.SIGSTOP)
     first.send_signal(signal.SIGINT)
+    wait_for(
+        lambda: signal_pending(trial, signal.SIGINT), what="the sweep passing Ctrl-C on to trial 1"
+    )
+    os.kill(trial, signal.SIGCONT)
     _, err = first.communicate(timeout=120)
     assert first.returncode == 130, err
     assert "dlcli sweep --resume" in err
@@ -464,10 +490,14 @@ def test_an_interrupted_or_killed_sweep_resumes_and_keeps_its_finished_trials(tm
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: list(folder.glob("reg-t0002-*/history.csv")), what="trial 2 training")
+    trial = wait_for(lambda: running_pid(folder, "reg-t0002-*"), what="trial 2 started")
+    os.kill(trial, signal.SIGSTOP)
     child = RunFolder(next(folder.glob("reg-t0002-*")))
     second.kill()
     second.communicate(timeout=60)
+    # The trial follows its sweep: the kernel sends it SIGTERM when the sweep dies.
+    wait_for(lambda: signal_pending(trial, signal.SIGTERM), what="trial 2 told of the kill")
+    os.kill(trial, signal.SIGCONT)
     wait_for(
         lambda: child.record.status == "interrupted", timeout=60, what="the orphaned trial to stop"
     )

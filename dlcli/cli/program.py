@@ -51,6 +51,8 @@ class Program:
         )  # 0, 1, 2: closed when dlcli started (`>&-`), now /dev/null
         self.as_json = False  # the command under way prints one JSON object
         self.done = False  # the command's result is out
+        self.printing = False  # the result is being written
+        self.deferred: int | None = None  # a signal that came while it was
 
     def start(self) -> Program:
         """Reserve the standard streams, take SIGINT/SIGTERM, and follow a parent sweep."""
@@ -86,6 +88,9 @@ class Program:
         line, and the JSON object under --json), or with 0 once the result is out."""
         if self.done:
             os._exit(0)
+        if self.printing and self.deferred is None:  # the result first; a second signal ends now
+            self.deferred = signum
+            return
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.flush()
@@ -132,6 +137,31 @@ def err() -> Console:
 
 def emit_json(data: dict) -> None:
     write_stdout(json_text(data) + "\n")
+
+
+def print_result(text: str) -> None:
+    """The command's result, its last word on standard output. A signal that comes while it
+    is being written waits for it; from then on a signal ends the process with 0, as the
+    result stands (the command has nothing left to do)."""
+    program = current_program()
+    if program is None:
+        write_stdout(text)
+        return
+    program.printing = True
+    try:
+        write_stdout(text)
+    finally:
+        program.printing = False
+    program.done = True
+    if program.deferred is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os._exit(0)
+
+
+def emit_result(data: dict) -> None:
+    """`print_result` for the one JSON object of --json."""
+    print_result(json_text(data) + "\n")
 
 
 def write_stdout(text: str) -> None:

@@ -24,7 +24,16 @@ from dlcli.cli.options import (
     SetOption,
     check_backend,
 )
-from dlcli.cli.program import command, emit_json, err, out, require_stdout, write_stdout
+from dlcli.cli.program import (
+    command,
+    emit_json,
+    emit_result,
+    err,
+    out,
+    print_result,
+    require_stdout,
+    write_stdout,
+)
 from dlcli.cli.render import console, exports_table, metrics_table
 
 
@@ -108,7 +117,7 @@ def train(
 def _print_trained(result, as_json: bool, quiet: bool) -> None:
     stderr = err()
     if as_json:
-        emit_json(
+        emit_result(
             {
                 "run": str(result.run.path),
                 "id": result.run.id,
@@ -125,7 +134,7 @@ def _print_trained(result, as_json: bool, quiet: bool) -> None:
                 {"train": m["train"], "val": m["val"], "test": m["test"]},
             )
         )
-    print(result.run.path)
+    print_result(f"{result.run.path}\n")
 
 
 @command
@@ -421,7 +430,7 @@ def sweep(
         progress=not quiet and not as_json,
     )
     if as_json:
-        emit_json(result.summary())
+        emit_result(result.summary())
         return
     if not quiet and result.best is not None:
         best = result.best
@@ -430,4 +439,4 @@ def sweep(
             + "  ".join(f"{k}={v}" for k, v in best["params"].items()),
             highlight=False,
         )
-    print(result.folder.path)
+    print_result(f"{result.folder.path}\n")
