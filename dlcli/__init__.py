@@ -68,6 +68,14 @@ def sweep(config=None, overrides=(), runs_dir=None, **options):
     return run_sweep(config, overrides=overrides, runs_dir=runs_dir, **options)
 
 
+def cv(config=None, overrides=(), runs_dir=None, **options):
+    """K-fold cross-validation of a config (or carry on `resume=CV`); see `dlcli.tuning.cv.run_cv`.
+    Returns a `CvResult` (`.folder`, `.record`: cv.json as a `CvRecord`, `.summary()`)."""
+    from dlcli.tuning.cv import run_cv
+
+    return run_cv(config, overrides=overrides, runs_dir=runs_dir, **options)
+
+
 def validate(config, overrides=()):
     """Check a config and build its model without training; see `dlcli.training.prepare.prepare`."""
     from dlcli.training.prepare import prepare
@@ -82,6 +90,7 @@ __all__ = [
     "GateFailed",
     "RunFailed",
     "RunFolder",
+    "cv",
     "evaluate",
     "export",
     "load_config",

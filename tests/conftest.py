@@ -43,7 +43,8 @@ TINY = {
         "metrics": ["accuracy"],
     },
     "training": {"epochs": 3, "batch_size": 64},
-    "output": {"tensorboard": False, "plots": False},
+    # No extras a test does not look at: TensorBoard files, pictures, baselines.
+    "output": {"tensorboard": False, "plots": False, "baselines": "none"},
 }
 
 

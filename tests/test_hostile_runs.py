@@ -464,6 +464,24 @@ def test_a_signal_while_the_folder_is_claimed_marks_it_interrupted(
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_an_interrupted_command_in_process_leaves_the_callers_signals_alone(
+    cli, write_config, monkeypatch
+):
+    """Called in-process (a notebook, a test), an interrupted command exits 130 and leaves
+    the caller's SIGINT/SIGTERM handlers as they were: ignoring them there would make every
+    process the caller starts later deaf to Ctrl-C."""
+    from dlcli.training import session
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(session, "train", interrupted)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = cli("train", write_config())
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
 # --------------------------------------------------------------------------------------
 # 10. damaged run files: exit 2, never a traceback
 

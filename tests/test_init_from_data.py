@@ -15,6 +15,7 @@ import yaml
 from conftest import CONFIGS, run_dlcli, run_python
 
 from dlcli.config.load import load_config
+from dlcli.init.render import sized_training
 
 CENSUS = CONFIGS / "data" / "census.csv"
 CENSUS_KINDS = [
@@ -71,10 +72,18 @@ def check_census(text: str) -> None:
     assert config["compile"]["loss"] == "sparse_categorical_crossentropy" and config["compile"][
         "metrics"
     ] == ["accuracy"]
-    assert (
-        config["training"]["early_stopping"]["monitor"] == "val_loss"
-        and config["training"]["epochs"] == 30
-    )
+    rows = int(re.search(r"# sized to ([\d,]+) rows", text)[1].replace(",", ""))
+    assert rows == len(CENSUS.read_text().splitlines())
+    epochs, batch, patience = sized_training(rows)
+    assert config["training"] == {
+        "epochs": epochs,
+        "batch_size": batch,
+        "early_stopping": {
+            "monitor": "val_loss",
+            "patience": patience,
+            "restore_best_weights": True,
+        },
+    }
     assert text.startswith(
         "# A classification config made by `dlcli init --from-data` from census.csv"
     )
@@ -364,3 +373,12 @@ def test_init_from_data_imports_neither_tensorflow_nor_keras(census, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["target"] == 10
+
+
+def test_the_training_a_generated_config_gets_is_sized_to_the_table():
+    small, medium, large = sized_training(300), sized_training(30_000), sized_training(3_000_000)
+    assert small[1] == 16 and small[0] >= 200  # a few hundred rows: small batches, many epochs
+    assert medium[1] == 64 and 20 <= medium[0] < small[0]
+    assert large == (20, 1024, 5)  # millions of rows: big batches, few epochs
+    for epochs, _, patience in (small, medium, large):
+        assert 5 <= patience <= 30 and patience <= epochs // 4

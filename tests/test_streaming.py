@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from dlcli.config.load import load_config
-from dlcli.data.dataset import Split, load_data, stratified_rows
+from dlcli.data.dataset import Split, load_data
 from dlcli.data.sources.npzfile import NpzRows
+from dlcli.data.splits import stratified_rows
 from dlcli.data.streaming import StreamSplit
 
 FROZEN = {"type": "adam", "learning_rate": 1e-12}  # weights do not move: batch order cannot matter

@@ -45,7 +45,9 @@ def test_digits_mlp_trains_offline_to_095_and_writes_every_file(tmp_path):
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"train", "val", "test", "best_epoch", "epochs_run", "samples_per_s"}
+    keys = {"train", "val", "test", "best_epoch", "epochs_run", "samples_per_s", "baselines"}
+    assert set(metrics) == keys
+    assert list(metrics["baselines"]) == ["majority", "gradient_boosting"]
     assert metrics["test"]["accuracy"] >= 0.95
     assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 20
     assert metrics["samples_per_s"] > 0

@@ -43,6 +43,7 @@ COMMANDS = {
     "validate": commands.validate,
     "export": commands.export,
     "sweep": commands.sweep,
+    "cv": commands.cv,
     "runs": manage.runs_command,
     "show": manage.show_command,
     "compare": manage.compare_command,

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from dlcli.cli.groups import cv_line, folder_facts, show_cv, show_sweep, sweep_line
 from dlcli.cli.options import DebugOption, JsonOption, RunArgument, RunsDirOption
 from dlcli.cli.program import command, emit_json, err, require_stdout, write_stdout
 from dlcli.cli.render import (
@@ -90,9 +91,9 @@ def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> Non
     for column in metric_columns:
         table.add_column(escape(column.replace(".", " ", 1)), justify="right", no_wrap=True)
     table.add_column("best epoch", justify="right", no_wrap=True)
-    sweeps = any(row.get("kind") == "sweep" for row in shown)
+    sweeps = any(row.get("kind") in ("sweep", "cv") for row in shown)
     if sweeps:
-        table.add_column("sweep: best, trials", no_wrap=True)
+        table.add_column("sweep: best, trials / cv: mean ± std, folds", no_wrap=True)
     rows = []
     for row in shown:
         cells = [
@@ -102,14 +103,15 @@ def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> Non
             show_when(row["started"]),
             show_duration(row["duration_s"]),
         ]
-        if row.get("kind") == "sweep":
+        if row.get("kind") in ("sweep", "cv"):
+            sweep = row["kind"] == "sweep"
             rows.append(
                 [
                     *cells,
-                    f"{sum(row['trials'].values())} trials",
+                    f"{sum(row['trials'].values())} trials" if sweep else f"{row['k']} folds",
                     *["" for _ in metric_columns],
                     "",
-                    escape(sweep_line(row)),
+                    escape(sweep_line(row) if sweep else cv_line(row)),
                 ]
             )
             continue
@@ -125,18 +127,6 @@ def _runs(sort: str | None, limit: int | None, runs: Path, as_json: bool) -> Non
     console().print(RowsTable(table, rows))
 
 
-def sweep_line(row: dict) -> str:
-    """'val_accuracy 0.9757 (trial 3); 5 completed, 1 pruned' for a sweep's row."""
-    best = row.get("best")
-    head = (
-        f"{row.get('metric')} {number(best.get('value'))} (trial {best.get('trial')})"
-        if best
-        else "no trial completed yet"
-    )
-    counts = ", ".join(f"{n} {state}" for state, n in row["trials"].items())
-    return f"{head}; {counts}" if counts else head
-
-
 @command
 def show_command(
     run: RunArgument = None,
@@ -144,11 +134,16 @@ def show_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ):
-    """One run (default: the newest): status, timings, config, final metrics, per-epoch history; or a sweep's trials."""
+    """One run (default: the newest): status, timings, config, final metrics, per-epoch history; or a sweep's trials, or a cv's folds."""
     if run not in (None, "", "latest") and (
         catalog.is_sweep(run) or catalog.is_sweep(runs_dir_from(runs_dir) / run)
     ):
-        _show_sweep(catalog.sweep_details(run, runs_dir), as_json)
+        show_sweep(catalog.sweep_details(run, runs_dir), as_json)
+        return
+    if run not in (None, "", "latest") and (
+        catalog.is_cv(run) or catalog.is_cv(runs_dir_from(runs_dir) / run)
+    ):
+        show_cv(catalog.cv_details(run, runs_dir), as_json)
         return
     details = catalog.run_details(run, runs_dir)
     if as_json:
@@ -167,7 +162,7 @@ def show_command(
             f"  (run.json says {details['recorded_status']}; its process {record.pid} is gone)"
         )
     out.print(heading)
-    facts = _folder_facts(details)
+    facts = folder_facts(details)
     epochs = f"{show_epochs(details)}   best epoch {number(details['best_epoch'])}"
     if details["samples_per_s"] is not None:
         epochs += f"   {details['samples_per_s']:,} samples/s"
@@ -216,7 +211,9 @@ def show_command(
         out.print()
         out.print(
             metrics_table(
-                "final metrics", {split: metrics.get(split) for split in ("train", "val", "test")}
+                "final metrics",
+                {split: metrics.get(split) for split in ("train", "val", "test")},
+                details["baselines"],
             )
         )
     if details["history"]:
@@ -228,82 +225,6 @@ def show_command(
     if details.get("exports"):
         out.print()
         out.print(exports_table(details["exports"]))
-
-
-def _folder_facts(details: dict) -> Facts:
-    """The facts a run and a sweep both open with: where the folder is, when it ran."""
-    facts = Facts()
-    facts.add_row("path", escape(details["path"]))
-    facts.add_row(
-        "started",
-        f"{show_when(details['started'])}   ended {show_when(details['ended'])}   "
-        f"duration {show_duration(details['duration_s'])}",
-    )
-    return facts
-
-
-def _show_sweep(details: dict, as_json: bool) -> None:
-    """A sweep: its settings, best trial and the table of its trials."""
-    if as_json:
-        emit_json(details)
-        return
-    out = console()
-    record = details["record"]
-    out.print(
-        Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (sweep)")
-    )
-    facts = _folder_facts(details)
-    settings = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
-    if settings:  # a damaged sweep.json has none to show
-        facts.add_row(
-            "search",
-            escape(
-                f"{details['metric']} ({details['direction']}), sampler {settings.get('sampler')}, "
-                f"pruner {settings.get('pruner')}, {settings.get('trials')} trials, "
-                f"{settings.get('parallel')} at a time; study '{record.get('study')}' in "
-                f"{record.get('storage')}"
-            ),
-        )
-    facts.add_row("best", escape(sweep_line(details)))
-    if isinstance(details.get("best"), dict):
-        facts.add_row("best run", escape(str(details["best"].get("run"))))
-    if record.get("command"):
-        facts.add_row("command", escape(str(record["command"])))
-    out.print(facts)
-    trials = [t for t in record.get("trials", []) if isinstance(t, dict)]
-    if not trials:
-        return
-    keys = list(dict.fromkeys(k for t in trials for k in (t.get("params") or {})))
-    best = (details.get("best") or {}).get("trial")
-    table = Table(title=f"trials ({len(trials)})", title_justify="left")
-    for column, justify in (("#", "right"), ("state", "left"), (str(details["metric"]), "right")):
-        table.add_column(escape(column), justify=justify, no_wrap=True)
-    for key in keys:
-        table.add_column(escape(catalog.short_key(key)), justify="right", no_wrap=True)
-    for column in ("epochs", "duration", "run"):
-        table.add_column(column, justify="left" if column == "run" else "right", no_wrap=True)
-    for t in trials:
-        value = t.get("value") if t.get("state") == "completed" else t.get("last_value")
-        mark = " ★" if t.get("number") == best else ""
-        table.add_row(
-            f"{t.get('number')}{mark}",
-            show_status(str(t.get("state"))),
-            number(value),
-            *[_param((t.get("params") or {}).get(k)) for k in keys],
-            number(t.get("epochs")),
-            show_duration(t.get("duration_s")),
-            escape(
-                str(t.get("run") or "—")
-                if t.get("state") != "failed"
-                else f"{t.get('run') or '—'}: {t.get('error')}"
-            ),
-        )
-    out.print()
-    out.print(table)
-
-
-def _param(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else show_value(value)
 
 
 def _history_table(history: list[dict], best_epoch) -> Table:
@@ -393,6 +314,11 @@ def compare_command(
                 Text(number(value) + (" *" if best and plain else ""), style="bold" if best else "")
             )
         table.add_row(escape(item["metric"].replace(".", " ", 1)), *cells)
+    if result["baselines"]:
+        table.add_section()  # then each run's baselines: its test split without deep learning
+    for item in result["baselines"]:
+        label = f"{item['baseline'].replace('_', ' ')} baseline {item['metric']}"
+        table.add_row(escape(label), *[number(v) for v in item["values"]], style="dim")
     out.print(table)
 
 

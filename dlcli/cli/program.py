@@ -256,9 +256,11 @@ def _done(program: Program | None) -> None:
 def _fail(
     message: str, code: int, as_json: bool, program: Program | None, payload: dict | None = None
 ):
-    if code == EXIT_INTERRUPTED:
+    if code == EXIT_INTERRUPTED and program is not None:
         # The run folder already says `interrupted`: a second Ctrl-C must not turn the exit
         # into a traceback, and the user asked to stop, so skip TensorFlow's slow teardown.
+        # (In-process, the caller's signals stay its own: the processes it starts later
+        # would inherit the ignoring.)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
     stderr = err()

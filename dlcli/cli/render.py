@@ -13,8 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 
-def metrics_table(title: str, sections: dict[str, dict]) -> Table:
-    """One row per split (train/val/test, or an evaluation), one column per metric."""
+def metrics_table(title: str, sections: dict[str, dict], baselines: dict | None = None) -> Table:
+    """One row per split (train/val/test, or an evaluation), one column per metric; then,
+    dimmed, one row per baseline of metrics.json (its test metrics)."""
     names = list(dict.fromkeys(name for values in sections.values() if values for name in values))
     table = Table(title=escape(title), title_justify="left")
     table.add_column("split")
@@ -23,7 +24,82 @@ def metrics_table(title: str, sections: dict[str, dict]) -> Table:
     for split, values in sections.items():
         if values:
             table.add_row(escape(str(split)), *[number(values.get(n)) for n in names])
+    shown = baseline_rows(baselines)
+    if shown:
+        table.add_section()
+    for label, values in shown.items():
+        table.add_row(escape(label), *[number(values.get(n)) for n in names], style="dim")
     return table
+
+
+def baseline_rows(baselines) -> dict[str, dict]:
+    """metrics.json's `baselines` as rows ('majority baseline': its test metrics, not its
+    fit time); one that could not be fitted has none (metrics.json holds its `error`)."""
+    if not isinstance(baselines, dict):
+        return {}
+    rows = {}
+    for name, values in baselines.items():
+        if isinstance(values, dict):
+            label = f"{str(name).replace('_', ' ')} baseline"
+            rows[label] = {k: v for k, v in values.items() if k != "fit_s"}
+    return rows
+
+
+def cv_table(record: dict) -> Table:
+    """A cv.json as a table: one row per fold (its validation and test metrics, epochs; a
+    fold that did not complete says so), the mean and standard deviation over the completed
+    folds, then each baseline's mean on the test split."""
+    folds = [f for f in record.get("folds") or [] if isinstance(f, dict)]
+    summary = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    columns = [
+        (split, name)
+        for split in ("val", "test")
+        for name in dict.fromkeys(
+            n for f in folds for n in ((f.get("metrics") or {}).get(split) or {})
+        )
+    ]
+    table = Table(title=f"{len(folds)} folds", title_justify="left")
+    table.add_column("fold", no_wrap=True)
+    for split, name in columns:
+        table.add_column(escape(f"{split} {name}"), justify="right", no_wrap=True)
+    table.add_column("epochs", justify="right", no_wrap=True)
+    for f in folds:
+        values = f.get("metrics") or {}
+        state = str(f.get("state"))
+        label = Text(str(f.get("fold")))
+        if state != "completed":
+            label.append(" ").append_text(show_status(state))
+        table.add_row(
+            label,
+            *[number((values.get(split) or {}).get(name)) for split, name in columns],
+            number(f.get("epochs")),
+        )
+    if summary:
+        table.add_section()
+        for stat in ("mean", "std"):
+            table.add_row(
+                stat,
+                *[
+                    number(((summary.get(split) or {}).get(name) or {}).get(stat))
+                    for split, name in columns
+                ],
+                "",
+                style="bold",
+            )
+    for name, scores in (record.get("baselines") or {}).items():
+        table.add_row(
+            escape(BASELINE_LABELS.get(name, name)),
+            *[
+                number((scores.get(metric) or {}).get("mean")) if split == "test" else ""
+                for split, metric in columns
+            ],
+            "",
+            style="dim",
+        )
+    return table
+
+
+BASELINE_LABELS = {"majority": "majority", "gradient_boosting": "boosting"}
 
 
 def number(value) -> str:

@@ -34,7 +34,7 @@ from dlcli.cli.program import (
     require_stdout,
     write_stdout,
 )
-from dlcli.cli.render import console, exports_table, metrics_table
+from dlcli.cli.render import console, cv_table, exports_table, metrics_table
 
 
 @command
@@ -132,6 +132,7 @@ def _print_trained(result, as_json: bool, quiet: bool) -> None:
             metrics_table(
                 f"{result.run.id}: best epoch {m['best_epoch']} of {m['epochs_run']}",
                 {"train": m["train"], "val": m["val"], "test": m["test"]},
+                m.get("baselines"),
             )
         )
     print_result(f"{result.run.path}\n")
@@ -439,4 +440,57 @@ def sweep(
             + "  ".join(f"{k}={v}" for k, v in best["params"].items()),
             highlight=False,
         )
+    print_result(f"{result.folder.path}\n")
+
+
+@command
+def cv(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="A YAML config (optional with --resume).", show_default=False),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            help="K: the training data cut into K folds, each held out once (default 5).",
+        ),
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel",
+            min=1,
+            help="Folds at once on this machine, each on its share of the cores (default 1).",
+        ),
+    ] = None,
+    set_: SetOption = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Carry CV on: keep its completed folds, run the rest."),
+    ] = None,
+    runs_dir: RunsDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """K-fold cross-validation of CONFIG: one run folder per fold inside the cv folder, the mean and spread of every metric; print the cv's path."""
+    from dlcli.tuning.cv import run_cv
+
+    stderr = err()
+    result = run_cv(
+        str(config) if config else None,
+        set_ or [],
+        runs_dir,
+        folds=folds,
+        parallel=parallel,
+        resume=resume,
+        console=stderr,
+        progress=not quiet and not as_json,
+    )
+    if as_json:
+        emit_result(result.summary())
+        return
+    if not quiet:
+        stderr.print(cv_table(result.record.to_json()))
     print_result(f"{result.folder.path}\n")

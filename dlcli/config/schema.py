@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -35,7 +36,7 @@ from pydantic import (
 
 from dlcli.config.space import ENTRY_SCHEMA, kind_of
 from dlcli.config.text import format_path
-from dlcli.errors import Problem
+from dlcli.errors import Problem, did_you_mean
 
 SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
@@ -144,6 +145,21 @@ class NpzKeys(Section):
     y_test: str = "y_test"
 
 
+class FoldConfig(Section):
+    """The fold of a k-fold cross-validation this run is (`dlcli cv` sets it): the training
+    data (the test split held out) is cut into `of` folds, stratified for classes and seeded,
+    and fold `index` is the validation data; `validation_split` does not apply."""
+
+    index: Count = Field(ge=0, description="0-based: the fold held out for validation")
+    of: Count = Field(ge=2, description="how many folds")
+
+    @model_validator(mode="after")
+    def _in_range(self):
+        if self.index >= self.of:
+            raise ValueError(f"index {self.index} is not a fold of {self.of} (0 to {self.of - 1})")
+        return self
+
+
 def _delimiter(value):
     if value == "auto" or (isinstance(value, str) and len(value) == 1 and value not in '"\r\n'):
         return value
@@ -208,6 +224,13 @@ class DataConfig(Section):
         description="csv/parquet: names, positions or {name, type}; default every other column",
     )
     header: AutoOrBool = Field("auto", description="csv: does the first row name the columns?")
+    skip_rows: Count = Field(
+        0,
+        ge=0,
+        description="csv: leading lines to skip before the header or the first row, such as the "
+        "line counting rows and columns that scikit-learn's CSVs begin with; the test file, "
+        "evaluate --data and predict skip them too",
+    )
     columns: list[str] | None = Field(
         None, description="csv: names for the file's columns (a file without a header)"
     )
@@ -226,6 +249,14 @@ class DataConfig(Section):
     task: Literal["auto", "classification", "regression"] = "auto"
     validation_split: Number = Field(0.2, ge=0, lt=1, description="fraction of the training data")
     test_split: Number = Field(0.2, gt=0, lt=1, description="when the source has no test set")
+    scale_target: AutoOrBool = Field(
+        "auto",
+        description="regression: standardise the target for training (training-split mean and "
+        "std), undone in the model's output; auto: for every regression",
+    )
+    fold: FoldConfig | None = Field(
+        None, description="set by dlcli cv: the k-fold fold this run validates on"
+    )
     normalize: Normalize = "standard"
     cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
     streaming: AutoOrBool = Field(
@@ -254,7 +285,7 @@ class DataConfig(Section):
         if self.source == "npz" and (self.target is not None or self.features or self.test_path):
             wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
         if self.source != "csv":
-            set_here = self._changed("header", "columns", "delimiter")
+            set_here = self._changed("header", "columns", "delimiter", "skip_rows")
             if set_here:
                 wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
         if not table:
@@ -332,6 +363,54 @@ class ReduceLROnPlateauConfig(Section):
     mode: Literal["auto", "min", "max"] = "auto"
 
 
+def _class_weight(value):
+    """`training.class_weight`: 'balanced', or a weight (a finite number, 0 or more) per
+    class label, kept with the labels as written; which labels exist is known only once the
+    data is loaded (`dlcli.training.class_weight`)."""
+    if value is None or value == "balanced":
+        return value
+    if not isinstance(value, dict):
+        hint = did_you_mean(value, ["balanced"]) if isinstance(value, str) else ""
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError
+            f"expected 'balanced' or a weight per class label, such as {{'>50K': 3, '<=50K': 1}}; "
+            f"got {value!r}{hint}"
+        )
+    if not value:
+        raise ValueError("the mapping names no class; give a weight per label, or leave it out")
+    weights = {}
+    for label, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueError
+                f"the weight of class {label!r} must be a number, got {weight!r}"
+            )
+        number = float(weight) if isinstance(weight, float) or abs(weight) < 2**1000 else math.inf
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(
+                f"the weight of class {label!r} must be a finite number, 0 or more, got {weight!r}"
+            )
+        weights[label] = number
+    return weights
+
+
+ClassWeight = Annotated[
+    Any,
+    PlainValidator(_class_weight),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "balanced"},
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "number", "minimum": 0},
+                    "minProperties": 1,
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
 class TrainingConfig(Section):
     epochs: PositiveCount = 10
     batch_size: PositiveCount = 32
@@ -340,6 +419,11 @@ class TrainingConfig(Section):
     reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = None
     callbacks: list[KerasObject] = Field(
         default_factory=list, description="more keras.callbacks by name, with their arguments"
+    )
+    class_weight: ClassWeight = Field(
+        None,
+        description="classification: 'balanced' (scikit-learn's, on the training split) or "
+        "a weight per class label (others 1); weights the training loss only",
     )
 
 
@@ -358,6 +442,11 @@ class RuntimeConfig(Section):
 class OutputConfig(Section):
     tensorboard: StrictBool = True
     plots: StrictBool = True
+    baselines: Literal["auto", "majority", "none"] = Field(
+        "auto",
+        description="test scores without deep learning in metrics.json: auto (majority, and "
+        "gradient boosting on a table in memory of at most 1,000,000 training rows) | majority | none",
+    )
 
 
 def _space_entry(value):

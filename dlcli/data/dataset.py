@@ -2,8 +2,8 @@
 
 `load_data` asks the config's source (`dlcli.data.sources`) for what it holds, then decides the
 task, encodes class targets as indices 0..K-1 (`Dataset.labels` keeps the original label
-of each), splits with scikit-learn's `train_test_split` (seeded, stratified for classes) and
-fingerprints the result. Nothing here knows the model: normalisation is fitted on the
+of each), splits with scikit-learn's `train_test_split` (seeded, stratified for classes; a
+`dlcli cv` fold with its k-fold cut: `dlcli.data.splits`) and fingerprints the result. Nothing here knows the model: normalisation is fitted on the
 training split by `dlcli.model.inputs`, so that it travels inside the saved model.
 
 Training reaches samples only through `Split`: its length, its batches, its per-process
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlcli.config.schema import FILE_SOURCES, Config, FeatureConfig
+from dlcli.data import splits
 from dlcli.data.sources import source_for
 from dlcli.data.sources.base import Rows, plain
 from dlcli.data.sources.datafile import streams
@@ -39,7 +40,6 @@ from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
 from dlcli.runtime.losses import task_of
 
 MIN_TRAIN = 2  # samples the training split keeps at least (validation and test keep one)
-LEAN_ROWS = 1_000_000  # a streamed split of more rows is drawn by `stratified_rows`
 
 
 @dataclass
@@ -79,10 +79,19 @@ class Split:
         size = (len(self) // count) // multiple * multiple
         return Split(self.x[index::count][:size], self.y[index::count][:size])
 
-    def keras_inputs(self, labels: Callable[[np.ndarray], np.ndarray], batch_size: int) -> dict:
+    def keras_inputs(
+        self,
+        labels: Callable[[np.ndarray], np.ndarray],
+        batch_size: int,
+        weights: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> dict:
         """The arguments `model.fit` / `model.evaluate` take for this split; `labels` turns
-        the targets into the form the loss wants."""
-        return {"x": self.x, "y": labels(self.y), "batch_size": batch_size}
+        the targets into the form the loss wants, `weights` (if given) into each sample's
+        weight."""
+        given = {"x": self.x, "y": labels(self.y), "batch_size": batch_size}
+        if weights is not None:
+            given["sample_weight"] = weights(self.y)
+        return given
 
     def validation_data(self, labels: Callable[[np.ndarray], np.ndarray]):
         """What `model.fit(validation_data=...)` takes for this split."""
@@ -235,87 +244,6 @@ def unseen_labels(unseen: list, labels: list) -> str:
     )
 
 
-def _split(x, y, fraction: float, seed: int, stratify: bool, where: str, lean: bool = False):
-    """scikit-learn's `train_test_split(x, y)`, seeded, stratified for classes when it can;
-    `lean` (a streamed split of row numbers) draws a large stratified split with
-    `stratified_rows`, the same split in a fraction of the memory."""
-    from sklearn.model_selection import train_test_split
-
-    labels = (y.argmax(1) if y.ndim == 2 else y) if stratify else None
-    try:
-        if lean and labels is not None and len(y) > LEAN_ROWS:
-            train, test = stratified_rows(labels, fraction, seed)
-            return x[train], x[test], y[train], y[test]
-        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=labels)
-    except ValueError:
-        pass  # too few samples of some class to stratify: split at random instead
-    try:
-        return train_test_split(x, y, test_size=fraction, random_state=seed)
-    except ValueError as exc:
-        raise ConfigError(Problem(f"cannot split the data: {exc}", where=where)) from None
-
-
-def stratified_rows(
-    labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) row numbers as `train_test_split(..., test_size=fraction,
-    random_state=seed, stratify=labels)` draws them, step for step (scikit-learn's
-    `StratifiedShuffleSplit`), with each class's rows written into the two arrays where
-    scikit-learn gathers them in a Python list (40 bytes a row: 400 MB at 10 million rows).
-    A test checks the two agree. ValueError where scikit-learn raises one."""
-    from sklearn.model_selection._split import _validate_shuffle_split
-    from sklearn.utils.extmath import _approximate_mode
-
-    n_train, n_test = _validate_shuffle_split(len(labels), fraction, None, default_test_size=0.25)
-    classes, class_counts = np.unique(labels, return_counts=True)
-    if np.min(class_counts) < 2 or n_train < len(classes) or n_test < len(classes):
-        raise ValueError("too few samples of a class to stratify")
-    by_class = np.argsort(
-        np.searchsorted(classes, labels), kind="stable"
-    )  # np.unique's inverse, sorted
-    rng = np.random.RandomState(seed)
-    n_i = _approximate_mode(class_counts, n_train, rng)
-    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
-    train, test = np.empty(int(n_i.sum()), dtype="int64"), np.empty(int(t_i.sum()), dtype="int64")
-    start = train_at = test_at = 0
-    for i, count in enumerate(class_counts):
-        rows = by_class[start : start + count].take(rng.permutation(count), mode="clip")
-        train[train_at : train_at + n_i[i]] = rows[: n_i[i]]
-        test[test_at : test_at + t_i[i]] = rows[n_i[i] : n_i[i] + t_i[i]]
-        start, train_at, test_at = start + count, train_at + n_i[i], test_at + t_i[i]
-    del by_class
-    rng.shuffle(train)  # what rng.permutation does, in place
-    rng.shuffle(test)
-    return train, test
-
-
-def _check_fraction(config: Config, key: str, samples: int, keep: int) -> None:
-    """`data.<key>` must leave `keep` samples of `samples` and take at least one (as
-    scikit-learn counts: the split takes ceil(fraction * samples)); a ConfigError at the
-    key's line saying what each side would get and what to set otherwise."""
-    fraction = getattr(config.data, key)
-    taken = math.ceil(fraction * samples)
-    if taken >= 1 and samples - taken >= keep:
-        return
-    part, rest = {
-        "test_split": ("test", "training and validation"),
-        "validation_split": ("validation", "training"),
-    }[key]
-    most = math.floor(100 * (samples - keep) / samples) / 100
-    while most > 0 and samples - math.ceil(most * samples) < keep:
-        most = round(most - 0.01, 2)
-    fix = f"set data.{key} to at most {most:g}" if most > 0 else "use a larger data file"
-    raise ConfigError(
-        config.problem(
-            ("data", key),
-            (
-                f"{fraction:g} of {samples} samples gives {taken} for {part} and leaves {samples - taken} for {rest}, "
-                f"which needs at least {keep}; {fix}"
-            ),
-        )
-    )
-
-
 def _fingerprint(*splits: Split | None) -> str:
     digest = hashlib.sha256()
     for split in splits:
@@ -372,8 +300,8 @@ def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None)
         )
     task = infer_task(config, y, loaded.task)
     if x_test is None:
-        _check_fraction(config, "test_split", len(x), MIN_TRAIN + (d.validation_split > 0))
-        x, x_test, y, y_test = _split(
+        splits.check_fraction(config, "test_split", len(x), MIN_TRAIN + (d.validation_split > 0))
+        x, x_test, y, y_test = splits.split(
             x,
             y,
             d.test_split,
@@ -385,9 +313,12 @@ def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None)
     y, y_test, classes = _encode(y, np.asarray(y_test), task, where)
     labels = _labels(loaded, task, classes)
     val = None
-    if d.validation_split > 0:
-        _check_fraction(config, "validation_split", len(x), MIN_TRAIN)
-        x, x_val, y, y_val = _split(
+    if d.fold is not None:
+        x, x_val, y, y_val = splits.fold(x, y, config, task == "classification")
+        val = Split(x_val, y_val)
+    elif d.validation_split > 0:
+        splits.check_fraction(config, "validation_split", len(x), MIN_TRAIN)
+        x, x_val, y, y_val = splits.split(
             x,
             y,
             d.validation_split,
@@ -466,8 +397,8 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     stratify = task == "classification"
     index, test_rows = _row_numbers(len(rows)), rows
     if loaded.x_test is None:
-        _check_fraction(config, "test_split", len(rows), MIN_TRAIN + (d.validation_split > 0))
-        index, test_index, y, y_test = _split(
+        splits.check_fraction(config, "test_split", len(rows), MIN_TRAIN + (d.validation_split > 0))
+        index, test_index, y, y_test = splits.split(
             index,
             y,
             d.test_split,
@@ -483,9 +414,12 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     y, y_test, classes = _encode(y, y_test, task, where, loaded.y_labels)
     labels = _labels(loaded, task, classes)
     val = None
-    if d.validation_split > 0:
-        _check_fraction(config, "validation_split", len(index), MIN_TRAIN)
-        index, val_index, y, y_val = _split(
+    if d.fold is not None:
+        index, val_index, y, y_val = splits.fold(index, y, config, stratify)
+        val = _sorted(rows, val_index, y_val, batch_size=t.batch_size)
+    elif d.validation_split > 0:
+        splits.check_fraction(config, "validation_split", len(index), MIN_TRAIN)
+        index, val_index, y, y_val = splits.split(
             index,
             y,
             d.validation_split,

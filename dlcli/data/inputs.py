@@ -12,6 +12,7 @@ from dlcli.data.dataset import Split, unseen_labels
 from dlcli.data.sources.base import checked_targets, numeric_features
 from dlcli.data.sources.npzfile import read_features as read_npz_features
 from dlcli.data.sources.npzfile import read_labeled as read_npz_labeled
+from dlcli.data.tables.form import LeadLine
 from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.data.tables.tablefile import TableFile
 from dlcli.data.tables.whole import read_table
@@ -82,7 +83,10 @@ def _numbers_file(
 ) -> tuple:
     """A CSV of numbers for a model trained on arrays: its feature columns by name (with the
     target when `target` is named), or, in a file without a header, every column by position."""
-    file = TableFile.open(path)
+    try:
+        file = TableFile.open(path)
+    except LeadLine as lead:  # a count line: this run's config has no table keys to skip it
+        raise ConfigError(lead.problem("remove it")) from None
     fmt = file.format
     names = list(feature_names or [])
     if not (names and all(n in fmt.names for n in names)):

@@ -73,10 +73,16 @@ class StreamSplit:
         size = (len(self) // count) // multiple * multiple
         return replace(self, index=self.index[index::count][:size], y=self.y[index::count][:size])
 
-    def keras_inputs(self, labels: Callable[[np.ndarray], np.ndarray], batch_size: int) -> dict:
+    def keras_inputs(
+        self,
+        labels: Callable[[np.ndarray], np.ndarray],
+        batch_size: int,
+        weights: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> dict:
         """The arguments `model.fit` / `model.evaluate` take for this split: its batches,
-        targets in the form the loss wants (`labels`)."""
-        return {"x": batches(self, labels, batch_size)}
+        targets in the form the loss wants (`labels`), and each sample's weight where
+        `weights` gives one from the targets."""
+        return {"x": batches(self, labels, batch_size, weights)}
 
     def validation_data(self, labels: Callable[[np.ndarray], np.ndarray]):
         """What `model.fit(validation_data=...)` takes: the batches, never shuffled."""
@@ -210,11 +216,17 @@ def tally(rows: Rows, counters: list[tuple[np.ndarray, object]]) -> None:
 _BATCHES = {}
 
 
-def batches(split: StreamSplit, labels: Callable[[np.ndarray], np.ndarray], batch_size: int):
-    """A `Batches` PyDataset of the split (the class is made once Keras is imported)."""
+def batches(
+    split: StreamSplit,
+    labels: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+    weights: Callable[[np.ndarray], np.ndarray] | None = None,
+):
+    """A `Batches` PyDataset of the split (the class is made once Keras is imported):
+    (x, y) batches, or (x, y, sample_weight) with `weights`."""
     if "class" not in _BATCHES:
         _BATCHES["class"] = _batches_class()
-    return _BATCHES["class"](split, labels, batch_size)
+    return _BATCHES["class"](split, labels, batch_size, weights)
 
 
 def _batches_class():
@@ -228,9 +240,10 @@ def _batches_class():
         An epoch begins at `on_epoch_begin`; batches asked for before it (TensorFlow's look
         at the first two, for their shapes) come from an epoch that is then begun again."""
 
-        def __init__(self, split: StreamSplit, labels, batch_size: int):
+        def __init__(self, split: StreamSplit, labels, batch_size: int, weights=None):
             super().__init__()
             self.split, self.labels, self.batch_size = split, labels, batch_size
+            self.weights = weights
             self.number = -1
             self.stream = None
 
@@ -250,6 +263,8 @@ def _batches_class():
                     self.stream = self.split.epoch(self.batch_size, max(self.number, 0))
                 try:
                     x, y = next(self.stream)
+                    if self.weights is not None:
+                        return x, self.labels(y), self.weights(y)
                     return x, self.labels(y)
                 except StopIteration:  # more batches asked for than a pass holds: a new pass
                     self.stream = None

@@ -4,7 +4,9 @@ turns them into a commented config.
 
 The file is read with the reader `train` uses (`dlcli.data.tables`), so what the profile says
 is what training will see. A column with no value at all is left out (a typed
-`EmptyColumn` from the reader, not a message to parse) and the file read again.
+`EmptyColumn` from the reader, not a message to parse) and the file read again; a first
+line that counts the rows and columns below it (scikit-learn's CSVs begin with one: a typed
+`LeadLine`) is skipped (`skip_rows`) and the file looked at again.
 
 Example:
     >>> profile = profile_table("census.csv", target="-1")
@@ -80,6 +82,8 @@ class TableProfile:
     columns: list[ColumnProfile]  # the features, in file order
     target: TargetProfile
     missing_markers: list[str]
+    skip_rows: int = 0  # leading lines that are neither header nor data
+    skipped: str | None = None  # what the last of them is, for the config's comment
 
     @property
     def positional(self) -> bool:
@@ -103,6 +107,7 @@ def profile_table(file: str | os.PathLike, target: str | int | None = None) -> T
 
     from dlcli.config.schema import MISSING_MARKERS
     from dlcli.data.sources.table import guess_task
+    from dlcli.data.tables.form import LeadLine
     from dlcli.data.tables.plan import EmptyColumn
     from dlcli.data.tables.tablefile import TableFile
     from dlcli.data.tables.whole import read_table
@@ -112,9 +117,17 @@ def profile_table(file: str | os.PathLike, target: str | int | None = None) -> T
         raise ConfigError(Problem("no such file; check the --from-data FILE path", where=file))
     kind = "parquet" if file.lower().endswith((".parquet", ".pq")) else "csv"
     markers = list(MISSING_MARKERS)
-    table_file = TableFile.open(
-        file, header="auto", columns=None, delimiter="auto", missing=markers, kind=kind
-    )
+    skip_rows, skipped = 0, None
+    while True:  # a count line before the header or the data: skip it and look again
+        try:
+            table_file = TableFile.open(
+                file, "auto", None, "auto", markers, kind, skip_rows=skip_rows
+            )
+            break
+        except LeadLine as lead:
+            if lead.skip <= skip_rows:
+                raise
+            skip_rows, skipped = lead.skip, f"line {lead.line} ({lead.text}) {lead.why}"
     fmt = table_file.format
     names = fmt.names
     if len(names) < 2:
@@ -173,6 +186,8 @@ def profile_table(file: str | os.PathLike, target: str | int | None = None) -> T
         columns,
         None,
         markers,
+        skip_rows,
+        skipped,
     )  # type: ignore[arg-type] - the target is set just below
     profile.target = _target(target_name, profile.ref(target_name), table, guess_task(table), np)
     return profile

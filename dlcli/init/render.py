@@ -10,13 +10,15 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
 
 from dlcli.init.profile import ColumnProfile, TableProfile
 
-BIG_FILE_ROWS = 10_000  # rows from which batches of 64 train faster than 32, at no cost in accuracy
+STEPS = 20_000  # the updates a generated config's training allows (early stopping ends most sooner)
+BATCHES = ((1_000, 16), (10_000, 32), (100_000, 64), (1_000_000, 256))  # training rows < N: batch
 SHOWN_CATEGORIES = 5  # categories named in a column's comment, most common first
 SHOWN_CLASSES = 10
 LARGE_TARGET = 1000  # regression targets beyond this get a note: the model starts near 0
@@ -60,6 +62,15 @@ def render_config(
         _commented(f"  path: {_scalar(relative)}", "relative to this config's folder"),
     ]
     if kind == "csv":
+        if profile.skip_rows:
+            out.append(
+                _commented(
+                    f"  skip_rows: {profile.skip_rows}",
+                    _comment(
+                        f"{profile.skipped}: a count line, neither header nor data, so skipped"
+                    ),
+                )
+            )
         out.append(
             _commented(
                 f"  header: {'true' if profile.header else 'false'}",
@@ -108,6 +119,16 @@ def render_config(
         ),
         "  validation_split: 0.2",
         "  test_split: 0.2",
+        *(
+            [
+                _commented(
+                    "  scale_target: auto",
+                    "the network learns the standardised target; its outputs are in the target's units",
+                )
+            ]
+            if target.task == "regression"
+            else []
+        ),
         _commented("  normalize: standard", "columns on different scales need this"),
         "",
         "model:",
@@ -127,15 +148,31 @@ def render_config(
         out += ["  loss: sparse_categorical_crossentropy", "  metrics: [accuracy]"]
     else:
         out += ["  loss: mean_squared_error", "  metrics: [mae]"]
+    epochs, batch, patience = sized_training(profile.rows)
     out += [
         "",
-        "training:",
-        "  epochs: 30",
-        f"  batch_size: {64 if profile.rows >= BIG_FILE_ROWS else 32}",
-        "  early_stopping: {monitor: val_loss, patience: 5, restore_best_weights: true}",
+        _commented(
+            "training:",
+            f"sized to {profile.rows:,} rows: at most about {STEPS:,} updates; "
+            "early stopping keeps the best epoch",
+        ),
+        f"  epochs: {epochs}",
+        f"  batch_size: {batch}",
+        f"  early_stopping: {{monitor: val_loss, patience: {patience}, restore_best_weights: true}}",
         "",
     ]
     return "\n".join(out)
+
+
+def sized_training(rows: int) -> tuple[int, int, int]:
+    """(epochs, batch_size, patience) for a table of `rows` rows. Batches grow with the
+    table (16 rows for a few hundred, 1,024 for millions); epochs give about `STEPS`
+    updates, between 20 and 500, so a small table trains long enough and a large one does
+    not take all day; early stopping's patience is a tenth of the epochs (5 to 30)."""
+    train = max(1, int(rows * 0.64))  # less the default test and validation splits
+    batch = next((size for limit, size in BATCHES if train < limit), 1024)
+    epochs = min(500, max(20, math.ceil(STEPS / math.ceil(train / batch))))
+    return epochs, batch, min(30, max(5, epochs // 10))
 
 
 def _note(column: ColumnProfile) -> str:

@@ -92,6 +92,18 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
                 )
                 shapes_ok = False
 
+    scale = target_scale(config, data)
+    if scale is not None and shapes_ok and not problems:
+        mean, std = scale["mean"], scale["std"]
+        model.add(
+            keras.layers.Rescaling(
+                scale=std[0] if len(std) == 1 else std,
+                offset=mean[0] if len(mean) == 1 else mean,
+                name="dlcli_target_units",
+                dtype="float32",
+            )
+        )
+
     compiled = {}
     for key, make in (("optimizer", keras_names.make_optimizer), ("loss", keras_names.make_loss)):
         try:
@@ -124,11 +136,53 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
     model.compile(
         optimizer=compiled["optimizer"],
         loss=compiled["loss"],
+        loss_weights=loss_weight(compiled["loss"], scale),
         metrics=metrics,
         jit_compile=choices.jit_compile,
         steps_per_execution=choices.steps_per_execution,
     )
     return model
+
+
+def target_scale(config: Config, data: Dataset) -> dict | None:
+    """A regression target's training-split mean and standard deviation (one per column),
+    which the model's last layer (`dlcli_target_units`) multiplies and adds back: the network
+    learns a standardised target, and every output is in the target's units. None when
+    `data.scale_target` (auto: every regression) leaves the target as it is."""
+    setting = config.data.scale_target
+    if setting is False or data.task != "regression":
+        if setting is True:
+            raise ConfigError(
+                config.problem(
+                    ("data", "scale_target"),
+                    "scales a regression target, and this is a classification; remove it",
+                )
+            )
+        return None
+    y = np.asarray(data.train.y, dtype="float64").reshape(len(data.train.y), -1)
+    mean, std = y.mean(axis=0), y.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+# A loss's power of the target's scale: dividing by std**power makes it the loss of the
+# standardised target (its gradients as if training on it); other losses are left as they are.
+SCALE_POWER = {
+    "MeanSquaredError": 2,
+    "Huber": 2,
+    "LogCosh": 2,
+    "MeanAbsoluteError": 1,
+}
+
+
+def loss_weight(loss, scale: dict | None) -> float | None:
+    """The `loss_weights` that makes the loss that of the standardised target (None: none)."""
+    if scale is None:
+        return None
+    power = SCALE_POWER.get(type(loss).__name__)
+    if power is None:
+        return None
+    return float(1.0 / np.mean(np.square(scale["std"])) ** (power / 2))
 
 
 def parameter_counts(model) -> dict:

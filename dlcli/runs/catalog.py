@@ -31,7 +31,7 @@ import yaml
 
 from dlcli.config.text import MAX_BYTES, config_differences, safe_load
 from dlcli.errors import ConfigError, Problem, did_you_mean
-from dlcli.runs.metrics import direction
+from dlcli.runs.metrics import baseline_values, baselines_of, direction
 from dlcli.runs.record import RunRecord
 from dlcli.runs.runfolder import (
     RunFolder,
@@ -46,6 +46,7 @@ from dlcli.runs.runfolder import timestamp as _timestamp
 
 SPLITS = ("test", "val", "train")
 SWEEP_FILE = "sweep.json"  # what makes a folder of the runs dir a sweep (`dlcli.tuning.sweep`)
+CV_FILE = "cv.json"  # what makes a folder of the runs dir a cross-validation (`dlcli.tuning.cv`)
 # --sort keys that are not metrics, and which way is "first".
 RUN_FIELDS = {"started": "newest first", "duration": "shortest first", "name": "a to z"}
 
@@ -63,6 +64,7 @@ def _run_fields() -> dict:
         "samples_per_s": None,
         "error": None,
         "directions": {},
+        "baselines": {},
     }
 
 
@@ -118,6 +120,7 @@ def summarize(folder: str | os.PathLike, record: dict | None = None) -> dict:
         samples_per_s=metrics.get("samples_per_s"),
         error=record.error,
         directions=record.metric_directions,
+        baselines=baselines_of(metrics),
     )
     if status != record.status:
         row["recorded_status"] = record.status
@@ -244,21 +247,28 @@ def _names(runs: Path) -> list[str]:
 
 def _dated(runs: Path, name: str) -> tuple[float, tuple[Path, bool, dict]]:
     """When a folder of the runs dir started, as the listing orders it (see `find_runs`),
-    with what it read to know: (time, (folder, is a sweep, its run.json or sweep.json))."""
+    with what it read to know: (time, (folder, its kind, its run.json, sweep.json or cv.json))."""
     folder = runs / name
     path = str(folder)
-    sweep = os.path.isfile(os.path.join(path, SWEEP_FILE))
-    record = read_json_at(os.path.join(path, SWEEP_FILE if sweep else "run.json"))
+    kind = next(
+        (k for k, file in FOLDER_KINDS.items() if os.path.isfile(os.path.join(path, file))),
+        "run",
+    )
+    record = read_json_at(os.path.join(path, FOLDER_KINDS.get(kind, "run.json")))
     record = record if isinstance(record, dict) else {}
     return _timestamp(record.get("started")) or stamp_time(name, local=True) or _mtime(path), (
         folder,
-        sweep,
+        kind,
         record,
     )
 
 
-def _row(folder: Path, sweep: bool, record: dict) -> dict:
-    return summarize_sweep(folder, record) if sweep else summarize(folder, record)
+def _row(folder: Path, kind: str, record: dict) -> dict:
+    if kind == "sweep":
+        return summarize_sweep(folder, record)
+    if kind == "cv":
+        return summarize_cv(folder, record)
+    return summarize(folder, record)
 
 
 def _direction(metric: str, rows: list[dict]) -> str:
@@ -324,6 +334,84 @@ def find_sweep(ref: str | os.PathLike, runs_dir=None, where: str = "") -> RunFol
     )
 
 
+# -- cross-validations ------------------------------------------------------------------------
+
+
+def is_cv(folder) -> bool:
+    """Whether a folder is a cross-validation's (it holds cv.json)."""
+    return (Path(folder) / CV_FILE).is_file()
+
+
+def find_cv(ref: str | os.PathLike, runs_dir=None, where: str = "") -> RunFolder:
+    """A cv folder by path or by id under the runs dir."""
+    runs = runs_dir_from(runs_dir)
+    for path in (Path(ref), runs / str(ref)):
+        if is_cv(path):
+            return RunFolder(path)
+    hint = (
+        did_you_mean(str(ref), [p.name for p in runs.iterdir() if is_cv(p)])
+        if runs.is_dir()
+        else ""
+    )
+    raise ConfigError(
+        Problem(
+            f"no cv '{ref}' (neither a cv folder nor an id in {runs}){hint}; "
+            "`dlcli runs` lists them",
+            where=where,
+        )
+    )
+
+
+def summarize_cv(folder, record: dict | None = None) -> dict:
+    """One row of `dlcli runs` for a cv folder (`kind: cv`: its main metric's mean and std
+    over the folds, and its folds by state), from its cv.json; never raises."""
+    cv = RunFolder(folder)
+    record = cv.read_json(CV_FILE, {}) if record is None else record
+    record = record if isinstance(record, dict) else {}
+    status = effective_status(record) if record else "incomplete"
+    duration = record.get("duration_s")
+    if status == "running":
+        started = _timestamp(record.get("started"))
+        duration = (
+            round(float(record.get("duration_before_s") or 0) + time.time() - started, 1)
+            if started
+            else None
+        )
+    metric = record.get("metric")
+    summary = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    main = (summary.get("val") or {}).get(metric) if metric else None
+    return {
+        "kind": "cv",
+        "id": cv.path.name,
+        "name": record.get("name"),
+        "path": str(cv.path),
+        "status": status,
+        "started": record.get("started"),
+        "ended": record.get("ended"),
+        "duration_s": duration,
+        "metric": f"val_{metric}" if metric else None,
+        "direction": record.get("direction"),
+        "k": record.get("k"),
+        "mean": main.get("mean") if isinstance(main, dict) else None,
+        "std": main.get("std") if isinstance(main, dict) else None,
+        "folds": record.get("counts") if isinstance(record.get("counts"), dict) else {},
+        **_run_fields(),  # a cv's row has a run's columns, empty
+    }
+
+
+def cv_details(ref, runs_dir=None) -> dict:
+    """Everything `dlcli show CV` prints: `summarize_cv`'s fields and cv.json."""
+    folder = find_cv(ref, runs_dir)
+    record = folder.read_json(CV_FILE, {})
+    record = record if isinstance(record, dict) else {}
+    details = summarize_cv(folder.path, record)
+    details["record"] = record
+    return details
+
+
+FOLDER_KINDS = {"sweep": SWEEP_FILE, "cv": CV_FILE}  # a folder's kind by the file it holds
+
+
 def short_key(key: str) -> str:
     """A searched key as a column names it: 'compile.optimizer.learning_rate' -> 'learning_rate',
     'model.layers.0.units' -> 'layers.0.units'."""
@@ -378,8 +466,9 @@ def compare_runs(refs, runs_dir=None) -> dict:
     """Runs side by side: the config keys that differ, and their metrics with the best marked.
 
     Returns {"runs": [summary, ...], "differences": [{"key", "values"}],
-    "metrics": [{"metric", "goal", "values", "best"}]}: each `values` list follows the
-    order of `runs`; `best` holds the indices of the best value (empty when all are equal).
+    "metrics": [{"metric", "goal", "values", "best"}], "baselines": [{"baseline", "metric",
+    "values"}]}: each `values` list follows the order of `runs`; `best` holds the indices of
+    the best value (empty when all are equal). `baselines` are each baseline's test metrics.
     """
     refs = list(refs)
     if len(refs) < 2:
@@ -406,7 +495,12 @@ def compare_runs(refs, runs_dir=None) -> dict:
             metrics.append(
                 {"metric": spec, "goal": way, "values": values, "best": _best(values, way)}
             )
-    return {"runs": rows, "differences": differences, "metrics": metrics}
+    return {
+        "runs": rows,
+        "differences": differences,
+        "metrics": metrics,
+        "baselines": baseline_values(rows),
+    }
 
 
 # -- helpers -------------------------------------------------------------------------------

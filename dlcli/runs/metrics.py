@@ -106,10 +106,16 @@ def best_epoch(rows: list[dict], monitor: str, way: str) -> int:
 
 
 def final_metrics(
-    rows: list[dict], test: dict, samples_per_s: float, best: int, kept_epoch: int
+    rows: list[dict],
+    test: dict,
+    samples_per_s: float,
+    best: int,
+    kept_epoch: int,
+    baselines: dict | None = None,
 ) -> dict:
     """metrics.json: train and val metrics at the kept epoch (the best one when early
-    stopping restored its weights, else the last), the test metrics, and the counts."""
+    stopping restored its weights, else the last), the test metrics, and the counts; then
+    `baselines` when there are any (`dlcli.training.baselines`: each one's test metrics)."""
     kept = next((r for r in rows if r["epoch"] == kept_epoch), {})
     train = {k: v for k, v in kept.items() if k not in HISTORY_EXTRA and not k.startswith("val_")}
     val = {k[4:]: v for k, v in kept.items() if k.startswith("val_")}
@@ -120,4 +126,34 @@ def final_metrics(
         "best_epoch": best,
         "epochs_run": len(rows),
         "samples_per_s": round(samples_per_s, 1),
+        **({"baselines": baselines} if baselines else {}),
     }
+
+
+def baselines_of(metrics: dict) -> dict:
+    """metrics.json's `baselines` (per baseline its test metrics and `fit_s`; `error` for
+    one that could not be fitted), {} when it has none."""
+    found = metrics.get("baselines")
+    found = found if isinstance(found, dict) else {}
+    return {str(name): values for name, values in found.items() if isinstance(values, dict)}
+
+
+def baseline_values(rows: list[dict]) -> list[dict]:
+    """Each baseline's test metrics across runs (`rows` with their `baselines`):
+    [{"baseline", "metric", "values"}], a value None where a run lacks it."""
+    scores: dict[str, list[dict]] = {}
+    for row in rows:
+        for name in row["baselines"]:
+            scores[name] = [other["baselines"].get(name, {}) for other in rows]
+    return [
+        {"baseline": name, "metric": metric, "values": [_finite(s.get(metric)) for s in each]}
+        for name, each in scores.items()
+        for metric in dict.fromkeys(m for s in each for m in s if m not in ("fit_s", "error"))
+    ]
+
+
+def _finite(value) -> float | None:
+    """A finite number as a float; anything else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 # Fields written only when they hold something (older records lack them).
-OPTIONAL = ("error", "failed_epoch", "processes", "compile_cache", "metric_directions")
+OPTIONAL = (
+    "error",
+    "failed_epoch",
+    "processes",
+    "compile_cache",
+    "metric_directions",
+    "class_weight",
+)
 
 
 def _typed(value, kind):
@@ -48,6 +55,7 @@ class DataRecord:
     fingerprint: str | None = None
     fingerprint_of: str | None = None
     rows: dict = field(default_factory=dict)  # file -> rows read / dropped
+    target_scale: dict | None = None  # regression: {mean, std} the model's output undoes
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -55,7 +63,10 @@ class DataRecord:
         return _from_json(cls, data if isinstance(data, dict) else {})
 
     def to_json(self) -> dict:
-        return _to_json(self)
+        out = _to_json(self)
+        if self.target_scale is None:
+            del out["target_scale"]
+        return out
 
 
 @dataclass
@@ -81,6 +92,7 @@ class RunRecord:
     data: DataRecord = field(default_factory=DataRecord)
     parameters: dict = field(default_factory=dict)  # total, trainable, non_trainable
     epochs: int | None = None  # the configured total
+    class_weight: dict | None = None  # label -> its weight in the training loss, as resolved
     resumes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     metric_directions: dict = field(default_factory=dict)

@@ -501,14 +501,15 @@ def check_batch(config, group: Group, local_devices: int) -> int:
     return batch // group.count
 
 
-def batches(split, labels, batch_size: int, shuffle: bool, seed: int, epoch: int = 0):
+def batches(split, labels, batch_size: int, shuffle: bool, seed: int, epoch=0, weights=None):
     """A process's share of a split as a Keras pipeline (a PyDataset: every backend takes
     it): a split that streams gives its own; arrays are batched here, shuffled by `seed`
-    and the epoch (the same order on a resume)."""
-    given = split.keras_inputs(labels, batch_size)
+    and the epoch (the same order on a resume). `weights`: targets -> sample weights."""
+    given = split.keras_inputs(labels, batch_size, weights)
     if "y" not in given:
         return given["x"]
-    return _array_batches()(given["x"], given["y"], batch_size, shuffle, seed, epoch)
+    arrays = (given["x"], given["y"], given.get("sample_weight"))
+    return _array_batches()(*arrays, batch_size, shuffle, seed, epoch)
 
 
 @functools.cache
@@ -516,10 +517,12 @@ def _array_batches():
     import keras
 
     class ArrayBatches(keras.utils.PyDataset):
-        """Arrays in batches, in a seeded order that changes each epoch."""
+        """Arrays (and sample weights, if any) in batches, in a seeded order that changes
+        each epoch."""
 
-        def __init__(self, x, y, batch_size, shuffle, seed, epoch):
+        def __init__(self, x, y, weights, batch_size, shuffle, seed, epoch):
             super().__init__()
+            self.weights = weights
             self.x, self.y, self.batch_size, self.shuffle, self.seed = (
                 x,
                 y,
@@ -540,6 +543,8 @@ def _array_batches():
 
         def __getitem__(self, index):
             rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+            if self.weights is not None:
+                return self.x[rows], self.y[rows], self.weights[rows]
             return self.x[rows], self.y[rows]
 
         def on_epoch_end(self):

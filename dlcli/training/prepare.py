@@ -15,6 +15,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from dlcli.config.load import load_config, locator
 from dlcli.config.schema import Config
 from dlcli.config.text import raw_config
@@ -26,6 +28,7 @@ from dlcli.runtime.backend import auto_backend, choose_backend
 from dlcli.runtime.choices import Choices, apply_runtime, choose_runtime
 from dlcli.runtime.devices import enable_memory_growth, list_devices
 from dlcli.runtime.keras_import import import_keras
+from dlcli.training import class_weight
 from dlcli.training import distributed as processes
 from dlcli.training.distributed import Group
 
@@ -42,6 +45,7 @@ class Prepared:
     timings: dict = field(default_factory=dict)
     group: Group = field(default_factory=Group)
     share: processes.Share | None = None  # this process's part of a multi-process run
+    class_weight: np.ndarray | None = None  # each class's weight in the training loss
 
 
 def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config:
@@ -72,6 +76,7 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
     enable_memory_growth(runtime.backend)
     started = time.perf_counter()
     data = load_data(config)
+    weights = class_weight.resolve(config, data)
     loaded = time.perf_counter()
     choices = choose_runtime(
         runtime,
@@ -90,7 +95,7 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
         "load_s": round(loaded - started, 3),
         "build_s": round(time.perf_counter() - loaded, 3),
     }
-    return Prepared(config, data, model, choices, keras, timings, group, share)
+    return Prepared(config, data, model, choices, keras, timings, group, share, weights)
 
 
 def with_backend(config: Config, processes: int = 1) -> tuple[Config, str]:

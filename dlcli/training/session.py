@@ -8,7 +8,8 @@ run.json ends as completed, failed (with the error) or interrupted.
 Where the other concerns live: pre-flight checks `dlcli.model.checks`, callbacks and their state
 `dlcli.training.callbacks`, the checkpoint format `dlcli.training.checkpoint`, the resume rules
 `dlcli.training.resume`, signals `dlcli.training.signals`, metric direction and metrics.json
-`dlcli.runs.metrics`, pictures `dlcli.runs.reports`.
+`dlcli.runs.metrics`, pictures `dlcli.runs.reports`, the baselines scored beside the model
+`dlcli.training.baselines`.
 
 Example:
     >>> result = train("configs/digits_mlp.yaml", overrides=["training.epochs=3"])
@@ -26,15 +27,15 @@ from dataclasses import dataclass
 
 from dlcli.config.schema import Config
 from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
-from dlcli.model.build import build_model, parameter_counts
+from dlcli.model.build import build_model, parameter_counts, target_scale
 from dlcli.model.outputs import predicted_classes, targets_for
 from dlcli.runs import metrics
 from dlcli.runs.record import DataRecord, RunRecord
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.runtime import compat, compile_cache
 from dlcli.runtime.environment import versions
+from dlcli.training import baselines, class_weight, resume
 from dlcli.training import distributed as processes
-from dlcli.training import resume
 from dlcli.training.distributed import Group
 from dlcli.training.prepare import Prepared, as_config, check_processes, prepare, written_config
 from dlcli.training.signals import Terminated, held, signals_raise, stop_after_batch
@@ -283,10 +284,17 @@ def _open(
         host=socket.gethostname(),
         versions=versions(config.runtime.backend),
         **_runtime_record(prepared),
-        data=DataRecord.from_json({"source": config.data.source, **data.summary()}),
+        data=DataRecord.from_json(
+            {
+                "source": config.data.source,
+                **data.summary(),
+                "target_scale": target_scale(config, data),
+            }
+        ),
         parameters=parameter_counts(model),
         epochs=config.training.epochs,
         timings=dict(prepared.timings),
+        class_weight=class_weight.recorded(prepared.class_weight, data.labels),
     )
 
     def claim() -> Session:
@@ -438,22 +446,25 @@ def _fit(session: Session, callbacks: list, recorder, stop) -> float:
 
 def _fit_inputs(session: Session, labels) -> dict:
     """model.fit's data arguments: the splits; in a multi-process run, this process's share
-    of each, in per-process batches (`dlcli.training.distributed`)."""
+    of each, in per-process batches (`dlcli.training.distributed`). The training samples
+    carry their class's weight (`training.class_weight`); the validation ones do not."""
     prepared = session.prepared
     config, data, group, share = prepared.config, prepared.data, prepared.group, prepared.share
+    weights = class_weight.sample_weights(prepared.class_weight)
     if share is None:
         return {
-            **data.train.keras_inputs(labels, config.training.batch_size),
+            **data.train.keras_inputs(labels, config.training.batch_size, weights),
             "validation_data": data.val.validation_data(labels) if data.val is not None else None,
         }
     batch, devices = share.process_batch_size, share.local_devices
 
-    def share(split, shuffle):
+    def share(split, shuffle, weights=None):
         part = split.shard(group.index, group.count, devices)
-        return processes.batches(part, labels, batch, shuffle, config.seed, session.initial_epoch)
+        epoch = session.initial_epoch
+        return processes.batches(part, labels, batch, shuffle, config.seed, epoch, weights)
 
     return {
-        "x": share(data.train, config.training.shuffle),
+        "x": share(data.train, config.training.shuffle, weights),
         "validation_data": share(data.val, False) if data.val is not None else None,
     }
 
@@ -476,6 +487,7 @@ def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> Tr
 
     prepared, run = session.prepared, session.run
     config, data, model = prepared.config, prepared.data, prepared.model
+    pending = baselines.start(prepared)  # fitted meanwhile, timed apart from the run's phases
     best = recorder.best_epoch or _best_epoch(config, recorder.rows, metrics.directions(model))
     predictions = (
         predicted_classes(model, data.test.feature_batches()) if data.labels is not None else None
@@ -499,6 +511,7 @@ def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> Tr
     )
     stop.raise_if_requested()
     run.save("model.keras", model.save)
+    found, baselines_s = pending.scores()
     es = config.training.early_stopping
     kept_epoch = (
         best
@@ -515,10 +528,12 @@ def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> Tr
         trained / max(fit_seconds, 1e-9),
         best,
         kept_epoch,
+        found,
     )
     run.write_json("metrics.json", result)
     reports.join()
-    record = _finish(session, "completed")
+    timings = {**run.record.timings, **({"baselines_s": baselines_s} if found else {})}
+    record = _finish(session, "completed", timings=timings)
     return TrainResult(run, result, record)
 
 

@@ -146,14 +146,15 @@ def sweep_settings(config: Config, trials: int | None, parallel: int | None) -> 
     return settings
 
 
-def check_parallel(parallel: int, where: str) -> None:
-    """A ConfigError when `parallel` trials at once exceed the cores this process may use."""
+def check_parallel(parallel: int, where: str, what: str = "trials") -> None:
+    """A ConfigError when `parallel` trials (or folds) at once exceed the cores this process may use."""
     cores = len(usable_cores())
     if parallel > cores:
+        more = ", or share a --storage between machines" if what == "trials" else ""
         raise ConfigError(
             Problem(
-                f"{parallel} trials at once is more than the {cores} cores this process may use (each trial needs one "
-                f"of its own); give at most {cores}, or share a --storage between machines",
+                f"{parallel} {what} at once is more than the {cores} cores this process may use (each "
+                f"needs one of its own); give at most {cores}{more}",
                 where=where,
             )
         )

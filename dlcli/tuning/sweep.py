@@ -34,7 +34,6 @@ import math
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -75,6 +74,7 @@ from dlcli.tuning.trials import (
     noted_run,
     preload_spec,
     printed_result,
+    stop_processes,
     trial_argv,
 )
 
@@ -344,17 +344,9 @@ class Sweeper:
         epoch, and mark them lost (interrupted) in the study."""
         from optuna.trial import TrialState
 
-        for tp in self.running.values():
-            with contextlib.suppress(ProcessLookupError):
-                tp.process.send_signal(signum)
-        deadline = time.time() + STOP_WAIT_S
+        stop_processes([tp.process for tp in self.running.values()], signum, STOP_WAIT_S)
         with held():
             for tp in list(self.running.values()):
-                try:
-                    tp.process.wait(timeout=max(0.1, deadline - time.time()))
-                except subprocess.TimeoutExpired:
-                    tp.process.kill()
-                    tp.process.wait()
                 if self.offline:  # the trial stays `running` in the study: --resume marks it lost
                     continue
                 if tp.process.returncode == 0:  # it finished before the stop reached it: a result

@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,6 +236,25 @@ def await_trial() -> None:
     if not line.strip():
         os._exit(0)
     sys.argv = [sys.argv[0], *json.loads(line)]
+
+
+def stop_processes(processes: list[subprocess.Popen], signum: int, wait_s: float) -> None:
+    """Pass a stop (`signum`) on to each child process and give them `wait_s` seconds in all
+    to write their last epoch and end; kill the ones still running then. Signals to this
+    process are held meanwhile: a second Ctrl-C does not cut the wait short."""
+    from dlcli.training.signals import held
+
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+    deadline = time.time() + wait_s
+    with held():
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 # -- what an ended trial left ------------------------------------------------------------------

@@ -61,7 +61,7 @@ class TableSource(Source):
         )  # whole, or a piece at a time (data.streaming)
         shown = config.where(("data", "columns"))
         file = tablefile.TableFile.open(
-            d.path, d.header, d.columns, d.delimiter, d.missing, d.source, shown
+            d.path, d.header, d.columns, d.delimiter, d.missing, d.source, shown, d.skip_rows
         )
         fmt = file.format
         target, features, kinds = select(config, fmt)
@@ -89,6 +89,7 @@ class TableSource(Source):
                 d.missing,
                 d.source,
                 shown,
+                d.skip_rows,
             )
             _same_columns(test_file.format, [*features, target], d.test_path)
             test = read(test_file, features, target, dict(zip(features, train.kinds)), d.on_missing)

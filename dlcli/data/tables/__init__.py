@@ -7,7 +7,8 @@ modules in the order they import each other:
 - `parquet`: a Parquet file's handle, columns and row groups. `arrow`: pyarrow columns as
   numpy (numbers; text as distinct cells and codes).
 - `form`: a file's form from its first megabyte (`TableFormat`, `inspect`: delimiter, header,
-  names, decimal mark, line ends; a compressed file refused).
+  names, decimal mark, line ends, leading lines skipped; a compressed file, and a count line
+  that is neither header nor data (`LeadLine`), refused).
 - `diagnostics`: line numbers, by walking a CSV with Python's csv on the way to an error.
 - `pieces`: the one CSV reader: a file cut into pieces of `PIECE` bytes at line ends outside
   quotes (`spans`), a piece parsed by pyarrow (`read_piece`), the one `releaser`.

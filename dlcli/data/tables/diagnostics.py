@@ -12,6 +12,7 @@ Imports `form` (the delimiter of a whitespace-aligned file) of `tables`, and no 
 from __future__ import annotations
 
 import csv
+import itertools
 
 from dlcli.data.sources.datafile import NOT_FOUND, data_file
 from dlcli.data.tables.form import SPACES, TableFormat
@@ -22,23 +23,30 @@ MAX_LINE = 16 << 20  # characters in one line: a file with no line breaks is not
 
 def walk(path: str, fmt: TableFormat):
     """(line, cells) of each non-blank row of a CSV, header included, walked with Python's
-    csv module: the slow reading that knows line numbers."""
+    csv module: the slow reading that knows line numbers. The `fmt.skip_rows` leading lines
+    are passed over, and counted: a line number is the file's."""
     data_file(path)
+    skip = fmt.skip_rows
     with open(path, newline="", encoding="utf-8-sig") as handle:
+        lines = _lines(handle, path)
+        for _ in itertools.islice(lines, skip):
+            pass
         if fmt.delimiter == SPACES:
-            for number, line in enumerate(_lines(handle, path), start=1):
+            for number, line in enumerate(lines, start=skip + 1):
                 if line.strip():
                     yield number, line.split()
             return
-        reader = csv.reader(_lines(handle, path), delimiter=fmt.delimiter)
+        reader = csv.reader(lines, delimiter=fmt.delimiter)
         line = 0
         try:
             for row in reader:
                 if any(cell.strip() for cell in row):
-                    yield line + 1, row
+                    yield skip + line + 1, row
                 line = reader.line_num
         except csv.Error as exc:
-            raise ConfigError(Problem(_csv_error(exc), where=f"{path}:{reader.line_num}")) from None
+            raise ConfigError(
+                Problem(_csv_error(exc), where=f"{path}:{skip + reader.line_num}")
+            ) from None
 
 
 def line_of(path: str, fmt: TableFormat, row: int) -> int | None:

@@ -2,8 +2,15 @@
 
 A CSV's delimiter (among `, ; tab |`, or runs of spaces), whether its first row is a header,
 its column names and its decimal mark are read off a sample of the file (`SAMPLE_BYTES`, cut
-at a line end: `\\n`, `\\r\\n` or `\\r` alone). A compressed file is refused here, by its
-magic bytes, before anything parses it. A Parquet file's form is its schema's column names.
+at a line end: `\\n`, `\\r\\n` or `\\r` alone), after the leading lines `data.skip_rows`
+skips. A compressed file is refused here, by its magic bytes, before anything parses it. A
+Parquet file's form is its schema's column names.
+
+A first line that counts the rows and columns below it, as scikit-learn's bundled CSVs begin
+(`150,4,setosa,versicolor,virginica` over rows of four numbers and a class), is neither a
+header nor data: it is refused (`LeadLine`, with `data.skip_rows` as the fix) rather than
+taken for either (`_counts_line` states the rule). A header cell wrapped in a pair of quotes,
+single or double, names the column without them.
 
 This module reads only the sample and never the rest of the file: reading the rows is
 `dlcli.data.tables.tablefile.TableFile`'s work (and `whole` / `stream`'s), walking the file
@@ -32,9 +39,11 @@ from dlcli.errors import ConfigError, Problem
 
 SAMPLE_BYTES = 1 << 20  # what `inspect` reads to decide the form
 SAMPLE_ROWS = 500
+CONSISTENT = 0.9  # share of rows of one width for a delimiter (or the rows under a count line)
 CANDIDATES = (",", ";", "\t", "|")
 SPACES = " "  # data.delimiter for runs of spaces or tabs (whitespace-aligned files)
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+LINE_END = re.compile(r"\r\n|\r|\n")
 # Archives whose bytes pyarrow's piece reader would take for text: named, never parsed.
 COMPRESSED = {
     b"\x1f\x8b": "gzip-compressed",
@@ -63,6 +72,7 @@ class TableFormat:
     delimiter: str = ","  # csv: the character, or ' ' for runs of spaces
     decimal: str = "."  # csv: ',' in files that write 3,14
     quoted: bool = True  # csv: quotes seen (a quoted cell may span lines)
+    skip_rows: int = 0  # csv: leading lines skipped before the header or the first row
 
     @property
     def quotes_span_lines(self) -> bool:
@@ -93,6 +103,25 @@ class TableFormat:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+class LeadLine(ConfigError):
+    """The first line read (after `skip_rows` skipped lines) counts the rows and columns below
+    it: neither a header nor data. `line` is its number in the file, `skip` the `skip_rows`
+    that skips it, `why` what gives it away; the message's fix is `data.skip_rows: skip`."""
+
+    def __init__(self, path: str, line: int, skip: int, text: str, why: str):
+        self.path, self.line, self.skip, self.why = path, line, skip, why
+        self.text = text if len(text) <= 60 else text[:57] + "..."
+        super().__init__(self.problem(f"set data.skip_rows: {skip} to skip it"))
+
+    def problem(self, fix: str) -> Problem:
+        """The problem, with `fix` saying what to do."""
+        return Problem(
+            f"this line ({self.text}) {self.why}: a count line such as scikit-learn's CSVs "
+            f"begin with, neither a header nor data; {fix}",
+            where=f"{self.path}:{self.line}",
+        )
+
+
 def inspect(
     path: str,
     header="auto",
@@ -101,6 +130,7 @@ def inspect(
     missing=(),
     kind: str = "csv",
     shown: str | None = None,
+    skip_rows: int = 0,
 ) -> TableFormat:
     """The form of a table file: column names, header, delimiter, decimal mark.
 
@@ -112,21 +142,38 @@ def inspect(
         missing: the markers of missing cells (never taken for a header).
         kind: 'csv' or 'parquet'.
         shown: where a problem with `columns` points (the config's line).
+        skip_rows: csv: leading lines skipped before the header or the first row.
+
+    A first row that counts the rows and columns below it is a `LeadLine` (exit 2), whatever
+    `header` says.
     """
     data_file(path)
     if kind == "parquet":
         names = open_parquet(path).schema_arrow.names
         _check_names(names, path)
         return TableFormat("parquet", [str(n) for n in names])
-    text = sample(path)
+    text = sample(path, skip_rows)
     if not text.strip():
+        if skip_rows and sample(path).strip():
+            raise ConfigError(
+                Problem(
+                    f"data.skip_rows: {skip_rows} skips every line the file holds (or its first "
+                    f"{SAMPLE_BYTES:,} bytes); a table needs rows after the skipped lines",
+                    where=path,
+                )
+            )
         raise ConfigError(Problem("the file is empty; a table needs rows", where=path))
     sep = delimiter if delimiter != "auto" else _sniff_delimiter(text)
     rows = sample_rows(text, sep)
     if not rows:
         raise ConfigError(Problem("the file holds no rows", where=path))
-    width = len(rows[0])
+    first_line = skip_rows + _first_row_line(text, sep)
     markers = set(missing)
+    why = _counts_line(rows, _lines_below(text), os.path.getsize(path) <= SAMPLE_BYTES, markers)
+    if why:
+        shown_line = (" " if sep == SPACES else sep).join(c.strip() for c in rows[0])
+        raise LeadLine(path, first_line, first_line, shown_line, why)
+    width = len(rows[0])
     has_header = _has_header(rows, markers) if header == "auto" else bool(header)
     if columns is not None:
         if len(columns) != width:
@@ -139,19 +186,19 @@ def inspect(
             )
         names = list(columns)
     elif has_header:
-        names = [cell.strip() or str(i) for i, cell in enumerate(rows[0])]
-        _check_names(names, f"{path}:{_first_row_line(text, sep)}")
+        names = [unquoted(cell) or str(i) for i, cell in enumerate(rows[0])]
+        _check_names(names, f"{path}:{first_line}")
     else:
         names = [str(i) for i in range(width)]
     body = rows[1:] if has_header else rows
     decimal = "," if sep != "," and _decimal_comma(body) else "."
-    return TableFormat("csv", names, has_header, sep, decimal, '"' in text)
+    return TableFormat("csv", names, has_header, sep, decimal, '"' in text, skip_rows)
 
 
 def numbers_in_sample(path: str, fmt: TableFormat, wanted: list[str], markers) -> set[str]:
     """The columns of `wanted` whose present cells in the sample are all numbers (what the
     CSV reader is first asked to parse as numbers)."""
-    rows = sample_rows(sample(path), fmt.delimiter)[1 if fmt.header else 0 :]
+    rows = sample_rows(sample(path, fmt.skip_rows), fmt.delimiter)[1 if fmt.header else 0 :]
     index = {name: i for i, name in enumerate(fmt.names)}
     marks = set(markers)
     numeric = set()
@@ -162,6 +209,15 @@ def numbers_in_sample(path: str, fmt: TableFormat, wanted: list[str], markers) -
         if present and all(is_number(c, fmt.decimal) for c in present):
             numeric.add(name)
     return numeric
+
+
+def unquoted(cell: str) -> str:
+    """A header cell, trimmed, without a pair of quotes (single or double) wrapping it whole:
+    `'sepal'` names the column sepal (pyarrow and Python's csv only take double quotes off)."""
+    cell = cell.strip()
+    if len(cell) >= 2 and cell[0] == cell[-1] and cell[0] in "'\"":
+        return cell[1:-1].strip()
+    return cell
 
 
 def is_number(text: str, decimal: str = ".") -> bool:
@@ -186,14 +242,39 @@ def line_ends(raw: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the sample
 
 
-def sample(path: str) -> str:
-    """The file's first SAMPLE_BYTES as text, cut at a line end.
-    `inspect` and the readers both look at it: it is read once per version of the file."""
+def sample(path: str, skip_rows: int = 0) -> str:
+    """The file's first SAMPLE_BYTES as text, cut at a line end, less its first `skip_rows`
+    lines. `inspect` and the readers both look at it: it is read once per version of the file."""
     try:
         stat = os.stat(path)
     except OSError as exc:
         raise ConfigError(Problem(f"cannot read the data file: {exc}", where=path)) from None
-    return _read_sample(str(path), stat.st_mtime_ns, stat.st_size)
+    text = _read_sample(str(path), stat.st_mtime_ns, stat.st_size)
+    if skip_rows:
+        for count, end in enumerate(LINE_END.finditer(text), start=1):
+            if count == skip_rows:
+                return text[end.end() :]
+        return ""
+    return text
+
+
+def lead_bytes(path: str, lines: int) -> int:
+    """The byte offset where line `lines` + 1 starts: the file's first `lines` lines skipped,
+    each ended as pyarrow's `skip_rows` ends one (`\\n`, `\\r\\n` or `\\r`, quotes or not)."""
+    offset = 0
+    with open(path, "rb") as handle:
+        while lines > 0:
+            block = handle.read(SAMPLE_BYTES)
+            if block.endswith(b"\r"):
+                block += handle.read(1)  # a \r\n cut by the read ends one line
+            if not block:
+                break
+            ends = line_ends(np.frombuffer(block, dtype=np.uint8))
+            if len(ends) >= lines:
+                return offset + int(ends[lines - 1]) + 1
+            lines -= len(ends)
+            offset += len(block)
+    return offset
 
 
 @functools.lru_cache(maxsize=4)
@@ -311,10 +392,10 @@ def _sniff_delimiter(text: str) -> str:
         score = _consistency(rows[:SAMPLE_ROWS])
         if score > best_score:
             best, best_score = sep, score
-    if best_score[1] > 1 and best_score[0] >= 0.9:
+    if best_score[1] > 1 and best_score[0] >= CONSISTENT:
         return best
     spaced = _consistency(_split_spaces(text)[:SAMPLE_ROWS])
-    if spaced[1] > 1 and spaced[0] >= 0.9:
+    if spaced[1] > 1 and spaced[0] >= CONSISTENT:
         return SPACES
     return best
 
@@ -326,6 +407,47 @@ def _consistency(rows: list[list[str]]) -> tuple[float, int]:
     widths = np.bincount([len(r) for r in rows])
     width = int(widths.argmax())
     return (float(widths[width]) / len(rows), width) if width > 1 else (0.0, 0)
+
+
+def _lines_below(text: str) -> int:
+    """The non-blank lines of the sample after its first non-blank one."""
+    return max(sum(1 for line in LINE_END.split(text) if line.strip()) - 1, 0)
+
+
+def _counts_line(rows: list[list[str]], lines_below: int, whole: bool, markers) -> str | None:
+    """What shows that the first row counts the rows and columns below it, or None when it
+    does not. It does when its cells are whole numbers (digits only, at least one) followed
+    by cells that are not numbers (labels, or empty), the rows below (two or more) are of one
+    width W (CONSISTENT of them), each label stands over a column of numbers (or past the
+    rows' last column: a data row's text stands over text), and either
+      - its first number is the count of the lines below it (at least the sample's, when
+        the sample is not the whole file), its second W - 1 or W, the columns, and it holds
+        a label or another number of cells than W (iris.csv:
+        `150,4,setosa,versicolor,virginica` over 150 rows of 5; `150,4` over rows of 5), or
+      - the row has another number of cells than W and holds a label after its numbers
+        (`178,13,class_0,class_1,class_2` over rows of 14, however many rows follow).
+    A header of numbers over rows of its own width (`1,2,3,label`, `2019,2020,region`)
+    is none: its numbers do not count the file's rows."""
+    first, body = [c.strip() for c in rows[0]], rows[1:]
+    share, width = _consistency(body[:SAMPLE_ROWS])
+    if len(body) < 2 or share < CONSISTENT:
+        return None
+    k = next((i for i, c in enumerate(first) if not c.isdigit() or not c.isascii()), len(first))
+    labels = [c for c in first[k:] if c]
+    if k == 0 or any(is_number(c) or is_number(c, ",") for c in labels):
+        return None
+    for j in range(k, min(len(first), width)):
+        below = [r[j].strip() for r in body if j < len(r) and r[j].strip() not in markers]
+        if first[j] and not all(is_number(c) or is_number(c, ",") for c in below):
+            return None
+    counts = [int(c) for c in first[:k]]
+    rows_counted = counts[0] == lines_below if whole else counts[0] >= lines_below
+    unlike_rows = bool(labels) or len(first) != width  # never a row of numbers like the rest
+    if k >= 2 and rows_counted and counts[1] in (width - 1, width) and unlike_rows:
+        return f"counts the {counts[0]} rows and {counts[1]} columns below it"
+    if len(first) != width and labels:
+        return f"starts with counts and has {len(first)} fields where the rows below have {width}"
+    return None
 
 
 def _has_header(rows: list[list[str]], markers: set) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 
 from dlcli.data.tables.arrow import is_text, longest
 from dlcli.data.tables.diagnostics import diagnose
-from dlcli.data.tables.form import SPACES, TableFormat, line_ends
+from dlcli.data.tables.form import SPACES, TableFormat, lead_bytes, line_ends
 from dlcli.errors import ConfigError, Problem
 
 PIECE = 2 << 20  # bytes of a CSV parsed at a time, whole or streamed (see above)
@@ -45,10 +45,12 @@ class ReadAsText(Exception):
 def spans(path: str, fmt: TableFormat, size: int | None = None):
     """(byte offset, bytes) of each piece of a CSV: about `size` (default `PIECE`) bytes cut
     after a line end outside quoted cells; pieces of blank lines only are left out. The first
-    holds the header, if any. Streaming reads a piece again from its offset (`read_span`)."""
+    starts after the `fmt.skip_rows` leading lines and holds the header, if any. Streaming
+    reads a piece again from its offset (`read_span`)."""
     size = size or PIECE
-    carry, start = b"", 0
+    carry, start = b"", lead_bytes(path, fmt.skip_rows) if fmt.skip_rows else 0
     with open(path, "rb") as handle:
+        handle.seek(start)
         for block in iter(lambda: handle.read(size), b""):
             data = carry + block
             cut = _cut(data, fmt.quotes_span_lines)
@@ -81,14 +83,18 @@ def read_piece(
     """One piece (bytes from `spans`, or the path of the whole file) parsed into a pyarrow
     table of the `wanted` columns, each of the type `types` gives it (numbers or
     `arrow.text_type()`); cells equal to a marker, give or take spaces, are null. The
-    header is skipped in the `first` piece."""
+    header is skipped in the `first` piece, and the `fmt.skip_rows` leading lines before it
+    when `source` is the whole file (a piece of `spans` starts after them)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     if fmt.delimiter == SPACES and isinstance(source, bytes):
         source = tabbed(source)
+    lead = fmt.skip_rows if not isinstance(source, bytes) else 0
     read = pcsv.ReadOptions(
-        column_names=fmt.names, skip_rows=1 if (first and fmt.header) else 0, block_size=BLOCK
+        column_names=fmt.names,
+        skip_rows=(lead + (1 if fmt.header else 0)) if first else 0,
+        block_size=BLOCK,
     )
     parse = pcsv.ParseOptions(
         delimiter="\t" if fmt.delimiter == SPACES else fmt.delimiter,

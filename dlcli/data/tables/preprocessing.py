@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dlcli.data.tables.form import TableFormat, inspect
+from dlcli.data.tables.form import LeadLine, TableFormat, inspect
 from dlcli.data.tables.tablefile import TableFile
 from dlcli.data.tables.whole import read_table
 from dlcli.errors import ConfigError, Problem, did_you_mean
@@ -162,7 +162,22 @@ class TablePreprocessing:
         if trained.kind == "parquet" or str(path).lower().endswith(PARQUET_SUFFIXES):
             fmt = inspect(path, kind="parquet")  # columns by name, whatever the run was trained on
         else:
-            fmt = inspect(path, trained.header, None, trained.delimiter, self.missing)
+            try:  # the training file's leading lines (data.skip_rows) are skipped here too
+                fmt = inspect(
+                    path,
+                    trained.header,
+                    None,
+                    trained.delimiter,
+                    self.missing,
+                    skip_rows=trained.skip_rows,
+                )
+            except LeadLine as lead:
+                raise ConfigError(
+                    lead.problem(
+                        "remove it: this run reads files in its training file's form "
+                        f"(data.skip_rows: {trained.skip_rows})"
+                    )
+                ) from None
             fmt.decimal = trained.decimal
             if not trained.header:
                 if len(fmt.names) == len(trained.names):

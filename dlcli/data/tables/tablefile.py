@@ -43,12 +43,13 @@ class TableFile:
         missing=(),
         kind: str = "csv",
         shown: str | None = None,
+        skip_rows: int = 0,
     ) -> TableFile:
         """The file with its form worked out from its first megabyte (`form.inspect`, whose
-        arguments these are: `shown` is where a problem with `columns` points)."""
-        return cls(
-            path, inspect(path, header, columns, delimiter, missing, kind, shown), list(missing)
-        )
+        arguments these are: `shown` is where a problem with `columns` points, `skip_rows`
+        the leading lines passed over)."""
+        fmt = inspect(path, header, columns, delimiter, missing, kind, shown, skip_rows)
+        return cls(path, fmt, list(missing))
 
     @property
     def is_parquet(self) -> bool:
