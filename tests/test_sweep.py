@@ -526,6 +526,65 @@ def test_an_interrupted_or_killed_sweep_resumes_and_keeps_its_finished_trials(tm
 
 
 @pytest.mark.slow
+def test_a_grid_sweep_resumed_runs_the_point_its_interrupted_trial_lost(tmp_path):
+    # Optuna's grid counts a lost trial's point as visited: without queuing it again, the
+    # resumed sweep draws among all points and may train a finished one a second time.
+    rates = [3.0e-3, 1.0e-3]
+    config = deep_update(
+        REGRESSION,
+        {
+            "training": {"epochs": 60, "batch_size": 4},
+            "sweep": {
+                "sampler": "grid",
+                "trials": 2,
+                "pruner": "none",
+                "space": {"compile.optimizer.learning_rate": {"choice": rates}},
+            },
+        },
+    )
+    runs = tmp_path / "runs"
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "sweep",
+            str(write(tmp_path, config)),
+            "--runs-dir",
+            str(runs),
+        ],
+        env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = wait_for(lambda: next(iter(sweep_folders(runs)), None), what="the sweep folder")
+    trial = wait_for(lambda: running_pid(folder, "reg-t0001-*"), what="trial 1 started")
+    os.kill(trial, signal.SIGSTOP)  # it cannot finish before the Ctrl-C reaches it
+    first.send_signal(signal.SIGINT)
+    wait_for(lambda: signal_pending(trial, signal.SIGINT), what="Ctrl-C passed on to trial 1")
+    os.kill(trial, signal.SIGCONT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    states = [
+        (t["state"], t["params"]["compile.optimizer.learning_rate"])
+        for t in sweep_record(folder)["trials"]
+    ]
+    assert [s for s, _ in states] == ["completed", "interrupted"]
+
+    resumed = run_dlcli("sweep", "--resume", folder, "--runs-dir", runs, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    record = sweep_record(folder)
+    completed = [
+        t["params"]["compile.optimizer.learning_rate"]
+        for t in record["trials"]
+        if t["state"] == "completed"
+    ]
+    assert sorted(completed) == sorted(rates)  # each point once: the lost one, not a repeat
+    assert record["trials"][2]["params"] == record["trials"][1]["params"]
+
+
+@pytest.mark.slow
 def test_two_sweeps_share_one_sqlite_study(tmp_path):
     config = deep_update(
         REGRESSION,

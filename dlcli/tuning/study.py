@@ -165,6 +165,32 @@ def fail_stale(study, uid: str) -> None:
             tell(study, trial, state=TrialState.FAIL)
 
 
+def requeue_lost_points(study) -> int:
+    """A grid sweep's points whose only trials were lost (interrupted, or left running by a
+    killed sweep), queued again so the next trials run them: Optuna's grid counts a lost
+    trial's point as visited, and would otherwise repeat a finished point in its place.
+    Returns how many were queued."""
+    from optuna.trial import TrialState
+
+    def key(params: dict) -> str:
+        return repr(sorted(params.items()))
+
+    trials = study.get_trials(deepcopy=False)
+    done = {
+        key(t.params)
+        for t in trials
+        if t.state in (TrialState.WAITING, TrialState.RUNNING)
+        or (t.state.is_finished() and not t.user_attrs.get("interrupted"))
+    }
+    queued = 0
+    for t in trials:
+        if t.user_attrs.get("interrupted") and t.params and key(t.params) not in done:
+            study.enqueue_trial(dict(t.params), skip_if_exists=False)
+            done.add(key(t.params))
+            queued += 1
+    return queued
+
+
 def finished_here(study, uid: str) -> int:
     """Trials the sweep `uid` ran to an end (completed, pruned or failed; not lost)."""
     return sum(

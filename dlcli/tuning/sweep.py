@@ -60,6 +60,7 @@ from dlcli.tuning.study import (
     importances,
     load_or_create,
     own_storage,
+    requeue_lost_points,
     safe_storage,
     tell,
 )
@@ -149,6 +150,8 @@ class Sweeper:
             )
             if not fresh:
                 fail_stale(self.study, self.uid)
+                if self.settings.sampler == "grid":
+                    requeue_lost_points(self.study)
         except Exception as exc:
             if not sqlite_lock.is_locked(exc):
                 raise
