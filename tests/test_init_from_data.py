@@ -82,6 +82,7 @@ def check_census(text: str) -> None:
             "monitor": "val_loss",
             "patience": patience,
             "restore_best_weights": True,
+            "start_from_epoch": min(10, patience),
         },
     }
     assert text.startswith(
@@ -202,6 +203,28 @@ def test_a_semicolon_file_with_decimal_commas_and_a_numeric_target_is_a_regressi
     ]
     checked = cli("validate", path)
     assert checked.exit_code == 0, checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        # 21 rows, 14 whole-number values, most seen once: a measurement (stackloss)
+        (
+            [42, 37, 37, 28, 18, 18, 19, 20, 15, 14, 14, 13, 11, 12, 8, 7, 8, 8, 9, 15, 15],
+            "regression",
+        ),
+        # 12 rows, 3 values each seen four times: classes
+        ([0, 1, 2] * 4, "classification"),
+    ],
+)
+def test_whole_numbers_are_classes_only_when_their_values_repeat(cli, tmp_path, values, task):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "t.csv"
+    rows = [f"{a:.3f},{b:.3f},{v}" for (a, b), v in zip(rng.normal(size=(len(values), 2)), values)]
+    data.write_text("x1,x2,y\n" + "\n".join(rows) + "\n")
+    result = cli("init", "--from-data", data, tmp_path / "t.yaml", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["task"] == task
 
 
 def test_a_parquet_file_and_a_target_by_name(cli, tmp_path):

@@ -7,6 +7,7 @@ peer timeout is cut to a few seconds so that a dead peer is noticed quickly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -126,11 +127,12 @@ def test_a_dead_peer_fails_the_run_in_one_line_and_resume_finishes_it(write_conf
     procs = [start(config, runs_dir, i, 2, port) for i in range(2)]
     deadline = time.time() + 180
     history = None
-    while time.time() < deadline:  # wait until process 0 has written two epochs
-        found = list(runs_dir.glob("*/history.csv"))
-        if found and len(found[0].read_text().splitlines()) >= 3:
-            history = found[0]
-            break
+    while time.time() < deadline:  # wait until process 0 has checkpointed two epochs
+        found = list(runs_dir.glob("*/checkpoints/state.json"))
+        with contextlib.suppress(OSError, ValueError):
+            if found and json.loads(found[0].read_text())["epoch"] >= 2:
+                history = found[0].parent.parent / "history.csv"
+                break
         time.sleep(0.2)
     assert history is not None, "no epoch was written"
     os.killpg(procs[1].pid, signal.SIGKILL)  # process 1 and its worker die at once

@@ -158,7 +158,10 @@ def render_config(
         ),
         f"  epochs: {epochs}",
         f"  batch_size: {batch}",
-        f"  early_stopping: {{monitor: val_loss, patience: {patience}, restore_best_weights: true}}",
+        (
+            f"  early_stopping: {{monitor: val_loss, patience: {patience}, "
+            f"restore_best_weights: true, start_from_epoch: {min(10, patience)}}}"
+        ),
         "",
     ]
     return "\n".join(out)
@@ -168,7 +171,9 @@ def sized_training(rows: int) -> tuple[int, int, int]:
     """(epochs, batch_size, patience) for a table of `rows` rows. Batches grow with the
     table (16 rows for a few hundred, 1,024 for millions); epochs give about `STEPS`
     updates, between 20 and 500, so a small table trains long enough and a large one does
-    not take all day; early stopping's patience is a tenth of the epochs (5 to 30)."""
+    not take all day; early stopping's patience is a tenth of the epochs (5 to 30), and it
+    keeps no epoch before the `min(10, patience)`th (`start_from_epoch`): on a small table one
+    odd validation row can make an epoch that has not yet fitted the training rows look best."""
     train = max(1, int(rows * 0.64))  # less the default test and validation splits
     batch = next((size for limit, size in BATCHES if train < limit), 1024)
     epochs = min(500, max(20, math.ceil(STEPS / math.ceil(train / batch))))

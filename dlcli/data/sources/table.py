@@ -130,11 +130,15 @@ def _rows(table: TableColumns) -> dict:
 
 
 def guess_task(table: TableColumns) -> str:
-    """Text, or whole numbers with few distinct values: classes; other numbers: regression."""
+    """Text, or whole numbers with few distinct values each seen more than once: classes;
+    other numbers: regression. Whole numbers most of whose values occur once (21 rows of 14
+    values) are a measurement, not classes: a test split would hold values training never saw."""
     if table.target_kind == "text" or table.y is None:
         return "classification"
-    if table.y.dtype.kind in "iu" and len(np.unique(table.y)) <= MAX_GUESSED_CLASSES:
-        return "classification"
+    if table.y.dtype.kind in "iu":
+        counts = np.unique(table.y, return_counts=True)[1]
+        if len(counts) <= MAX_GUESSED_CLASSES and np.sum(counts == 1) <= len(counts) / 2:
+            return "classification"
     return "regression"
 
 
