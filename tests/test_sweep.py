@@ -287,7 +287,13 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
     from dlcli.tuning.trials import TrialProcess
 
     run = RunFolder.create(folder.path, "tiny-t0003")
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # or `sleep` would ignore it too
     process = subprocess.Popen(["sleep", "60"])
+    # The stand-in must be `sleep` before it is signalled: a SIGINT that comes between the
+    # fork and the exec is lost to the Python handlers the child was forked with.
+    deadline = time.time() + 60
+    while not os.readlink(f"/proc/{process.pid}/exe").endswith("sleep") and time.time() < deadline:
+        time.sleep(0.01)
     trial = study.ask(dists)
     tp = TrialProcess(
         trial, process, 0, time.time(), folder.path / "t.log", folder.path / "t.note", run=run.path
