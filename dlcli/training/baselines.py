@@ -20,11 +20,11 @@ outputs in the form the model's outputs take (class probabilities, one sigmoid u
 binary loss, logits for `from_logits`), so the names and the computation are those of
 metrics.json's `test`. The result, per baseline, is those metrics and `fit_s` (seconds to
 fit it); a baseline that cannot be fitted or scored holds `error` instead, and the run goes
-on. The fitting runs on a worker thread (`start`) while the model is scored and saved; the
+on. The fitting runs on a worker thread (`start`) while the model trains, on one core; the
 scoring, in Keras, on the thread that asks for it (`Pending.scores`). Nothing here writes.
 
 Example:
-    >>> pending = start(prepared)            # fitting while the model is scored and saved
+    >>> pending = start(prepared)            # fitting while the model trains
     >>> baselines, seconds = pending.scores()
     >>> baselines["majority"]["accuracy"], baselines["gradient_boosting"]["fit_s"]
 """
@@ -77,7 +77,7 @@ def boostable(data) -> bool:
 
 def start(prepared) -> Pending:
     """Fit the baselines the config asks for on a worker thread (scikit-learn and numpy
-    only: the model is scored and saved meanwhile); `Pending.scores` scores them."""
+    only: the model trains meanwhile); `Pending.scores` scores them."""
     return Pending(prepared)
 
 

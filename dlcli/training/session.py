@@ -176,10 +176,12 @@ def _train(
             # From fit to the last file, a first Ctrl-C/SIGTERM asks Keras to stop after the
             # batch in progress and is raised between steps (dlcli.training.signals).
             with stop_after_batch(lambda: _stop(model)) as stop:
+                # The baselines fit on a worker thread meanwhile (one core's share at most).
+                pending = baselines.start(session.prepared)
                 fit_seconds = _fit(session, callbacks, recorder, stop)
                 if group.several:  # score and save without collectives, in each process alike
                     _go_local(session)
-                return _score_and_write(session, recorder, fit_seconds, stop)
+                return _score_and_write(session, recorder, fit_seconds, stop, pending)
         except (KeyboardInterrupt, Terminated):
             if (
                 session is None
@@ -478,7 +480,9 @@ def _go_local(session: Session) -> None:
     )
 
 
-def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> TrainResult:
+def _score_and_write(
+    session: Session, recorder, fit_seconds: float, stop, pending: baselines.Pending
+) -> TrainResult:
     """Score the kept model on the test split and write model.keras, metrics.json and the
     reports (drawn on a worker thread meanwhile); then finish the run as completed. A stop
     request (`stop`) is raised between the scoring steps; once the writing starts, the run
@@ -487,7 +491,6 @@ def _score_and_write(session: Session, recorder, fit_seconds: float, stop) -> Tr
 
     prepared, run = session.prepared, session.run
     config, data, model = prepared.config, prepared.data, prepared.model
-    pending = baselines.start(prepared)  # fitted meanwhile, timed apart from the run's phases
     best = recorder.best_epoch or _best_epoch(config, recorder.rows, metrics.directions(model))
     predictions = (
         predicted_classes(model, data.test.feature_batches()) if data.labels is not None else None
