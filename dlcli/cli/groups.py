@@ -47,17 +47,22 @@ def folder_facts(details: dict) -> Facts:
     return facts
 
 
+def _opened(details: dict, kind: str) -> tuple:
+    """The console, the folder's record and its facts, after the line a sweep and a cv
+    open with: the id, the status and the kind."""
+    out = console()
+    out.print(
+        Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), f"  ({kind})")
+    )
+    return out, details["record"], folder_facts(details)
+
+
 def show_sweep(details: dict, as_json: bool) -> None:
     """A sweep: its settings, best trial and the table of its trials."""
     if as_json:
         emit_json(details)
         return
-    out = console()
-    record = details["record"]
-    out.print(
-        Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (sweep)")
-    )
-    facts = folder_facts(details)
+    out, record, facts = _opened(details, "sweep")
     settings = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
     if settings:  # a damaged sweep.json has none to show
         facts.add_row(
@@ -127,12 +132,7 @@ def show_cv(details: dict, as_json: bool) -> None:
     if as_json:
         emit_json(details)
         return
-    out = console()
-    record = details["record"]
-    out.print(
-        Text.assemble((details["id"], "bold"), "  ", show_status(details["status"]), "  (cv)")
-    )
-    facts = folder_facts(details)
+    out, record, facts = _opened(details, "cv")
     facts.add_row(
         "folds",
         escape(

@@ -316,22 +316,44 @@ def is_sweep(folder) -> bool:
 
 def find_sweep(ref: str | os.PathLike, runs_dir=None, where: str = "") -> RunFolder:
     """A sweep folder by path or by id under the runs dir."""
+    return _find_kind("sweep", ref, runs_dir, where)
+
+
+def _find_kind(kind: str, ref, runs_dir, where: str) -> RunFolder:
+    """A folder of `kind` (sweep, cv: the file it holds, `FOLDER_KINDS`) by path or by id
+    under the runs dir; a ConfigError with a did-you-mean among the folders of that kind."""
     runs = runs_dir_from(runs_dir)
+    record = FOLDER_KINDS[kind]
+
+    def holds(path: Path) -> bool:
+        return (path / record).is_file()
+
     for path in (Path(ref), runs / str(ref)):
-        if is_sweep(path):
+        if holds(path):
             return RunFolder(path)
     hint = (
-        did_you_mean(str(ref), [p.name for p in runs.iterdir() if is_sweep(p)])
+        did_you_mean(str(ref), [p.name for p in runs.iterdir() if holds(p)])
         if runs.is_dir()
         else ""
     )
     raise ConfigError(
         Problem(
-            f"no sweep '{ref}' (neither a sweep folder nor an id in {runs}){hint}; "
+            f"no {kind} '{ref}' (neither a {kind} folder nor an id in {runs}){hint}; "
             "`dlcli runs` lists them",
             where=where,
         )
     )
+
+
+def _duration(record: dict, status: str):
+    """A sweep's or cv's duration so far: recorded, or, while it runs, since it started
+    (with the processes before this one's)."""
+    if status != "running":
+        return record.get("duration_s")
+    started = _timestamp(record.get("started"))
+    if not started:
+        return None
+    return round(float(record.get("duration_before_s") or 0) + time.time() - started, 1)
 
 
 # -- cross-validations ------------------------------------------------------------------------
@@ -344,22 +366,7 @@ def is_cv(folder) -> bool:
 
 def find_cv(ref: str | os.PathLike, runs_dir=None, where: str = "") -> RunFolder:
     """A cv folder by path or by id under the runs dir."""
-    runs = runs_dir_from(runs_dir)
-    for path in (Path(ref), runs / str(ref)):
-        if is_cv(path):
-            return RunFolder(path)
-    hint = (
-        did_you_mean(str(ref), [p.name for p in runs.iterdir() if is_cv(p)])
-        if runs.is_dir()
-        else ""
-    )
-    raise ConfigError(
-        Problem(
-            f"no cv '{ref}' (neither a cv folder nor an id in {runs}){hint}; "
-            "`dlcli runs` lists them",
-            where=where,
-        )
-    )
+    return _find_kind("cv", ref, runs_dir, where)
 
 
 def summarize_cv(folder, record: dict | None = None) -> dict:
@@ -369,14 +376,7 @@ def summarize_cv(folder, record: dict | None = None) -> dict:
     record = cv.read_json(CV_FILE, {}) if record is None else record
     record = record if isinstance(record, dict) else {}
     status = effective_status(record) if record else "incomplete"
-    duration = record.get("duration_s")
-    if status == "running":
-        started = _timestamp(record.get("started"))
-        duration = (
-            round(float(record.get("duration_before_s") or 0) + time.time() - started, 1)
-            if started
-            else None
-        )
+    duration = _duration(record, status)
     metric = record.get("metric")
     summary = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
     main = (summary.get("val") or {}).get(metric) if metric else None
@@ -426,14 +426,7 @@ def summarize_sweep(folder, record: dict | None = None) -> dict:
     record = sweep.read_json(SWEEP_FILE, {}) if record is None else record
     record = record if isinstance(record, dict) else {}
     status = effective_status(record) if record else "incomplete"
-    duration = record.get("duration_s")
-    if status == "running":
-        started = _timestamp(record.get("started"))
-        duration = (
-            round(float(record.get("duration_before_s") or 0) + time.time() - started, 1)
-            if started
-            else None
-        )
+    duration = _duration(record, status)
     best = record.get("best") if isinstance(record.get("best"), dict) else None
     return {
         "kind": "sweep",
