@@ -83,6 +83,15 @@ def signal_pending(pid: int, sig: int) -> bool:
     return bool(pending & (1 << (sig - 1)))
 
 
+def _takes_sigint_by_default(pid: int) -> bool:
+    """Whether process `pid` neither ignores nor catches SIGINT (Linux's /proc)."""
+    bit, fields = 1 << (signal.SIGINT - 1), {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return not (int(fields["SigIgn"], 16) & bit or int(fields["SigCgt"], 16) & bit)
+
+
 def trial_states(folder: Path) -> dict:
     with_record = (folder / "sweep.json").read_text()
     try:
@@ -287,12 +296,17 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
     from dlcli.tuning.trials import TrialProcess
 
     run = RunFolder.create(folder.path, "tiny-t0003")
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # or `sleep` would ignore it too
-    process = subprocess.Popen(["sleep", "60"])
-    # The stand-in must be `sleep` before it is signalled: a SIGINT that comes between the
-    # fork and the exec is lost to the Python handlers the child was forked with.
+    # A stand-in that takes SIGINT's default action whatever it inherited, signalled only
+    # once it has set that up (a SIGINT before it would be lost to the inherited handlers).
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)",
+        ]
+    )
     deadline = time.time() + 60
-    while not os.readlink(f"/proc/{process.pid}/exe").endswith("sleep") and time.time() < deadline:
+    while not _takes_sigint_by_default(process.pid) and time.time() < deadline:
         time.sleep(0.01)
     trial = study.ask(dists)
     tp = TrialProcess(
