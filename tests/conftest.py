@@ -10,6 +10,8 @@ a second carries `@pytest.mark.slow`, and every test that uses the session's tra
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -148,6 +150,34 @@ def wait_until_caught(process: subprocess.Popen, sig: int, timeout: float = 120)
         if process.poll() is not None or time.time() > deadline:
             raise AssertionError(f"process {process.pid} never took signal {sig}")
         time.sleep(0.01)
+
+
+def wait_for(predicate, timeout: float = 180, what: str = ""):
+    """The first truthy value of `predicate()`, polled; an AssertionError after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_pid(folder: Path, pattern: str) -> int | None:
+    """The pid in run.json of the run folder `pattern` names under `folder`, once written."""
+    for run in folder.glob(pattern):
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads((run / "run.json").read_text()).get("pid")
+    return None
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether `sig` waits to be delivered to the (stopped) process `pid` (Linux's /proc)."""
+    bits = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            bits |= int(line.split()[1], 16)
+    return bool(bits & (1 << (sig - 1)))
 
 
 def run_python(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:

@@ -3,19 +3,17 @@ and diabetes): the folds, their runs, cv.json's summary, runs/show, failures, Ct
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, deep_update, run_dlcli
+from conftest import TINY, deep_update, run_dlcli, running_pid, signal_pending, wait_for
 
 from dlcli.config.load import load_config
 from dlcli.data.dataset import load_data
@@ -29,33 +27,6 @@ def write(tmp_path: Path, config: dict, name: str = "cfg.yaml") -> Path:
 
 def cv_record(folder: Path) -> dict:
     return json.loads((folder / "cv.json").read_text())
-
-
-def wait_for(predicate, timeout: float = 180, what: str = ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def fold_pid(folder: Path, fold: int) -> int | None:
-    """The pid in run.json of fold `fold`'s run, once its run folder is written."""
-    for run in folder.glob(f"*-f{fold}-*"):
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads((run / "run.json").read_text()).get("pid")
-    return None
-
-
-def pending(pid: int, sig: int) -> bool:
-    """Whether `sig` waits to be delivered to the stopped process `pid` (Linux's /proc)."""
-    bits = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("SigPnd:", "ShdPnd:")):
-            bits |= int(line.split()[1], 16)
-    return bool(bits & (1 << (sig - 1)))
 
 
 @pytest.mark.slow
@@ -200,7 +171,7 @@ def test_a_failed_fold_is_recorded_the_others_go_on_and_resume_runs_it_again(tmp
         env={**os.environ, "NO_COLOR": "1"},
     )
     folder = wait_for(lambda: next(runs.glob("tiny-cv-*"), None), what="the cv folder")
-    pid = wait_for(lambda: fold_pid(folder, 1), what="fold 1 started")
+    pid = wait_for(lambda: running_pid(folder, "*-f1-*"), what="fold 1 started")
     os.kill(pid, signal.SIGKILL)  # fold 1 dies as out of memory would kill it
     _, err = process.communicate(timeout=300)
     assert process.returncode == 1, err
@@ -232,11 +203,11 @@ def test_an_interrupted_cv_resumes_its_interrupted_fold_in_the_same_run(tmp_path
         env={**os.environ, "NO_COLOR": "1"},
     )
     folder = wait_for(lambda: next(runs.glob("tiny-cv-*"), None), what="the cv folder")
-    pid = wait_for(lambda: fold_pid(folder, 1), what="fold 1 started")
+    pid = wait_for(lambda: running_pid(folder, "*-f1-*"), what="fold 1 started")
     # Frozen, fold 1 cannot finish before the cv passes Ctrl-C on, however fast the machine.
     os.kill(pid, signal.SIGSTOP)
     process.send_signal(signal.SIGINT)
-    wait_for(lambda: pending(pid, signal.SIGINT), what="the cv passing Ctrl-C on")
+    wait_for(lambda: signal_pending(pid, signal.SIGINT), what="the cv passing Ctrl-C on")
     os.kill(pid, signal.SIGCONT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err

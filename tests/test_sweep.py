@@ -3,7 +3,6 @@ a shared storage, and errors in the space found before any trial."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, deep_update, run_dlcli
+from conftest import TINY, deep_update, run_dlcli, running_pid, signal_pending, wait_for
 
 from dlcli.cli.render import number
 from dlcli.config.load import load_config
@@ -53,34 +52,6 @@ def sweep_folders(runs: Path) -> list[Path]:
     return (
         sorted(p for p in runs.iterdir() if (p / "sweep.json").is_file()) if runs.is_dir() else []
     )
-
-
-def wait_for(predicate, timeout: float = 120, what: str = ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running_pid(folder: Path, pattern: str) -> int | None:
-    """The pid in run.json of the run folder `pattern` names under `folder`, once written."""
-    for run in folder.glob(pattern):
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads((run / "run.json").read_text()).get("pid")
-    return None
-
-
-def signal_pending(pid: int, sig: int) -> bool:
-    """Whether `sig` waits to be delivered to the (stopped) process `pid` (Linux's /proc)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    pending = 0
-    for line in status.splitlines():
-        if line.startswith(("SigPnd:", "ShdPnd:")):
-            pending |= int(line.split()[1], 16)
-    return bool(pending & (1 << (sig - 1)))
 
 
 def _takes_sigint_by_default(pid: int) -> bool:
