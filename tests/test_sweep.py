@@ -54,15 +54,6 @@ def sweep_folders(runs: Path) -> list[Path]:
     )
 
 
-def _takes_sigint_by_default(pid: int) -> bool:
-    """Whether process `pid` neither ignores nor catches SIGINT (Linux's /proc)."""
-    bit, fields = 1 << (signal.SIGINT - 1), {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.strip()
-    return not (int(fields["SigIgn"], 16) & bit or int(fields["SigCgt"], 16) & bit)
-
-
 def trial_states(folder: Path) -> dict:
     with_record = (folder / "sweep.json").read_text()
     try:
@@ -268,17 +259,18 @@ def test_a_trial_that_trails_the_median_is_pruned_from_its_history(tmp_path):
 
     run = RunFolder.create(folder.path, "tiny-t0003")
     # A stand-in that takes SIGINT's default action whatever it inherited, signalled only
-    # once it has set that up (a SIGINT before it would be lost to the inherited handlers).
+    # once it says it has set that up: a SIGINT while the interpreter starts would raise
+    # KeyboardInterrupt there (exit 1), one before the exec would go to inherited handlers.
     process = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)",
-        ]
+            "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            + "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
     )
-    deadline = time.time() + 60
-    while not _takes_sigint_by_default(process.pid) and time.time() < deadline:
-        time.sleep(0.01)
+    assert process.stdout.readline().strip() == b"ready"
     trial = study.ask(dists)
     tp = TrialProcess(
         trial, process, 0, time.time(), folder.path / "t.log", folder.path / "t.note", run=run.path
