@@ -41,7 +41,9 @@ from dlcli.errors import Problem, did_you_mean
 SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 TABLE_SOURCES = ("csv", "parquet")
-FILE_SOURCES = (*TABLE_SOURCES, "npz")
+MEDIA_SOURCES = ("images",)  # a folder of files (one sub-folder per class), or a table of paths
+FILE_SOURCES = (*TABLE_SOURCES, "npz", *MEDIA_SOURCES)
+IMAGE_NORMALIZE = 255.0  # data.normalize for images when the config does not set it
 # Cells that hold no value, as tables write them; `data.missing` replaces the list.
 MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -98,6 +100,11 @@ AutoOrPositiveInt = Annotated[
     Literal["auto"] | int,
     PlainValidator(_auto_or("a positive integer", _positive_int)),
     WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
+]
+MAX_IMAGE_SIDE = 8192  # pixels: a larger image_size is a typo or a batch that cannot fit
+ImageSize = Annotated[
+    list[Annotated[int, Strict(), Field(gt=0, le=MAX_IMAGE_SIDE)]],
+    Field(min_length=2, max_length=2),
 ]
 Normalize = Annotated[
     Literal["standard", "minmax", "none"] | float,
@@ -194,7 +201,7 @@ class FeatureConfig(Section):
     """A table column used as a feature, with its type given instead of inferred."""
 
     name: Column = Field(description="a column name, or its 0-based position")
-    type: Literal["auto", "numeric", "categorical"] = "auto"
+    type: Literal["auto", "numeric", "categorical", "image"] = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -208,13 +215,18 @@ class FeatureConfig(Section):
 
 class DataConfig(Section):
     source: Literal[SKLEARN_SOURCES + KERAS_SOURCES + FILE_SOURCES] = Field(
-        description="a bundled scikit-learn dataset, a keras.datasets one, or csv / parquet / npz"
+        description="a bundled scikit-learn dataset, a keras.datasets one, csv / parquet / npz, "
+        "or images (a folder with one sub-folder per class, or a table of image paths)"
     )
     path: str | None = Field(
-        None, description="csv/parquet/npz file; relative to the config's folder"
+        None,
+        description="csv/parquet/npz file, or the images' folder or table; relative to the "
+        "config's folder",
     )
     test_path: str | None = Field(
-        None, description="csv/parquet: a separate test file with the same columns"
+        None,
+        description="csv/parquet: a separate test file with the same columns; images: a "
+        "test folder (or table) in the same layout",
     )
     target: Column | None = Field(
         None, description="csv/parquet: the target column, by name or 0-based position (-1: last)"
@@ -257,7 +269,24 @@ class DataConfig(Section):
     fold: FoldConfig | None = Field(
         None, description="set by dlcli cv: the k-fold fold this run validates on"
     )
-    normalize: Normalize = "standard"
+    normalize: Normalize = Field(
+        "standard",
+        description="standard (training mean and std), minmax, none, or a number to divide by; "
+        "images: 255 unless set",
+    )
+    image_size: ImageSize | None = Field(
+        None,
+        description="images: every image is resized to [height, width]; default: the size "
+        "they all share",
+    )
+    color_mode: Literal["rgb", "grayscale", "rgba"] = Field(
+        "rgb", description="images: the channels each image is converted to"
+    )
+    on_bad_file: Literal["error", "skip"] = Field(
+        "error",
+        description="images: a file that is not a readable image is an error naming it, or "
+        "is skipped (and listed in run.json)",
+    )
     cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
     streaming: AutoOrBool = Field(
         "auto",
@@ -269,8 +298,16 @@ class DataConfig(Section):
     def _source_needs(self):
         wrong = []
         table = self.source in TABLE_SOURCES
+        media = self.source in MEDIA_SOURCES
         if self.source in FILE_SOURCES and not self.path:
-            wrong.append(f"source '{self.source}' needs 'path:' (the data file)")
+            wrong.append(
+                f"source '{self.source}' needs 'path:' "
+                + (
+                    "(a folder with one sub-folder per class, or a table of paths)"
+                    if media
+                    else "(the data file)"
+                )
+            )
         if table and self.target is None:
             wrong.append(
                 f"source '{self.source}' needs 'target:' (the target column's name, "
@@ -284,10 +321,16 @@ class DataConfig(Section):
                     )
         if self.source == "npz" and (self.target is not None or self.features or self.test_path):
             wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
-        if self.source != "csv":
+        if self.source != "csv" and not (media and str(self.path).lower().endswith(".csv")):
             set_here = self._changed("header", "columns", "delimiter", "skip_rows")
             if set_here:
                 wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
+        if self.source != "images":
+            set_here = self._changed("image_size", "color_mode", "on_bad_file")
+            if set_here:
+                wrong.append(f"{', '.join(set_here)}: only for images, not '{self.source}'")
+        elif "normalize" not in self.model_fields_set:
+            self.normalize = IMAGE_NORMALIZE
         if not table:
             set_here = self._changed("missing", "on_missing")
             if set_here:

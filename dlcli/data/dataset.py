@@ -112,6 +112,7 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     preprocessing: TablePreprocessing | None = None  # a table's: fitted on the training split
+    media: dict | None = None  # images: layout, size, classes, skipped files
 
     @property
     def one_hot(self) -> bool:
@@ -159,7 +160,19 @@ class Dataset:
             if self.streaming
             else "split arrays",
             **({"rows": self.preprocessing.rows} if self.preprocessing is not None else {}),
+            **({"images": self._media_summary()} if self.media is not None else {}),
         }
+
+    def _media_summary(self) -> dict:
+        """Images: the source's record, with each split's count per class."""
+        if self.labels is None:
+            return self.media
+        per_split = {}
+        for name, split in (("train", self.train), ("val", self.val), ("test", self.test)):
+            if split is not None:
+                counts = np.bincount(np.asarray(split.y, dtype="int64"), minlength=self.n_classes)
+                per_split[name] = {str(k): int(n) for k, n in zip(self.labels, counts)}
+        return {**self.media, "split_counts": per_split}
 
 
 def infer_task(config: Config, y: np.ndarray | None = None, source_task: str | None = None) -> str:
@@ -365,6 +378,7 @@ def _dataset(
         files=loaded.files,
         fingerprint=fingerprint,
         preprocessing=preprocessing,
+        media=loaded.media,
     )
 
 

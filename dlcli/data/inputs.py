@@ -5,6 +5,8 @@ NPZ of arrays, or a CSV of numbers), shaped for the run's model.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from dlcli.config.schema import Config
@@ -12,6 +14,7 @@ from dlcli.data.dataset import Split, unseen_labels
 from dlcli.data.sources.base import checked_targets, numeric_features
 from dlcli.data.sources.npzfile import read_features as read_npz_features
 from dlcli.data.sources.npzfile import read_labeled as read_npz_labeled
+from dlcli.data.streaming import StreamSplit
 from dlcli.data.tables.form import LeadLine
 from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.data.tables.tablefile import TableFile
@@ -126,4 +129,65 @@ def _reshape(x: np.ndarray, input_shape: tuple, path: str) -> np.ndarray:
     )
 
 
-__all__ = ["read_features_file", "read_labeled_file"]
+def image_inputs(
+    path: str,
+    config: Config,
+    summary: DataRecord,
+    labelled: bool = False,
+    labels: list | None = None,
+) -> tuple[StreamSplit, list[str], list[dict]]:
+    """Images for a finished run, decoded as it was trained (size, colour mode), as a
+    split in file order: `predict`'s one file, folder (read recursively) or table of paths,
+    or, `labelled` (with the run's `labels`), `evaluate --data`'s folder of class folders (one class is
+    enough) or table with the target. Also the files, and the skipped files (`on_bad_file:
+    skip`; with `error`, a file that fails is a ConfigError naming it)."""
+    from dlcli.data.media import images
+    from dlcli.data.media.listing import (
+        IMAGE_SUFFIXES,
+        is_table,
+        list_folder,
+        list_inputs,
+        list_table,
+    )
+    from dlcli.data.sources.images import NOT_IMAGE, bad_files
+
+    media = summary.images or {}
+    trained = media.get("path") or {}
+    if is_table(path):
+        listing = list_table(config, path, IMAGE_SUFFIXES, "image", labelled, trained.get("column"))
+    elif labelled:
+        listing = list_folder(path, IMAGE_SUFFIXES, path, least=1)
+    else:
+        listing = list_inputs(path, IMAGE_SUFFIXES)
+    size = tuple(config.data.image_size or media.get("image_size") or summary.input_shape[:2])
+    # A file not named like an image in a folder given to read (a README) is passed over,
+    # and listed; one the table names is an error like any unreadable image.
+    others = {p: NOT_IMAGE for p in listing.others}
+    decoded = images.decode_files(
+        listing.files, size, config.data.color_mode, others if listing.layout == "table" else {}
+    )
+    skipped = bad_files(config, listing, decoded.bad, training=False)
+    skipped += [
+        {"file": os.path.relpath(p, listing.root), "reason": NOT_IMAGE}
+        for p in ([] if listing.layout == "table" else listing.others)
+    ]
+    files = [listing.files[i] for i in decoded.kept]
+    if not files:
+        raise ConfigError(Problem("holds no image that could be decoded", where=path))
+    y = np.zeros(len(files), dtype="int64")
+    if labelled:
+        given = np.asarray(listing.labels, dtype=object)[decoded.kept]
+        if labels is None:
+            y = given.astype("float32")
+        else:
+            index = {str(label): i for i, label in enumerate(labels)}
+            values = [str(v) for v in given]
+            unknown = [v for v in dict.fromkeys(values) if v not in index]
+            if unknown:
+                raise ConfigError(Problem(unseen_labels(unknown, labels), where=path))
+            y = np.asarray([index[v] for v in values], dtype="int64")
+    split = StreamSplit(decoded.rows, np.arange(len(files)), y, config.training.batch_size)
+    return split, files, skipped
+
+
+__all__ = ["image_inputs", "read_features_file", "read_labeled_file"]

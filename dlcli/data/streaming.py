@@ -95,7 +95,7 @@ class StreamSplit:
             return _rebatch(self._blocks(range(self.rows.pieces)), batch_size)
         rng = np.random.default_rng([self.seed, number])
         order = rng.permutation(self.rows.pieces)
-        per_row = 4 * max(1, math.prod(self.sample_shape))
+        per_row = np.dtype(self.rows.dtype).itemsize * max(1, math.prod(self.sample_shape))
         return _rebatch(
             self._windows(order, max(batch_size, WINDOW_BYTES // per_row), batch_size, rng),
             batch_size,
@@ -120,7 +120,7 @@ class StreamSplit:
         self, group: list, held: int, batch_size: int, rng
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         x = np.empty(
-            (held, *self.sample_shape), dtype="float32"
+            (held, *self.sample_shape), dtype=self.rows.dtype
         )  # filled in place: one copy of the window
         y = np.empty((held, *self.y.shape[1:]), dtype=self.y.dtype)
         at = 0

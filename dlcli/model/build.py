@@ -37,6 +37,8 @@ def resolve(config: Config, data: Dataset) -> Config:
             )
     if resolved.model.input_shape is None:
         resolved.model.input_shape = list(data.input_shape)
+    if data.media is not None and resolved.data.image_size is None:
+        resolved.data.image_size = list(data.media["image_size"])
     last = resolved.model.layers[-1]
     if last.type.lower() == "dense" and "units" not in last.kwargs:
         binary = loss_class(resolved.compile.loss) in BINARY

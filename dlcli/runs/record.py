@@ -56,6 +56,7 @@ class DataRecord:
     fingerprint_of: str | None = None
     rows: dict = field(default_factory=dict)  # file -> rows read / dropped
     target_scale: dict | None = None  # regression: {mean, std} the model's output undoes
+    images: dict | None = None  # layout, image_size, color_mode, classes, skipped files
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,8 +65,9 @@ class DataRecord:
 
     def to_json(self) -> dict:
         out = _to_json(self)
-        if self.target_scale is None:
-            del out["target_scale"]
+        for name in ("target_scale", "images"):
+            if out[name] is None:
+                del out[name]
         return out
 
 

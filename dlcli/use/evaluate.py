@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.config.load import load_config
-from dlcli.config.schema import TABLE_SOURCES
+from dlcli.config.schema import MEDIA_SOURCES, TABLE_SOURCES
 from dlcli.data.dataset import load_data
-from dlcli.data.inputs import read_features_file, read_labeled_file
+from dlcli.data.inputs import image_inputs, read_features_file, read_labeled_file
 from dlcli.data.sources.datafile import changed_files
 from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
@@ -181,7 +181,13 @@ def evaluate(
     summary = record.data
     labels = run_labels(run, record, model)
     entry = {"time": now_iso(), "backend": config.runtime.backend}
-    if data is not None:
+    if data is not None and summary.source in MEDIA_SOURCES:
+        split_data, _, skipped = image_inputs(str(data), config, summary, True, labels)
+        entry["data"] = str(Path(data).resolve())
+        if skipped:
+            entry["skipped"] = skipped
+            entry["warning"] = skipped_warning(skipped, str(data))
+    elif data is not None:
         preprocessing = run_preprocessing(run, record)
         split_data, unseen = read_labeled_file(str(data), config, summary, labels, preprocessing)
         entry["data"] = str(Path(data).resolve())
@@ -191,15 +197,12 @@ def evaluate(
     else:
         changed = changed_files(summary.files)
         if changed and not allow_changed_data:
-            raise ConfigError(
-                Problem(
-                    f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
-                    f"run's {split} split cannot be made from it; restore the file, score all of it with --data "
-                    f"{changed[0]}, or split it anew with --allow-changed-data",
-                    where=changed[0],
-                )
-            )
+            raise _changed(run, split, changed)
         dataset = load_data(config, fitted=run_preprocessing(run, record))
+        if summary.source in MEDIA_SOURCES:  # a folder's digest is known once it is read
+            changed = [p for p, d in dataset.files.items() if summary.files.get(p, d) != d]
+            if changed and not allow_changed_data:
+                raise _changed(run, split, changed)
         if changed:
             entry["warning"] = (
                 f"{changed[0]} changed since the run was trained: scored a new split of it with "
@@ -243,6 +246,24 @@ def evaluate(
     if fail_under or fail_over:
         entry["gate_failures"] = failures
     return entry
+
+
+def _changed(run: RunFolder, split: str, changed: list[str]) -> ConfigError:
+    return ConfigError(
+        Problem(
+            f"changed since run {run.id} was trained (its SHA-256 is not the one run.json records), so the "
+            f"run's {split} split cannot be made from it; restore the file, score all of it with --data "
+            f"{changed[0]}, or split it anew with --allow-changed-data",
+            where=changed[0],
+        )
+    )
+
+
+def skipped_warning(skipped: list[dict], path: str) -> str:
+    """One line for the files `on_bad_file: skip` left out."""
+    first = skipped[0]
+    more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    return f"{path}: skipped {len(skipped)} file(s) that are not usable images: {first['file']} ({first['reason']}){more}"
 
 
 def parse_gate(text: str) -> tuple[str, float]:
@@ -300,6 +321,8 @@ def predict(
     _, model, config, record = load_run_model(run, backend)
     summary = record.data
     labels = run_labels(run, record, model)
+    if summary.source in MEDIA_SOURCES:
+        return _predict_files(model, config, summary, labels, str(input_path), proba)
     preprocessing = run_preprocessing(run, record)
     x, unseen = read_features_file(str(input_path), summary, preprocessing)
     warning = preprocessing.describe_unseen(unseen, str(input_path)) if preprocessing else None
@@ -308,6 +331,27 @@ def predict(
             model.predict(x, batch_size=max(256, config.training.batch_size), verbose=0)
         )
         stop.raise_if_requested()
+    return Predictions(_prediction_rows(model, outputs, labels, proba), unseen, warning)
+
+
+def _predict_files(model, config, summary, labels, path: str, proba: bool) -> Predictions:
+    """Predictions for image files (one, a folder, a table of paths), a batch at a time, each
+    row led by its file."""
+    split, files, skipped = image_inputs(path, config, summary)
+    rows, at = [], 0
+    with _quietly_stoppable(model) as stop:
+        for x in split.feature_batches(max(64, config.training.batch_size)):
+            outputs = np.asarray(model.predict(x, batch_size=len(x), verbose=0))
+            stop.raise_if_requested()
+            for row in _prediction_rows(model, outputs, labels, proba):
+                rows.append({"file": files[at], **row})
+                at += 1
+    warning = skipped_warning(skipped, path) if skipped else None
+    return Predictions(rows, {}, warning)
+
+
+def _prediction_rows(model, outputs: np.ndarray, labels: list | None, proba: bool) -> list[dict]:
+    """One dict per sample: `prediction` (and `proba_<label>` with `proba`), or the values."""
     if labels is None:  # regression
         outputs = outputs.reshape(len(outputs), -1)
         names = (
@@ -315,14 +359,14 @@ def predict(
             if outputs.shape[-1] == 1
             else [f"prediction_{i}" for i in range(outputs.shape[-1])]
         )
-        return Predictions([dict(zip(names, map(float, row))) for row in outputs], unseen, warning)
+        return [dict(zip(names, map(float, row))) for row in outputs]
     rows = []
     for row in class_probabilities(model, outputs):
         entry = {"prediction": labels[int(np.argmax(row))]}
         if proba:
             entry.update({f"proba_{label}": round(float(p), 6) for label, p in zip(labels, row)})
         rows.append(entry)
-    return Predictions(rows, unseen, warning)
+    return rows
 
 
 def to_csv(rows: list[dict]) -> str:

@@ -38,9 +38,11 @@ from dlcli.use.export_formats import (
     INSTALL,
     RAW,
     Format,
+    RawImages,
     RawTable,
     precision_of,
     rebuilt,
+    without_augmentation,
 )
 from dlcli.use.export_safety import build_folder, checked_targets, replace_folder, written
 
@@ -181,6 +183,9 @@ def export_run(
         labels = run_labels(run, record, model)
         preprocessing = run_preprocessing(run, record)
         table = RawTable(preprocessing) if preprocessing is not None else None
+        if record.data.images is not None:
+            table = RawImages(tuple(model.input_shape[1:]))
+        model, augmentation = without_augmentation(keras, model)
         if output is not None:
             try:
                 root.mkdir(parents=True, exist_ok=True)
@@ -201,6 +206,7 @@ def export_run(
             report_path,
             shown[0],
             elsewhere,
+            augmentation,
         )
         return _export(job, chosen, skipped, previous, progress or (lambda text: None))
     finally:
@@ -223,6 +229,7 @@ class Job:
     report_path: Path
     shown_where: str  # `where` as the user named it
     elsewhere: str  # the other way out when a folder is the user's (another --output)
+    augmentation: list  # augmentation layers left out of the copies (identity at inference)
 
     def shown(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -261,6 +268,7 @@ def _export(
         + (f" (trained on {job.trained_on})" if job.trained_on else ""),
         "precision": precision,
         "test_samples": len(x),
+        **({"augmentation_removed": job.augmentation} if job.augmentation else {}),
         "thresholds": {
             "max_abs_diff": LOOSE_TOLERANCE if precision != "float32" else TOLERANCE,
             "max_abs_diff_litert": LOOSE_TOLERANCE,
@@ -283,7 +291,7 @@ def _export(
         entry = {
             "status": "failed",
             "runtime": fmt.runtime,
-            "takes": RAW if (table is None or fmt.raw_tables) else INDICES,
+            "takes": RAW if (not isinstance(table, RawTable) or fmt.raw_tables) else INDICES,
         }
         built = build_folder(where, fmt.name)  # ours alone: the only folders deleted below
         earlier = results.get(fmt.name)
@@ -317,6 +325,14 @@ def _export(
             outputs = outputs_of(copy.run, x)
             entry.update({"path": job.shown(final), "bytes": _size(final), "inputs": copy.inputs})
             entry.update(compare(against, outputs, classes))
+            if copy.run_bytes is not None:  # the same images, encoded as PNG files
+                encoded = _png(x[:ENCODED_ROWS])
+                entry["encoded_images"] = compare(
+                    against[:ENCODED_ROWS], outputs_of(copy.run_bytes, encoded), classes
+                )
+                bad = entry["encoded_images"]["max_abs_diff"]
+                if bad is None or bad > TOLERANCE * scale:
+                    entry["error"] = f"the encoded-image endpoint differs by {bad}"
             if against is not reference:
                 entry["as_trained"] = compare(reference, outputs, classes)
             entry["latency_ms_per_sample"] = {
@@ -373,6 +389,23 @@ def _first_rows(split, count: int, shape: tuple) -> np.ndarray:
         if held >= count:
             break
     return np.concatenate(batches) if batches else np.zeros((0, *shape), "float32")
+
+
+ENCODED_ROWS = 16  # test images an image SavedModel's encoded-file endpoint is checked on
+
+
+def _png(x: np.ndarray) -> np.ndarray:
+    """Pixel arrays (0..255) as PNG files' bytes."""
+    import io
+
+    from PIL import Image
+
+    files = []
+    for pixels in np.clip(np.rint(x), 0, 255).astype("uint8"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
+        files.append(buffer.getvalue())
+    return np.array(files, dtype=object)
 
 
 def _write_report(path: Path, report: dict) -> None:

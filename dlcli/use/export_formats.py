@@ -58,6 +58,7 @@ class Copy:
 
     run: Callable[[np.ndarray], np.ndarray]
     inputs: list[dict]
+    run_bytes: Callable | None = None  # an image SavedModel's endpoint for encoded files
 
 
 def _tf():
@@ -86,6 +87,8 @@ def load_keras(path: Path, table) -> Copy:
 
 def write_saved_model(model, folder: Path, table) -> Path:
     path = folder  # a SavedModel is a folder: export/saved_model/ itself
+    if isinstance(table, RawImages):
+        return _saved_model_of_images(model, path, table)
     if table is None:
         model.export(str(path), format="tf_saved_model", verbose=False)
         return path
@@ -124,6 +127,38 @@ def write_saved_model(model, folder: Path, table) -> Path:
     return path
 
 
+def _saved_model_of_images(model, path: Path, images: RawImages) -> Path:
+    """An image model's SavedModel: `serve` (the default) takes float pixels of the trained
+    size, `serve_bytes` encoded files (PNG, JPEG, BMP, GIF), decoded and resized in the graph."""
+    import keras
+
+    tf = _tf()
+    height, width, channels = images.shape
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(pixels):
+        return model(pixels, training=False)
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image.set_shape([None, None, channels])
+        return tf.image.resize(tf.cast(image, tf.float32), [height, width])
+
+    def serve_bytes(encoded):
+        pixels = tf.map_fn(decode, encoded, fn_output_signature=tf.float32)
+        return model(pixels, training=False)
+
+    archive.add_endpoint(
+        "serve", serve, input_signature=[tf.TensorSpec([None, *images.shape], tf.float32)]
+    )
+    archive.add_endpoint(
+        "serve_bytes", serve_bytes, input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
 def load_saved_model(path: Path, table) -> Copy:
     tf = _tf()
     loaded = tf.saved_model.load(str(path))
@@ -133,6 +168,22 @@ def load_saved_model(path: Path, table) -> Copy:
         {"name": name, "dtype": spec.dtype.name, "shape": spec.shape.as_list()}
         for name, spec in specs.items()
     ]
+    if isinstance(table, RawImages):
+        endpoint = loaded.signatures["serve_bytes"]
+        (key,) = endpoint.structured_input_signature[1]
+        inputs.append({"name": key, "signature": "serve_bytes", "dtype": "string", "shape": [None]})
+
+        def run_bytes(encoded):
+            outputs = endpoint(**{key: tf.constant(list(encoded), tf.string)})
+            return next(iter(outputs.values())).numpy()
+
+        pixels = next(iter(specs))
+        return Copy(
+            lambda x: next(iter(serve(**{pixels: tf.constant(x)}).values())).numpy(),
+            inputs,
+            run_bytes,
+        )
+    table = table if isinstance(table, RawTable) else None
     if table is not None:  # in the table's column order
         inputs.sort(key=lambda entry: table.by_key[entry["name"]].index)
         for entry in inputs:
@@ -262,6 +313,41 @@ FORMATS = {
 }
 
 
+@dataclass(frozen=True)
+class RawImages:
+    """An image run's input: pixels of `shape` (height, width, channels)."""
+
+    shape: tuple
+
+
+# Keras's augmentation layers that are the identity at inference (RandomCrop is not: it
+# crops the centre), and whose random ops some runtimes cannot load (onnxruntime).
+AUGMENTATION_KEEPS = ("RandomCrop",)
+
+
+def without_augmentation(keras, model):
+    """(the model without its augmentation layers, their names): the same weights, the same
+    outputs at inference, no random ops in the graph. The model itself when it has none."""
+    removed = [
+        layer.name
+        for layer in model.layers
+        if type(layer).__name__.startswith("Random")
+        and type(layer).__name__ not in AUGMENTATION_KEEPS
+    ]
+    if not removed:
+        return model, []
+    config = keras.saving.serialize_keras_object(model)
+    inner = config["config"]
+    inner["layers"] = [
+        entry for entry in inner["layers"] if entry.get("config", {}).get("name") not in removed
+    ]
+    copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    copy(np.zeros((1, *model.input_shape[1:]), "float32"), training=False)
+    for layer in copy.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
+    return copy, removed
+
+
 @dataclass
 class Column:
     name: str  # the table's column
@@ -348,7 +434,9 @@ __all__ = [
     "RAW",
     "Copy",
     "Format",
+    "RawImages",
     "RawTable",
     "precision_of",
     "rebuilt",
+    "without_augmentation",
 ]

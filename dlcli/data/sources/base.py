@@ -27,6 +27,7 @@ class Loaded:
         None  # a table's columns and categories (`dlcli.data.sources.table.TableInfo`)
     )
     y_labels: list | None = None  # streamed text targets: y holds codes into these sorted labels
+    media: dict | None = None  # images: the layout, size, classes and skipped files (run.json)
 
 
 class Rows:
@@ -34,12 +35,14 @@ class Rows:
     a source gives as `Loaded.x` / `x_test` instead of an array.
 
     `starts[k]` is the first sample of piece `k` and `starts[-1]` the number of samples;
-    `read(k)` returns piece `k`'s samples as float32, `(rows, *sample_shape)`: a table's
-    categorical columns as codes into the file's categories, as `read_table` gives them.
+    `read(k)` returns piece `k`'s samples as `dtype` (float32; images uint8),
+    `(rows, *sample_shape)`: a table's categorical columns as codes into the file's
+    categories, as `read_table` gives them.
     """
 
     sample_shape: tuple = ()
     starts: np.ndarray = np.zeros(1, dtype="int64")
+    dtype: str = "float32"  # what `read` gives (images: uint8 pixels)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
