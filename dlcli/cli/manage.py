@@ -399,6 +399,14 @@ def init_command(
             )
             return
         print(written)
+        if fitted.features == ["image"]:
+            err().print(
+                f"wrote a config for {escape(from_data)} ({fitted.rows:,} images, "
+                f"{len(fitted.classes or [])} classes); next: dlcli validate {escape(str(written))} "
+                f"&& dlcli train {escape(str(written))}",
+                highlight=False,
+            )
+            return
         what = "regression"
         if fitted.classes is not None:
             what = f"classification, {len(fitted.classes)} class{'es' if len(fitted.classes) != 1 else ''}"

@@ -138,7 +138,7 @@ def write_from_data(
     that name inside. Refuses to overwrite an existing file unless `force`, and never
     overwrites the data file itself.
     """
-    default_name = f"{Path(file).stem or 'table'}.yaml"
+    default_name = f"{Path(file).stem or Path(file).resolve().name or 'data'}.yaml"
     destination = _destination(path if path is not None else default_name, default_name, force)
     if os.path.exists(file) and os.path.exists(destination) and os.path.samefile(file, destination):
         raise ConfigError(
@@ -160,9 +160,17 @@ def fitted_config(
 ) -> FittedConfig:
     """`from_data`, with the facts about the file besides the text: the table profiled
     (`dlcli.init.profile`), then the config rendered for it (`dlcli.init.render`)."""
+    from dlcli.init.images import is_image_data, profile_images, render_images
     from dlcli.init.profile import profile_table
     from dlcli.init.render import render_config
 
+    if is_image_data(file):
+        images = profile_images(file, target)
+        text = render_images(images, config_dir, config_name)
+        classes = [label for label, _ in images.classes]
+        return FittedConfig(
+            text, str(file), images.target or "", "classification", images.files, ["image"], classes
+        )
     profile = profile_table(file, target)
     text = render_config(profile, config_dir, config_name)
     goal = profile.target

@@ -87,9 +87,17 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
             try:
                 model.add(layer)
             except Exception as exc:  # noqa: BLE001 - Keras raises many types for a shape mismatch
+                hint = ""
+                if config.data.image_size is not None:
+                    height, width = config.data.image_size
+                    hint = (
+                        f"; the images are {height}x{width} (data.image_size): make them larger, "
+                        "or shrink less before this layer (padding: same, fewer poolings)"
+                    )
                 problems.append(
                     config.problem(
-                        path, f"does not fit the output of the layer before it: {first_line(exc)}"
+                        path,
+                        f"does not fit the output of the layer before it: {first_line(exc)}{hint}",
                     )
                 )
                 shapes_ok = False

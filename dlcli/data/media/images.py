@@ -23,6 +23,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -85,8 +86,8 @@ def header(data: bytes) -> tuple[int, int, str]:
         if not data:
             raise BadImage("is empty") from None
         raise BadImage(f"is not an image PIL can read ({_reason(exc)})") from None
-    except Image.DecompressionBombError:
-        raise BadImage(_bomb(None, None)) from None
+    except Image.DecompressionBombError as exc:
+        raise BadImage(_bomb(None, None, str(exc))) from None
     if kind not in FORMATS:
         raise BadImage(f"is a {kind} image; dlcli reads PNG, JPEG, BMP and GIF")
     if width * height > MAX_PIXELS:
@@ -94,11 +95,17 @@ def header(data: bytes) -> tuple[int, int, str]:
     return width, height, "JPEG" if kind == "MPO" else kind
 
 
-def _bomb(width, height) -> str:
-    declared = f"declares {width}x{height} pixels" if width else "declares a size"
+def _bomb(width, height, said: str = "") -> str:
+    """The reason for an image whose header declares too many pixels (PIL's message, when
+    PIL refused it first, gives their number)."""
+    if width:
+        declared = f"declares {width}x{height} pixels"
+    else:
+        found = re.search(r"\((\d+) pixels\)", said)
+        declared = f"declares {int(found[1]):,} pixels" if found else "declares a huge size"
     return (
         f"{declared}, more than the {MAX_PIXELS / 1e6:.0f} million dlcli decodes (a "
-        "decompression bomb, or a scan far larger than any model input); shrink it or remove it"
+        "decompression bomb, or a scan far larger than any model input)"
     )
 
 
@@ -122,8 +129,8 @@ def decode(data: bytes, size: tuple[int, int], color_mode: str) -> np.ndarray:
         if color_mode == "grayscale" and image.mode != "L":  # 16- or 32-bit grayscale
             image = image.convert("L")
         pixels = np.asarray(image, dtype="uint8")
-    except Image.DecompressionBombError:
-        raise BadImage(_bomb(None, None)) from None
+    except Image.DecompressionBombError as exc:
+        raise BadImage(_bomb(None, None, str(exc))) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImage(f"cannot be decoded ({_reason(exc)})") from None
     return pixels.reshape((*size, CHANNELS[color_mode]))
