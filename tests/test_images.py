@@ -220,6 +220,14 @@ def test_evaluate_scores_a_labelled_folder_and_refuses_an_unknown_class(image_ru
     assert scored.returncode == 0, scored.stderr
     entry = json.loads(scored.stdout)
     assert entry["samples"] == 48 and 0 <= entry["metrics"]["accuracy"] <= 1
+    changed = next((folder / "digit0").glob("*.png"))
+    original = changed.read_bytes()
+    changed.write_bytes(original + b"\0")  # still a PNG, but not the file trained on
+    try:
+        stale = run_dlcli("evaluate", run)
+    finally:
+        changed.write_bytes(original)
+    assert stale.returncode == 2 and "changed since run" in stale.stderr
     strange = digit_images(tmp_path / "other", per_class=2, classes=1)
     (strange / "digit0").rename(strange / "seven")
     refused = run_dlcli("evaluate", run, "--data", strange)
@@ -268,6 +276,24 @@ def test_init_from_an_image_folder_writes_a_config_that_reaches_95_percent_on_di
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["test"]["accuracy"] >= 0.95
+
+
+def test_init_from_a_table_of_image_paths_names_its_columns_and_validates(cli, tmp_path):
+    folder = digit_images(tmp_path / "pictures", per_class=6)
+    rows = ["id,picture,label"] + [
+        f"{n},{p.relative_to(tmp_path).as_posix()},{p.parent.name}"
+        for n, p in enumerate(sorted(folder.rglob("*.png")))
+    ]
+    table = tmp_path / "pictures.csv"
+    table.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "from-table.yaml"
+    made = cli("init", "--from-data", table, config, "--target", "label")
+    assert made.exit_code == 0, made.stderr
+    text = config.read_text()
+    assert "target: label" in text and "features: [{name: picture, type: image}]" in text
+    assert "image_size: [16, 16]" in text
+    checked = cli("validate", config, "--json")
+    assert checked.exit_code == 0, checked.stderr
 
 
 # -- bad input: one line, exit 2, no run folder -----------------------------------------------

@@ -34,7 +34,7 @@ from dlcli.data import splits
 from dlcli.data.sources import source_for
 from dlcli.data.sources.base import Rows, plain
 from dlcli.data.sources.datafile import streams
-from dlcli.data.streaming import BATCH_ROWS, StreamSplit, tally
+from dlcli.data.streaming import StreamSplit, rows_per_batch, tally
 from dlcli.data.tables.preprocessing import TableCounts, TablePreprocessing, fit
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean
 from dlcli.runtime.losses import task_of
@@ -66,8 +66,9 @@ class Split:
         """Batches per pass (the last one may be partial)."""
         return math.ceil(len(self) / batch_size)
 
-    def feature_batches(self, rows: int = BATCH_ROWS) -> Iterator[np.ndarray]:
-        """The features, `rows` samples at a time, in order."""
+    def feature_batches(self, rows: int | None = None) -> Iterator[np.ndarray]:
+        """The features, `rows` samples at a time (default: `rows_per_batch`), in order."""
+        rows = rows or rows_per_batch(self.sample_shape)
         for start in range(0, len(self), rows):
             yield self.x[start : start + rows]
 

@@ -34,6 +34,16 @@ from dlcli.data.sources.base import Rows
 from dlcli.errors import ConfigError, RunFailed, first_line
 
 BATCH_ROWS = 4096  # rows per batch where dlcli itself walks a split (statistics, predictions)
+BATCH_VALUES = 1 << 18  # ... at most this many input values (64 images of 64x64x3): a
+# convolution's activations are tens of times its input, and a prediction holds them all
+
+
+def rows_per_batch(sample_shape: tuple) -> int:
+    """Samples per batch where dlcli walks a split: `BATCH_ROWS` of a table's rows, fewer of
+    larger samples (images), at least 16."""
+    return int(min(BATCH_ROWS, max(16, BATCH_VALUES // max(1, math.prod(sample_shape)))))
+
+
 WINDOW_BYTES = 16 << 20  # features shuffled together: consecutive pieces of an epoch's order
 
 
@@ -62,8 +72,10 @@ class StreamSplit:
         """Batches per pass (the last one may be partial)."""
         return math.ceil(len(self) / batch_size)
 
-    def feature_batches(self, rows: int = BATCH_ROWS) -> Iterator[np.ndarray]:
-        """The features, `rows` samples at a time, in order (the order of `y`)."""
+    def feature_batches(self, rows: int | None = None) -> Iterator[np.ndarray]:
+        """The features, `rows` samples at a time (default: `rows_per_batch`), in order
+        (the order of `y`)."""
+        rows = rows or rows_per_batch(self.sample_shape)
         for x, _ in _rebatch(self._blocks(range(self.rows.pieces)), rows):
             yield x
 
@@ -273,4 +285,4 @@ def _batches_class():
     return Batches
 
 
-__all__ = ["BATCH_ROWS", "StreamSplit", "batches", "tally"]
+__all__ = ["BATCH_ROWS", "StreamSplit", "batches", "rows_per_batch", "tally"]

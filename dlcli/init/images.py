@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections import Counter
@@ -111,8 +112,9 @@ def _table_listing(path: str, target):
 
     kind = "parquet" if path.lower().endswith((".parquet", ".pq")) else "csv"
     names = TableFile.open(path, kind=kind).format.names
+    column = image_column(path)
     if target is None:
-        target = names[-1]
+        target = [n for n in names if n != column][-1]
     elif isinstance(target, str) and target.lstrip("-").isdigit():
         target = int(target)
     config = load_config(
@@ -121,7 +123,7 @@ def _table_listing(path: str, target):
             "model": {"layers": [{"type": "Dense"}]},
         }
     )
-    return list_table(config, config.data.path, IMAGE_SUFFIXES, "image")
+    return list_table(config, config.data.path, IMAGE_SUFFIXES, "image", column=column)
 
 
 def blocks_for(size: tuple[int, int]) -> int:
@@ -220,29 +222,36 @@ def _noted(code: str, note: str, column: int = 30) -> str:
 
 def is_image_data(path: str | os.PathLike) -> bool:
     """Whether `init --from-data` should read `path` as images: a folder, or a table one of
-    whose first rows' cells names an image file."""
+    whose columns names image files."""
+    return os.path.isdir(path) or image_column(path) is not None
+
+
+def image_column(path: str | os.PathLike) -> str | None:
+    """The first column of a table whose cells in its first rows name image files."""
     from dlcli.data.media.listing import IMAGE_SUFFIXES, is_table
 
-    if os.path.isdir(path):
-        return True
     if not is_table(path) or not os.path.isfile(path):
-        return False
+        return None
     try:
         if str(path).lower().endswith((".parquet", ".pq")):
             import pyarrow.parquet as pq
 
             handle = pq.ParquetFile(str(path))
-            rows = (
-                handle.read_row_group(0).slice(0, 20).to_pylist() if handle.num_row_groups else []
-            )
-            cells = [str(v).lower() for row in rows for v in row.values()]
+            first = handle.read_row_group(0) if handle.num_row_groups else None
+            rows = first.slice(0, 20).to_pylist() if first is not None else []
+            names = handle.schema_arrow.names
+            cells = [[str(row.get(n, "")) for n in names] for row in rows]
         else:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                lines = [handle.readline() for _ in range(21)][1:]
-            cells = [c.strip().strip('"').lower() for line in lines for c in line.split(",")]
-    except (OSError, ValueError, ImportError):
-        return False
-    return any(c.endswith(IMAGE_SUFFIXES) for c in cells)
+            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+                lines = [line for _, line in zip(range(21), handle)]
+            table = list(csv.reader(lines))
+            names, cells = (table[0], table[1:]) if table else ([], [])
+    except (OSError, ValueError, ImportError, csv.Error):
+        return None
+    for j, name in enumerate(names):
+        if any(j < len(row) and row[j].strip().lower().endswith(IMAGE_SUFFIXES) for row in cells):
+            return name
+    return None
 
 
-__all__ = ["ImageProfile", "is_image_data", "profile_images", "render_images"]
+__all__ = ["ImageProfile", "image_column", "is_image_data", "profile_images", "render_images"]

@@ -27,6 +27,7 @@ import re
 import stat
 import tempfile
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -121,6 +122,9 @@ def decode(data: bytes, size: tuple[int, int], color_mode: str) -> np.ndarray:
     from keras.utils import load_img
     from PIL import Image
 
+    # PIL warns about what it converts (a palette with transparency becoming RGB): the
+    # pixels are what the config asks for, and a warning per file would flood stderr.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     header(data)
     try:
         image = load_img(
