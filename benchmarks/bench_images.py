@@ -12,7 +12,8 @@ For each it reports the end-to-end wall time, the images per second of `fit` (tr
 images x epochs / fit seconds) and the peak resident memory of the process; the ratio of the
 wall times per pair, and their median. `--sizes` also trains dlcli on a smaller folder, to
 show that its peak memory does not grow with the number of images. `--backends` trains the
-model on each backend, as `runtime.backend: auto` weighs them for convolutional models.
+model on each backend (on the smallest of `--sizes`), as `runtime.backend: auto` weighs them
+for convolutional models.
 
     python benchmarks/bench_images.py
     python benchmarks/bench_images.py --images 5000 --epochs 2 --repeats 1 --sizes 1000
@@ -193,9 +194,14 @@ def main() -> None:
         result = dlcli(smaller, args.epochs, args.side, work, env, "tensorflow")
         print(f"dlcli on {count:,} images:")
         show("dlcli train", result)
+    backend_folder = (
+        make_folder(base / f"n{min(args.sizes)}", min(args.sizes), args.side)
+        if args.sizes
+        else folder
+    )
     for backend in args.backends:
-        result = dlcli(folder, args.epochs, args.side, work, env, backend)
-        print(f"backend {backend}:")
+        result = dlcli(backend_folder, args.epochs, args.side, work, env, backend)
+        print(f"backend {backend} ({backend_folder.name[1:]} images):")
         show(f"dlcli ({result['backend']})", result)
 
 
