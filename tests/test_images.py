@@ -430,6 +430,19 @@ def test_image_keys_belong_to_the_images_source_only(tmp_path):
     assert config.data.normalize == 255.0 and config.data.color_mode == "rgb"
 
 
+def test_a_csv_feature_of_type_image_points_to_the_images_source(cli, tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "1,2,0\n3,4,1\n" * 4)
+    config = tmp_path / "t.yaml"
+    config.write_text(
+        "data:\n  source: csv\n  path: t.csv\n  target: y\n"
+        "  features: [{name: a, type: image}, b]\nmodel: {layers: [{type: Dense}]}\n"
+    )
+    done = cli("validate", config)
+    assert done.exit_code == 2 and "Traceback" not in done.stderr
+    assert "t.yaml:5" in done.stderr and "set data.source: images" in done.stderr
+
+
 # -- memory: pixels stay in the unnamed file ------------------------------------------------
 
 

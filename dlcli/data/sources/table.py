@@ -192,6 +192,15 @@ def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
                     config.problem(path, f"feature '{name}' is listed twice; remove one")
                 )
             features.append(name)
+            if entry.type == "image":
+                raise ConfigError(
+                    config.problem(
+                        (*path, "type"),
+                        f"'{name}' has type image, which data.source: images reads (a table "
+                        "of image paths with its target); set data.source: images, or give "
+                        "the column type numeric or categorical",
+                    )
+                )
             if entry.type != "auto":
                 kinds[name] = entry.type
     if not features:
