@@ -90,6 +90,15 @@ def listing_of(config, path: str, key: str):
     if is_table(path):
         listing = list_table(config, path, IMAGE_SUFFIXES, "image")
     else:
+        for given in ("target", "features"):
+            if getattr(config.data, given) is not None:
+                raise ConfigError(
+                    config.problem(
+                        ("data", given),
+                        f"data.{given} is for a table of image paths; {path} is a folder, whose "
+                        "class is each image's sub-folder: remove data." + given,
+                    )
+                )
         listing = list_folder(path, IMAGE_SUFFIXES, config.where(("data", key)))
     if not listing.files:
         raise ConfigError(
