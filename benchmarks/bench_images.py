@@ -1,6 +1,6 @@
 """Images: `dlcli train` on a folder of images against the hand-written Keras script.
 
-The folder is generated once (default 50,000 PNG files of 64x64, ten classes: scikit-learn's
+The folder is generated once (default 50,000 PNG files of 64x64, ten classes, 10 epochs: scikit-learn's
 digits, upscaled, coloured and noised so that each file differs). Each repeat runs, in
 alternating order and each in a fresh process:
 
@@ -15,7 +15,7 @@ show that its peak memory does not grow with the number of images. `--backends` 
 model on each backend (on the smallest of `--sizes`), as `runtime.backend: auto` weighs them
 for convolutional models.
 
-    python benchmarks/bench_images.py
+    python benchmarks/bench_images.py                      # 50,000 images, 10 epochs
     python benchmarks/bench_images.py --images 5000 --epochs 2 --repeats 1 --sizes 1000
 """
 
@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--side", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000])
     parser.add_argument("--backends", nargs="*", default=[])
