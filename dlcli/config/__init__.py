@@ -3,7 +3,9 @@ against the schema, every problem located at its `file:line`.
 
 - `text`: reading YAML safely (no tags, bounded size and expansion), `--set` overrides, the
   differences between two configs.
-- `schema`: the sections (`Config`, `DataConfig`, ...) as pydantic models, and the JSON Schema.
+- `schema`: the sections (`Config`, `TrainingConfig`, ...) as pydantic models, and the JSON
+  Schema; `data_section` is the `data:` section (`DataConfig`, the sources by kind) and
+  `fields` the value types they are built from (`Section`, `KerasObject`, strict numbers).
 - `load`: `load_config`, which turns pydantic's errors into `Problem`s at their lines.
 - `space`: the kinds of a sweep's search space (`choice`, `uniform`, ...), one class each.
 

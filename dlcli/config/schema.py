@@ -1,4 +1,5 @@
-"""The config schema: pydantic models of every section, and the JSON Schema.
+"""The config schema: pydantic models of every section, and the JSON Schema. The value
+types are `dlcli.config.fields`'s, the `data:` section is `dlcli.config.data_section`'s.
 
 Reading the YAML (with the line of each key) and applying `--set` is `dlcli.config.text`'s
 work, and `dlcli.config.load` validates the result against these models, placing each
@@ -20,348 +21,39 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AllowInfNan,
-    BaseModel,
-    ConfigDict,
     Field,
     PlainValidator,
-    PositiveInt,
     PrivateAttr,
-    Strict,
     StrictBool,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
+from dlcli.config.data_section import (  # the data section's names, importable from here
+    FILE_SOURCES,
+    KERAS_SOURCES,
+    MEDIA_SOURCES,
+    MISSING_MARKERS,
+    SKLEARN_SOURCES,
+    TABLE_SOURCES,
+    DataConfig,
+    FeatureConfig,
+)
+from dlcli.config.fields import (
+    AutoOrBool,
+    AutoOrPositiveInt,
+    Count,
+    KerasObject,
+    Number,
+    PositiveCount,
+    Section,
+)
 from dlcli.config.space import ENTRY_SCHEMA, kind_of
 from dlcli.config.text import format_path
 from dlcli.errors import Problem, did_you_mean
 
-SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
-KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-TABLE_SOURCES = ("csv", "parquet")
-MEDIA_SOURCES = ("images",)  # a folder of files (one sub-folder per class), or a table of paths
-FILE_SOURCES = (*TABLE_SOURCES, "npz", *MEDIA_SOURCES)
-IMAGE_NORMALIZE = 255.0  # data.normalize for images when the config does not set it
-# Cells that hold no value, as tables write them; `data.missing` replaces the list.
-MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_NAME = 200  # a run folder is `NAME-YYYYmmdd-HHMMSS`; file names end at 255 bytes
-
-# Numbers are numbers: `epochs: true` or `epochs: "10"` is a mistake, not 1 or 10.
-Count = Annotated[int, Strict()]
-PositiveCount = Annotated[PositiveInt, Strict()]
-Number = Annotated[float, Strict(), AllowInfNan(False)]  # an int is a number too; nan/inf are not
-
-
-def _auto_or(kind: str, check):
-    """A field type that takes the word 'auto' or a value `check` accepts, with one error."""
-
-    def validate(value):
-        if value == "auto":
-            return value
-        try:
-            return check(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected 'auto' or {kind}, got {value!r}") from None
-
-    return validate
-
-
-def _bool(value):
-    if isinstance(value, bool):
-        return value
-    raise ValueError
-
-
-def _positive_int(value):
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise ValueError
-
-
-def _normalize(value):
-    if value in ("standard", "minmax", "none"):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise ValueError(
-        f"expected standard, minmax, none or a positive number to divide by, got {value!r}"
-    )
-
-
-AutoOrBool = Annotated[
-    Literal["auto"] | bool,
-    PlainValidator(_auto_or("true/false", _bool)),
-    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "boolean"}]}),
-]
-AutoOrPositiveInt = Annotated[
-    Literal["auto"] | int,
-    PlainValidator(_auto_or("a positive integer", _positive_int)),
-    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
-]
-MAX_IMAGE_SIDE = 8192  # pixels: a larger image_size is a typo or a batch that cannot fit
-ImageSize = Annotated[
-    list[Annotated[int, Strict(), Field(gt=0, le=MAX_IMAGE_SIDE)]],
-    Field(min_length=2, max_length=2),
-]
-Normalize = Annotated[
-    Literal["standard", "minmax", "none"] | float,
-    PlainValidator(_normalize),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"enum": ["standard", "minmax", "none"]},
-                {"type": "number", "exclusiveMinimum": 0},
-            ]
-        }
-    ),
-]
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class KerasObject(BaseModel):
-    """A Keras class by name (`type:`), with its keyword arguments passed through.
-
-    A bare string is the same as `{type: name}`: `optimizer: adam`.
-    """
-
-    model_config = ConfigDict(extra="allow")
-    type: str = Field(description="a Keras class or alias, case-insensitive")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value):
-        return {"type": value} if isinstance(value, str) else value
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class NpzKeys(Section):
-    x_train: str = "x_train"
-    y_train: str = "y_train"
-    x_test: str = "x_test"
-    y_test: str = "y_test"
-
-
-class FoldConfig(Section):
-    """The fold of a k-fold cross-validation this run is (`dlcli cv` sets it): the training
-    data (the test split held out) is cut into `of` folds, stratified for classes and seeded,
-    and fold `index` is the validation data; `validation_split` does not apply."""
-
-    index: Count = Field(ge=0, description="0-based: the fold held out for validation")
-    of: Count = Field(ge=2, description="how many folds")
-
-    @model_validator(mode="after")
-    def _in_range(self):
-        if self.index >= self.of:
-            raise ValueError(f"index {self.index} is not a fold of {self.of} (0 to {self.of - 1})")
-        return self
-
-
-def _delimiter(value):
-    if value == "auto" or (isinstance(value, str) and len(value) == 1 and value not in '"\r\n'):
-        return value
-    raise ValueError(
-        f"expected 'auto' or one character such as ',' ';' '|' \"\\t\" (' ' for runs of spaces), got {value!r}"
-    )
-
-
-Delimiter = Annotated[
-    str,
-    PlainValidator(_delimiter),
-    WithJsonSchema(
-        {"anyOf": [{"const": "auto"}, {"type": "string", "minLength": 1, "maxLength": 1}]}
-    ),
-]
-
-
-def _column(value):
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise ValueError(f"expected a column name or a 0-based position (-1: the last), got {value!r}")
-
-
-Column = Annotated[
-    str | int,
-    PlainValidator(_column),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
-]
-
-
-class FeatureConfig(Section):
-    """A table column used as a feature, with its type given instead of inferred."""
-
-    name: Column = Field(description="a column name, or its 0-based position")
-    type: Literal["auto", "numeric", "categorical", "image"] = "auto"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value):
-        return (
-            {"name": value}
-            if isinstance(value, (str, int)) and not isinstance(value, bool)
-            else value
-        )
-
-
-class DataConfig(Section):
-    source: Literal[SKLEARN_SOURCES + KERAS_SOURCES + FILE_SOURCES] = Field(
-        description="a bundled scikit-learn dataset, a keras.datasets one, csv / parquet / npz, "
-        "or images (a folder with one sub-folder per class, or a table of image paths)"
-    )
-    path: str | None = Field(
-        None,
-        description="csv/parquet/npz file, or the images' folder or table; relative to the "
-        "config's folder",
-    )
-    test_path: str | None = Field(
-        None,
-        description="csv/parquet: a separate test file with the same columns; images: a "
-        "test folder (or table) in the same layout",
-    )
-    target: Column | None = Field(
-        None, description="csv/parquet: the target column, by name or 0-based position (-1: last)"
-    )
-    features: list[FeatureConfig] | None = Field(
-        None,
-        description="csv/parquet: names, positions or {name, type}; default every other column",
-    )
-    header: AutoOrBool = Field("auto", description="csv: does the first row name the columns?")
-    skip_rows: Count = Field(
-        0,
-        ge=0,
-        description="csv: leading lines to skip before the header or the first row, such as the "
-        "line counting rows and columns that scikit-learn's CSVs begin with; the test file, "
-        "evaluate --data and predict skip them too",
-    )
-    columns: list[str] | None = Field(
-        None, description="csv: names for the file's columns (a file without a header)"
-    )
-    delimiter: Delimiter = Field(
-        "auto",
-        description="csv: auto (sniffed among , ; tab | and runs of spaces) or the character",
-    )
-    missing: list[str] = Field(
-        default_factory=lambda: list(MISSING_MARKERS),
-        description="csv/parquet: cells that hold no value",
-    )
-    on_missing: Literal["fill", "drop", "error"] = Field(
-        "fill", description="fill (training mean, or a 'missing' category), drop the row, or error"
-    )
-    keys: NpzKeys = Field(default_factory=NpzKeys, description="npz only: the array names")
-    task: Literal["auto", "classification", "regression"] = "auto"
-    validation_split: Number = Field(0.2, ge=0, lt=1, description="fraction of the training data")
-    test_split: Number = Field(0.2, gt=0, lt=1, description="when the source has no test set")
-    scale_target: AutoOrBool = Field(
-        "auto",
-        description="regression: standardise the target for training (training-split mean and "
-        "std), undone in the model's output; auto: for every regression",
-    )
-    fold: FoldConfig | None = Field(
-        None, description="set by dlcli cv: the k-fold fold this run validates on"
-    )
-    normalize: Normalize = Field(
-        "standard",
-        description="standard (training mean and std), minmax, none, or a number to divide by; "
-        "images: 255 unless set",
-    )
-    image_size: ImageSize | None = Field(
-        None,
-        description="images: every image is resized to [height, width]; default: the size "
-        "they all share",
-    )
-    color_mode: Literal["rgb", "grayscale", "rgba"] = Field(
-        "rgb", description="images: the channels each image is converted to"
-    )
-    on_bad_file: Literal["error", "skip"] = Field(
-        "error",
-        description="images: a file that is not a readable image is an error naming it, or "
-        "is skipped (and listed in run.json)",
-    )
-    cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
-    streaming: AutoOrBool = Field(
-        "auto",
-        description="csv/parquet/npz: read the files a piece at a time instead of whole "
-        "(auto: when they are larger than a quarter of this machine's memory)",
-    )
-
-    @model_validator(mode="after")
-    def _source_needs(self):
-        wrong = []
-        table = self.source in TABLE_SOURCES
-        media = self.source in MEDIA_SOURCES
-        if self.source in FILE_SOURCES and not self.path:
-            wrong.append(
-                f"source '{self.source}' needs 'path:' "
-                + (
-                    "(a folder with one sub-folder per class, or a table of paths)"
-                    if media
-                    else "(the data file)"
-                )
-            )
-        if table and self.target is None:
-            wrong.append(
-                f"source '{self.source}' needs 'target:' (the target column's name, "
-                "or its 0-based position: -1 for the last)"
-            )
-        if self.source not in FILE_SOURCES:
-            for key in ("path", "test_path", "target", "features"):
-                if getattr(self, key) is not None:
-                    wrong.append(
-                        f"'{key}' is only for csv/parquet/npz sources, not '{self.source}'"
-                    )
-        if self.source == "npz" and (self.target is not None or self.features or self.test_path):
-            wrong.append("npz takes arrays by 'keys:', not target/features/test_path")
-        if self.source != "csv" and not (media and str(self.path).lower().endswith(".csv")):
-            set_here = self._changed("header", "columns", "delimiter", "skip_rows")
-            if set_here:
-                wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
-        if self.source != "images":
-            set_here = self._changed("image_size", "color_mode", "on_bad_file")
-            if set_here:
-                wrong.append(f"{', '.join(set_here)}: only for images, not '{self.source}'")
-        elif "normalize" not in self.model_fields_set:
-            self.normalize = IMAGE_NORMALIZE
-        if not table:
-            set_here = self._changed("missing", "on_missing")
-            if set_here:
-                wrong.append(
-                    f"{', '.join(set_here)}: only for csv/parquet tables, not '{self.source}'"
-                )
-        if wrong:
-            raise ValueError("; ".join(wrong))
-        return self
-
-    def _changed(self, *keys: str) -> list[str]:
-        """The keys among `keys` whose value is not the default (a resolved config has them all)."""
-        fields = type(self).model_fields
-        return [
-            key
-            for key in keys
-            if getattr(self, key) != fields[key].get_default(call_default_factory=True)
-        ]
-
-    @field_validator("columns")
-    @classmethod
-    def _distinct_columns(cls, value):
-        if value is not None:
-            seen = set()
-            for name in value:
-                if name in seen:
-                    raise ValueError(
-                        f"column '{name}' is named twice; give each column its own name"
-                    )
-                seen.add(name)
-        return value
 
 
 class ModelConfig(Section):
@@ -622,3 +314,22 @@ def config_schema() -> dict:
         "title": "dlcli config",
         **{k: v for k, v in generated.items() if k != "title"},
     }
+
+
+__all__ = [
+    "FILE_SOURCES",
+    "KERAS_SOURCES",
+    "MAX_NAME",
+    "MEDIA_SOURCES",
+    "MISSING_MARKERS",
+    "SKLEARN_SOURCES",
+    "TABLE_SOURCES",
+    "Config",
+    "DataConfig",
+    "FeatureConfig",
+    "KerasObject",
+    "RuntimeConfig",
+    "Section",
+    "SweepConfig",
+    "config_schema",
+]
