@@ -122,7 +122,10 @@ def test_an_image_folder_trains_and_its_run_records_classes_sizes_and_splits(ima
 
 @pytest.mark.slow
 def test_the_saved_model_holds_the_rescaling_and_takes_raw_pixels(image_run):
-    import keras
+    from dlcli.runtime.keras_import import import_keras
+
+    # the backend this test process already runs on (the one later in-process tests get)
+    keras = import_keras(os.environ.get("KERAS_BACKEND", "jax"))
 
     model = keras.saving.load_model(image_run["run"] / "model.keras", safe_mode=True)
     names = [layer.name for layer in model.layers]

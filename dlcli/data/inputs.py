@@ -73,12 +73,18 @@ def read_labeled_file(
             raise ConfigError(
                 Problem("the target holds text; this run's model predicts numbers", where=path)
             ) from None
+    return Split(x, _class_indices(y, labels, path)), unseen
+
+
+def _class_indices(y, labels: list, path: str) -> np.ndarray:
+    """Each target's index among the run's labels (compared as text); a ConfigError naming
+    the labels training never saw."""
     index = {str(label): i for i, label in enumerate(labels)}
     values = np.asarray(y).astype(str)
     unknown = [v for v in dict.fromkeys(values.tolist()) if v not in index]
     if unknown:
         raise ConfigError(Problem(unseen_labels(unknown, labels), where=path))
-    return Split(x, np.asarray([index[v] for v in values], dtype="int64")), unseen
+    return np.asarray([index[v] for v in values], dtype="int64")
 
 
 def _numbers_file(
@@ -177,15 +183,7 @@ def image_inputs(
     y = np.zeros(len(files), dtype="int64")
     if labelled:
         given = np.asarray(listing.labels, dtype=object)[decoded.kept]
-        if labels is None:
-            y = given.astype("float32")
-        else:
-            index = {str(label): i for i, label in enumerate(labels)}
-            values = [str(v) for v in given]
-            unknown = [v for v in dict.fromkeys(values) if v not in index]
-            if unknown:
-                raise ConfigError(Problem(unseen_labels(unknown, labels), where=path))
-            y = np.asarray([index[v] for v in values], dtype="int64")
+        y = given.astype("float32") if labels is None else _class_indices(given, labels, path)
     split = StreamSplit(decoded.rows, np.arange(len(files)), y, config.training.batch_size)
     return split, files, skipped
 

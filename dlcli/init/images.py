@@ -83,14 +83,11 @@ def profile_images(path: str | os.PathLike, target: str | int | None = None) -> 
         target=listing.target,
         column=listing.column,
     )
-    from PIL import Image
 
     for file in listing.files:
         try:
-            width, height, kind = images.header(images.read_head(file, 1 << 18))
-            with Image.open(file) as image:
-                mode = image.mode
-        except (images.BadImage, OSError):
+            width, height, kind, mode = images.header(images.read_head(file, 1 << 18))
+        except images.BadImage:
             profile.unreadable += 1
             continue
         profile.sizes[(width, height)] += 1
@@ -136,12 +133,9 @@ def render_images(
     profile: ImageProfile, config_dir: str | os.PathLike = ".", config_name: str = "config.yaml"
 ) -> str:
     """The commented YAML config for an image profile; `data.path` relative to `config_dir`."""
-    try:
-        relative = Path(
-            os.path.relpath(os.path.abspath(profile.path), os.path.abspath(config_dir))
-        ).as_posix()
-    except ValueError:
-        relative = Path(os.path.abspath(profile.path)).as_posix()
+    from dlcli.init.render import commented, relative_path, run_name
+
+    relative = relative_path(profile.path, config_dir)
     height, width = profile.image_size
     channels = {"rgb": 3, "grayscale": 1, "rgba": 4}[profile.color_mode]
     train = max(1, int(profile.files * 0.64))
@@ -150,7 +144,7 @@ def render_images(
     sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in profile.sizes.most_common(3))
     if len(profile.sizes) > 3:
         sizes += f" and {len(profile.sizes) - 3} more sizes"
-    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(profile.path).stem)
+    name = run_name(Path(profile.path).resolve().stem, "images")
     made = (
         f"# An image classification config made by `dlcli init --from-data` from "
         f"{Path(profile.path).name}: {profile.files:,} images, {len(profile.classes)} classes."
@@ -159,7 +153,7 @@ def render_images(
         made,
         f"# Check it:  dlcli validate {config_name}      Train it:  dlcli train {config_name}",
         "",
-        f"name: {name or 'images'}",
+        f"name: {name}",
         "seed: 42",
         "",
         "data:",
@@ -171,10 +165,10 @@ def render_images(
         out.append(f"  features: [{{name: {profile.column}, type: image}}]")
     modes = ", ".join(f"{m} ({n})" for m, n in profile.modes.most_common())
     out += [
-        _noted(f"  image_size: [{height}, {width}]", f"sizes found: {sizes}"),
-        _noted(f"  color_mode: {profile.color_mode}", f"modes found: {modes}"),
-        _noted("  normalize: 255", "pixels / 255, inside the saved model"),
-        _noted("  on_bad_file: error", "or skip: leave out files that cannot be decoded"),
+        commented(f"  image_size: [{height}, {width}]", f"sizes found: {sizes}"),
+        commented(f"  color_mode: {profile.color_mode}", f"modes found: {modes}"),
+        commented("  normalize: 255", "pixels / 255, inside the saved model"),
+        commented("  on_bad_file: error", "or skip: leave out files that cannot be decoded"),
         "  # classes (files):",
         *[f"  #   {label}: {count}" for label, count in profile.classes],
     ]
@@ -214,10 +208,6 @@ def render_images(
         f"# input: {height}x{width}x{channels}",
     ]
     return "\n".join(out) + "\n"
-
-
-def _noted(code: str, note: str, column: int = 30) -> str:
-    return f"{code.ljust(column)} # {note}"
 
 
 def is_image_data(path: str | os.PathLike) -> bool:

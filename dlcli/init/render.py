@@ -38,13 +38,7 @@ def render_config(
     """The config's YAML text; `data.path` relative to `config_dir`, `config_name` in the
     comment that says how to check and train it."""
     target, kind, names = profile.target, profile.kind, profile.names
-    config_dir = Path(config_dir)
-    try:
-        relative = Path(
-            os.path.relpath(os.path.abspath(profile.file), os.path.abspath(config_dir))
-        ).as_posix()
-    except ValueError:  # another drive (Windows): no relative path
-        relative = Path(os.path.abspath(profile.file)).as_posix()
+    relative = relative_path(profile.file, config_dir)
     base = Path(profile.file).name
     out = [
         (
@@ -54,17 +48,17 @@ def render_config(
         f"# Check it:  dlcli validate {_comment(config_name)}      Train it:  dlcli train {_comment(config_name)}",
         "# Each feature line says what the file holds; comment a line out (#) to leave that column out.",
         "",
-        f"name: {_scalar(_run_name(Path(profile.file).stem))}",
+        f"name: {_scalar(run_name(Path(profile.file).stem))}",
         "seed: 42",
         "",
         "data:",
         f"  source: {kind}",
-        _commented(f"  path: {_scalar(relative)}", "relative to this config's folder"),
+        commented(f"  path: {_scalar(relative)}", "relative to this config's folder"),
     ]
     if kind == "csv":
         if profile.skip_rows:
             out.append(
-                _commented(
+                commented(
                     f"  skip_rows: {profile.skip_rows}",
                     _comment(
                         f"{profile.skipped}: a count line, neither header nor data, so skipped"
@@ -72,7 +66,7 @@ def render_config(
                 )
             )
         out.append(
-            _commented(
+            commented(
                 f"  header: {'true' if profile.header else 'false'}",
                 "the first row names the columns"
                 if profile.header
@@ -82,46 +76,46 @@ def render_config(
         note = DELIMITER_NAMES.get(profile.delimiter, "")
         if profile.decimal == ",":
             note += "; decimal commas (3,14) are read as numbers"
-        out.append(_commented(f"  delimiter: {json.dumps(profile.delimiter)}", note))
+        out.append(commented(f"  delimiter: {json.dumps(profile.delimiter)}", note))
         if profile.positional and len(names) <= 30:
             out.append(
-                _commented(
+                commented(
                     f"  # columns: {_comment(_flow([f'c{i}' for i in range(len(names))]))}",
                     "optional: names for the columns, in order",
                 )
             )
     out += [f"  # {_comment(note)}" for note in _target_notes(profile)]
     out.append(
-        _commented(
+        commented(
             f"  target: {_scalar(target.ref)}",
             "the last column" if names[-1] == target.name else "",
         )
     )
     out.append(
-        _commented(
+        commented(
             f"  task: {target.task}",
             "the task: from the target; sets the output layer and loss below",
         )
     )
-    out.append(_commented("  features:", "every other column, one per line"))
+    out.append(commented("  features:", "every other column, one per line"))
     for column in profile.columns:
         prefix = "# " if column.left_out else ""
         out.append(
-            _commented(
+            commented(
                 f"    {prefix}- {_scalar(profile.ref(column.name))}",
                 _comment(column.left_out or _note(column)),
             )
         )
     out += [
-        _commented(f"  missing: {_flow(profile.missing_markers)}", "cells that hold no value"),
-        _commented(
+        commented(f"  missing: {_flow(profile.missing_markers)}", "cells that hold no value"),
+        commented(
             "  on_missing: fill", "numbers: the training mean; categories: a 'missing' category"
         ),
         "  validation_split: 0.2",
         "  test_split: 0.2",
         *(
             [
-                _commented(
+                commented(
                     "  scale_target: auto",
                     "the network learns the standardised target; its outputs are in the target's units",
                 )
@@ -129,7 +123,7 @@ def render_config(
             if target.task == "regression"
             else []
         ),
-        _commented("  normalize: standard", "columns on different scales need this"),
+        commented("  normalize: standard", "columns on different scales need this"),
         "",
         "model:",
         "  layers:",
@@ -151,7 +145,7 @@ def render_config(
     epochs, batch, patience = sized_training(profile.rows)
     out += [
         "",
-        _commented(
+        commented(
             "training:",
             f"sized to {profile.rows:,} rows: at most about {STEPS:,} updates; "
             "early stopping keeps the best epoch",
@@ -281,7 +275,16 @@ def _short(text: str, quote: bool = False) -> str:
     return f"'{text}'" if quote or not text.strip() else text
 
 
-def _commented(code: str, note: str, column: int = 28) -> str:
+def relative_path(file: str | os.PathLike, config_dir: str | os.PathLike) -> str:
+    """`file` as the config in `config_dir` names it: relative to that folder (absolute on
+    another drive, where Windows has no relative path)."""
+    try:
+        return Path(os.path.relpath(os.path.abspath(file), os.path.abspath(config_dir))).as_posix()
+    except ValueError:
+        return Path(os.path.abspath(file)).as_posix()
+
+
+def commented(code: str, note: str, column: int = 28) -> str:
     """A config line with its comment, the comments of a section aligned where the code allows."""
     if not note:
         return code
@@ -293,9 +296,9 @@ def _comment(text: str) -> str:
     return "".join(c if c.isprintable() else " " for c in str(text))
 
 
-def _run_name(stem: str) -> str:
+def run_name(stem: str, default: str = "table") -> str:
     """The file's stem as a run name: letters, digits, '.', '_' and '-'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:100].strip("-.") or "table"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:100].strip("-.") or default
 
 
-__all__ = ["render_config"]
+__all__ = ["commented", "relative_path", "render_config", "run_name"]

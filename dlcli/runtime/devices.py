@@ -8,8 +8,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 
 from dlcli.runtime.keras_import import quiet_stderr
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
 
 # Mixed precision pays off from Volta (7.0) on; bfloat16 from Ampere (8.0) on.
 MIN_CAPABILITY_FLOAT16 = (7, 0)

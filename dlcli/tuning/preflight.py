@@ -20,7 +20,8 @@ from dlcli.config.schema import Config, SweepConfig
 from dlcli.config.space import ENDLESS_GRID, grid, kind_of
 from dlcli.errors import ConfigError, Problem, did_you_mean
 from dlcli.runs.metrics import column_direction, logged_directions
-from dlcli.tuning.trials import override, usable_cores
+from dlcli.runtime.devices import usable_cores
+from dlcli.tuning.trials import override
 
 
 @dataclass

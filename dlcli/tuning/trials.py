@@ -29,6 +29,7 @@ import yaml
 
 from dlcli.config.schema import Config
 from dlcli.errors import ConfigError
+from dlcli.runtime.devices import usable_cores
 from dlcli.training import handoff
 from dlcli.training.distributed import read_note
 
@@ -69,13 +70,6 @@ def trial_argv(folder: Path, name: str, number: int, params: dict) -> list[str]:
         f"name={name}-t{number:04d}",
         *[part for key, value in params.items() for part in ("--set", override(key, value))],
     ]
-
-
-def usable_cores() -> list[int]:
-    """The cores this process may run on (its affinity where the system has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 @dataclass

@@ -334,18 +334,7 @@ def without_augmentation(keras, model):
         if type(layer).__name__.startswith("Random")
         and type(layer).__name__ not in AUGMENTATION_KEEPS
     ]
-    if not removed:
-        return model, []
-    config = keras.saving.serialize_keras_object(model)
-    inner = config["config"]
-    inner["layers"] = [
-        entry for entry in inner["layers"] if entry.get("config", {}).get("name") not in removed
-    ]
-    copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    copy(np.zeros((1, *model.input_shape[1:]), "float32"), training=False)
-    for layer in copy.layers:
-        layer.set_weights(model.get_layer(layer.name).get_weights())
-    return copy, removed
+    return (rebuilt(keras, model, leave_out=removed), removed) if removed else (model, [])
 
 
 @dataclass
@@ -396,9 +385,10 @@ class RawTable:
         return columns
 
 
-def rebuilt(keras, model, float32: bool = False):
-    """A copy of the model (same weights), with every layer computing in float32 if `float32`
-    (for formats that cannot hold mixed precision)."""
+def rebuilt(keras, model, float32: bool = False, leave_out=()):
+    """A copy of the model (same weights, layer by layer), with every layer computing in
+    float32 if `float32` (for formats that cannot hold mixed precision), without the layers
+    named in `leave_out`."""
 
     def plain(value):
         if isinstance(value, dict):
@@ -413,11 +403,19 @@ def rebuilt(keras, model, float32: bool = False):
 
     config = keras.saving.serialize_keras_object(model)
     config = plain(config) if float32 else config
+    if leave_out:
+        inner = config["config"]
+        inner["layers"] = [
+            entry
+            for entry in inner["layers"]
+            if entry.get("config", {}).get("name") not in leave_out
+        ]
     copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
     copy(
         np.zeros((1, *model.input_shape[1:]), "float32"), training=False
     )  # built and called, as export needs
-    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
     return copy
 
 

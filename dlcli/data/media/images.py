@@ -50,11 +50,9 @@ class BadImage(Exception):
 
 def threads() -> int:
     """Decoding threads: the cores this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    from dlcli.runtime.devices import usable_cores
+
+    return max(1, min(8, len(usable_cores())))
 
 
 def read_bytes(path: str) -> bytes:
@@ -74,15 +72,15 @@ def read_bytes(path: str) -> bytes:
         raise BadImage(f"cannot be read ({exc.strerror or exc})") from None
 
 
-def header(data: bytes) -> tuple[int, int, str]:
-    """(width, height, format) from an image's header, nothing decoded; BadImage for a file
+def header(data: bytes) -> tuple[int, int, str, str]:
+    """(width, height, format, PIL mode) from an image's header, nothing decoded; BadImage for a file
     that is not a PNG, JPEG, BMP or GIF, or whose declared size would exhaust memory."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-            kind = image.format
+            kind, mode = image.format, image.mode
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         if not data:
             raise BadImage("is empty") from None
@@ -93,7 +91,7 @@ def header(data: bytes) -> tuple[int, int, str]:
         raise BadImage(f"is a {kind} image; dlcli reads PNG, JPEG, BMP and GIF")
     if width * height > MAX_PIXELS:
         raise BadImage(_bomb(width, height))
-    return width, height, "JPEG" if kind == "MPO" else kind
+    return width, height, "JPEG" if kind == "MPO" else kind, mode
 
 
 def _bomb(width, height, said: str = "") -> str:
@@ -122,9 +120,6 @@ def decode(data: bytes, size: tuple[int, int], color_mode: str) -> np.ndarray:
     from keras.utils import load_img
     from PIL import Image
 
-    # PIL warns about what it converts (a palette with transparency becoming RGB): the
-    # pixels are what the config asks for, and a warning per file would flood stderr.
-    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     header(data)
     try:
         image = load_img(
@@ -190,6 +185,9 @@ def decode_files(
     for the caller to refuse or skip. A ConfigError when the temporary file cannot be made."""
     channels = CHANNELS[color_mode]
     sample = size[0] * size[1] * channels
+    # PIL warns about what it converts (a palette with transparency becoming RGB): the
+    # pixels are what the config asks for, and a warning per file would flood stderr.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     try:
         handle = tempfile.TemporaryFile(prefix="dlcli-images-")  # noqa: SIM115 - ImageRows holds it
     except OSError as exc:
@@ -267,7 +265,7 @@ def common_size(files: list[str], where: str) -> tuple[int, int]:
     sizes: dict[tuple[int, int], str] = {}
     for path in files:
         try:
-            width, height, _ = header(read_head(path))
+            width, height, _, _ = header(read_head(path))
         except BadImage:
             continue  # decoding names it
         sizes.setdefault((height, width), path)
