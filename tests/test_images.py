@@ -394,7 +394,7 @@ def test_an_image_size_the_first_layers_cannot_take_is_refused_at_its_line(
 
 def test_a_target_beside_a_folder_layout_is_refused(pictures, tmp_path, refused):
     line = refused({"path": str(pictures), "target": "label"})
-    assert "data.target is for a table of image paths" in line and "images.yaml" in line
+    assert "data.target is for a table" in line and "images.yaml" in line
 
 
 def test_images_of_different_sizes_need_an_image_size(pictures, tmp_path, refused):

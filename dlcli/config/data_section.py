@@ -19,8 +19,17 @@ from dlcli.config.fields import AutoOrBool, Count, ImageSize, Normalize, Number,
 SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 TABLE_SOURCES = ("csv", "parquet")
-MEDIA_SOURCES = ("images",)  # a folder of files (one sub-folder per class), or a table of paths
+MEDIA_SOURCES = (
+    "images",
+    "text",
+    "audio",
+)  # a folder of files (a sub-folder per class), or a table
 FILE_SOURCES = (*TABLE_SOURCES, "npz", *MEDIA_SOURCES)
+MEDIA_KEYS = {  # the keys each media source alone takes
+    "images": ("image_size", "color_mode"),
+    "text": ("text",),
+    "audio": ("sampling_rate", "output_sequence_length"),
+}
 IMAGE_NORMALIZE = 255.0  # data.normalize for images when the config does not set it
 # Cells that hold no value, as tables write them; `data.missing` replaces the list.
 MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
@@ -78,11 +87,31 @@ Column = Annotated[
 ]
 
 
+class TextConfig(Section):
+    """`data.text`: the `TextVectorization` layer adapted on the training split only."""
+
+    max_tokens: Count = Field(
+        20000, ge=3, description="the vocabulary's size, the padding and unknown tokens included"
+    )
+    output_mode: Literal["int", "multi_hot", "tf_idf", "count"] = Field(
+        "int",
+        description="int: token ids (for Embedding); multi_hot, count, tf_idf: one number "
+        "per vocabulary entry (for Dense)",
+    )
+    sequence_length: Count = Field(
+        200, ge=1, description="int: token ids per document, cut or padded to this length"
+    )
+    ngrams: Count = Field(1, ge=1, le=5, description="1: words; 2: words and word pairs; ...")
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = (
+        Field("lower_and_strip_punctuation", description="what is done to the text first")
+    )
+
+
 class FeatureConfig(Section):
     """A table column used as a feature, with its type given instead of inferred."""
 
     name: Column = Field(description="a column name, or its 0-based position")
-    type: Literal["auto", "numeric", "categorical", "image"] = "auto"
+    type: Literal["auto", "numeric", "categorical", "image", "text", "audio"] = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -165,8 +194,27 @@ class DataConfig(Section):
     )
     on_bad_file: Literal["error", "skip"] = Field(
         "error",
-        description="images: a file that is not a readable image is an error naming it, or "
-        "is skipped (and listed in run.json)",
+        description="images, text, audio: a file that cannot be read (not an image, not "
+        "UTF-8, not a PCM WAV) is an error naming it, or is skipped (and listed in run.json)",
+    )
+    text: TextConfig | None = Field(
+        None,
+        description="text: the vectorizer adapted on the training split (default: int ids, "
+        "20000 tokens, 200 per document)",
+    )
+    sampling_rate: Count | None = Field(
+        None,
+        ge=1,
+        le=384_000,
+        description="audio: samples per second every recording is resampled to; default: the "
+        "rate they all share",
+    )
+    output_sequence_length: Count | None = Field(
+        None,
+        ge=1,
+        le=100_000_000,
+        description="audio: samples per recording, cut or padded with silence; default: the "
+        "longest recording's",
     )
     cache_dir: str | None = Field(None, description="keras.datasets cache; default ~/.keras")
     streaming: AutoOrBool = Field(
@@ -206,12 +254,25 @@ class DataConfig(Section):
             set_here = self._changed("header", "columns", "delimiter", "skip_rows")
             if set_here:
                 wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
-        if self.source != "images":
-            set_here = self._changed("image_size", "color_mode", "on_bad_file")
+        for kind, keys in MEDIA_KEYS.items():
+            set_here = self._changed(*keys) if self.source != kind else []
             if set_here:
-                wrong.append(f"{', '.join(set_here)}: only for images, not '{self.source}'")
-        elif "normalize" not in self.model_fields_set:
+                wrong.append(f"{', '.join(set_here)}: only for {kind}, not '{self.source}'")
+        if not media:
+            set_here = self._changed("on_bad_file")
+            if set_here:
+                wrong.append(f"on_bad_file: only for images, text or audio, not '{self.source}'")
+        if self.source == "images" and "normalize" not in self.model_fields_set:
             self.normalize = IMAGE_NORMALIZE
+        if self.source in ("text", "audio"):
+            if "normalize" in self.model_fields_set and self.normalize != "none":
+                wrong.append(
+                    f"normalize: {self.source} goes into the model as it is (token ids or "
+                    "vectors; waveforms in -1..1); remove data.normalize"
+                )
+            self.normalize = "none"
+        if self.source == "text" and self.text is None:
+            self.text = TextConfig()
         if not table:
             set_here = self._changed("missing", "on_missing")
             if set_here:

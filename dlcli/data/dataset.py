@@ -113,7 +113,9 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     preprocessing: TablePreprocessing | None = None  # a table's: fitted on the training split
-    media: dict | None = None  # images: layout, size, classes, skipped files
+    media: dict | None = None  # images, text, audio: layout, settings, classes, skipped files
+    media_kind: str | None = None  # images | text | audio: run.json's key for `media`
+    text: object | None = None  # text: the vectorizer's `TextPreprocessing`, fitted on train
 
     @property
     def one_hot(self) -> bool:
@@ -161,19 +163,21 @@ class Dataset:
             if self.streaming
             else "split arrays",
             **({"rows": self.preprocessing.rows} if self.preprocessing is not None else {}),
-            **({"images": self._media_summary()} if self.media is not None else {}),
+            **({self.media_kind: self._media_summary()} if self.media is not None else {}),
         }
 
     def _media_summary(self) -> dict:
-        """Images: the source's record, with each split's count per class."""
+        """Media: the source's record, with each split's count per class (and text's
+        vocabulary)."""
+        media = {**self.media, **({"vocabulary": self.text.summary()} if self.text else {})}
         if self.labels is None:
-            return self.media
+            return media
         per_split = {}
         for name, split in (("train", self.train), ("val", self.val), ("test", self.test)):
             if split is not None:
                 counts = np.bincount(np.asarray(split.y, dtype="int64"), minlength=self.n_classes)
                 per_split[name] = {str(k): int(n) for k, n in zip(self.labels, counts)}
-        return {**self.media, "split_counts": per_split}
+        return {**media, "split_counts": per_split}
 
 
 def infer_task(config: Config, y: np.ndarray | None = None, source_task: str | None = None) -> str:
@@ -279,7 +283,7 @@ def load_data(config: Config, fitted: TablePreprocessing | None = None) -> Datas
         >>> len(ds.train), ds.n_classes
         (1149, 10)
     """
-    if fitted is not None:
+    if isinstance(fitted, TablePreprocessing):
         config = config.model_copy(deep=True)
         config.data.features = [FeatureConfig(name=f.name, type=f.type) for f in fitted.features]
     try:
@@ -380,6 +384,7 @@ def _dataset(
         fingerprint=fingerprint,
         preprocessing=preprocessing,
         media=loaded.media,
+        media_kind=config.data.source if loaded.media is not None else None,
     )
 
 
@@ -449,8 +454,34 @@ def _streamed(config: Config, loaded, fitted: TablePreprocessing | None = None) 
     preprocessing = None
     if loaded.table is not None:
         preprocessing = _fit_streamed(loaded.table, train, val, test, d.normalize, fitted)
+    text = _fit_text(config, loaded, train, test, fitted) if d.source == "text" else None
     fingerprint = _stream_fingerprint(loaded.files, train, val, test)
-    return _dataset(config, loaded, (train, val, test), task, labels, fingerprint, preprocessing)
+    dataset = _dataset(config, loaded, (train, val, test), task, labels, fingerprint, preprocessing)
+    dataset.text = text
+    return dataset
+
+
+def _fit_text(config: Config, loaded, train: StreamSplit, test: StreamSplit, fitted):
+    """The run's vectorizer, adapted on the training split's documents only (or `fitted`,
+    a finished run's), set on the rows so that every split reads token ids; the share of
+    unknown tokens in the test split."""
+    from dlcli.data.media.vocabulary import TextPreprocessing
+
+    column = (loaded.media or {}).get("path", {}).get("column")
+    text = fitted or TextPreprocessing.fit(config.data.text, train.raw(train.rows.texts), column)
+    if not text.vocabulary:
+        raise ConfigError(
+            Problem(
+                "the training documents hold no token (every one is empty or punctuation); "
+                "point data.path at the text",
+                where=config.where(("data", "path")),
+            )
+        )
+    for rows in {id(train.rows): train.rows, id(test.rows): test.rows}.values():
+        rows.use(text)
+    if fitted is None:
+        text.oov = {"test": text.unknown_share(test.raw(test.rows.texts))}
+    return text
 
 
 def _row_numbers(count: int) -> np.ndarray:

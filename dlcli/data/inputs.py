@@ -135,51 +135,59 @@ def _reshape(x: np.ndarray, input_shape: tuple, path: str) -> np.ndarray:
     )
 
 
-def image_inputs(
+def media_inputs(
     path: str,
     config: Config,
     summary: DataRecord,
     labelled: bool = False,
     labels: list | None = None,
-) -> tuple[StreamSplit, list[str], list[dict]]:
-    """Images for a finished run, decoded as it was trained (size, colour mode), as a
-    split in file order: `predict`'s one file, folder (read recursively) or table of paths,
-    or, `labelled` (with the run's `labels`), `evaluate --data`'s folder of class folders (one class is
-    enough) or table with the target. Also the files, and the skipped files (`on_bad_file:
-    skip`; with `error`, a file that fails is a ConfigError naming it)."""
-    from dlcli.data.media import images
-    from dlcli.data.media.listing import (
-        IMAGE_SUFFIXES,
-        is_table,
-        list_folder,
-        list_inputs,
-        list_table,
-    )
-    from dlcli.data.sources.images import NOT_IMAGE, bad_files
+    text=None,
+) -> tuple[StreamSplit, list, list[dict]]:
+    """Images, recordings or documents for a finished run, read as it was trained (an
+    image's size and colour mode, a recording's rate and length, text through the run's
+    vocabulary `text`), as a split in file order: `predict`'s one file, folder (read
+    recursively) or table (of paths; for text, of documents), or, `labelled` (with the run's
+    `labels`), `evaluate --data`'s folder of class folders (one class is enough) or table
+    with the target. Also the files (a table of documents: its row numbers, from 1), and the
+    skipped files (`on_bad_file: skip`; with `error`, a file that fails is a ConfigError
+    naming it)."""
+    from dlcli.data.media.listing import SUFFIXES, is_table, list_folder, list_inputs, list_table
+    from dlcli.data.sources.media import KINDS, bad_files
 
-    media = summary.images or {}
+    kind = KINDS[summary.source]
+    suffixes = SUFFIXES[kind.noun]
+    media = getattr(summary, summary.source, None) or {}
     trained = media.get("path") or {}
     if is_table(path):
-        listing = list_table(config, path, IMAGE_SUFFIXES, "image", labelled, trained.get("column"))
+        listing = list_table(config, path, suffixes, kind.noun, labelled, trained.get("column"))
     elif labelled:
-        listing = list_folder(path, IMAGE_SUFFIXES, path, least=1)
+        listing = list_folder(path, suffixes, path, kind.noun, least=1)
     else:
-        listing = list_inputs(path, IMAGE_SUFFIXES)
-    size = tuple(config.data.image_size or media.get("image_size") or summary.input_shape[:2])
-    # A file not named like an image in a folder given to read (a README) is passed over,
-    # and listed; one the table names is an error like any unreadable image.
-    others = {p: NOT_IMAGE for p in listing.others}
-    decoded = images.decode_files(
-        listing.files, size, config.data.color_mode, others if listing.layout == "table" else {}
+        listing = list_inputs(path, suffixes, kind.noun)
+    if kind.noun == "image" and not media.get("image_size"):  # a run of an older dlcli
+        media = {**media, "image_size": list(summary.input_shape[:2])}
+    settings = kind.settings(config, listing.files, media)
+    # A file not of the kind in a folder given to read (a README) is passed over, and
+    # listed; one the table names is an error like any unreadable file.
+    table = listing.layout == "table"
+    others = {p: kind.not_kind for p in listing.others}
+    decoded = kind.decode(
+        config, {**settings, "layout": listing.layout}, listing.files, others if table else {}
     )
     skipped = bad_files(config, listing, decoded.bad, training=False)
     skipped += [
-        {"file": os.path.relpath(p, listing.root), "reason": NOT_IMAGE}
-        for p in ([] if listing.layout == "table" else listing.others)
+        {"file": os.path.relpath(p, listing.root), "reason": kind.not_kind}
+        for p in ([] if table else listing.others)
     ]
-    files = [listing.files[i] for i in decoded.kept]
+    if kind.noun == "text":
+        decoded.rows.use(text)
+    files = (
+        [int(i) + 1 for i in decoded.kept]
+        if table and kind.noun == "text"
+        else [listing.files[i] for i in decoded.kept]
+    )
     if not files:
-        raise ConfigError(Problem("holds no image that could be decoded", where=path))
+        raise ConfigError(Problem(f"holds no {kind.noun} that could be read", where=path))
     y = np.zeros(len(files), dtype="int64")
     if labelled:
         given = np.asarray(listing.labels, dtype=object)[decoded.kept]
@@ -188,4 +196,4 @@ def image_inputs(
     return split, files, skipped
 
 
-__all__ = ["image_inputs", "read_features_file", "read_labeled_file"]
+__all__ = ["media_inputs", "read_features_file", "read_labeled_file"]

@@ -79,6 +79,15 @@ class StreamSplit:
         for x, _ in _rebatch(self._blocks(range(self.rows.pieces)), rows):
             yield x
 
+    def raw(self, read: Callable[[int], np.ndarray]) -> Iterator[np.ndarray]:
+        """This split's samples piece by piece, as `read(piece)` gives a piece (a text's
+        documents, before they are vectorized)."""
+        starts = self.rows.starts
+        bounds = np.searchsorted(self.index, starts)
+        for piece in range(self.rows.pieces):
+            if bounds[piece] < bounds[piece + 1]:
+                yield read(piece)[self.index[bounds[piece] : bounds[piece + 1]] - starts[piece]]
+
     def shard(self, index: int, count: int, multiple: int = 1) -> StreamSplit:
         """Process `index` of `count`'s share, as `Split.shard`: every `count`-th sample from
         `index`, the same number for every process, a multiple of `multiple`."""
@@ -153,21 +162,20 @@ class StreamSplit:
             low, high = bounds[piece], bounds[piece + 1]
             if low == high:
                 continue
-            x = _read_again(self.rows, piece)
             local = self.index[low:high] - starts[piece]
-            if len(local) != len(x):
-                x = x[local]
+            whole = len(local) == starts[piece + 1] - starts[piece]
+            x = _read_again(self.rows, piece, None if whole else local)
             if self.encode is not None:
                 self.encode(x)
             yield x, self.y[low:high]
 
 
-def _read_again(rows: Rows, piece: int) -> np.ndarray:
-    """A piece of a file read and checked before the split was made: that it no longer
-    reads (truncated, replaced or deleted since) is a failure of the run (exit 1), not a
-    mistake in the config."""
+def _read_again(rows: Rows, piece: int, local: np.ndarray | None = None) -> np.ndarray:
+    """A piece of a file (its rows `local` where given) read and checked before the split
+    was made: that it no longer reads (truncated, replaced or deleted since) is a failure of
+    the run (exit 1), not a mistake in the config."""
     try:
-        x = rows.read(piece)
+        x = rows.read(piece) if local is None else rows.read_rows(piece, local)
     except (ConfigError, OSError) as exc:
         cause = (
             f"{exc.filename or 'the data file'}: {exc.strerror or first_line(exc)}"
@@ -175,7 +183,7 @@ def _read_again(rows: Rows, piece: int) -> np.ndarray:
             else first_line(exc)
         )
     else:
-        expected = int(rows.starts[piece + 1] - rows.starts[piece])
+        expected = int(rows.starts[piece + 1] - rows.starts[piece]) if local is None else len(local)
         if len(x) == expected:
             return x
         cause = f"part {piece + 1} of the file holds {len(x)} rows where it held {expected}"

@@ -21,7 +21,7 @@ from dlcli.config.schema import Config, KerasObject
 from dlcli.data.dataset import Dataset
 from dlcli.errors import ConfigError, Problem, first_line
 from dlcli.model.checks import ends_in_logits, monitor_problems, output_problems
-from dlcli.model.inputs import input_layer
+from dlcli.model.inputs import input_dtype, input_layer
 from dlcli.runtime import keras_names
 from dlcli.runtime.losses import BINARY, default_loss, loss_class
 
@@ -37,8 +37,20 @@ def resolve(config: Config, data: Dataset) -> Config:
             )
     if resolved.model.input_shape is None:
         resolved.model.input_shape = list(data.input_shape)
-    if data.media is not None and resolved.data.image_size is None:
-        resolved.data.image_size = list(data.media["image_size"])
+    media = data.media or {}
+    d = resolved.data
+    if "image_size" in media and d.image_size is None:
+        d.image_size = list(media["image_size"])
+    if "sampling_rate" in media:
+        d.sampling_rate = d.sampling_rate or media["sampling_rate"]
+        d.output_sequence_length = d.output_sequence_length or media["output_sequence_length"]
+    text = getattr(data, "text", None)
+    if text is not None and text.output_mode == "int":
+        for spec in resolved.model.layers:  # the first Embedding takes the vocabulary's ids
+            if spec.type.lower() == "embedding":
+                if "input_dim" not in spec.kwargs:
+                    spec.__pydantic_extra__["input_dim"] = len(text.vocabulary) + 2
+                break
     last = resolved.model.layers[-1]
     if last.type.lower() == "dense" and "units" not in last.kwargs:
         binary = loss_class(resolved.compile.loss) in BINARY
@@ -62,7 +74,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         )
 
     model = keras.Sequential(name=config.name.replace(".", "_"))
-    model.add(keras.Input(shape=shape))
+    model.add(keras.Input(shape=shape, dtype=input_dtype(data)))
     norm = input_layer(keras, config.data.normalize, data, shape)
     if norm is not None:
         model.add(norm)
@@ -87,13 +99,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
             try:
                 model.add(layer)
             except Exception as exc:  # noqa: BLE001 - Keras raises many types for a shape mismatch
-                hint = ""
-                if config.data.image_size is not None:
-                    height, width = config.data.image_size
-                    hint = (
-                        f"; the images are {height}x{width} (data.image_size): make them larger, "
-                        "or shrink less before this layer (padding: same, fewer poolings)"
-                    )
+                hint = _shape_hint(config)
                 problems.append(
                     config.problem(
                         path,
@@ -102,6 +108,7 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
                 )
                 shapes_ok = False
 
+    problems += _embedding_problems(config, data)
     scale = target_scale(config, data)
     if scale is not None and shapes_ok and not problems:
         mean, std = scale["mean"], scale["std"]
@@ -152,6 +159,47 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         steps_per_execution=choices.steps_per_execution,
     )
     return model
+
+
+def _embedding_problems(config: Config, data: Dataset) -> list[Problem]:
+    """Text's token ids must each have a row in the first Embedding."""
+    text = getattr(data, "text", None)
+    if text is None or text.output_mode != "int":
+        return []
+    ids = len(text.vocabulary) + 2  # the padding and unknown tokens first
+    for index, spec in enumerate(config.model.layers):
+        if spec.type.lower() == "embedding":
+            dim = spec.kwargs.get("input_dim")
+            if isinstance(dim, int) and dim < ids:
+                return [
+                    config.problem(
+                        ("model", "layers", index, "input_dim"),
+                        f"is {dim}, but the vocabulary has {ids} token ids; remove input_dim "
+                        f"(dlcli sets it to the vocabulary's size) or make it at least {ids}",
+                    )
+                ]
+            break
+    return []
+
+
+def _shape_hint(config: Config) -> str:
+    """What a media run can change when a layer does not fit its input."""
+    d = config.data
+    less = "or shrink less before this layer (padding: same, fewer poolings)"
+    if d.image_size is not None:
+        height, width = d.image_size
+        return f"; the images are {height}x{width} (data.image_size): make them larger, {less}"
+    if d.source == "text" and d.text is not None and d.text.output_mode == "int":
+        return (
+            f"; each document is {d.text.sequence_length} token ids (data.text.sequence_length): "
+            f"make it longer, {less}"
+        )
+    if d.source == "audio" and d.output_sequence_length is not None:
+        return (
+            f"; each recording is {d.output_sequence_length} samples "
+            f"(data.output_sequence_length): make it longer, {less}"
+        )
+    return ""
 
 
 def target_scale(config: Config, data: Dataset) -> dict | None:

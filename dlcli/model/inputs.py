@@ -92,3 +92,43 @@ def normalization_layer(keras, mode, train, shape: tuple):
         variance=np.square(scale).tolist(),
         name=NORMALIZE_LAYER,
     )
+
+
+def input_dtype(data) -> str | None:
+    """The model input's dtype where it is not float32: text's token ids are int32."""
+    text = getattr(data, "text", None)
+    return "int32" if text is not None and text.output_mode == "int" else None
+
+
+def saved_form(keras, model, text):
+    """The model as model.keras keeps it: for text, the run's `TextVectorization` in front
+    (built from `text`, its vocabulary), so the file takes raw strings (on TensorFlow,
+    `model.predict(np.array(texts, dtype=object))`); compiled as `model` is."""
+    if text is None:
+        return model
+    full = keras.Sequential(
+        [keras.Input(shape=(), dtype="string"), text.layer(keras), *model.layers],
+        name=model.name,
+    )
+    config = model.get_compile_config()
+    if config:
+        full.compile_from_config({**config, "jit_compile": False})  # XLA takes no strings
+    return full
+
+
+def without_vectorizer(keras, model):
+    """(the model on token ids, its `TextVectorization` or None) of a model.keras: what
+    dlcli runs on every backend (the vectorizer runs outside the compiled model)."""
+    from dlcli.data.media.vocabulary import is_text_layer
+
+    layers = model.layers
+    if not layers or not is_text_layer(layers[0]):
+        return model, None
+    vectorizer = layers[0]
+    shape = tuple(vectorizer.compute_output_shape((None,))[1:])
+    dtype = "int32" if vectorizer.get_config().get("output_mode") == "int" else "float32"
+    core = keras.Sequential([keras.Input(shape=shape, dtype=dtype), *layers[1:]], name=model.name)
+    config = model.get_compile_config()
+    if config:
+        core.compile_from_config(config)
+    return core, vectorizer

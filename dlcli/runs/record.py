@@ -57,6 +57,8 @@ class DataRecord:
     rows: dict = field(default_factory=dict)  # file -> rows read / dropped
     target_scale: dict | None = None  # regression: {mean, std} the model's output undoes
     images: dict | None = None  # layout, image_size, color_mode, classes, skipped files
+    text: dict | None = None  # layout, classes, skipped files, the vocabulary's summary
+    audio: dict | None = None  # layout, sampling_rate, output_sequence_length, classes, ...
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -65,7 +67,7 @@ class DataRecord:
 
     def to_json(self) -> dict:
         out = _to_json(self)
-        for name in ("target_scale", "images"):
+        for name in ("target_scale", "images", "text", "audio"):
             if out[name] is None:
                 del out[name]
         return out

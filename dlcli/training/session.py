@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from dlcli.config.schema import Config
 from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
 from dlcli.model.build import build_model, parameter_counts, target_scale
+from dlcli.model.inputs import saved_form
 from dlcli.model.outputs import predicted_classes, targets_for
 from dlcli.runs import metrics
 from dlcli.runs.record import DataRecord, RunRecord
@@ -316,8 +317,9 @@ def _describe(session: Session) -> None:
     run.folder("checkpoints")
     if data.labels is not None:
         run.write_json("labels.json", data.labels)
-    if data.preprocessing is not None:
-        run.write_json("preprocessing.json", data.preprocessing.to_json())
+    fitted = data.preprocessing or data.text  # a table's encoding, or text's vocabulary
+    if fitted is not None:
+        run.write_json("preprocessing.json", fitted.to_json())
     lines: list[str] = []
     session.prepared.model.summary(
         print_fn=lambda text, line_break=True: lines.append(text), line_length=100
@@ -513,7 +515,7 @@ def _score_and_write(
         return_dict=True,
     )
     stop.raise_if_requested()
-    run.save("model.keras", model.save)
+    run.save("model.keras", saved_form(session.prepared.keras, model, data.text).save)
     found, baselines_s = pending.scores()
     es = config.training.early_stopping
     kept_epoch = (

@@ -18,11 +18,13 @@ import numpy as np
 from dlcli.config.load import load_config
 from dlcli.config.schema import MEDIA_SOURCES, TABLE_SOURCES
 from dlcli.data.dataset import load_data
-from dlcli.data.inputs import image_inputs, read_features_file, read_labeled_file
+from dlcli.data.inputs import media_inputs, read_features_file, read_labeled_file
+from dlcli.data.media.vocabulary import TextPreprocessing
 from dlcli.data.sources.datafile import changed_files
 from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
+from dlcli.model.inputs import without_vectorizer
 from dlcli.model.outputs import class_probabilities, predicted_classes, targets_for
 from dlcli.runs.record import RunRecord
 from dlcli.runs.reports import write_confusion
@@ -75,6 +77,8 @@ def load_run_model(run: RunFolder, backend: str | None = None):
                 where=str(path),
             )
         )
+    if record.data.source == "text":  # its TextVectorization runs on TensorFlow's string ops
+        compat.let_tensorflow_in()
     try:
         model = keras.saving.load_model(
             path, safe_mode=True, custom_objects=portable_optimizers(keras)
@@ -83,6 +87,7 @@ def load_run_model(run: RunFolder, backend: str | None = None):
         raise ConfigError(
             Problem(f"not a model dlcli can load safely ({first_line(exc)[:200]})", where=str(path))
         ) from None
+    model, _ = without_vectorizer(keras, model)  # text: vectorized outside, on every backend
     return keras, model, config, record
 
 
@@ -129,10 +134,11 @@ def run_labels(run: RunFolder, record: RunRecord, model) -> list | None:
     return labels
 
 
-def run_preprocessing(run: RunFolder, record: RunRecord) -> TablePreprocessing | None:
-    """A table run's preprocessing.json (None for other sources); a ConfigError when a table
-    run lacks it or it is damaged."""
-    if record.data.source not in TABLE_SOURCES:
+def run_preprocessing(run: RunFolder, record: RunRecord):
+    """A table run's preprocessing.json (`TablePreprocessing`), a text run's vocabulary
+    (`TextPreprocessing`), None for other sources; a ConfigError when the run lacks it or
+    it is damaged."""
+    if record.data.source not in (*TABLE_SOURCES, "text"):
         return None
     shown = str(run.file("preprocessing.json"))
     data = run.read_json("preprocessing.json")
@@ -143,6 +149,8 @@ def run_preprocessing(run: RunFolder, record: RunRecord) -> TablePreprocessing |
                 where=shown,
             )
         )
+    if record.data.source == "text":
+        return TextPreprocessing.from_json(data, shown)
     return TablePreprocessing.from_json(data, shown)
 
 
@@ -182,7 +190,8 @@ def evaluate(
     labels = run_labels(run, record, model)
     entry = {"time": now_iso(), "backend": config.runtime.backend}
     if data is not None and summary.source in MEDIA_SOURCES:
-        split_data, _, skipped = image_inputs(str(data), config, summary, True, labels)
+        text = run_preprocessing(run, record)
+        split_data, _, skipped = media_inputs(str(data), config, summary, True, labels, text)
         entry["data"] = str(Path(data).resolve())
         if skipped:
             entry["skipped"] = skipped
@@ -263,7 +272,7 @@ def skipped_warning(skipped: list[dict], path: str) -> str:
     """One line for the files `on_bad_file: skip` left out."""
     first = skipped[0]
     more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
-    return f"{path}: skipped {len(skipped)} file(s) that are not usable images: {first['file']} ({first['reason']}){more}"
+    return f"{path}: skipped {len(skipped)} file(s) that could not be read: {first['file']} ({first['reason']}){more}"
 
 
 def parse_gate(text: str) -> tuple[str, float]:
@@ -322,7 +331,8 @@ def predict(
     summary = record.data
     labels = run_labels(run, record, model)
     if summary.source in MEDIA_SOURCES:
-        return _predict_files(model, config, summary, labels, str(input_path), proba)
+        text = run_preprocessing(run, record)
+        return _predict_files(model, config, summary, labels, str(input_path), proba, text)
     preprocessing = run_preprocessing(run, record)
     x, unseen = read_features_file(str(input_path), summary, preprocessing)
     warning = preprocessing.describe_unseen(unseen, str(input_path)) if preprocessing else None
@@ -334,17 +344,20 @@ def predict(
     return Predictions(_prediction_rows(model, outputs, labels, proba), unseen, warning)
 
 
-def _predict_files(model, config, summary, labels, path: str, proba: bool) -> Predictions:
-    """Predictions for image files (one, a folder, a table of paths), a batch at a time, each
-    row led by its file."""
-    split, files, skipped = image_inputs(path, config, summary)
+def _predict_files(
+    model, config, summary, labels, path: str, proba: bool, text=None
+) -> Predictions:
+    """Predictions for media files (one, a folder, a table of paths; for text, a table of
+    documents), a batch at a time, each row led by its file (a table's documents: its row)."""
+    split, files, skipped = media_inputs(path, config, summary, text=text)
+    lead = "row" if files and isinstance(files[0], int) else "file"
     rows, at = [], 0
     with _quietly_stoppable(model) as stop:
         for x in split.feature_batches(max(64, config.training.batch_size)):
             outputs = np.asarray(model.predict(x, batch_size=len(x), verbose=0))
             stop.raise_if_requested()
             for row in _prediction_rows(model, outputs, labels, proba):
-                rows.append({"file": files[at], **row})
+                rows.append({lead: files[at], **row})
                 at += 1
     warning = skipped_warning(skipped, path) if skipped else None
     return Predictions(rows, {}, warning)

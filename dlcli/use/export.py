@@ -37,9 +37,11 @@ from dlcli.use.export_formats import (
     INDICES,
     INSTALL,
     RAW,
+    TAKES_RAW_TEXT,
     Format,
     RawImages,
     RawTable,
+    RawText,
     precision_of,
     rebuilt,
     without_augmentation,
@@ -182,9 +184,12 @@ def export_run(
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
         labels = run_labels(run, record, model)
         preprocessing = run_preprocessing(run, record)
-        table = RawTable(preprocessing) if preprocessing is not None else None
-        if record.data.images is not None:
+        if record.data.text is not None:
+            table = RawText(preprocessing)
+        elif record.data.images is not None:
             table = RawImages(tuple(model.input_shape[1:]))
+        else:
+            table = RawTable(preprocessing) if preprocessing is not None else None
         model, augmentation = without_augmentation(keras, model)
         if output is not None:
             try:
@@ -244,8 +249,11 @@ def _export(
     run, keras, model, table, where = job.run, job.keras, job.model, job.table, job.where
 
     say("reading the test split")
-    split = load_data(job.config).split("test")
-    x = np.ascontiguousarray(_first_rows(split, MAX_ROWS, model.input_shape[1:]), dtype="float32")
+    text = table.text if isinstance(table, RawText) else None
+    split = load_data(job.config, fitted=text).split("test")
+    dtype = "int32" if text is not None and text.output_mode == "int" else "float32"
+    x = np.ascontiguousarray(_first_rows(split, MAX_ROWS, model.input_shape[1:]), dtype=dtype)
+    documents = _first_texts(split, len(x)) if text is not None else None
     if not len(x):
         raise ConfigError(
             Problem(
@@ -293,6 +301,10 @@ def _export(
             "runtime": fmt.runtime,
             "takes": RAW if (not isinstance(table, RawTable) or fmt.raw_tables) else INDICES,
         }
+        fed = x  # what the copy takes: the model's input, or a text run's documents
+        if text is not None:
+            entry["takes"] = table.takes(fmt.name)
+            fed = documents if fmt.name in TAKES_RAW_TEXT else x
         built = build_folder(where, fmt.name)  # ours alone: the only folders deleted below
         earlier = results.get(fmt.name)
         exported, against = model, reference
@@ -322,7 +334,7 @@ def _export(
             entry["files"] = files  # what is ours to replace next time
             copy = fmt.load(final, table)
             say(f"checking {fmt.name} on {len(x)} test samples")
-            outputs = outputs_of(copy.run, x)
+            outputs = outputs_of(copy.run, fed)
             entry.update({"path": job.shown(final), "bytes": _size(final), "inputs": copy.inputs})
             entry.update(compare(against, outputs, classes))
             if copy.run_bytes is not None:  # the same images, encoded as PNG files
@@ -336,7 +348,7 @@ def _export(
             if against is not reference:
                 entry["as_trained"] = compare(reference, outputs, classes)
             entry["latency_ms_per_sample"] = {
-                str(b): latency_ms(copy.run, x, b) for b in LATENCY_BATCHES
+                str(b): latency_ms(copy.run, fed, b) for b in LATENCY_BATCHES
             }
         except Exception as exc:  # noqa: BLE001 - a converter or runtime fails in many ways
             shutil.rmtree(built, ignore_errors=True)
@@ -389,6 +401,16 @@ def _first_rows(split, count: int, shape: tuple) -> np.ndarray:
         if held >= count:
             break
     return np.concatenate(batches) if batches else np.zeros((0, *shape), "float32")
+
+
+def _first_texts(split, count: int) -> np.ndarray:
+    """A text split's first `count` documents, as `_first_rows` reads their ids."""
+    found = []
+    for texts in split.raw(split.rows.texts):
+        found.extend(texts[: count - len(found)])
+        if len(found) >= count:
+            break
+    return np.array(found, dtype=object)
 
 
 ENCODED_ROWS = 16  # test images an image SavedModel's encoded-file endpoint is checked on

@@ -27,6 +27,9 @@ RAW = "raw features"
 
 
 INDICES = "category indices"
+TOKEN_IDS = "token ids (the vocabulary is in preprocessing.json)"
+TEXT_VECTORS = "a number per vocabulary entry (the vocabulary is in preprocessing.json)"
+RAW_TEXT = "raw text (strings)"
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,19 @@ def _tf():
 
 def write_keras(model, folder: Path, table) -> Path:
     path = folder / "model.keras"
-    model.save(path)
+    _with_vectorizer(model, table).save(path)
     return path
+
+
+def _with_vectorizer(model, table):
+    """A text run's model with its vectorizer in front (raw strings in); else the model."""
+    if not isinstance(table, RawText):
+        return model
+    import keras
+
+    from dlcli.model.inputs import saved_form
+
+    return saved_form(keras, model, table.text)
 
 
 def load_keras(path: Path, table) -> Copy:
@@ -79,8 +93,11 @@ def load_keras(path: Path, table) -> Copy:
     keras = keras_module()
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
     spec = loaded.inputs[0]
+    convert = (
+        (lambda x: _tf().constant(list(x), _tf().string)) if isinstance(table, RawText) else None
+    )
     return Copy(
-        lambda x: keras.ops.convert_to_numpy(loaded(x, training=False)),
+        lambda x: keras.ops.convert_to_numpy(loaded(convert(x) if convert else x, training=False)),
         [{"name": spec.name, "dtype": str(spec.dtype), "shape": list(spec.shape)}],
     )
 
@@ -89,6 +106,9 @@ def write_saved_model(model, folder: Path, table) -> Path:
     path = folder  # a SavedModel is a folder: export/saved_model/ itself
     if isinstance(table, RawImages):
         return _saved_model_of_images(model, path, table)
+    if isinstance(table, RawText):
+        _with_vectorizer(model, table).export(str(path), format="tf_saved_model", verbose=False)
+        return path
     if table is None:
         model.export(str(path), format="tf_saved_model", verbose=False)
         return path
@@ -183,6 +203,7 @@ def load_saved_model(path: Path, table) -> Copy:
             inputs,
             run_bytes,
         )
+    text = isinstance(table, RawText)
     table = table if isinstance(table, RawTable) else None
     if table is not None:  # in the table's column order
         inputs.sort(key=lambda entry: table.by_key[entry["name"]].index)
@@ -192,6 +213,8 @@ def load_saved_model(path: Path, table) -> Copy:
     def run(x):
         if table is not None:
             feed = {key: tf.constant(value) for key, value in table.raw(x).items()}
+        elif text:
+            feed = {next(iter(specs)): tf.constant(list(x), tf.string)}
         else:
             feed = {next(iter(specs)): tf.constant(x)}
         outputs = serve(**feed)
@@ -320,6 +343,22 @@ class RawImages:
     shape: tuple
 
 
+@dataclass(frozen=True)
+class RawText:
+    """A text run's input: documents, turned into the model's input by `text` (the run's
+    `TextPreprocessing`) inside the keras and SavedModel copies."""
+
+    text: object
+
+    def takes(self, fmt_name: str) -> str:
+        if fmt_name in TAKES_RAW_TEXT:
+            return RAW_TEXT
+        return TOKEN_IDS if self.text.output_mode == "int" else TEXT_VECTORS
+
+
+TAKES_RAW_TEXT = ("keras", "saved_model")  # the copies that hold the vectorizer
+
+
 # Keras's augmentation layers that are the identity at inference (RandomCrop is not: it
 # crops the centre), and whose random ops some runtimes cannot load (onnxruntime).
 AUGMENTATION_KEEPS = ("RandomCrop",)
@@ -430,10 +469,12 @@ __all__ = [
     "INDICES",
     "INSTALL",
     "RAW",
+    "TAKES_RAW_TEXT",
     "Copy",
     "Format",
     "RawImages",
     "RawTable",
+    "RawText",
     "precision_of",
     "rebuilt",
     "without_augmentation",

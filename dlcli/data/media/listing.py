@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from pathlib import Path
 from dlcli.errors import ConfigError, Problem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+TEXT_SUFFIXES = (".txt",)
+AUDIO_SUFFIXES = (".wav",)
+SUFFIXES = {"image": IMAGE_SUFFIXES, "text": TEXT_SUFFIXES, "audio": AUDIO_SUFFIXES}
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 SHOWN = 3  # file names a message lists before "and N more"
 
@@ -209,7 +213,8 @@ def list_table(
 ) -> Listing:
     """A CSV or Parquet table with a column of file paths (relative to the table's folder)
     and, when `labelled`, the target column: its files and their target values. `column`:
-    the column of paths a run was trained on, taken when the table has it."""
+    the column of paths a run was trained on, taken when the table has it. For `text`, the
+    column holds the documents themselves: `files` are the texts (`others` is empty)."""
     from dlcli.data.tables import tablefile, whole
 
     d = config.data
@@ -243,12 +248,18 @@ def list_table(
             )
     if column is None or column not in fmt.names:
         column = _path_column(config, fmt, target, feature_type)
-    table = whole.read_table(file, [column], target, {column: "categorical"}, "error")
+    text = feature_type == "text"  # an empty cell is an empty document
+    table = whole.read_table(
+        file, [column], target, {column: "categorical"}, "fill" if text else "error"
+    )
     names = table.categories[0]
-    codes = table.x[:, 0].astype("int64")
     base = Path(path).parent
-    files = [str(base / names[c]) for c in codes]
     labels = list(table.y) if target is not None else []
+    if text:
+        texts = [names[int(c)] if not math.isnan(c) else "" for c in table.x[:, 0]]
+        return Listing(base, texts, labels, "table", None, [], target, column)
+    codes = table.x[:, 0].astype("int64")
+    files = [str(base / names[c]) for c in codes]
     others = [f for f in files if not f.lower().endswith(suffixes)]
     return Listing(base, files, labels, "table", None, others, target, column)
 
@@ -257,13 +268,14 @@ def _path_column(config, fmt, target: str | None, feature_type: str) -> str:
     """The table's column of file paths: the feature of `type: image` (or the only one
     given), else the only column besides the target."""
     d = config.data
+    what = "the text" if feature_type == "text" else f"{feature_type} paths"
     if d.features:
         typed = [(i, f) for i, f in enumerate(d.features) if f.type in (feature_type, "auto")]
         if len(d.features) != 1 or not typed:
             raise ConfigError(
                 config.problem(
                     ("data", "features"),
-                    f"give one feature: the column of {feature_type} paths "
+                    f"give one feature: the column of {what} "
                     f"([{{name: COLUMN, type: {feature_type}}}])",
                 )
             )
@@ -282,14 +294,17 @@ def _path_column(config, fmt, target: str | None, feature_type: str) -> str:
             config.problem(
                 ("data", "path"),
                 f"the table has {len(rest)} columns besides the target; name the one of "
-                f"{feature_type} paths: data.features: [{{name: COLUMN, type: {feature_type}}}]",
+                f"{what}: data.features: [{{name: COLUMN, type: {feature_type}}}]",
             )
         )
     return rest[0]
 
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "IMAGE_SUFFIXES",
+    "SUFFIXES",
+    "TEXT_SUFFIXES",
     "Listing",
     "is_table",
     "list_folder",

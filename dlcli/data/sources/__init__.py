@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from dlcli.data.sources.base import Loaded, Source
 from dlcli.data.sources.bundled import Bundled
-from dlcli.data.sources.images import ImageSource
 from dlcli.data.sources.keras_datasets import KerasDataset
+from dlcli.data.sources.media import MediaSource
 from dlcli.data.sources.npzfile import NpzFile
 from dlcli.data.sources.table import TableSource
 
 SOURCES: dict[str, Source] = {
     name: source
-    for source in (Bundled(), KerasDataset(), TableSource(), NpzFile(), ImageSource())
+    for source in (Bundled(), KerasDataset(), TableSource(), NpzFile(), MediaSource())
     for name in source.names
 }
 
