@@ -78,8 +78,11 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
     norm = input_layer(keras, config.data.normalize, data, shape)
     if norm is not None:
         model.add(norm)
-    if len(shape) > 1 and config.model.layers[0].type.lower() == "dense":
+    first = config.model.layers[0].type.lower()
+    if len(shape) > 1 and first == "dense":
         model.add(keras.layers.Flatten(name="dlcli_flatten"))
+    if config.data.source == "audio" and len(shape) == 1 and wants_channels(first):
+        model.add(keras.layers.Reshape((*shape, 1), name="dlcli_channel"))
 
     mixed = choices.precision != "float32"
     layers = []
@@ -159,6 +162,16 @@ def build_model(config: Config, data: Dataset, keras, choices: dict):
         steps_per_execution=choices.steps_per_execution,
     )
     return model
+
+
+SEQUENCE_LAYERS = ("stftspectrogram", "lstm", "gru", "simplernn", "bidirectional", "convlstm1d")
+
+
+def wants_channels(layer_type: str) -> bool:
+    """Whether a first layer takes `(time, channels)` rather than a waveform `(time,)`: a
+    recording then gets its one channel axis (MelSpectrogram and Dense take the waveform)."""
+    name = layer_type.lower()
+    return name in SEQUENCE_LAYERS or name.endswith("1d")
 
 
 def _embedding_problems(config: Config, data: Dataset) -> list[Problem]:

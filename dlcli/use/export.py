@@ -212,6 +212,7 @@ def export_run(
             shown[0],
             elsewhere,
             augmentation,
+            record.data,
         )
         return _export(job, chosen, skipped, previous, progress or (lambda text: None))
     finally:
@@ -235,6 +236,7 @@ class Job:
     shown_where: str  # `where` as the user named it
     elsewhere: str  # the other way out when a folder is the user's (another --output)
     augmentation: list  # augmentation layers left out of the copies (identity at inference)
+    record: object = None  # run.json's data section
 
     def shown(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -302,6 +304,12 @@ def _export(
             "takes": RAW if (not isinstance(table, RawTable) or fmt.raw_tables) else INDICES,
         }
         fed = x  # what the copy takes: the model's input, or a text run's documents
+        if job.record.audio is not None:
+            audio = job.record.audio
+            entry["takes"] = (
+                f"waveforms: {audio['output_sequence_length']} samples at "
+                f"{audio['sampling_rate']} Hz, -1..1"
+            )
         if text is not None:
             entry["takes"] = table.takes(fmt.name)
             fed = documents if fmt.name in TAKES_RAW_TEXT else x

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,12 +244,41 @@ def constants_as_variables(model):
     tf = _tf()
     copy = rebuilt(keras, model)
     for layer in compat.inner_layers(copy):
+        if isinstance(layer, keras.layers.MelSpectrogram):
+            layer._spectrogram = types.MethodType(_magnitudes, layer)
         if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None:
             layer.mean = tf.Variable(np.asarray(layer.mean), trainable=False, name="mean")
             layer.variance = tf.Variable(
                 np.asarray(layer.variance), trainable=False, name="variance"
             )
     return copy
+
+
+def _magnitudes(layer, inputs):
+    """MelSpectrogram's short-time Fourier magnitudes, as Keras computes them on TensorFlow
+    (`keras.src.backend.tensorflow.math.stft`: reflect-padded, a periodic window), with the
+    transform as a strided convolution by the windowed Fourier basis (as Keras's
+    `STFTSpectrogram` computes it): tf2onnx turns `rfft` into operators onnxruntime does not
+    load (`ComplexAbs`), and a convolution into ONNX's own `Conv`."""
+    tf = _tf()
+    x = tf.convert_to_tensor(inputs)
+    fft, length = layer.fft_length, layer.sequence_length
+    x = tf.pad(x, [(0, 0)] * (len(x.shape) - 1) + [(fft // 2, fft // 2)], mode="reflect")
+    n = np.arange(length)
+    if layer.window is None:
+        window = np.ones(length)
+    elif layer.window == "hann":
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / length)
+    else:
+        window = 0.54 - 0.46 * np.cos(2 * np.pi * n / length)
+    left = (fft - length) // 2
+    window = np.pad(window, (left, fft - length - left))
+    angle = 2 * np.pi * np.outer(np.arange(fft), np.arange(fft // 2 + 1)) / fft
+    basis = np.concatenate([window[:, None] * np.cos(angle), -window[:, None] * np.sin(angle)], 1)
+    kernel = tf.constant(basis[:, None, :].astype("float32"))
+    parts = tf.nn.conv1d(x[..., None], kernel, stride=layer.sequence_stride, padding="VALID")
+    real, imag = tf.split(parts, 2, axis=-1)
+    return tf.pow(tf.sqrt(tf.square(real) + tf.square(imag)), layer.mag_exp)
 
 
 def load_onnx(path: Path, table) -> Copy:

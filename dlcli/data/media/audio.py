@@ -7,13 +7,14 @@ is refused, naming its format). Samples become float32 in -1..1, channels are av
 mono, the rate is changed to `data.sampling_rate` by SciPy's polyphase resampler
 (`resample_poly`, which filters before it decimates), and the recording is cut or padded with
 silence at its end to `data.output_sequence_length` samples. Each sample is
-`(output_sequence_length, 1)`: time, then one channel, as Keras's loader gives it.
+`(output_sequence_length,)`, what `MelSpectrogram` takes; the model gives layers that want a
+channel axis (`STFTSpectrogram`, `Conv1D`, recurrent layers) `(length, 1)`.
 
 Example:
     >>> rate, frames, channels = header("tones/low/0.wav")
     >>> decoded = decode_files(files, 8000, 8000)
     >>> decoded.rows.sample_shape
-    (8000, 1)
+    (8000,)
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def header(path: str) -> tuple[int, int, int]:
 
 
 def decode(data: bytes, rate: int, length: int) -> np.ndarray:
-    """A WAV file's bytes as float32 `(length, 1)`: mono, at `rate`, cut or padded with
+    """A WAV file's bytes as float32 `(length,)`: mono, at `rate`, cut or padded with
     silence; BadAudio for a file that is not one, or holds no sample."""
     from scipy.signal import resample_poly
 
@@ -108,16 +109,16 @@ def decode(data: bytes, rate: int, length: int) -> np.ndarray:
     out = np.zeros(length, dtype="float32")
     take = min(length, len(wave))
     out[:take] = wave[:take]
-    return out.reshape(length, 1)
+    return out
 
 
 def decode_files(files: list[str], rate: int, length: int, others: dict | None = None) -> Decoded:
-    """Decode every file of `files` into float32 rows of `(length, 1)`; the files that fail
+    """Decode every file of `files` into float32 rows of `(length,)`; the files that fail
     are in `Decoded.bad` (with `others`, files already known to be unusable)."""
     return store.decode_files(
         files,
         lambda data: decode(data, rate, length),
-        (length, 1),
+        (length,),
         "float32",
         BadAudio,
         "recordings",
