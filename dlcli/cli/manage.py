@@ -399,9 +399,10 @@ def init_command(
             )
             return
         print(written)
-        if fitted.features == ["image"]:
+        media = {"image": "images", "text": "documents", "audio": "recordings"}
+        if len(fitted.features) == 1 and fitted.features[0] in media:
             err().print(
-                f"wrote a config for {escape(from_data)} ({fitted.rows:,} images, "
+                f"wrote a config for {escape(from_data)} ({fitted.rows:,} {media[fitted.features[0]]}, "
                 f"{len(fitted.classes or [])} classes); next: dlcli validate {escape(str(written))} "
                 f"&& dlcli train {escape(str(written))}",
                 highlight=False,

@@ -160,11 +160,25 @@ def fitted_config(
 ) -> FittedConfig:
     """`from_data`, with the facts about the file besides the text: the table profiled
     (`dlcli.init.profile`), then the config rendered for it (`dlcli.init.render`)."""
-    from dlcli.init.images import is_image_data, profile_images, render_images
+    from dlcli.init.images import profile_images, render_images
+    from dlcli.init.media import media_kind, profile_media, render_media
     from dlcli.init.profile import profile_table
     from dlcli.init.render import render_config
 
-    if is_image_data(file):
+    kind = media_kind(file)
+    if kind in ("text", "audio"):
+        media = profile_media(file, kind, target)
+        classes = [label for label, _ in media.classes]
+        return FittedConfig(
+            render_media(media, config_dir, config_name),
+            str(file),
+            media.target or "",
+            "classification",
+            media.files,
+            [kind],
+            classes,
+        )
+    if kind == "images":
         images = profile_images(file, target)
         text = render_images(images, config_dir, config_name)
         classes = [label for label, _ in images.classes]
