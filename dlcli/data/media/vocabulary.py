@@ -143,7 +143,7 @@ class TextPreprocessing:
                 if purpose == "model":
                     self._layers[purpose] = self.layer(keras)
                 else:
-                    settings = {**_kwargs(self), "output_mode": "int"}
+                    settings = {**_kwargs(self), "output_mode": "int", "max_tokens": None}
                     settings.pop("output_sequence_length", None)  # each batch's longest
                     self._layers[purpose] = keras.layers.TextVectorization(
                         **settings, vocabulary=list(self.vocabulary)
