@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from dlcli.data.media.store import BadFile, Decoded
 from dlcli.data.sources.base import Rows
 
 PIECE = 256  # documents per piece: the unit a shuffled epoch permutes
+CACHE_BYTES = 1 << 30  # vectors up to this size are made once, not every epoch
 
 
 class BadText(BadFile):
@@ -59,12 +61,35 @@ class TextRows(Rows):
         if count == 0:
             self.starts = np.zeros(1, dtype="int64")
         self.text = None  # the TextPreprocessing that `read` vectorizes with
+        self.vectors = None  # (file, bytes per document) of the documents vectorized once
 
-    def use(self, text) -> None:
-        """Vectorize with `text` (a TextPreprocessing) from now on."""
+    def use(self, text, cache_bytes: int = CACHE_BYTES) -> None:
+        """Vectorize with `text` (a TextPreprocessing) from now on: all documents at once
+        into a second unnamed file when their vectors take at most `cache_bytes` (token ids
+        always, as `tf.data`'s `cache()` would hold them), so that no epoch vectorizes again;
+        else a piece at a time as training reads it."""
         self.text = text
         self.sample_shape = text.sample_shape
         self.dtype = text.dtype
+        self.vectors = None
+        per_row = int(np.prod(self.sample_shape)) * np.dtype(self.dtype).itemsize
+        if per_row * len(self) > cache_bytes:
+            return
+        handle = store.temporary("token ids")
+        try:
+            for piece in range(self.pieces):
+                values = np.ascontiguousarray(text.vectorize(self.texts(piece)))
+                os.pwrite(handle.fileno(), values.tobytes(), int(self.starts[piece]) * per_row)
+        except OSError as exc:
+            handle.close()
+            raise store.full("token ids", exc) from None
+        self.vectors = (handle, per_row)
+
+    def _vectors(self, piece: int) -> np.ndarray:
+        handle, per_row = self.vectors
+        low, high = int(self.starts[piece]), int(self.starts[piece + 1])
+        data = store.pread(handle, (high - low) * per_row, low * per_row)
+        return data.view(self.dtype).reshape((high - low, *self.sample_shape))
 
     def texts(self, piece: int) -> np.ndarray:
         low, high = int(self.starts[piece]), int(self.starts[piece + 1])
@@ -77,9 +102,13 @@ class TextRows(Rows):
         )
 
     def read(self, piece: int) -> np.ndarray:
+        if self.vectors is not None:
+            return self._vectors(piece)
         return self.text.vectorize(self.texts(piece))
 
     def read_rows(self, piece: int, local: np.ndarray) -> np.ndarray:
+        if self.vectors is not None:
+            return self._vectors(piece)[local]
         return self.text.vectorize(self.texts(piece)[local])
 
 
