@@ -115,6 +115,16 @@ def cli():
     return invoke
 
 
+def refused_line(cli, config: Path, runs: Path) -> str:
+    """The one line `dlcli train CONFIG` exits 2 with (in-process), having made no run folder."""
+    done = cli("train", config, "--runs-dir", runs)
+    assert done.exit_code == 2, done.stdout + done.stderr
+    assert not runs.exists() or not any(runs.iterdir())
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
 def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
     """The installed command as a user runs it (python -m dlcli, same interpreter)."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}

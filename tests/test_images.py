@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_dlcli
+from conftest import refused_line, run_dlcli
 
 from dlcli.config.load import load_config
 
@@ -307,13 +307,7 @@ def refused(cli, tmp_path):
     """refused(data, layers=None) -> the one line `dlcli train` exits 2 with, no run folder."""
 
     def train(data: dict, layers=None) -> str:
-        config = image_config(tmp_path, data, layers)
-        done = cli("train", config, "--runs-dir", tmp_path / "runs")
-        assert done.exit_code == 2, done.stdout + done.stderr
-        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-        return lines[0]
+        return refused_line(cli, image_config(tmp_path, data, layers), tmp_path / "runs")
 
     return train
 

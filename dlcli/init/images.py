@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import Counter
@@ -219,29 +218,11 @@ def is_image_data(path: str | os.PathLike) -> bool:
 def image_column(path: str | os.PathLike) -> str | None:
     """The first column of a table whose cells in its first rows name image files."""
     from dlcli.data.media.listing import IMAGE_SUFFIXES, is_table
+    from dlcli.init.media import column_of, table_head
 
     if not is_table(path) or not os.path.isfile(path):
         return None
-    try:
-        if str(path).lower().endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-
-            handle = pq.ParquetFile(str(path))
-            first = handle.read_row_group(0) if handle.num_row_groups else None
-            rows = first.slice(0, 20).to_pylist() if first is not None else []
-            names = handle.schema_arrow.names
-            cells = [[str(row.get(n, "")) for n in names] for row in rows]
-        else:
-            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-                lines = [line for _, line in zip(range(21), handle)]
-            table = list(csv.reader(lines))
-            names, cells = (table[0], table[1:]) if table else ([], [])
-    except (OSError, ValueError, ImportError, csv.Error):
-        return None
-    for j, name in enumerate(names):
-        if any(j < len(row) and row[j].strip().lower().endswith(IMAGE_SUFFIXES) for row in cells):
-            return name
-    return None
+    return column_of(*table_head(path), IMAGE_SUFFIXES)
 
 
 __all__ = ["ImageProfile", "image_column", "is_image_data", "profile_images", "render_images"]

@@ -42,30 +42,6 @@ def keep_tensorflow_out() -> None:
         lazy._available = False
 
 
-def let_tensorflow_in() -> None:
-    """Import TensorFlow for a layer that needs it on any backend (`TextVectorization`),
-    undoing `keep_tensorflow_out`.
-
-    Private: `keras.src.utils.module_utils.tensorflow._available`."""
-    from keras.src.utils import module_utils
-
-    from dlcli.runtime.keras_import import quiet_stderr
-
-    if "tensorflow" not in sys.modules:
-        with quiet_stderr():  # TensorFlow's start-up lines about CPUs and CUDA
-            import keras
-            import tensorflow as tf  # the string ops Keras's text layer runs on
-
-            if keras.backend.backend() != "tensorflow":
-                # Strings only: the backend that trains keeps the accelerators to itself.
-                tf.config.set_visible_devices([], "GPU")
-            tf.config.list_logical_devices()  # the device probe, which logs on CPU hosts
-
-    lazy = getattr(module_utils, "tensorflow", None)
-    if hasattr(lazy, "_available"):
-        lazy._available = None  # asked again: TensorFlow is loaded, so it is there
-
-
 def allow_uneven_batches() -> None:
     """Let Keras's DataParallel (JAX) take a batch its devices cannot split evenly.
 

@@ -159,6 +159,28 @@ DETERMINISM_ENV = {
 }
 
 
+def let_tensorflow_in() -> None:
+    """Import TensorFlow for a layer that needs it on any backend (`TextVectorization`),
+    undoing `keep_tensorflow_out`.
+
+    Private: `keras.src.utils.module_utils.tensorflow._available`."""
+    from keras.src.utils import module_utils
+
+    if "tensorflow" not in sys.modules:
+        with quiet_stderr():  # TensorFlow's start-up lines about CPUs and CUDA
+            import keras
+            import tensorflow as tf  # the string ops Keras's text layer runs on
+
+            if keras.backend.backend() != "tensorflow":
+                # Strings only: the backend that trains keeps the accelerators to itself.
+                tf.config.set_visible_devices([], "GPU")
+            tf.config.list_logical_devices()  # the device probe, which logs on CPU hosts
+
+    lazy = getattr(module_utils, "tensorflow", None)
+    if hasattr(lazy, "_available"):
+        lazy._available = None  # asked again: TensorFlow is loaded, so it is there
+
+
 def keras_module():
     """Keras as `import_keras` set it up (or on the backend `auto` picks, if nothing has)."""
     loaded = sys.modules.get("keras")

@@ -31,7 +31,7 @@ from dlcli.runs.reports import write_confusion
 from dlcli.runs.runfolder import RunFolder, now_iso
 from dlcli.runtime import compat
 from dlcli.runtime.backend import backend_for
-from dlcli.runtime.keras_import import import_keras
+from dlcli.runtime.keras_import import import_keras, let_tensorflow_in
 from dlcli.training.signals import stop_after_batch
 
 
@@ -78,7 +78,7 @@ def load_run_model(run: RunFolder, backend: str | None = None):
             )
         )
     if record.data.source == "text":  # its TextVectorization runs on TensorFlow's string ops
-        compat.let_tensorflow_in()
+        let_tensorflow_in()
     try:
         model = keras.saving.load_model(
             path, safe_mode=True, custom_objects=portable_optimizers(keras)

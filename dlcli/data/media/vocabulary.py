@@ -52,8 +52,7 @@ class TextPreprocessing:
     @classmethod
     def fit(cls, settings, pieces, column: str | None = None) -> TextPreprocessing:
         """Adapt a TextVectorization on `pieces` (arrays of training documents)."""
-        from dlcli.runtime.compat import let_tensorflow_in
-        from dlcli.runtime.keras_import import keras_module
+        from dlcli.runtime.keras_import import keras_module, let_tensorflow_in
 
         let_tensorflow_in()
         import tensorflow as tf
@@ -135,8 +134,7 @@ class TextPreprocessing:
         """The layer made once per purpose: `model` (this run's), `tokens` (every token's id)."""
         with self._lock:
             if purpose not in self._layers:
-                from dlcli.runtime.compat import let_tensorflow_in
-                from dlcli.runtime.keras_import import keras_module
+                from dlcli.runtime.keras_import import keras_module, let_tensorflow_in
 
                 let_tensorflow_in()
                 keras = keras_module()
