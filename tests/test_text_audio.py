@@ -325,6 +325,65 @@ def test_a_table_text_column_trains_with_tf_idf_on_tensorflow_and_predicts(tmp_p
     assert np.mean([p == r["topic"] for p, r in zip(predicted, rows)]) >= 0.9
 
 
+@pytest.mark.slow
+def test_a_text_column_beside_numbers_and_categories_joins_its_vector_to_theirs(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = []
+    for path in sorted(corpus(tmp_path / "docs", per_class=40).rglob("*.txt")):
+        team = path.parent.name
+        rows.append(
+            {
+                "amount": round(float(rng.normal(100 if team == "food" else 20, 10)), 2),
+                "channel": str(rng.choice(["mail", "phone", "chat"])),
+                "body": path.read_text().strip() if rng.random() > 0.1 else "",
+                "team": team,
+            }
+        )
+    table = tmp_path / "tickets.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    config = {
+        "name": "mixed",
+        "seed": 2,
+        "data": {
+            "source": "csv",
+            "path": str(table),
+            "target": "team",
+            "features": ["amount", "channel", {"name": "body", "type": "text"}],
+            "text": {"output_mode": "multi_hot", "max_tokens": 200},
+        },
+        "model": {
+            "layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense"}]
+        },
+        "compile": {"optimizer": {"type": "Adam", "learning_rate": 0.01}, "metrics": ["accuracy"]},
+        "training": {"epochs": 15, "batch_size": 16},
+        "output": {"tensorboard": False, "plots": False},
+    }
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = run_dlcli("train", path, "--runs-dir", tmp_path / "runs", "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["test"]["accuracy"] >= 0.85
+    run = one_run(tmp_path / "runs")
+    data = json.loads((run / "run.json").read_text())["data"]
+    saved = json.loads((run / "preprocessing.json").read_text())
+    assert [f["type"] for f in saved["features"]] == ["numeric", "categorical", "text"]
+    assert data["input_shape"] == [3 + len(saved["text"]["vocabulary"]) + 1]
+    assert saved["text"]["output_mode"] == "multi_hot" and "recipe" in saved["text"]["vocabulary"]
+    done = run_dlcli("predict", run, table)
+    assert done.returncode == 0, done.stderr
+    predicted = [r["prediction"] for r in csv.DictReader(done.stdout.splitlines())]
+    assert np.mean([p == r["team"] for p, r in zip(predicted, rows)]) >= 0.85
+    done = run_dlcli("export", run, "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    formats = json.loads(done.stdout)["formats"]
+    assert all(f["status"] == "ok" for f in formats.values()), formats
+    assert formats["onnx"]["takes"].startswith("category indices, then the text column's vector")
+
+
 # -- audio ---------------------------------------------------------------------------------
 
 
@@ -512,9 +571,36 @@ def test_text_and_audio_keys_belong_to_their_sources(cli, tmp_path):
         ({"source": "text", "path": "x", "sampling_rate": 8000}, "only for audio"),
         ({"source": "text", "path": "x", "normalize": "standard"}, "remove data.normalize"),
         ({"source": "digits", "on_bad_file": "skip"}, "only for images, text or audio"),
+        (
+            {
+                "source": "csv",
+                "path": "x.csv",
+                "target": "y",
+                "features": [{"name": "a", "type": "text"}],
+                "text": {"output_mode": "int"},
+            },
+            "cannot sit beside a table's other columns",
+        ),
+        (
+            {
+                "source": "csv",
+                "path": "x.csv",
+                "target": "y",
+                "features": [{"name": "a", "type": "text"}, {"name": "b", "type": "text"}],
+            },
+            "a table holds one text column",
+        ),
     ):
         with pytest.raises(ConfigError) as caught:
             load_config({**base, "data": data})
         assert needle in str(caught.value), str(caught.value)
     config = load_config({**base, "data": {"source": "text", "path": "x"}})
     assert config.data.text.output_mode == "int" and config.data.normalize == "none"
+    table = {
+        "source": "csv",
+        "path": "x.csv",
+        "target": "y",
+        "features": ["a", {"name": "b", "type": "text"}],
+    }
+    config = load_config({**base, "data": table})
+    assert config.data.text.output_mode == "tf_idf" and config.data.text.max_tokens == 2000

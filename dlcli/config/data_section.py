@@ -30,7 +30,8 @@ MEDIA_KEYS = {  # the keys each media source alone takes
     "text": ("text",),
     "audio": ("sampling_rate", "output_sequence_length"),
 }
-IMAGE_NORMALIZE = 255.0  # data.normalize for images when the config does not set it
+IMAGE_NORMALIZE = 255.0
+TABLE_TEXT_TOKENS = 2000  # a table's text column: tf_idf over this many tokens by default  # data.normalize for images when the config does not set it
 # Cells that hold no value, as tables write them; `data.missing` replaces the list.
 MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
 
@@ -254,8 +255,10 @@ class DataConfig(Section):
             set_here = self._changed("header", "columns", "delimiter", "skip_rows")
             if set_here:
                 wrong.append(f"{', '.join(set_here)}: only for csv tables, not '{self.source}'")
+        text_feature = table and any(f.type == "text" for f in self.features or [])
         for kind, keys in MEDIA_KEYS.items():
-            set_here = self._changed(*keys) if self.source != kind else []
+            own = self.source == kind or (kind == "text" and text_feature)
+            set_here = self._changed(*keys) if not own else []
             if set_here:
                 wrong.append(f"{', '.join(set_here)}: only for {kind}, not '{self.source}'")
         if not media:
@@ -273,6 +276,17 @@ class DataConfig(Section):
             self.normalize = "none"
         if self.source == "text" and self.text is None:
             self.text = TextConfig()
+        if text_feature:
+            if self.text is None:
+                self.text = TextConfig(output_mode="tf_idf", max_tokens=TABLE_TEXT_TOKENS)
+            if self.text.output_mode == "int":
+                wrong.append(
+                    "text.output_mode int gives token ids, which cannot sit beside a table's "
+                    "other columns; use multi_hot, count or tf_idf (or data.source: text for "
+                    "the text column alone)"
+                )
+            if sum(f.type == "text" for f in self.features) > 1:
+                wrong.append("a table holds one text column; give the others another type")
         if not table:
             set_here = self._changed("missing", "on_missing")
             if set_here:

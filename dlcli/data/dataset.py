@@ -350,12 +350,17 @@ def _in_memory(config: Config, loaded, fitted: TablePreprocessing | None = None)
     if loaded.table is not None:  # categories and statistics of the training rows only
         table = loaded.table
         preprocessing = fitted or fit(table, train.x, d.normalize)
+        if "text" in table.kinds and fitted is None:  # adapted on the training rows only
+            preprocessing.fit_text(d.text, train.x, table.categories)
         for split in (train, val):
             if split is not None:
                 preprocessing.encode(split.x, table.categories)
-        preprocessing.unseen = preprocessing.encode(
-            test.x, table.test_categories or table.categories
-        )
+                split.x = preprocessing.joined(split.x, table.categories)
+        test_categories = table.test_categories or table.categories
+        preprocessing.unseen = preprocessing.encode(test.x, test_categories)
+        if fitted is None:
+            preprocessing.text_unknown_share(test.x, test_categories)
+        test.x = preprocessing.joined(test.x, test_categories)
     return _dataset(
         config,
         loaded,

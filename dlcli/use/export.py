@@ -37,6 +37,7 @@ from dlcli.use.export_formats import (
     INDICES,
     INSTALL,
     RAW,
+    TABLE_WITH_TEXT,
     TAKES_RAW_TEXT,
     Format,
     RawImages,
@@ -188,6 +189,8 @@ def export_run(
             table = RawText(preprocessing)
         elif record.data.images is not None:
             table = RawImages(tuple(model.input_shape[1:]))
+        elif preprocessing is not None and preprocessing.text is not None:
+            table = None  # a table with a text column: every copy takes the model's input
         else:
             table = RawTable(preprocessing) if preprocessing is not None else None
         model, augmentation = without_augmentation(keras, model)
@@ -213,6 +216,7 @@ def export_run(
             elsewhere,
             augmentation,
             record.data,
+            preprocessing,
         )
         return _export(job, chosen, skipped, previous, progress or (lambda text: None))
     finally:
@@ -237,6 +241,7 @@ class Job:
     elsewhere: str  # the other way out when a folder is the user's (another --output)
     augmentation: list  # augmentation layers left out of the copies (identity at inference)
     record: object = None  # run.json's data section
+    preprocessing: object = None  # the run's preprocessing.json
 
     def shown(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -304,6 +309,8 @@ def _export(
             "takes": RAW if (not isinstance(table, RawTable) or fmt.raw_tables) else INDICES,
         }
         fed = x  # what the copy takes: the model's input, or a text run's documents
+        if getattr(job.preprocessing, "text", None) is not None:
+            entry["takes"] = TABLE_WITH_TEXT
         if job.record.audio is not None:
             audio = job.record.audio
             entry["takes"] = (

@@ -31,6 +31,9 @@ INDICES = "category indices"
 TOKEN_IDS = "token ids (the vocabulary is in preprocessing.json)"
 TEXT_VECTORS = "a number per vocabulary entry (the vocabulary is in preprocessing.json)"
 RAW_TEXT = "raw text (strings)"
+TABLE_WITH_TEXT = (
+    "category indices, then the text column's vector (both vocabularies are in preprocessing.json)"
+)
 
 
 @dataclass(frozen=True)
@@ -499,6 +502,7 @@ __all__ = [
     "INDICES",
     "INSTALL",
     "RAW",
+    "TABLE_WITH_TEXT",
     "TAKES_RAW_TEXT",
     "Copy",
     "Format",

@@ -65,7 +65,13 @@ class TableSource(Source):
         )
         fmt = file.format
         target, features, kinds = select(config, fmt)
+        texts = [name for name, kind in kinds.items() if kind == "text"]
+        # A text column is read as categories (each distinct text once); the vocabulary is
+        # adapted on the training rows' texts later (`dlcli.data.tables.preprocessing`).
+        kinds = {name: "categorical" if kind == "text" else kind for name, kind in kinds.items()}
         train = read(file, features, target, kinds, d.on_missing)
+        for name in texts:
+            train.kinds[features.index(name)] = "text"
         files = {d.path: sha256_file(d.path)}
         rows = {"train_file": _rows(train)}
         info = TableInfo(
@@ -92,7 +98,8 @@ class TableSource(Source):
                 d.skip_rows,
             )
             _same_columns(test_file.format, [*features, target], d.test_path)
-            test = read(test_file, features, target, dict(zip(features, train.kinds)), d.on_missing)
+            read_as = [k if k != "text" else "categorical" for k in train.kinds]
+            test = read(test_file, features, target, dict(zip(features, read_as)), d.on_missing)
             info.test_categories = test.categories
             rows["test_file"] = _rows(test)
             files[d.test_path] = sha256_file(d.test_path)
@@ -199,6 +206,13 @@ def select(config, fmt: TableFormat) -> tuple[str, list[str], dict]:
                         f"'{name}' has type image, which data.source: images reads (a table "
                         "of image paths with its target); set data.source: images, or give "
                         "the column type numeric or categorical",
+                    )
+                )
+            if entry.type == "text" and streams(config):
+                raise ConfigError(
+                    config.problem(
+                        (*path, "type"),
+                        "a table with a text column is read whole; set data.streaming: false",
                     )
                 )
             if entry.type != "auto":

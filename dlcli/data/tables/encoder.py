@@ -35,10 +35,16 @@ class TableEncoder(keras.layers.Layer):
         scale: per numeric column, divided by after the offset.
         categorical: per categorical column, `{"index": input position, "size": categories
             + 1 (index 0: missing or unseen), "dim": embedding width, or 0 for one-hot}`.
+        passthrough: the input position from which the inputs go out as they are (a text
+            column's vector after the table's own columns), or None.
     """
 
-    def __init__(self, numeric=(), fill=(), offset=(), scale=(), categorical=(), **kwargs):
+    def __init__(
+        self, numeric=(), fill=(), offset=(), scale=(), categorical=(), passthrough=None, **kwargs
+    ):
         super().__init__(**kwargs)
+        self.passthrough = None if passthrough is None else int(passthrough)
+        self.extra = 0  # inputs from `passthrough` on (a text column's vector), set by build
         self.numeric = [int(i) for i in numeric]
         self.fill = [float(v) for v in fill]
         self.offset = [float(v) for v in offset]
@@ -56,9 +62,11 @@ class TableEncoder(keras.layers.Layer):
     @property
     def width(self) -> int:
         """Numbers per sample this layer puts out."""
-        return len(self.numeric) + sum(c["dim"] or c["size"] for c in self.categorical)
+        return len(self.numeric) + sum(c["dim"] or c["size"] for c in self.categorical) + self.extra
 
     def build(self, input_shape):
+        if self.passthrough is not None:
+            self.extra = int(input_shape[-1]) - self.passthrough
         for embedding in self.embeddings:
             embedding.build((None,))
 
@@ -84,10 +92,14 @@ class TableEncoder(keras.layers.Layer):
                 parts.append(ops.cast(next(embeddings)(codes), "float32"))
             else:
                 parts.append(ops.one_hot(codes, column["size"], dtype="float32"))
+        if self.passthrough is not None:
+            parts.append(x[:, self.passthrough :])
         joined = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
         return ops.cast(joined, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
+        if self.passthrough is not None:
+            self.extra = int(input_shape[-1]) - self.passthrough
         return (input_shape[0], self.width)
 
     def get_config(self):
@@ -98,4 +110,5 @@ class TableEncoder(keras.layers.Layer):
             "offset": self.offset,
             "scale": self.scale,
             "categorical": self.categorical,
+            **({"passthrough": self.passthrough} if self.passthrough is not None else {}),
         }

@@ -33,6 +33,7 @@ ONE_HOT_MAX = 32  # categories up to which a column is one-hot; above, an embedd
 MAX_CATEGORIES = 10_000  # the most frequent categories kept; rarer ones share the 'unseen' index
 FORMAT_VERSION = 1
 PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_BATCH = 4096  # a text column's rows vectorized at a time
 
 
 @dataclass
@@ -69,6 +70,7 @@ class TablePreprocessing:
     unseen: dict = field(
         default_factory=dict
     )  # test split: column -> values never seen in training
+    text: object | None = None  # a text column's vectorizer (`TextPreprocessing`), fitted on train
 
     # ------------------------------------------------------------ the model's side
 
@@ -104,6 +106,8 @@ class TablePreprocessing:
             "offset": offset,
             "scale": scale,
             "categorical": categorical,
+            # a text column's vector, after the table's own columns, goes through as it is
+            **({"passthrough": len(self.features)} if self.text is not None else {}),
         }
 
     # ------------------------------------------------------------ codes to vocabulary
@@ -139,6 +143,48 @@ class TablePreprocessing:
         found = {c: int(counts[k]) for k, c in enumerate(names) if c not in known and counts[k]}
         return {self.features[j].name: found} if found else {}
 
+    # ------------------------------------------------------------ a text column
+
+    def joined(self, x: np.ndarray, categories: list[list[str] | None]) -> np.ndarray:
+        """`x` (encoded) with the text column's vector after the table's own columns: what
+        the model takes; `x` itself for a table without text. The text column's own place
+        holds 0 (the model reads the vector)."""
+        j = self.text_index
+        if j is None:
+            return x
+        texts = _texts(x[:, j], categories[j] or [])
+        x[:, j] = 0.0
+        parts = [x.astype("float32", copy=False)]
+        for start in range(0, len(texts), TEXT_BATCH):
+            parts.append(self.text.vectorize(texts[start : start + TEXT_BATCH]))
+        if len(texts) == 0:
+            parts.append(np.zeros((0, self.text.width), "float32"))
+        return np.concatenate([parts[0], np.concatenate(parts[1:])], axis=1)
+
+    @property
+    def text_index(self) -> int | None:
+        found = [j for j, f in enumerate(self.features) if f.type == "text"]
+        return found[0] if found and self.text is not None else None
+
+    def fit_text(self, settings, x: np.ndarray, categories: list[list[str] | None]) -> None:
+        """Adapt the text column's vectorizer on the training rows `x` (codes)."""
+        from dlcli.data.media.vocabulary import TextPreprocessing
+
+        j = next(j for j, f in enumerate(self.features) if f.type == "text")
+        texts = _texts(x[:, j], categories[j] or [])
+        pieces = (texts[start : start + TEXT_BATCH] for start in range(0, len(texts), TEXT_BATCH))
+        self.text = TextPreprocessing.fit(settings, pieces, self.features[j].name)
+
+    def text_unknown_share(self, x: np.ndarray, categories: list[list[str] | None]) -> None:
+        """Record the share of the test rows' tokens not in the vocabulary."""
+        j = self.text_index
+        if j is not None:
+            texts = _texts(x[:, j], categories[j] or [])
+            share = self.text.unknown_share(
+                texts[start : start + TEXT_BATCH] for start in range(0, len(texts), TEXT_BATCH)
+            )
+            self.text.oov = {"test": share}
+
     # ------------------------------------------------------------ raw files
 
     def read(self, path: str, target: bool | None) -> tuple[np.ndarray, np.ndarray | None, dict]:
@@ -151,11 +197,11 @@ class TablePreprocessing:
         """
         names = [f.name for f in self.features]
         file = TableFile(path, self._form_of(path, names, target), list(self.missing))
-        kinds = {f.name: f.type for f in self.features}
+        kinds = {f.name: "categorical" if f.type == "text" else f.type for f in self.features}
         on_missing = "fill" if (not target and self.on_missing == "drop") else self.on_missing
         table = read_table(file, names, self.target if target else None, kinds, on_missing)
         unseen = self.encode(table.x, table.categories)
-        return table.x, table.y, unseen
+        return self.joined(table.x, table.categories), table.y, unseen
 
     def _form_of(self, path: str, names: list[str], target: bool | None) -> TableFormat:
         trained = self.format
@@ -220,6 +266,7 @@ class TablePreprocessing:
                 {k: v for k, v in asdict(f).items() if v is not None} for f in self.features
             ],
             **({"unseen_in_test": self.unseen} if self.unseen else {}),
+            **({"text": self.text.to_json()["text"]} if self.text is not None else {}),
         }
 
     @classmethod
@@ -236,8 +283,14 @@ class TablePreprocessing:
                 data["normalize"],
                 data.get("rows", {}),
             )
+            if "text" in data:
+                from dlcli.data.media.vocabulary import TextPreprocessing
+
+                prep.text = TextPreprocessing.from_json(data, shown)
             for f in features:
-                if f.type not in ("numeric", "categorical") or (
+                if f.type == "text" and prep.text is None:
+                    raise ValueError(f.name)
+                if f.type not in ("numeric", "categorical", "text") or (
                     f.type == "categorical" and not isinstance(f.categories, list)
                 ):
                     raise ValueError(f.name)
@@ -272,6 +325,9 @@ def fit(info, x_train: np.ndarray, normalize) -> TablePreprocessing:
         column = x_train[:, j]
         present = ~np.isnan(column)
         missing = int((~present).sum())
+        if kind == "text":  # its vectorizer is fitted apart (`fit_text`)
+            features.append(Feature(name, "text", missing))
+            continue
         if kind == "numeric":
             values = column[present].astype("float64")
             stats = (
@@ -355,6 +411,12 @@ class TableCounts:
             else:
                 features.append(_categorical(name, missing, info.categories[j], self.codes[j][:-1]))
         return _preprocessing(info, features, normalize)
+
+
+def _texts(codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """A text column's codes as the texts (a missing cell: the empty text)."""
+    lookup = np.array([*names, ""], dtype=object)
+    return lookup[_code_index(codes, len(names))]
 
 
 def _code_index(codes: np.ndarray, size: int) -> np.ndarray:
