@@ -439,7 +439,7 @@ def test_wavs_of_any_rate_width_and_channels_decode_to_one_rate_and_length(tmp_p
 # -- init ----------------------------------------------------------------------------------
 
 
-def test_init_from_text_and_audio_folders_and_a_free_text_table_writes_valid_configs(cli, tmp_path):
+def test_init_from_text_and_audio_folders_and_free_text_tables_writes_valid_configs(cli, tmp_path):
     docs = corpus(tmp_path / "docs", per_class=5)
     sounds = tones(tmp_path / "sounds", per_class=3)
     table = tmp_path / "tickets.csv"
@@ -448,10 +448,17 @@ def test_init_from_text_and_audio_folders_and_a_free_text_table_writes_valid_con
         writer.writerow(["ticket", "priority", "team"])
         for i, path in enumerate(sorted(docs.rglob("*.txt"))):
             writer.writerow([f"{path.read_text().strip()} number {i}", i % 3, path.parent.name])
+    reviews = tmp_path / "reviews.csv"
+    with reviews.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "team"])
+        for i, path in enumerate(sorted(docs.rglob("*.txt"))):
+            writer.writerow([f"{path.read_text().strip()} number {i}", path.parent.name])
     for source, kind, needle in (
         (docs, "text", "- {type: Embedding, output_dim: 64}"),
         (sounds, "audio", "MelSpectrogram, sampling_rate: 8000"),
-        (table, "text", "features: [{name: ticket, type: text}]"),
+        (reviews, "text", "features: [{name: review, type: text}]"),
+        (table, "csv", "- {name: ticket, type: text}"),
     ):
         target = tmp_path / f"{source.stem}.yaml"
         done = cli("init", "--from-data", source, target)
@@ -464,7 +471,8 @@ def test_init_from_text_and_audio_folders_and_a_free_text_table_writes_valid_con
         done = cli("validate", target)
         assert done.exit_code == 0, done.stdout + done.stderr
     config = yaml.safe_load((tmp_path / "tickets.yaml").read_text())
-    assert config["data"]["target"] == "team"
+    assert config["data"]["target"] == "team" and config["data"]["text"]["output_mode"] == "tf_idf"
+    assert config["data"]["features"] == [{"name": "ticket", "type": "text"}, "priority"]
 
 
 # -- bad input: one line, exit 2, no run folder --------------------------------------------

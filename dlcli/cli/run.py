@@ -316,6 +316,10 @@ def _columns_table(preprocessing) -> Table:
     for f in preprocessing.features:
         if f.type == "numeric":
             detail = f"mean {f.mean:.4g}, std {f.std:.4g}, {f.min:.4g} to {f.max:.4g}"
+        elif f.type == "text":
+            text = preprocessing.text
+            words = ", ".join(text.vocabulary[:4]) + (", ..." if len(text.vocabulary) > 4 else "")
+            detail = f"{text.output_mode} over {text.width} tokens (unknown first): {words}"
         else:
             shown = ", ".join(f.categories[:4]) + (", ..." if len(f.categories) > 4 else "")
             kind = f"embedding ({f.embedding_dim})" if f.encoding == "embedding" else "one-hot"

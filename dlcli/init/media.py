@@ -69,7 +69,9 @@ def media_kind(path: str | os.PathLike) -> str | None:
     for kind in ("images", "audio"):
         if column_of(names, cells, kinds[kind]) is not None:
             return kind
-    return "text" if text_column(names, cells) is not None else None
+    # A text column and the target alone: the text source; beside other columns, the table
+    # reads it as a text feature (`dlcli.init.profile`).
+    return "text" if len(names) <= 2 and text_column(names, cells) is not None else None
 
 
 def _walk(path, most: int):

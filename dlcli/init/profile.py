@@ -24,6 +24,7 @@ from dlcli.errors import ConfigError, Problem, did_you_mean
 
 ID_SHARE = 0.5  # a text column with more distinct values than this share of its rows (and > ID_MIN) is an id
 ID_MIN = 50
+FREE_TEXT = 30  # characters a column's values hold on average, with spaces, to be documents
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ColumnProfile:
     """One feature column: its kind and what its values look like."""
 
     name: str
-    kind: str  # numeric | categorical | empty (every cell missing)
+    kind: str  # numeric | categorical | text (documents) | empty (every cell missing)
     missing: int = 0
     low: float | None = None  # numeric: the range and mean of the present values
     high: float | None = None
@@ -220,12 +221,24 @@ def _column(name: str, table, j: int, np) -> ColumnProfile:
         categories=[(categories[i], int(counts[i])) for i in order],
         rows=len(codes),
     )
-    if len(categories) > max(ID_MIN, ID_SHARE * len(codes)):
+    if len(categories) > ID_SHARE * len(codes) and _free_text(categories):
+        profile.kind = "text"  # read by a vectorizer: a column of documents, not categories
+    elif len(categories) > max(ID_MIN, ID_SHARE * len(codes)):
         profile.left_out = (
             f"categorical, {len(categories):,} distinct values in {len(codes):,} rows: "
             "an id or free text? left out"
         )
     return profile
+
+
+def _free_text(values: list[str]) -> bool:
+    """Whether a column's distinct values read as documents: `FREE_TEXT` characters on
+    average, most with a space."""
+    sample = values[:500]
+    if not sample:
+        return False
+    mean = sum(len(v) for v in sample) / len(sample)
+    return mean >= FREE_TEXT and sum(" " in v.strip() for v in sample) > 0.8 * len(sample)
 
 
 def _target(name: str, ref, table, task: str, np) -> TargetProfile:

@@ -98,12 +98,25 @@ def render_config(
         )
     )
     out.append(commented("  features:", "every other column, one per line"))
+    texts = [c for c in profile.columns if c.kind == "text" and not c.left_out]
+    for column in texts[1:]:
+        column.left_out = "free text: a table holds one text column; left out"
     for column in profile.columns:
         prefix = "# " if column.left_out else ""
+        entry = _scalar(profile.ref(column.name))
+        if column.kind == "text" and not column.left_out:
+            entry = f"{{name: {entry}, type: text}}"
         out.append(
             commented(
-                f"    {prefix}- {_scalar(profile.ref(column.name))}",
+                f"    {prefix}- {entry}",
                 _comment(column.left_out or _note(column)),
+            )
+        )
+    if texts:
+        out.append(
+            commented(
+                "  text: {output_mode: tf_idf, max_tokens: 2000}",
+                f"{texts[0].name}'s words, adapted on the training rows, beside the other columns",
             )
         )
     out += [
@@ -178,6 +191,8 @@ def _note(column: ColumnProfile) -> str:
     """What a feature line's comment says the column holds."""
     if column.kind == "empty":
         return "every cell is missing"
+    if column.kind == "text":
+        return f"free text, {column.distinct:,} different texts; {column.missing:,} missing"
     if column.kind == "numeric":
         if column.low is None:
             return "numeric, every cell is missing"
