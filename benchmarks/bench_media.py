@@ -8,6 +8,9 @@ runs, in alternating order and each in a fresh process, the same model for the s
   - hand: `keras.utils.text_dataset_from_directory` + a `TextVectorization` adapted on the
     training folder, mapped over the datasets (or `audio_dataset_from_directory` with
     `output_sequence_length`) + `cache()` + `prefetch()` + `fit`, scored on the test folder;
+    for `table` (a CSV with a text column beside an amount and a channel), pandas reads it,
+    and `Normalization`, `StringLookup` and a `tf_idf` `TextVectorization` adapted on the
+    training rows are concatenated in a `tf.data` map;
   - dlcli: `dlcli train` with `path:` the training folder, `test_path:` the test folder and
     `validation_split: 0`, so both train on the same files and score the same test files.
 
@@ -16,6 +19,7 @@ peak resident memory and the test accuracy; per pair the wall-time ratio and the
 difference, and their medians.
 
     python benchmarks/bench_media.py text                 # 20,000 tickets, 10 epochs
+    python benchmarks/bench_media.py table                # 20,000 rows with a text column
     python benchmarks/bench_media.py audio                # 6,000 recordings, 10 epochs
     python benchmarks/bench_media.py text --per-class 500 --epochs 3 --repeats 1
 """
@@ -34,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_images import peak_of
-from make_media import tickets, tones
+from make_media import tickets, tickets_table, tones
 
 SETTINGS = {
     "text": {
@@ -42,6 +46,18 @@ SETTINGS = {
         "layers": [
             {"type": "Embedding", "input_dim": 2000, "output_dim": 32},
             {"type": "GlobalAveragePooling1D"},
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dense", "units": 4, "activation": "softmax"},
+        ],
+        "per_class": 5000,
+    },
+    "table": {
+        "data": {
+            "target": "team",
+            "features": ["amount", "channel", {"name": "body", "type": "text"}],
+            "text": {"max_tokens": 2000, "output_mode": "tf_idf"},
+        },
+        "layers": [
             {"type": "Dense", "units": 32, "activation": "relu"},
             {"type": "Dense", "units": 4, "activation": "softmax"},
         ],
@@ -74,7 +90,28 @@ HAND = textwrap.dedent(
     kind, train_dir, test_dir, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     layers = json.loads(sys.argv[5])
     keras.utils.set_random_seed(1)
-    if kind == "text":
+    if kind == "table":
+        import pandas as pd
+        frames = [pd.read_csv(p, keep_default_na=False) for p in (train_dir, test_dir)]
+        classes = sorted(set(frames[0]["team"]))
+        def columns(frame):
+            x = {"amount": frame["amount"].to_numpy("float32")[:, None],
+                 "channel": frame["channel"].to_numpy(str)[:, None],
+                 "body": frame["body"].to_numpy(str)}
+            return x, frame["team"].map(classes.index).to_numpy("int64")
+        (x_train, y_train), (x_test, y_test) = map(columns, frames)
+        amount = keras.layers.Normalization(); amount.adapt(x_train["amount"])
+        channel = keras.layers.StringLookup(output_mode="one_hot"); channel.adapt(x_train["channel"])
+        words = keras.layers.TextVectorization(max_tokens=2000, output_mode="tf_idf")
+        words.adapt(x_train["body"])
+        raw = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(y_train), seed=1)
+        encode = lambda x, y: (tf.concat([amount(x["amount"]), tf.cast(channel(x["channel"]), "float32"),
+                                          words(x["body"])], -1), y)
+        train = raw.batch(32).map(encode)
+        test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(32).map(encode)
+        prepare = lambda x, y: (x, y)
+        first = keras.Input((1 + channel.vocabulary_size() + words.vocabulary_size(),))
+    elif kind == "text":
         train = keras.utils.text_dataset_from_directory(train_dir, batch_size=32, seed=1, verbose=False)
         test = keras.utils.text_dataset_from_directory(test_dir, batch_size=32, shuffle=False, verbose=False)
         vectorize = keras.layers.TextVectorization(max_tokens=2000, output_sequence_length=48)
@@ -117,7 +154,7 @@ def dlcli(kind: str, train: Path, test: Path, epochs: int, work: Path, env: dict
         "name": f"bench-{kind}",
         "seed": 1,
         "data": {
-            "source": kind,
+            "source": "csv" if kind == "table" else kind,
             "path": str(train),
             "test_path": str(test),
             "validation_split": 0,
@@ -154,7 +191,7 @@ def show(name: str, result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=["text", "audio"])
+    parser.add_argument("kind", choices=["text", "table", "audio"])
     parser.add_argument("--per-class", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
@@ -163,8 +200,11 @@ def main() -> None:
     per_class = args.per_class or SETTINGS[args.kind]["per_class"]
     work = Path(tempfile.mkdtemp(prefix=f"bench-{args.kind}-"))
     base = (args.folder or work) / f"{args.kind}-{per_class}"
-    make = tickets if args.kind == "text" else tones
+    make = {"text": tickets, "table": tickets_table, "audio": tones}[args.kind]
     train, test = base / "train", base / "test"
+    if args.kind == "table":
+        base.mkdir(parents=True, exist_ok=True)
+        train, test = base / "train.csv", base / "test.csv"
     if not (base / ".made").exists():
         make(train, per_class, seed=0)
         make(test, max(10, per_class // 4), seed=1)

@@ -4,6 +4,8 @@ and audio examples and benchmarks (nothing is downloaded).
 - `tickets`: support tickets of four teams (billing, delivery, account, bug), each a few
   sentences built from its team's phrases, words every team uses, and now and then a phrase
   of another team, so a model has to weigh the evidence (a bag of words reaches about 0.9).
+- `tickets-table`: the same tickets as a CSV table, beside the amount involved and the
+  channel the ticket came in by (a table with a text column; FOLDER names the .csv file).
 - `tones`: noisy tones of three pitch classes (low, mid, high) around 220, 440 and 880 Hz,
   of 0.25 to 0.5 s, 16-bit PCM WAV, as a spectrogram model tells them apart.
 
@@ -93,6 +95,29 @@ def tickets(folder: Path, per_class: int = 100, seed: int = 0) -> Path:
     return folder
 
 
+def tickets_table(path: Path, per_class: int = 100, seed: int = 0) -> Path:
+    """The tickets as a CSV table beside two columns that carry some of the answer: the
+    amount involved (billing tickets name larger ones) and the channel it came in by."""
+    import csv
+
+    rng = np.random.default_rng(seed)
+    folder = path.parent / f".{path.stem}-documents"
+    tickets(folder, per_class, seed)
+    channels = {"billing": 0.5, "delivery": 0.2, "account": 0.3, "bug": 0.1}
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["amount", "channel", "body", "team"])
+        for team in PHRASES:
+            for i in range(per_class):
+                body = (folder / team / f"{i:04d}.txt").read_text(encoding="utf-8").strip()
+                amount = rng.lognormal(4.5 if team == "billing" else 3.5, 0.8)
+                channel = (
+                    "phone" if rng.random() < channels[team] else str(rng.choice(["mail", "chat"]))
+                )
+                writer.writerow([round(float(amount), 2), channel, body, team])
+    return path
+
+
 PITCHES = {"low": 220.0, "mid": 440.0, "high": 880.0}
 
 
@@ -117,7 +142,7 @@ def tones(folder: Path, per_class: int = 20, rate: int = 4000, seed: int = 0) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=["tickets", "tones"])
+    parser.add_argument("kind", choices=["tickets", "tickets-table", "tones"])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--per-class", type=int, default=None)
     parser.add_argument("--rate", type=int, default=4000)
@@ -125,6 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.kind == "tickets":
         tickets(args.folder, args.per_class or 100, args.seed)
+    elif args.kind == "tickets-table":
+        tickets_table(args.folder, args.per_class or 100, args.seed)
     else:
         tones(args.folder, args.per_class or 20, args.rate, args.seed)
     print(args.folder)
