@@ -67,18 +67,17 @@ def profile_images(path: str | os.PathLike, target: str | int | None = None) -> 
     """The classes, sizes, colour modes and formats of an image folder (or table of paths)."""
     from dlcli.data.media import images
     from dlcli.data.media.listing import IMAGE_SUFFIXES, is_table, list_folder
+    from dlcli.init.media import class_counts
 
     if is_table(path):
         listing = _table_listing(str(path), target)
     else:
         listing = list_folder(path, IMAGE_SUFFIXES, str(path))
-    counts = Counter(str(label) for label in listing.labels)
-    order = listing.classes or sorted(counts)
     profile = ImageProfile(
         str(path),
         listing.layout,
         len(listing.files),
-        [(c, counts[c]) for c in order],
+        class_counts(listing),
         target=listing.target,
         column=listing.column,
     )

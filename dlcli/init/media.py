@@ -159,14 +159,12 @@ def profile_media(path: str | os.PathLike, kind: str, target=None) -> MediaProfi
         listing = list_table(config, config.data.path, SUFFIXES[noun], noun, column=column)
     else:
         listing = list_folder(path, SUFFIXES[noun], str(path), noun)
-    counts = Counter(str(label) for label in listing.labels)
-    order = listing.classes or sorted(counts)
     profile = MediaProfile(
         kind,
         str(path),
         listing.layout,
         len(listing.files),
-        [(c, counts[c]) for c in order],
+        class_counts(listing),
         target=listing.target,
         column=listing.column,
     )
@@ -175,6 +173,12 @@ def profile_media(path: str | os.PathLike, kind: str, target=None) -> MediaProfi
     else:
         _profile_audio(profile, listing.files)
     return profile
+
+
+def class_counts(listing) -> list[tuple[str, int]]:
+    """(class, files) of a listing, in the classes' order (a table's: sorted)."""
+    counts = Counter(str(label) for label in listing.labels)
+    return [(c, counts[c]) for c in listing.classes or sorted(counts)]
 
 
 def _profile_text(profile: MediaProfile, listing) -> None:
@@ -326,4 +330,11 @@ def _audio_lines(profile: MediaProfile, commented) -> tuple[list[str], list[str]
     return data, layers
 
 
-__all__ = ["MediaProfile", "media_kind", "profile_media", "render_media", "text_column"]
+__all__ = [
+    "MediaProfile",
+    "class_counts",
+    "media_kind",
+    "profile_media",
+    "render_media",
+    "text_column",
+]
