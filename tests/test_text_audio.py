@@ -254,10 +254,12 @@ def test_predict_takes_one_document_or_a_table_and_evaluate_scores_a_labelled_fo
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].startswith(f"{one},")
     table = text_run["tmp"] / "docs.csv"
-    with table.open("w", newline="") as handle:
+    with table.open("w", newline="") as handle:  # beside an id: the column called "text"
         writer = csv.writer(handle)
-        writer.writerow(["body"])
-        writer.writerows([["the game team score win league"], ["a recipe with sauce and taste"]])
+        writer.writerow(["id", "text"])
+        writer.writerows(
+            [[7, "the game team score win league"], [8, "a recipe with sauce and taste"]]
+        )
     done = run_dlcli("predict", text_run["run"], table)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(done.stdout.splitlines()))

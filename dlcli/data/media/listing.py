@@ -289,6 +289,9 @@ def _path_column(config, fmt, target: str | None, feature_type: str) -> str:
             )
         return found
     rest = [n for n in fmt.names if n != target]
+    named = [n for n in rest if n.strip().lower() == feature_type]  # a column called "text"
+    if len(rest) != 1 and len(named) == 1:
+        return named[0]
     if len(rest) != 1:
         raise ConfigError(
             config.problem(
