@@ -116,9 +116,7 @@ class MediaSource(Source):
         train = listing_of(config, d.path, "path", kind.noun)
         test = listing_of(config, d.test_path, "test_path", kind.noun) if d.test_path else None
         both = train.files + (test.files if test else [])
-        settings = kind.settings(
-            config, both if train.layout != "table" or kind.noun != "text" else []
-        )
+        settings = kind.settings(config, both)  # text needs none: its "files" may be documents
         rng = np.random.default_rng(config.seed)
         loaded = Loaded(x=None, y=None)
         record = {
@@ -138,22 +136,21 @@ class MediaSource(Source):
             y = _targets(labels[decoded.kept])
             counts = dict(zip(*np.unique(y.astype(str), return_counts=True)))
             key = "path" if name == "train" else "test_path"
+            documents = kind.noun == "text" and listing.layout == "table"  # cells, not files
             part = {
                 "root": str(listing.root),
-                ("rows" if kind.noun == "text" and listing.layout == "table" else "files"): len(
-                    decoded.kept
-                ),
+                ("rows" if documents else "files"): len(decoded.kept),
                 "counts": {str(k): int(v) for k, v in sorted(counts.items())},
                 **({"skipped": skipped} if skipped else {}),
             }
             if listing.layout == "table":
                 part.update(column=listing.column, target=listing.target)
-                if kind.noun == "text":
+                if documents:
                     _some_text(files, getattr(d, key), listing.column)
             record[key] = part
             loaded.files[getattr(d, key)] = (
                 sha256_file(getattr(d, key))
-                if kind.noun == "text" and listing.layout == "table"
+                if documents
                 else manifest(listing.root, decoded.digests)
             )
             if name == "train":
