@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS
+from conftest import CONFIGS, run_dlcli, run_python
 from sklearn.datasets import load_digits
 
 
@@ -244,3 +244,55 @@ def test_evaluate_refuses_a_data_file_changed_since_training_unless_asked(
         f"{data.resolve()} changed since the run was trained"
     )
     assert "changed since the run was trained" in changed.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_test_metrics_are_what_keras_evaluate_gives_regularization_included(
+    write_config, runs_dir, backend
+):
+    # dlcli scores the test split and makes the confusion matrix in one pass; its loss must
+    # still be Keras's own: the mean loss plus the weight and activity penalties.
+    config = write_config(
+        {
+            "model": {
+                "layers": [
+                    {
+                        "type": "Dense",
+                        "units": 32,
+                        "activation": "relu",
+                        "kernel_regularizer": "l2",
+                        "activity_regularizer": "l1",
+                    },
+                    {"type": "Dense", "units": 10, "activation": "softmax"},
+                ]
+            },
+            "compile": {"metrics": ["accuracy", "sparse_top_k_categorical_accuracy"]},
+            "runtime": {"backend": backend},
+        }
+    )
+    trained = run_dlcli("train", config, "--runs-dir", runs_dir, "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    run = Path(trained.stdout.strip().splitlines()[-1])
+    code = f"""
+import json, keras
+from dlcli.config.load import load_config
+from dlcli.data.dataset import load_data
+test = load_data(load_config({str(run / "config.yaml")!r})).test
+model = keras.saving.load_model({str(run / "model.keras")!r})
+scores = model.evaluate(test.x, test.y, batch_size=64, verbose=0, return_dict=True)
+predicted = model.predict(test.x, verbose=0).argmax(-1)
+matrix = [[int(((test.y == t) & (predicted == p)).sum()) for p in range(10)] for t in range(10)]
+print(json.dumps({{"scores": scores, "matrix": matrix}}))
+"""
+    done = run_python(code, env={"KERAS_BACKEND": backend})
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    recorded = json.loads((run / "metrics.json").read_text())["test"]
+    assert set(recorded) == set(found["scores"])
+    for name, value in found["scores"].items():
+        assert abs(recorded[name] - value) < 1e-4 * max(1.0, abs(value)), (name, recorded, found)
+    assert recorded["loss"] > 0.05  # the penalties are in it
+    with open(run / "confusion_matrix.csv", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    assert [[int(c) for c in row[1:]] for row in rows] == found["matrix"]

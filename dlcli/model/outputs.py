@@ -7,6 +7,8 @@ confusion matrix, `dlcli predict`), so the rule for logits, sigmoid and one-hot 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from dlcli.runtime.losses import ONE_HOT
@@ -33,15 +35,35 @@ def class_probabilities(model, outputs: np.ndarray) -> np.ndarray:
     return outputs
 
 
-def predicted_classes(model, batches) -> np.ndarray:
-    """Class indices for feature batches (an iterable of arrays): eager forward passes, with
-    no tracing of a predict function, which costs more than the pass itself on the small
-    splits dlcli reports on."""
+def score(
+    model, split, targets: Callable[[np.ndarray], np.ndarray], classes: bool, between=None
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """The compiled loss and metrics of `model` on a split, as `model.evaluate` reports them
+    (regularization losses included), and its predicted classes when `classes`: one eager
+    pass over `split.feature_batches()`, with no evaluate or predict function traced, which
+    on the splits dlcli scores costs more than the pass. `targets` turns the split's labels
+    into the loss's form; `between` (if given) is called after each batch (a stop request
+    is raised there)."""
     from dlcli.runtime.keras_import import keras_module
 
     ops = keras_module().ops
-    classes = [
-        class_probabilities(model, ops.convert_to_numpy(model(x, training=False))).argmax(axis=-1)
-        for x in batches
-    ]  # batch by batch: a streamed split's outputs are never all held
-    return np.concatenate(classes) if classes else np.zeros(0, dtype="int64")
+    model.reset_metrics()
+    total, seen, found = 0.0, 0, []
+    for x in split.feature_batches():
+        y = targets(np.asarray(split.y[seen : seen + len(x)]))
+        y_pred = model(x, training=False)
+        total += float(
+            ops.convert_to_numpy(model.compute_loss(x, y, y_pred, training=False))
+        ) * len(x)
+        seen += len(x)
+        model.compute_metrics(x, y, y_pred)
+        if classes:
+            outputs = ops.convert_to_numpy(y_pred)
+            found.append(class_probabilities(model, outputs).argmax(axis=-1))
+        if between is not None:
+            between()
+    scored = {k: float(ops.convert_to_numpy(v)) for k, v in model.get_metrics_result().items()}
+    model.reset_metrics()
+    scored["loss"] = total / max(seen, 1)
+    predicted = (np.concatenate(found) if found else np.zeros(0, "int64")) if classes else None
+    return scored, predicted

@@ -29,7 +29,7 @@ from dlcli.config.schema import Config
 from dlcli.errors import ConfigError, Interrupted, RunFailed, first_line, io_error
 from dlcli.model.build import build_model, parameter_counts, target_scale
 from dlcli.model.inputs import saved_form
-from dlcli.model.outputs import predicted_classes, targets_for
+from dlcli.model.outputs import score, targets_for
 from dlcli.runs import metrics
 from dlcli.runs.record import DataRecord, RunRecord
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
@@ -494,10 +494,9 @@ def _score_and_write(
     prepared, run = session.prepared, session.run
     config, data, model = prepared.config, prepared.data, prepared.model
     best = recorder.best_epoch or _best_epoch(config, recorder.rows, metrics.directions(model))
-    predictions = (
-        predicted_classes(model, data.test.feature_batches()) if data.labels is not None else None
+    scored, predictions = score(
+        model, data.test, _labels(prepared), data.labels is not None, stop.raise_if_requested
     )
-    stop.raise_if_requested()
     reports = Background(
         write_run_reports,
         run,
@@ -509,12 +508,6 @@ def _score_and_write(
         predictions=predictions,
         labels=data.labels,
     )
-    scored = model.evaluate(
-        **data.test.keras_inputs(_labels(prepared), config.training.batch_size),
-        verbose=0,
-        return_dict=True,
-    )
-    stop.raise_if_requested()
     run.save("model.keras", saved_form(session.prepared.keras, model, data.text).save)
     found, baselines_s = pending.scores()
     es = config.training.early_stopping

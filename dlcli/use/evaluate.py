@@ -25,7 +25,7 @@ from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
 from dlcli.model.inputs import without_vectorizer
-from dlcli.model.outputs import class_probabilities, predicted_classes, targets_for
+from dlcli.model.outputs import class_probabilities, score, targets_for
 from dlcli.runs.record import RunRecord
 from dlcli.runs.reports import write_confusion
 from dlcli.runs.runfolder import RunFolder, now_iso
@@ -222,16 +222,13 @@ def evaluate(
         entry["split"] = split
     n_classes = len(labels) if labels else 0
     with _quietly_stoppable(model) as stop:
-        metrics = model.evaluate(
-            **split_data.keras_inputs(
-                lambda y: targets_for(model, y, n_classes), config.training.batch_size
-            ),
-            verbose=0,
-            return_dict=True,
+        metrics, predictions = score(
+            model,
+            split_data,
+            lambda y: targets_for(model, y, n_classes),
+            bool(labels),
+            stop.raise_if_requested,
         )
-        stop.raise_if_requested()
-        predictions = predicted_classes(model, split_data.feature_batches()) if labels else None
-        stop.raise_if_requested()
     entry["metrics"] = {k: float(v) for k, v in metrics.items()}
     entry["samples"] = len(split_data)
     failures = check_gates(entry["metrics"], fail_under, fail_over)

@@ -90,8 +90,6 @@ def header(path: str) -> tuple[int, int, int]:
 def decode(data: bytes, rate: int, length: int) -> np.ndarray:
     """A WAV file's bytes as float32 `(length,)`: mono, at `rate`, cut or padded with
     silence; BadAudio for a file that is not one, or holds no sample."""
-    from scipy.signal import resample_poly
-
     found, samples = _wav(data)
     if samples.shape[0] == 0:
         raise BadAudio("holds no samples (a zero-length recording); remove it")
@@ -104,6 +102,8 @@ def decode(data: bytes, rate: int, length: int) -> np.ndarray:
     if wave.ndim == 2:
         wave = wave.mean(axis=1)
     if found != rate:
+        from scipy.signal import resample_poly  # a second to import: only when resampling
+
         g = math.gcd(found, rate)
         wave = resample_poly(wave, rate // g, found // g).astype("float32")
     out = np.zeros(length, dtype="float32")
