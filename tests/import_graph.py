@@ -21,6 +21,7 @@ STAGES = [
     ("config", ["config"]),
     ("runtime", ["runtime"]),
     ("runs", ["runs"]),
+    ("tracking", ["tracking"]),
     ("data", ["data"]),
     ("init", ["init"]),
     ("model", ["model"]),

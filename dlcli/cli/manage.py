@@ -190,6 +190,16 @@ def show_command(
         facts.add_row("versions", escape(", ".join(parts)))
     if record.resumes:
         facts.add_row("resumed", str(len(record.resumes)) + " time(s)")
+    if record.mlflow:
+        tracked = record.mlflow
+        facts.add_row(
+            "mlflow",
+            escape(
+                f"run {tracked.get('run_id') or '(none)'} in experiment "
+                f"{tracked.get('experiment')!r} at {tracked.get('tracking_uri')}"
+                + (f"; error: {tracked['error']}" if tracked.get("error") else "")
+            ),
+        )
     if details["error"]:
         facts.add_row("error", Text(str(details["error"]), style="red"))
     out.print(facts)
@@ -474,6 +484,22 @@ def schema_command(
 
 
 @command
+def _tracking() -> dict:
+    """The MLflow tracking URI `output.mlflow: true` uses here (password masked), where it
+    comes from, and MLflow's version (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from dlcli.tracking.where import masked, tracking_uri
+
+    uri, origin = tracking_uri(None, runs_dir_from(None))
+    try:
+        installed = version("mlflow")
+    except PackageNotFoundError:
+        installed = None
+    origin = "the runs dir: DLCLI_RUNS_DIR or ./runs" if origin == "default" else origin
+    return {"tracking_uri": masked(uri), "from": origin, "version": installed}
+
+
 def env_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -482,6 +508,7 @@ def env_command(
     from dlcli.runtime.environment import environment
 
     info = environment()
+    info["mlflow"] = _tracking()
     if as_json:
         emit_json(info)
         return
@@ -501,6 +528,15 @@ def env_command(
     )
     facts.add_row("installed", ", ".join(info["backends_installed"]))
     facts.add_row("cpu cores", str(info["cpu_count"]))
+    tracking = info["mlflow"]
+    facts.add_row(
+        "mlflow",
+        escape(
+            f"{tracking['tracking_uri']}  (from {tracking['from']}; output.mlflow: true logs there)"
+            if tracking["version"]
+            else "not installed (pip install 'dlcli[mlflow]' for output.mlflow)"
+        ),
+    )
     precision = info["precision"]
     facts.add_row("precision", f"auto picks {precision['auto']}")
     for policy, effect in precision["explicit"].items():

@@ -25,6 +25,7 @@ from pydantic import (
     PlainValidator,
     PrivateAttr,
     StrictBool,
+    ValidationError,
     WithJsonSchema,
     field_validator,
 )
@@ -174,9 +175,51 @@ class RuntimeConfig(Section):
     deterministic: StrictBool = Field(False, description="op determinism: same seed, same numbers")
 
 
+class MlflowConfig(Section):
+    """`output.mlflow` as a mapping: where the runs go."""
+
+    tracking_uri: str | None = Field(
+        None,
+        min_length=1,
+        description="an MLflow tracking URI (http://host:5000, sqlite:///path/mlflow.db, "
+        "postgresql://...); default: $MLFLOW_TRACKING_URI, else sqlite:///<runs dir>/mlflow.db",
+    )
+    experiment: str | None = Field(
+        None, min_length=1, max_length=500, description="the experiment (default: the run's name)"
+    )
+
+
 class OutputConfig(Section):
     tensorboard: StrictBool = True
     plots: StrictBool = True
+    mlflow: StrictBool | MlflowConfig = Field(
+        False,
+        description="log the run to MLflow: false | true | {tracking_uri, experiment} "
+        "(needs the mlflow extra)",
+    )
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_form(cls, value):
+        if isinstance(value, (bool, MlflowConfig)):
+            return value
+        if isinstance(value, dict):  # one message, not one per member of the union
+            unknown = sorted(set(value) - set(MlflowConfig.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"unknown key {unknown[0]!r} (expected tracking_uri and/or experiment)"
+                )
+            try:
+                return MlflowConfig.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(
+                    f"{'.'.join(map(str, first['loc']))}: {first['msg']}, got {first.get('input')!r}"
+                ) from None
+        raise ValueError(
+            f"expected true, false or {{tracking_uri: URI, experiment: NAME}}, got {value!r}"
+        )
+
     baselines: Literal["auto", "majority", "none"] = Field(
         "auto",
         description="test scores without deep learning in metrics.json: auto (majority, and "

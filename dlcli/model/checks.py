@@ -15,6 +15,7 @@ Each check returns `Problem`s pointing at the config's own lines, so `dlcli vali
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import string
 from pathlib import Path
@@ -48,7 +49,8 @@ def name_problems(raw: dict, locate) -> list[Problem]:
 
 
 def config_problems(config) -> list[Problem]:
-    """The callbacks' names, arguments and file names, and the runtime settings."""
+    """The callbacks' names, arguments and file names, the runtime settings, and MLflow's
+    client where `output.mlflow` asks for it."""
     problems = []
     for index, spec in enumerate(config.training.callbacks):
         for key in PATH_ARGUMENTS:
@@ -57,6 +59,14 @@ def config_problems(config) -> list[Problem]:
     problems += [
         config.problem(path, message) for path, message in runtime_problems(config.runtime)
     ]
+    if config.output.mlflow is not False and importlib.util.find_spec("mlflow") is None:
+        problems.append(
+            config.problem(
+                ("output", "mlflow"),
+                "needs MLflow's client, which is not installed: pip install 'dlcli[mlflow]' "
+                "(or set output.mlflow: false)",
+            )
+        )
     return problems
 
 

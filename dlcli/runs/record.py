@@ -28,6 +28,7 @@ OPTIONAL = (
     "compile_cache",
     "metric_directions",
     "class_weight",
+    "mlflow",
 )
 
 
@@ -103,6 +104,7 @@ class RunRecord:
     compile_cache: dict | None = None
     error: str | None = None
     failed_epoch: int | None = None  # the loss became NaN/inf in this epoch
+    mlflow: dict | None = None  # tracking_uri (password masked), experiment(_id), run_id, error
     extra: dict = field(default_factory=dict)  # keys this dlcli does not know, kept as they were
 
     @classmethod

@@ -10,6 +10,7 @@
 - `callbacks_for`: the configured callbacks in order (early stopping, reduce-LR, the extra
   `training.callbacks` by name, recorder, restorer, TensorBoard scalars, progress).
 - `EpochBoard`: TensorBoard's epoch scalars without TensorFlow (`dlcli.runs.board`).
+- `EpochTrack`: each history row to the run's MLflow run (`dlcli.training.track`).
 - `EpochSeed`: each epoch's shuffle a function of the seed and the epoch (resumes repeat it).
 
 A new callback: a class here (or a Keras one named in `training.callbacks`), added in
@@ -201,6 +202,25 @@ class EpochBoard(keras.callbacks.Callback):
         self.board.close()
 
 
+class EpochTrack(keras.callbacks.Callback):
+    """Each history row the recorder adds goes to the MLflow run (queued: the tracker's
+    worker thread sends it); run.json names the MLflow run as soon as it exists."""
+
+    def __init__(self, tracker, recorder: Recorder):
+        super().__init__()
+        self.tracker, self.recorder = tracker, recorder
+        self.sent = len(recorder.rows)
+        self.named = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        for row in self.recorder.rows[self.sent :]:
+            self.tracker.epoch(row)
+        self.sent = len(self.recorder.rows)
+        if not self.named and self.tracker.run_id is not None:
+            self.named = True
+            self.recorder.run.update(mlflow=self.tracker.record())
+
+
 def close_boards(callbacks: list) -> None:
     """Let every `EpochBoard` write what it holds (a run that ends early skips on_train_end)."""
     for callback in callbacks:
@@ -233,9 +253,11 @@ def callbacks_for(
     saved: dict | None = None,
     progress=None,
     every_epoch: bool = False,
+    tracker=None,
 ) -> tuple[list, Recorder]:
     """The run's callbacks in order, and its Recorder (which the trainer asks for the rows);
-    `every_epoch`: checkpoint each epoch rather than every few seconds."""
+    `every_epoch`: checkpoint each epoch rather than every few seconds; `tracker`: the run's
+    MLflow run (`dlcli.tracking.Tracker`), which gets each new history row."""
     t = config.training
     es = (
         keras.callbacks.EarlyStopping(**t.early_stopping.model_dump()) if t.early_stopping else None
@@ -267,6 +289,8 @@ def callbacks_for(
         callbacks.append(Restorer(run, saved, es, rlr))
     if config.output.tensorboard:
         callbacks.append(EpochBoard(run.folder("tensorboard")))
+    if tracker is not None:
+        callbacks.append(EpochTrack(tracker, recorder))
     if progress is not None:
         progress.cut = recorder.cut
         callbacks.append(progress)

@@ -28,6 +28,7 @@ from dlcli.runtime.backend import auto_backend, choose_backend
 from dlcli.runtime.choices import Choices, apply_runtime, choose_runtime
 from dlcli.runtime.devices import enable_memory_growth, list_devices
 from dlcli.runtime.keras_import import import_keras
+from dlcli.tracking.where import masked
 from dlcli.training import class_weight
 from dlcli.training import distributed as processes
 from dlcli.training.distributed import Group
@@ -124,12 +125,16 @@ def with_backend(config: Config, processes: int = 1) -> tuple[Config, str]:
 def written_config(prepared: Prepared) -> str:
     """config.yaml: the resolved config, with runtime.backend as the user gave it (`auto`
     stays `auto`, so the run folder moves to a machine with other backends; run.json says
-    which one trained it)."""
+    which one trained it). A password in `output.mlflow.tracking_uri` is masked: the
+    credentials of a tracking server belong in MLFLOW_TRACKING_USERNAME/PASSWORD."""
     config = prepared.config
     requested = prepared.choices.backend_requested or config.runtime.backend
-    if requested != config.runtime.backend:
+    uri = getattr(config.output.mlflow, "tracking_uri", None)
+    if requested != config.runtime.backend or (uri and masked(uri) != uri):
         config = config.model_copy(deep=True)
         config.runtime.backend = requested
+        if uri:
+            config.output.mlflow.tracking_uri = masked(uri)
     return config.to_yaml()
 
 

@@ -35,7 +35,9 @@ from dlcli.runs.record import DataRecord, RunRecord
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.runtime import compat, compile_cache
 from dlcli.runtime.environment import versions
-from dlcli.training import baselines, class_weight, resume
+from dlcli.tracking.tracker import Tracker
+from dlcli.tracking.where import masked_words
+from dlcli.training import baselines, class_weight, resume, track
 from dlcli.training import distributed as processes
 from dlcli.training.distributed import Group
 from dlcli.training.prepare import Prepared, as_config, check_processes, prepare, written_config
@@ -59,6 +61,7 @@ class Session:
     saved: dict | None
     started: float  # time.time() of the call, less earlier sessions' duration on resume
     finishing: bool = False  # resumed after its last epoch: only the final phase is left
+    tracker: Tracker | None = None  # its MLflow run (`dlcli.training.track`)
 
     @property
     def initial_epoch(self) -> int:
@@ -138,7 +141,7 @@ def _train(
     group: Group,
 ) -> TrainResult:
     started = time.time()
-    command = command or " ".join(sys.argv)
+    command = masked_words(command or " ".join(sys.argv))  # no tracking password in run.json
     # Preparing may take long and holds nothing on disk: Ctrl-C there ends the program at
     # once (dlcli.cli.program). The folder is claimed with signals raising, and a signal that
     # comes while it is being claimed waits until the run can be marked interrupted.
@@ -154,6 +157,7 @@ def _train(
             with stop_after_batch() as claiming:
                 session = claim()
             claiming.raise_if_requested()
+            session.tracker = track.start(session)
             model = session.prepared.model
             from dlcli.training.callbacks import callbacks_for  # Keras is up: prepare imported it
 
@@ -173,6 +177,7 @@ def _train(
                 session.saved,
                 reporter,
                 every_epoch=group.several,
+                tracker=session.tracker,
             )
             # From fit to the last file, a first Ctrl-C/SIGTERM asks Keras to stop after the
             # batch in progress and is raised between steps (dlcli.training.signals).
@@ -569,14 +574,17 @@ def _finish(session: Session, status: str, **extra) -> RunRecord | None:
     cache = compile_cache.record()  # how much of the compiling the JAX cache saved
     if cache is not None:
         extra["compile_cache"] = cache
+    if session.tracker is not None:
+        extra["mlflow"] = session.tracker.record()
     try:
-        return session.run.update(
+        record = session.run.update(
             status=status,
             ended=now_iso(),
             duration_s=round(time.time() - session.started, 3),
             metric_directions=directions,
             **extra,
         )
+        return track.finish(session, status, record)
     except (
         OSError,
         ConfigError,

@@ -32,6 +32,7 @@ from dlcli.runs.runfolder import RunFolder, now_iso
 from dlcli.runtime import compat
 from dlcli.runtime.backend import backend_for
 from dlcli.runtime.keras_import import import_keras, let_tensorflow_in
+from dlcli.training import track
 from dlcli.training.signals import stop_after_batch
 
 
@@ -244,6 +245,8 @@ def evaluate(
                 plot=config.output.plots,
                 title=f"{run.id}: {entry.get('split') or Path(data).name}",
             )
+        if error := track.log_evaluation(run, record, config, entry):
+            entry["mlflow_error"] = error
         run.append_evaluation(entry)
     except OSError as exc:
         raise RunFailed(

@@ -1,0 +1,349 @@
+"""`output.mlflow`: runs logged to a real `mlflow server` (started here, on 127.0.0.1) and to
+the SQLite store in the runs dir, read back with MLflow's own client; resume, evaluate, and
+a tracking server that is down, silent, refuses the login or cannot store a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import refused_line, run_dlcli
+from mlflow.tracking import MlflowClient  # the test extra installs MLflow
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(folder: Path, *extra: str, env: dict | None = None):
+    """A real `mlflow server` on 127.0.0.1 with its own SQLite store and artifact folder;
+    (process, url) once /health answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--workers",
+            "1",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "server.log", "w"),  # noqa: SIM115 - the server's own log
+        env={**os.environ, **(env or {})},
+        cwd=folder,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError("mlflow server did not start: " + (folder / "server.log").read_text())
+
+
+def stop_server(process) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process, url = start_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield url
+    stop_server(process)
+
+
+def tracked(write_config, uri: str | None, experiment: str, **changes) -> Path:
+    mlflow_setting = {"experiment": experiment, **({"tracking_uri": uri} if uri else {})}
+    return write_config(
+        {"output": {"mlflow": mlflow_setting}, "training": {"epochs": 4}, **changes}
+    )
+
+
+def the_run(stdout: str) -> Path:
+    return Path(stdout.strip().splitlines()[-1])
+
+
+def record(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def test_a_run_is_logged_with_params_tags_epochs_final_metrics_files_and_status(
+    server, write_config, runs_dir
+):
+    config = tracked(
+        write_config,
+        server,
+        "digits-team",
+        training={"epochs": 4, "early_stopping": {"monitor": "val_loss", "patience": 10}},
+    )
+    done = run_dlcli("train", config, "--runs-dir", runs_dir, "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)  # stdout stays the JSON document alone
+    run = Path(printed["run"])
+    ids = record(run)["mlflow"]
+    assert ids["tracking_uri"] == server and ids["experiment"] == "digits-team"
+    assert "error" not in ids, ids
+
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("digits-team")
+    assert experiment.experiment_id == ids["experiment_id"]
+    logged = client.get_run(ids["run_id"])
+    assert logged.info.status == "FINISHED" and logged.info.run_name == run.name
+    params = logged.data.params
+    assert params["compile.optimizer.type"] == "adam" and params["training.epochs"] == "4"
+    assert params["model.layers.0.units"] == "32" and params["data.source"] == "digits"
+    tags = logged.data.tags
+    assert tags["dlcli.run_id"] == run.name and tags["dlcli.run_folder"] == str(run.resolve())
+    assert tags["dlcli.backend"] == record(run)["runtime"]["backend"]
+    assert tags["dlcli.device"] == "CPU" and tags["dlcli.version"]
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy", "lr"):
+        steps = [m.step for m in client.get_metric_history(ids["run_id"], key)]
+        assert steps == [1, 2, 3, 4], (key, steps)
+    metrics = json.loads((run / "metrics.json").read_text())
+    final = logged.data.metrics
+    for split in ("train", "test"):
+        for name, value in metrics[split].items():
+            assert final[f"{split}_{name}"] == pytest.approx(value, rel=1e-6)
+    assert final["val_loss"] == pytest.approx(
+        next(r for r in client.get_metric_history(ids["run_id"], "val_loss") if r.step == 4).value
+    )
+    files = {a.path for a in client.list_artifacts(ids["run_id"])}
+    assert {"config.yaml", "metrics.json", "history.csv", "run.json", "model.keras"} <= files
+    assert "confusion_matrix.csv" in files
+
+
+def test_resume_continues_the_same_mlflow_run_and_no_step_appears_twice(
+    server, write_config, runs_dir
+):
+    config = tracked(write_config, server, "resumed", training={"epochs": 400, "batch_size": 16})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(runs_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    deadline = time.time() + 180
+    for line in process.stderr:
+        if line.startswith("epoch 4/") or time.time() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    [run] = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("mlflow")]
+    first = record(run)["mlflow"]
+    client = MlflowClient(server)
+    assert client.get_run(first["run_id"]).info.status == "KILLED"
+    kept = json.loads((run / "checkpoints" / "state.json").read_text())["epoch"]
+
+    resumed = run_dlcli("train", "--resume", run, "--set", f"training.epochs={kept + 3}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert record(run)["mlflow"]["run_id"] == first["run_id"]
+    logged = client.get_run(first["run_id"])
+    assert logged.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(first["run_id"], "loss")]
+    assert sorted(steps) == list(range(1, kept + 4)), steps  # each epoch once
+    assert len(client.search_runs([first["experiment_id"]])) == 1
+
+    evaluated = run_dlcli("evaluate", run, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = json.loads(evaluated.stdout)["metrics"]
+    metrics = client.get_run(first["run_id"]).data.metrics
+    assert metrics["eval_test_accuracy"] == pytest.approx(scores["accuracy"], rel=1e-6)
+
+    shown = run_dlcli("show", run)
+    assert first["run_id"] in shown.stdout
+
+
+def test_the_default_store_is_sqlite_in_the_runs_dir_and_mlflow_tracking_uri_wins(
+    server, write_config, cli, tmp_path
+):
+    runs = tmp_path / "runs"
+    config = write_config({"training": {"epochs": 2}})
+    done = cli("train", config, "--runs-dir", runs, "--set", "output.mlflow=true", "--quiet")
+    assert done.exit_code == 0, done.stderr
+    run = the_run(done.stdout)
+    ids = record(run)["mlflow"]
+    assert ids["tracking_uri"] == f"sqlite:///{runs.resolve() / 'mlflow.db'}"
+    local = MlflowClient(ids["tracking_uri"])
+    logged = local.get_run(ids["run_id"])
+    assert logged.info.status == "FINISHED"
+    assert local.get_experiment(ids["experiment_id"]).name == "tiny"  # the run's name
+    assert (runs / "mlflow-artifacts").is_dir() and not (tmp_path / "mlruns").exists()
+    assert "model.keras" in {a.path for a in local.list_artifacts(ids["run_id"])}
+
+    env = run_dlcli(
+        "train",
+        config,
+        "--runs-dir",
+        runs,
+        "--set",
+        "output.mlflow=true",
+        "--quiet",
+        env={"MLFLOW_TRACKING_URI": server},
+    )
+    assert env.returncode == 0, env.stderr
+    ids = record(the_run(env.stdout))["mlflow"]
+    assert ids["tracking_uri"] == server
+    assert MlflowClient(server).get_run(ids["run_id"]).info.status == "FINISHED"
+
+    shown = run_dlcli("env", "--json", env={"MLFLOW_TRACKING_URI": "http://ml:pw@127.0.0.1:9"})
+    assert json.loads(shown.stdout)["mlflow"]["tracking_uri"] == "http://ml:***@127.0.0.1:9"
+
+
+def silent_server():
+    """A socket on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1], stop, held
+
+
+@pytest.mark.parametrize("case", ["down", "silent"])
+def test_a_server_that_is_down_or_never_answers_costs_one_warning_and_nothing_else(
+    write_config, runs_dir, case
+):
+    if case == "silent":
+        port, stop, held = silent_server()
+    else:
+        port, stop, held = free_port(), None, []
+    config = tracked(write_config, f"http://127.0.0.1:{port}", "nowhere")
+    started = time.time()
+    done = run_dlcli("train", config, "--runs-dir", runs_dir, "--json", timeout=240)
+    took = time.time() - started
+    if stop is not None:
+        stop.set()
+    assert done.returncode == 0, done.stderr
+    run = Path(json.loads(done.stdout)["run"])
+    assert record(run)["status"] == "completed"
+    warnings = [line for line in done.stderr.splitlines() if "MLflow" in line]
+    assert len(warnings) == 1 and "Traceback" not in done.stderr, done.stderr
+    error = record(run)["mlflow"]["error"]
+    assert error in warnings[0]
+    if case == "silent":
+        assert held, "the run never tried the server"
+        assert "did not answer within" in error
+        assert took < 200  # bounded: the requests time out, the run does not wait on them
+    else:
+        assert "connection refused" in error
+
+
+def test_a_refused_login_is_one_warning_and_the_password_is_masked_everywhere(
+    write_config, runs_dir, tmp_path
+):
+    process, url = start_server(
+        tmp_path / "auth-server",
+        "--app-name",
+        "basic-auth",
+        env={
+            "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-pass-1234",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+        },
+    )
+    try:
+        uri = url.replace("http://", "http://admin:wrong-pass-5678@")
+        config = tracked(write_config, uri, "locked")
+        done = run_dlcli("train", config, "--runs-dir", runs_dir, "--quiet")
+        assert done.returncode == 0, done.stderr
+        run = the_run(done.stdout)
+        error = record(run)["mlflow"]["error"]
+        assert "refused the login (HTTP 401)" in error
+        assert "MLFLOW_TRACKING_USERNAME" in error
+        for name in ("run.json", "config.yaml"):
+            assert "wrong-pass-5678" not in (run / name).read_text(), name
+        assert "admin:***@" in record(run)["mlflow"]["tracking_uri"]
+        assert "wrong-pass-5678" not in done.stderr + done.stdout
+
+        good = run_dlcli(
+            "train",
+            write_config({"output": {"mlflow": {"tracking_uri": url}}}),
+            "--runs-dir",
+            runs_dir,
+            "--quiet",
+            env={
+                "MLFLOW_TRACKING_USERNAME": "admin",
+                "MLFLOW_TRACKING_PASSWORD": "admin-pass-1234",
+            },
+        )
+        assert good.returncode == 0, good.stderr
+        assert "error" not in record(the_run(good.stdout))["mlflow"]
+    finally:
+        stop_server(process)
+
+
+def test_an_artifact_store_that_cannot_take_files_is_recorded_and_the_run_completes(
+    write_config, cli, tmp_path
+):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "mlflow-artifacts").write_text("a file where the artifact folder should be\n")
+    done = cli(
+        "train",
+        write_config({"training": {"epochs": 2}}),
+        "--runs-dir",
+        runs,
+        "--set",
+        "output.mlflow=true",
+        "--quiet",
+    )
+    assert done.exit_code == 0, done.stderr
+    run = the_run(done.stdout)
+    tracked_ids = record(run)["mlflow"]
+    assert record(run)["status"] == "completed" and tracked_ids["error"]
+    assert len([line for line in done.stderr.splitlines() if "MLflow" in line]) == 1
+    # the metrics and the status still went: only the files could not
+    logged = MlflowClient(tracked_ids["tracking_uri"]).get_run(tracked_ids["run_id"])
+    assert logged.info.status == "FINISHED" and "test_accuracy" in logged.data.metrics
+
+
+def test_output_mlflow_in_the_wrong_form_is_one_line_at_its_key(write_config, cli, runs_dir):
+    config = write_config(
+        text="name: t\ndata: {source: digits}\nmodel:\n  layers: [{type: Dense}]\n"
+        "output:\n  mlflow: yes please\n"
+    )
+    line = refused_line(cli, config, runs_dir)
+    assert ":6:" in line and "output.mlflow" in line and "expected true, false" in line
