@@ -347,3 +347,43 @@ def test_output_mlflow_in_the_wrong_form_is_one_line_at_its_key(write_config, cl
     )
     line = refused_line(cli, config, runs_dir)
     assert ":6:" in line and "output.mlflow" in line and "expected true, false" in line
+
+
+def test_a_sweep_and_a_cv_are_each_one_parent_run_with_their_runs_nested(
+    server, write_config, runs_dir
+):
+    config = tracked(
+        write_config,
+        server,
+        "nested",
+        training={"epochs": 2},
+        sweep={
+            "metric": "val_accuracy",
+            "trials": 2,
+            "parallel": 2,
+            "space": {"model.layers.0.units": {"choice": [16, 32]}},
+        },
+    )
+    client = MlflowClient(server)
+    experiment = None
+    for command, file in (("sweep", "sweep.json"), ("cv", "cv.json")):
+        extra = ["--folds", "2", "--parallel", "2"] if command == "cv" else []
+        done = run_dlcli(command, config, *extra, "--runs-dir", runs_dir, "--json", timeout=600)
+        assert done.returncode == 0, done.stderr
+        folder = Path(json.loads(done.stdout)[command])
+        parent = json.loads((folder / file).read_text())["mlflow"]
+        assert "error" not in parent, parent
+        logged = client.get_run(parent["run_id"])
+        assert logged.info.status == "FINISHED" and logged.data.tags["dlcli.kind"] == command
+        assert file in {a.path for a in client.list_artifacts(parent["run_id"])}
+        experiment = parent["experiment_id"]
+        children = client.search_runs(
+            [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}'"
+        )
+        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+        if command == "sweep":
+            assert logged.data.metrics["completed_trials"] == 2
+            assert "best_val_accuracy" in logged.data.metrics
+        else:
+            assert "val_accuracy_mean" in logged.data.metrics
+    assert len(client.search_runs([experiment])) == 6  # two parents, four nested runs

@@ -19,7 +19,7 @@ Example:
     >>> tracker = Tracker(target, warn=print)
     >>> tracker.open(params={"training.epochs": 20}, tags={"dlcli.run_id": "digits-..."})
     >>> tracker.epoch({"epoch": 1, "loss": 0.52, "val_loss": 0.31})
-    >>> tracker.finish("completed", run_folder)
+    >>> tracker.finish("completed", artifact_files(run_folder))
     >>> tracker.close()
     {'tracking_uri': 'http://127.0.0.1:5000', 'experiment': 'digits', ...}
 """
@@ -88,6 +88,7 @@ class Tracker:
         self._warn = warn
         self._client = None
         self._jobs: queue.Queue = queue.Queue()
+        self._opened = threading.Event()  # set once `open` has run (or failed)
         self._worker = threading.Thread(target=self._work, name="dlcli-mlflow", daemon=True)
         self._worker.start()
 
@@ -106,15 +107,20 @@ class Tracker:
         self._jobs.put((self._metrics, (dict(values), step), False))
 
     def finish(
-        self, status: str, folder: Path | None, final: dict | None = None, step: int = 0
+        self, status: str, files: Iterable[Path] = (), final: dict | None = None, step: int = 0
     ) -> None:
-        """The final metrics (at `step`, the last epoch), the run folder's files and the
-        MLflow status for dlcli's `status` (completed, failed or interrupted)."""
+        """The final metrics (at `step`, the last epoch), the files and the MLflow status
+        for dlcli's `status` (completed, failed or interrupted)."""
         if final:
             self.metrics(final, step)
-        if folder is not None:
-            self._jobs.put((self._artifacts, (Path(folder),), False))
+        self._jobs.put((self._artifacts, (list(files),), False))
         self._jobs.put((self._terminate, (STATUSES.get(status, "FAILED"),), True))
+
+    def wait_opened(self, wait: float) -> str | None:
+        """Wait (at most `wait` seconds) until the MLflow run exists or could not be made;
+        its id, or None."""
+        self._opened.wait(wait)
+        return self.run_id
 
     def close(self, wait: float = CLOSE_WAIT_S) -> dict:
         """Wait (at most `wait` seconds) for the queued calls; what run.json records."""
@@ -155,6 +161,10 @@ class Tracker:
                 self.unreachable = self.unreachable or _is_unreachable(exc)
                 if essential and self.run_id is None:
                     self.unreachable = True
+            finally:
+                if call == self._open:
+                    self._opened.set()
+        self._opened.set()
 
     def _fail(self, reason: str) -> None:
         if self.error is None:
@@ -252,8 +262,8 @@ class Tracker:
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
-    def _artifacts(self, folder: Path) -> None:
-        for path in _artifact_files(folder):
+    def _artifacts(self, files: list[Path]) -> None:
+        for path in files:
             try:
                 self.client.log_artifact(self.run_id, str(path))
             except Exception as exc:  # a full store: the other files still go
@@ -265,11 +275,10 @@ class Tracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
-def _artifact_files(folder: Path) -> Iterable[Path]:
-    for name in ARTIFACTS:
-        if (folder / name).is_file():
-            yield folder / name
-    yield from sorted(p for p in folder.glob("*.png") if p.is_file())
+def artifact_files(folder: Path, names: Iterable[str] = ARTIFACTS) -> list[Path]:
+    """The files of `names` a folder holds, then its pictures."""
+    found = [folder / name for name in names if (folder / name).is_file()]
+    return found + sorted(p for p in folder.glob("*.png") if p.is_file())
 
 
 def flat(value, prefix: str = "") -> dict:
@@ -316,4 +325,4 @@ def _is_unreachable(exc: BaseException) -> bool:
     return any(word in text for word in UNREACHABLE)
 
 
-__all__ = ["Tracker", "flat"]
+__all__ = ["ARTIFACTS", "Tracker", "artifact_files", "flat"]

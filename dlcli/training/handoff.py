@@ -33,12 +33,15 @@ class Handoff:
             supervising a worker of its own.
         preload: a sweep's spare: `BACKEND:DETERMINISTIC` to start before its arguments come
             on stdin (`dlcli.tuning.sweep.await_trial`).
+        mlflow_parent: the MLflow run of the sweep or cv that started it: the run it logs
+            is nested under that one (`dlcli.training.track`).
     """
 
     note: str | None = None
     parent: int | None = None
     worker: bool = False
     preload: str | None = None
+    mlflow_parent: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -56,6 +59,8 @@ class Handoff:
             or (type(handoff.parent) is int and handoff.parent > 0),
             "worker": isinstance(handoff.worker, bool),
             "preload": handoff.preload is None or isinstance(handoff.preload, str),
+            "mlflow_parent": handoff.mlflow_parent is None
+            or (isinstance(handoff.mlflow_parent, str) and handoff.mlflow_parent.isalnum()),
         }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:

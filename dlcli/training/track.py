@@ -13,10 +13,9 @@ import os
 import sys
 
 from dlcli import __version__
-from dlcli.tracking.tracker import Tracker, flat
+from dlcli.tracking.tracker import Tracker, artifact_files, flat
 from dlcli.tracking.where import Target, masked, target
-
-PARENT = "DLCLI_MLFLOW_PARENT"  # the MLflow run id a sweep or cv hands its runs
+from dlcli.training import handoff
 
 
 def warn(line: str) -> None:
@@ -36,7 +35,7 @@ def start(session) -> Tracker | None:
     tracker = Tracker(
         where,
         run_id=before["run_id"] if same_store else None,
-        parent_id=os.environ.get(PARENT) or None,
+        parent_id=handoff.current.mlflow_parent,
         warn=warn,
     )
     tracker.open(params(config), tags(session))
@@ -79,7 +78,7 @@ def finish(session, status: str, record):
         if status == "completed"
         else {}
     )
-    tracker.finish(status, run.path, final, step=len(rows))
+    tracker.finish(status, artifact_files(run.path), final, step=len(rows))
     recorded = tracker.close()
     if recorded != (record.mlflow if record is not None else None):
         try:
@@ -132,7 +131,6 @@ def final_metrics(metrics: dict, history: set[str] = frozenset()) -> dict:
 
 
 __all__ = [
-    "PARENT",
     "Target",
     "final_metrics",
     "finish",

@@ -41,6 +41,7 @@ from dlcli.runs.record import effective_status
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.training.signals import stop_after_batch
 from dlcli.tuning.cv_record import CvRecord, FoldRow, main_metric
+from dlcli.tuning.parent_run import finish_parent, open_parent
 from dlcli.tuning.preflight import check_parallel
 from dlcli.tuning.trials import (
     CONFIG_FILE,
@@ -95,6 +96,7 @@ class CrossValidator:
             record.parallel, preload_spec(config), dict(os.environ) if env is None else env
         )
         self.running: dict[int, FoldProcess] = {}
+        self.parent = None  # the folds' parent MLflow run (`dlcli.tuning.parent_run`)
         self.began = time.time()
 
     def run(self) -> CvRecord:
@@ -108,6 +110,16 @@ class CrossValidator:
             f"{self.record.parallel} at a time"
         )
         self.write("running")
+        self.parent = open_parent(
+            self.config,
+            self.folder,
+            "cv",
+            self.record.mlflow,
+            {"cv": {"k": self.record.k, "parallel": self.record.parallel}},
+        )
+        if self.parent is not None:
+            self.slots.mlflow_parent = self.parent.run_id
+            self.record.mlflow = self.parent.record()
         interrupted = False
         with signals_raise(), stop_after_batch() as stop:
             try:
@@ -131,6 +143,7 @@ class CrossValidator:
                     self._stop_all(stop.requested or signal.SIGTERM)
         if interrupted or stop.requested is not None:
             self.write("interrupted")
+            self._close_parent("interrupted")
             raise Interrupted(
                 f"interrupted; the completed folds are kept: carry on with "
                 f"`dlcli cv --resume {self.folder.path}`"
@@ -142,7 +155,23 @@ class CrossValidator:
             else None
         )
         self.write("failed" if failed else "completed")
+        self._close_parent("failed" if failed else "completed")
         return self.record
+
+    def _close_parent(self, status: str) -> None:
+        """The parent MLflow run's end: each split's metric means and spreads, cv.json."""
+        if self.parent is None:
+            return
+        summary = {
+            f"{split}_{name}_{stat}": value
+            for split, named in (self.record.metrics or {}).items()
+            for name, stats in named.items()
+            for stat, value in stats.items()
+        }
+        self.record.mlflow = finish_parent(
+            self.parent, status, self.folder.path, ("cv.json",), summary
+        )
+        self.record.write(self.folder)
 
     def _argv(self, fold: int) -> list[str]:
         """`dlcli train` of fold `fold`: its interrupted (or killed) run carried on, else a new

@@ -76,6 +76,7 @@ class CvRecord:
     resumes: int | None = None
     duration_before_s: float | None = None
     error: str | None = None
+    mlflow: dict | None = None  # the parent MLflow run of the folds (`dlcli.tuning.parent_run`)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this dlcli does not know
 
     @classmethod

@@ -148,6 +148,7 @@ class SweepRecord:
     importance: dict[str, float] | None = None
     resumes: int | None = None
     duration_before_s: float | None = None  # the processes before this one's
+    mlflow: dict | None = None  # the parent MLflow run of the trials (`dlcli.tuning.parent_run`)
     extra: dict[str, Any] = field(
         default_factory=dict
     )  # keys this dlcli does not know, kept as read

@@ -50,6 +50,7 @@ from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
 from dlcli.training.signals import held, stop_after_batch
 from dlcli.tuning import sqlite_lock
 from dlcli.tuning.figures import draw_history, draw_importance, write_best
+from dlcli.tuning.parent_run import finish_parent, open_parent, sweep_summary
 from dlcli.tuning.preflight import Target, check_parallel, check_space, sweep_settings
 from dlcli.tuning.record import SweepRecord, TrialRow
 from dlcli.tuning.study import (
@@ -131,6 +132,7 @@ class Sweeper:
             settings.parallel, preload_spec(config), dict(os.environ) if env is None else env
         )
         self.study = None
+        self.parent = None  # the trials' parent MLflow run (`dlcli.tuning.parent_run`)
         self.began = time.time()
         self.record = SweepRecord.read(folder)  # sweep.json: this process writes it
         self.uid = str(self.record.uid or folder.id)
@@ -193,6 +195,12 @@ class Sweeper:
             )
         self._say_start(remaining)
         self.write("running")
+        self.parent = open_parent(
+            self.config, self.folder, "sweep", self.record.mlflow, {"sweep": self.record.sweep}
+        )
+        if self.parent is not None:
+            self.slots.mlflow_parent = self.parent.run_id
+            self.record.mlflow = self.parent.record()
         interrupted = False
         # The first Ctrl-C/SIGTERM is a request (no exception inside an Optuna write); the
         # trials in flight get it too and end as `interrupted` runs. A second one raises.
@@ -223,13 +231,28 @@ class Sweeper:
         if interrupted or stop.requested is not None:
             self.write("interrupted")
             self.final_files()
+            self._close_parent("interrupted")
             raise Interrupted(
                 f"interrupted; the finished trials are kept: carry on with "
                 f"`dlcli sweep --resume {self.folder.path}`"
             )
-        self.write("completed" if self._completed_here() else "failed")
+        status = "completed" if self._completed_here() else "failed"
+        self.write(status)
         self.final_files()
+        self._close_parent(status)
         return self.record
+
+    def _close_parent(self, status: str) -> None:
+        """The parent MLflow run's end: the best value, the trial counts, the files."""
+        if self.parent is not None:
+            self.record.mlflow = finish_parent(
+                self.parent,
+                status,
+                self.folder.path,
+                ("sweep.json", "best.yaml"),
+                sweep_summary(self.record, self.target.metric),
+            )
+            self.record.write(self.folder)
 
     def _completed_here(self) -> int:
         return sum(1 for row in self._rows() if row.here and row.state == "completed")

@@ -106,6 +106,7 @@ class Slots:
         self.env = env  # what the trials start with
         self.cores = usable_cores()
         self.spares: dict[int, Spare] = {}
+        self.mlflow_parent: str | None = None  # the MLflow run the trials nest under
 
     def cores_of(self, slot: int) -> list[int] | None:
         """The cores of `slot` when trials share the machine (None: one trial, every core)."""
@@ -154,7 +155,10 @@ class Slots:
         note.unlink(missing_ok=True)
         env = dict(self.env)
         part = handoff.Handoff(
-            note=str(note), parent=os.getpid(), preload=self.preload if argv is None else None
+            note=str(note),
+            parent=os.getpid(),
+            preload=self.preload if argv is None else None,
+            mlflow_parent=self.mlflow_parent,
         )
         cores = self.cores_of(slot)
         if cores is not None:
