@@ -1,19 +1,18 @@
 """One dlcli run's MLflow run, logged off the training thread and never at the run's cost.
 
-A `Tracker` owns a worker thread that makes every MLflow call through MLflow's own client
-(`MlflowClient`), one after another, in the order they were asked for; the caller only
-queues them. Each HTTP request is bounded (`REQUEST_TIMEOUT_S`, `RETRIES`), and `close`
-waits for what is queued at most `CLOSE_WAIT_S`, so a server that is down, refuses the
-login, fills up or accepts connections and never answers costs at most that, once. The first
-failure is one warning line on stderr and `error` (what run.json records); after a failure
-that says the server cannot be reached, nothing more is sent; after any other (a full
-artifact store, a refused value), the rest is still tried.
+A `Tracker` starts a worker process (`dlcli.tracking.worker`) that makes every MLflow call
+through MLflow's own client, one after another, in the order they were asked for; the caller
+only writes the requests to its stdin. A thread reads what the worker says (the run's ids,
+each failure). Each HTTP request is bounded in the worker, and `close` waits for the queue
+at most `CLOSE_WAIT_S`, then ends the worker: a server that is down, refuses the login,
+fills up or accepts connections and never answers costs at most that, once. The first
+failure is one warning line on stderr and `error` (what run.json records).
 
 What a run logs: the resolved config as parameters with dotted keys
 (`compile.optimizer.learning_rate`), tags (`dlcli.*`), every history row with `step` = the
-epoch, the final `train_*` / `val_*` / `test_*` metrics, the run folder's files as
-artifacts, and the status (FINISHED, FAILED or KILLED). A resumed run reopens its MLflow run
-and logs only the epochs after the last one there, so no step appears twice.
+epoch, the final `train_*` / `test_*` metrics, the run folder's files as artifacts, and the
+status (FINISHED, FAILED or KILLED). A resumed run reopens its MLflow run and logs only the
+epochs after the last one there, so no step appears twice.
 
 Example:
     >>> tracker = Tracker(target, warn=print)
@@ -26,9 +25,10 @@ Example:
 
 from __future__ import annotations
 
-import math
-import os
-import queue
+import contextlib
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,10 +36,8 @@ from pathlib import Path
 
 from dlcli.tracking.where import Target
 
-REQUEST_TIMEOUT_S = 5  # one HTTP request to a tracking server
-RETRIES = 1  # MLflow's client retries a failed request this many times
 CLOSE_WAIT_S = 30.0  # the most a run waits, at its end, for what is still queued
-BATCH = 100  # parameters (and tags) per log_batch: MLflow's limit
+FLUSH_S = 1.0  # history rows are sent together at most this often
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 ARTIFACTS = (
     "config.yaml",
@@ -51,19 +49,6 @@ ARTIFACTS = (
     "summary.txt",
     "confusion_matrix.csv",
     "model.keras",
-)
-UNREACHABLE = (
-    "connection refused",
-    "connectionerror",
-    "max retries exceeded",
-    "timed out",
-    "timeout",
-    "name or service not known",
-    "failed to establish",
-    "remote end closed",
-    "connection reset",
-    "could not connect",
-    "unable to open database",
 )
 
 
@@ -83,38 +68,56 @@ class Tracker:
         self.parent_id = parent_id
         self.experiment_id: str | None = None
         self.error: str | None = None
-        self.unreachable = False
-        self.logged_step = 0  # the last epoch already in the MLflow run
         self._warn = warn
-        self._client = None
-        self._jobs: queue.Queue = queue.Queue()
-        self._opened = threading.Event()  # set once `open` has run (or failed)
-        self._worker = threading.Thread(target=self._work, name="dlcli-mlflow", daemon=True)
-        self._worker.start()
+        self._opened = threading.Event()  # set once the worker has opened the run (or failed)
+        self._rows: list[dict] = []  # history rows not yet sent
+        self._flushed = time.monotonic()
+        self._worker = _started.pop() if _started else _start_worker()
+        self._reader = threading.Thread(target=self._read, name="dlcli-mlflow", daemon=True)
+        self._reader.start()
+        self._send(
+            {
+                "uri": target.uri,
+                "experiment": target.experiment,
+                "artifacts": target.artifacts,
+                "run_id": run_id,
+                "parent_id": parent_id,
+            }
+        )
 
-    # -- what the training thread asks for (queued, never waited on) --------------------
+    # -- what the training thread asks for (written to the worker, never waited on) -----
 
     def open(self, params: dict, tags: dict) -> None:
         """Create the MLflow run (or reopen `run_id`) with these parameters and tags."""
-        self._jobs.put((self._open, (params, tags), True))
+        self._call("open", params, tags)
 
     def epoch(self, row: dict) -> None:
-        """One history row: each number at `step` = its epoch."""
-        self._jobs.put((self._epoch, (dict(row),), False))
+        """One history row: each number at `step` = its epoch. Rows go to the worker at
+        most every `FLUSH_S` seconds, together: one request for many short epochs."""
+        self._rows.append(dict(row))
+        if time.monotonic() - self._flushed >= FLUSH_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._call("epochs", self._rows)
+            self._rows = []
+        self._flushed = time.monotonic()
 
     def metrics(self, values: dict, step: int = 0) -> None:
         """Metrics by name at one step (the final scores, an evaluation's)."""
-        self._jobs.put((self._metrics, (dict(values), step), False))
+        self._call("metrics", dict(values), step)
 
     def finish(
         self, status: str, files: Iterable[Path] = (), final: dict | None = None, step: int = 0
     ) -> None:
         """The final metrics (at `step`, the last epoch), the files and the MLflow status
         for dlcli's `status` (completed, failed or interrupted)."""
+        self._flush()
         if final:
             self.metrics(final, step)
-        self._jobs.put((self._artifacts, (list(files),), False))
-        self._jobs.put((self._terminate, (STATUSES.get(status, "FAILED"),), True))
+        self._call("artifacts", [str(f) for f in files])
+        self._call("terminate", STATUSES.get(status, "FAILED"))
 
     def wait_opened(self, wait: float) -> str | None:
         """Wait (at most `wait` seconds) until the MLflow run exists or could not be made;
@@ -124,13 +127,18 @@ class Tracker:
 
     def close(self, wait: float = CLOSE_WAIT_S) -> dict:
         """Wait (at most `wait` seconds) for the queued calls; what run.json records."""
-        self._jobs.put(None)
-        self._worker.join(wait)
-        if self._worker.is_alive():
+        with contextlib.suppress(OSError):
+            self._worker.stdin.close()
+        try:
+            self._worker.wait(wait)
+        except subprocess.TimeoutExpired:
+            self._worker.kill()
+            self._worker.wait()
             self._fail(
                 f"the tracking server did not finish within {wait:.0f} s; what it lacks is in "
                 "the run folder"
             )
+        self._reader.join(5)
         return self.record()
 
     def record(self) -> dict:
@@ -147,23 +155,35 @@ class Tracker:
             out["error"] = self.error
         return out
 
-    # -- the worker --------------------------------------------------------------------
+    # -- talking to the worker ---------------------------------------------------------
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            call, args, essential = job
-            if self.unreachable or (self.error is not None and self.run_id is None):
-                continue  # nothing can be sent, or there is no run to send it to
+    def _call(self, call: str, *args) -> None:
+        self._send({"call": call, "args": list(args)})
+
+    def _send(self, message: dict) -> None:
+        try:
+            self._worker.stdin.write(json.dumps(message, default=str) + "\n")
+            self._worker.stdin.flush()
+        except (OSError, ValueError):  # the worker is gone: its end says why
+            pass
+
+    def _read(self) -> None:
+        done = False
+        for line in self._worker.stdout:
             try:
-                call(*args)
-            except Exception as exc:  # noqa: BLE001 - tracking never ends the run
-                self._fail(_reason(exc))
-                self.unreachable = self.unreachable or _is_unreachable(exc)
-                if essential and self.run_id is None:
-                    self.unreachable = True
-            finally:
-                if call == self._open:
-                    self._opened.set()
+                said = json.loads(line)
+            except ValueError:
+                continue
+            if said.get("run_id"):
+                self.run_id, self.experiment_id = said["run_id"], said.get("experiment_id")
+            if said.get("error"):
+                self._fail(said["error"])
+            if said.get("opened"):
+                self._opened.set()
+            done = done or bool(said.get("done"))
+        code = self._worker.wait()
+        if not done and code not in (0, -9):
+            self._fail(f"the tracking process ended unexpectedly (exit code {code})")
         self._opened.set()
 
     def _fail(self, reason: str) -> None:
@@ -175,104 +195,27 @@ class Tracker:
                     "the run goes on (run.json records it)"
                 )
 
-    @property
-    def client(self):
-        if self._client is None:
-            for name, value in (
-                ("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT_S),
-                ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", RETRIES),
-                ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 1),
-                ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),  # stdout is `--json`'s
-            ):
-                os.environ.setdefault(name, str(value))
-            import logging
 
-            from mlflow.tracking import MlflowClient
+_started: list[subprocess.Popen] = []  # a worker started ahead (`prestart`), not yet taken
 
-            for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..."
-                logging.getLogger(name).setLevel(logging.WARNING)
 
-            self._client = MlflowClient(tracking_uri=self.target.uri)
-        return self._client
+def _start_worker() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlcli.tracking.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the worker reports on stdout; MLflow's chatter stays out
+        text=True,
+        start_new_session=True,  # Ctrl-C is the run's: the worker still logs KILLED
+    )
 
-    def _open(self, params: dict, tags: dict) -> None:
-        client = self.client
-        if self.run_id is not None:
-            run = client.get_run(self.run_id)
-            self.experiment_id = run.info.experiment_id
-            client.update_run(self.run_id, status="RUNNING")
-            steps = [m.step for m in client.get_metric_history(self.run_id, "loss")]
-            self.logged_step = max(steps, default=0)
-            known = run.data.params
-            self._batches(params={k: v for k, v in params.items() if k not in known}, tags=tags)
-            return
-        self.experiment_id = self._experiment(client)
-        if self.parent_id:
-            tags = {**tags, "mlflow.parentRunId": self.parent_id}
-        run = client.create_run(
-            self.experiment_id,
-            tags={k: _text(v) for k, v in tags.items()},
-            run_name=tags.get("dlcli.run_id"),
-        )
-        self.run_id = run.info.run_id
-        self._batches(params=params)
 
-    def _experiment(self, client) -> str:
-        name = self.target.experiment
-        found = client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return client.create_experiment(name, artifact_location=self.target.artifacts)
-        except Exception:  # another process created it meanwhile
-            found = client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return found.experiment_id
-
-    def _batches(self, params: dict | None = None, tags: dict | None = None) -> None:
-        from mlflow.entities import Param, RunTag
-
-        params = [Param(k, _text(v)) for k, v in (params or {}).items()]
-        tags = [RunTag(k, _text(v)) for k, v in (tags or {}).items()]
-        for start in range(0, max(len(params), len(tags)), BATCH):
-            self.client.log_batch(
-                self.run_id,
-                params=params[start : start + BATCH],
-                tags=tags[start : start + BATCH],
-                synchronous=True,
-            )
-
-    def _epoch(self, row: dict) -> None:
-        step = int(row.get("epoch", 0))
-        if step <= self.logged_step:
-            return  # in the MLflow run already (a resume continues it)
-        self._metrics({k: v for k, v in row.items() if k != "epoch"}, step)
-        self.logged_step = step
-
-    def _metrics(self, values: dict, step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), now, step)
-            for key, value in values.items()
-            if isinstance(value, (int, float)) and math.isfinite(float(value))
-        ]
-        for start in range(0, len(metrics), 1000):
-            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
-
-    def _artifacts(self, files: list[Path]) -> None:
-        for path in files:
-            try:
-                self.client.log_artifact(self.run_id, str(path))
-            except Exception as exc:  # a full store: the other files still go
-                if _is_unreachable(exc):
-                    raise
-                self._fail(f"{path.name}: {_reason(exc)}")
-
-    def _terminate(self, status: str) -> None:
-        self.client.set_terminated(self.run_id, status=status)
+def prestart() -> None:
+    """Start the next `Tracker`'s worker now: it imports MLflow on another core while this
+    process imports Keras and loads the data. A worker never taken ends with this process
+    (its stdin closes)."""
+    if not _started:
+        _started.append(_start_worker())
 
 
 def artifact_files(folder: Path, names: Iterable[str] = ARTIFACTS) -> list[Path]:
@@ -297,32 +240,12 @@ def flat(value, prefix: str = "") -> dict:
     return {prefix[:-1]: value}
 
 
-def _text(value) -> str:
-    text = "None" if value is None else str(value)
-    return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def _reason(exc: BaseException) -> str:
-    """What went wrong, in a phrase: the server's silence, a refused connection or login,
-    else MLflow's own message (shortened)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    lower = text.lower()
-    if "readtimeout" in lower or "read timed out" in lower:
-        return f"the server did not answer within {REQUEST_TIMEOUT_S} s"
-    if "connection refused" in lower or "newconnectionerror" in lower:
-        return "cannot connect (connection refused); is the server running?"
-    for code, meaning in (("401", "refused the login"), ("403", "refused access")):
-        if f"error code {code}" in lower or f"status code {code}" in lower:
-            return (
-                f"the server {meaning} (HTTP {code}); set MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
-            )
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(word in text for word in UNREACHABLE)
-
-
-__all__ = ["ARTIFACTS", "Tracker", "artifact_files", "flat"]
+__all__ = [
+    "ARTIFACTS",
+    "CLOSE_WAIT_S",
+    "STATUSES",
+    "Tracker",
+    "artifact_files",
+    "flat",
+    "prestart",
+]

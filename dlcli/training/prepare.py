@@ -28,6 +28,7 @@ from dlcli.runtime.backend import auto_backend, choose_backend
 from dlcli.runtime.choices import Choices, apply_runtime, choose_runtime
 from dlcli.runtime.devices import enable_memory_growth, list_devices
 from dlcli.runtime.keras_import import import_keras
+from dlcli.tracking import tracker
 from dlcli.tracking.where import masked
 from dlcli.training import class_weight
 from dlcli.training import distributed as processes
@@ -55,9 +56,13 @@ def as_config(config: Config | str | os.PathLike | dict, overrides=()) -> Config
     return load_config(config, overrides)
 
 
-def prepare(config: Config | str | dict, overrides=(), group: Group | None = None) -> Prepared:
+def prepare(
+    config: Config | str | dict, overrides=(), group: Group | None = None, tracks: bool = False
+) -> Prepared:
     """Validate the config, load the data, build and compile the model; nothing is written.
-    `group`: this process's place in a multi-process run (`dlcli.training.distributed`)."""
+    `group`: this process's place in a multi-process run (`dlcli.training.distributed`);
+    `tracks`: a run that will be tracked in MLflow when the config says so (its worker is
+    started early)."""
     group = group or Group()
     try:
         config = as_config(config, overrides)
@@ -69,6 +74,8 @@ def prepare(config: Config | str | dict, overrides=(), group: Group | None = Non
         raise ConfigError(problems)
     runtime = config.runtime
     check_processes(config, group)
+    if tracks and config.output.mlflow is not False and group.leads:
+        tracker.prestart()  # MLflow's import on another core, beside Keras's
     keras = import_keras(
         runtime.backend, config.where(("runtime", "backend")), runtime.deterministic
     )

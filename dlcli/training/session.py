@@ -280,7 +280,7 @@ def _open(
 ) -> Callable[[], Session]:
     """Prepare; the function returned claims a new run folder that appears with run.json and
     config.yaml in it: a crash or kill from then on leaves a folder that says what it was."""
-    prepared = prepare(config, overrides, group)
+    prepared = prepare(config, overrides, group, tracks=True)
     config, data, model = prepared.config, prepared.data, prepared.model
     record = RunRecord(
         name=config.name,
@@ -343,7 +343,7 @@ def _resume(
         processes.note("run", str(run.path))
     resume.check_data(run)
     prepared = prepare(
-        config if config is not None else str(run.file("config.yaml")), overrides, group
+        config if config is not None else str(run.file("config.yaml")), overrides, group, True
     )
     config = prepared.config
     resume.check(run, config)
