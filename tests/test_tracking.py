@@ -101,7 +101,7 @@ def record(run: Path) -> dict:
 
 
 def test_a_run_is_logged_with_params_tags_epochs_final_metrics_files_and_status(
-    server, write_config, runs_dir
+    server, write_config, runs_dir, cli
 ):
     config = tracked(
         write_config,
@@ -109,8 +109,8 @@ def test_a_run_is_logged_with_params_tags_epochs_final_metrics_files_and_status(
         "digits-team",
         training={"epochs": 4, "early_stopping": {"monitor": "val_loss", "patience": 10}},
     )
-    done = run_dlcli("train", config, "--runs-dir", runs_dir, "--json")
-    assert done.returncode == 0, done.stderr
+    done = cli("train", config, "--runs-dir", runs_dir, "--json")
+    assert done.exit_code == 0, done.stderr
     printed = json.loads(done.stdout)  # stdout stays the JSON document alone
     run = Path(printed["run"])
     ids = record(run)["mlflow"]
@@ -146,7 +146,7 @@ def test_a_run_is_logged_with_params_tags_epochs_final_metrics_files_and_status(
 
 
 def test_resume_continues_the_same_mlflow_run_and_no_step_appears_twice(
-    server, write_config, runs_dir
+    server, write_config, runs_dir, cli
 ):
     config = tracked(write_config, server, "resumed", training={"epochs": 400, "batch_size": 16})
     process = subprocess.Popen(
@@ -169,8 +169,8 @@ def test_resume_continues_the_same_mlflow_run_and_no_step_appears_twice(
     assert client.get_run(first["run_id"]).info.status == "KILLED"
     kept = json.loads((run / "checkpoints" / "state.json").read_text())["epoch"]
 
-    resumed = run_dlcli("train", "--resume", run, "--set", f"training.epochs={kept + 3}")
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = cli("train", "--resume", run, "--set", f"training.epochs={kept + 3}")
+    assert resumed.exit_code == 0, resumed.stderr
     assert record(run)["mlflow"]["run_id"] == first["run_id"]
     logged = client.get_run(first["run_id"])
     assert logged.info.status == "FINISHED"
@@ -178,18 +178,18 @@ def test_resume_continues_the_same_mlflow_run_and_no_step_appears_twice(
     assert sorted(steps) == list(range(1, kept + 4)), steps  # each epoch once
     assert len(client.search_runs([first["experiment_id"]])) == 1
 
-    evaluated = run_dlcli("evaluate", run, "--json")
-    assert evaluated.returncode == 0, evaluated.stderr
+    evaluated = cli("evaluate", run, "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
     scores = json.loads(evaluated.stdout)["metrics"]
     metrics = client.get_run(first["run_id"]).data.metrics
     assert metrics["eval_test_accuracy"] == pytest.approx(scores["accuracy"], rel=1e-6)
 
-    shown = run_dlcli("show", run)
+    shown = cli("show", run)
     assert first["run_id"] in shown.stdout
 
 
 def test_the_default_store_is_sqlite_in_the_runs_dir_and_mlflow_tracking_uri_wins(
-    server, write_config, cli, tmp_path
+    server, write_config, cli, tmp_path, monkeypatch
 ):
     runs = tmp_path / "runs"
     config = write_config({"training": {"epochs": 2}})
@@ -220,7 +220,8 @@ def test_the_default_store_is_sqlite_in_the_runs_dir_and_mlflow_tracking_uri_win
     assert ids["tracking_uri"] == server
     assert MlflowClient(server).get_run(ids["run_id"]).info.status == "FINISHED"
 
-    shown = run_dlcli("env", "--json", env={"MLFLOW_TRACKING_URI": "http://ml:pw@127.0.0.1:9"})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ml:pw@127.0.0.1:9")
+    shown = cli("env", "--json")
     assert json.loads(shown.stdout)["mlflow"]["tracking_uri"] == "http://ml:***@127.0.0.1:9"
 
 
@@ -245,7 +246,7 @@ def silent_server():
 
 @pytest.mark.parametrize("case", ["down", "silent"])
 def test_a_server_that_is_down_or_never_answers_costs_one_warning_and_nothing_else(
-    write_config, runs_dir, case
+    write_config, runs_dir, case, cli
 ):
     if case == "silent":
         port, stop, held = silent_server()
@@ -253,11 +254,11 @@ def test_a_server_that_is_down_or_never_answers_costs_one_warning_and_nothing_el
         port, stop, held = free_port(), None, []
     config = tracked(write_config, f"http://127.0.0.1:{port}", "nowhere")
     started = time.time()
-    done = run_dlcli("train", config, "--runs-dir", runs_dir, "--json", timeout=240)
+    done = cli("train", config, "--runs-dir", runs_dir, "--json")
     took = time.time() - started
     if stop is not None:
         stop.set()
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     run = Path(json.loads(done.stdout)["run"])
     assert record(run)["status"] == "completed"
     warnings = [line for line in done.stderr.splitlines() if "MLflow" in line]
@@ -273,7 +274,7 @@ def test_a_server_that_is_down_or_never_answers_costs_one_warning_and_nothing_el
 
 
 def test_a_refused_login_is_one_warning_and_the_password_is_masked_everywhere(
-    write_config, runs_dir, tmp_path
+    write_config, runs_dir, tmp_path, cli, monkeypatch
 ):
     process, url = start_server(
         tmp_path / "auth-server",
@@ -287,8 +288,8 @@ def test_a_refused_login_is_one_warning_and_the_password_is_masked_everywhere(
     try:
         uri = url.replace("http://", "http://admin:wrong-pass-5678@")
         config = tracked(write_config, uri, "locked")
-        done = run_dlcli("train", config, "--runs-dir", runs_dir, "--quiet")
-        assert done.returncode == 0, done.stderr
+        done = cli("train", config, "--runs-dir", runs_dir, "--quiet")
+        assert done.exit_code == 0, done.stderr
         run = the_run(done.stdout)
         error = record(run)["mlflow"]["error"]
         assert "refused the login (HTTP 401)" in error
@@ -298,18 +299,16 @@ def test_a_refused_login_is_one_warning_and_the_password_is_masked_everywhere(
         assert "admin:***@" in record(run)["mlflow"]["tracking_uri"]
         assert "wrong-pass-5678" not in done.stderr + done.stdout
 
-        good = run_dlcli(
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "admin-pass-1234")
+        good = cli(
             "train",
             write_config({"output": {"mlflow": {"tracking_uri": url}}}),
             "--runs-dir",
             runs_dir,
             "--quiet",
-            env={
-                "MLFLOW_TRACKING_USERNAME": "admin",
-                "MLFLOW_TRACKING_PASSWORD": "admin-pass-1234",
-            },
         )
-        assert good.returncode == 0, good.stderr
+        assert good.exit_code == 0, good.stderr
         assert "error" not in record(the_run(good.stdout))["mlflow"]
     finally:
         stop_server(process)
