@@ -139,6 +139,25 @@ def run_dlcli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
     )
 
 
+def stopped_train(config: Path, runs: Path, epoch: int, sig: int) -> tuple[int, str]:
+    """`dlcli train CONFIG` in a process of its own, sent `sig` once it reports `epoch`;
+    (its exit code, its stderr)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    deadline = time.time() + 180
+    for line in process.stderr:
+        if line.startswith(f"epoch {epoch}/") or time.time() > deadline:
+            break
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
 def catches(pid: int, sig: int) -> bool:
     """Whether process `pid` has a handler for `sig` (Linux's /proc): dlcli has started and
     taken its signals, which Python alone does not do for SIGTERM."""

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import refused_line, run_dlcli
+from conftest import refused_line, run_dlcli, stopped_train
 from mlflow.tracking import MlflowClient  # the test extra installs MLflow
 
 pytestmark = pytest.mark.slow
@@ -149,20 +149,8 @@ def test_resume_continues_the_same_mlflow_run_and_no_step_appears_twice(
     server, write_config, runs_dir, cli
 ):
     config = tracked(write_config, server, "resumed", training={"epochs": 400, "batch_size": 16})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    deadline = time.time() + 180
-    for line in process.stderr:
-        if line.startswith("epoch 4/") or time.time() > deadline:
-            break
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    code, err = stopped_train(config, runs_dir, 4, signal.SIGINT)
+    assert code == 130, err
     [run] = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("mlflow")]
     first = record(run)["mlflow"]
     client = MlflowClient(server)

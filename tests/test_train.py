@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, run_dlcli, run_python
+from conftest import CONFIGS, run_dlcli, run_python, stopped_train
 
 RUN_FILES = [
     "config.yaml",
@@ -213,20 +209,8 @@ def test_diverging_loss_fails_with_exit_1_and_keeps_the_folder(cli, write_config
 def test_sigterm_marks_the_run_interrupted_with_exit_130(tmp_path, write_config):
     config = write_config({"training": {"epochs": 500, "batch_size": 16}})
     runs = tmp_path / "runs"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dlcli", "train", str(config), "--runs-dir", str(runs)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    deadline = time.time() + 120
-    for line in process.stderr:
-        if line.startswith("epoch 2/") or time.time() > deadline:
-            break
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    code, err = stopped_train(config, runs, 2, signal.SIGTERM)
+    assert code == 130, err
     assert "Traceback" not in err
     [run] = list(runs.iterdir())
     record = json.loads((run / "run.json").read_text())
