@@ -28,9 +28,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(folder: Path, *extra: str, env: dict | None = None):
-    """A real `mlflow server` on 127.0.0.1 with its own SQLite store and artifact folder;
-    (process, url) once /health answers."""
+def start_server(folder: Path, *extra: str, env: dict | None = None, backend: str | None = None):
+    """A real `mlflow server` on 127.0.0.1 with its own store (an SQLite file, or `backend`)
+    and artifact folder; (process, url) once /health answers."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
@@ -44,7 +44,7 @@ def start_server(folder: Path, *extra: str, env: dict | None = None):
             "--port",
             str(port),
             "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
+            backend or f"sqlite:///{folder / 'mlflow.db'}",
             "--artifacts-destination",
             str(folder / "artifacts"),
             "--workers",
@@ -374,3 +374,35 @@ def test_a_sweep_and_a_cv_are_each_one_parent_run_with_their_runs_nested(
         else:
             assert "val_accuracy_mean" in logged.data.metrics
     assert len(client.search_runs([experiment])) == 6  # two parents, four nested runs
+
+
+def test_a_failed_run_is_failed_in_mlflow_with_the_epochs_it_ran(
+    server, write_config, cli, runs_dir
+):
+    config = write_config(
+        {
+            "data": {"source": "diabetes", "validation_split": 0.2, "test_split": 0.2},
+            "model": {
+                "layers": [
+                    {"type": "Dense", "units": 16, "activation": "relu"},
+                    {"type": "Dense", "units": 1},
+                ]
+            },
+            "compile": {
+                "optimizer": {"type": "sgd", "learning_rate": 1.0e6},
+                "loss": "mse",
+                "metrics": [],
+            },
+            "training": {"epochs": 5},
+            "output": {"mlflow": {"tracking_uri": server, "experiment": "diverged"}},
+        }
+    )
+    done = cli("train", config, "--runs-dir", runs_dir)
+    assert done.exit_code == 1 and "NaN/inf" in done.stderr
+    [run] = [p for p in runs_dir.iterdir() if p.is_dir()]
+    assert record(run)["status"] == "failed"
+    ids = record(run)["mlflow"]
+    client = MlflowClient(server)
+    logged = client.get_run(ids["run_id"])
+    assert logged.info.status == "FAILED"
+    assert "history.csv" in {a.path for a in client.list_artifacts(ids["run_id"])}

@@ -56,16 +56,23 @@ def target(mlflow, run_name: str, runs_dir: str | os.PathLike) -> Target | None:
     configured = getattr(settings, "tracking_uri", None)
     uri, origin = tracking_uri(configured, runs_dir)
     experiment = getattr(settings, "experiment", None) or run_name
-    return Target(uri, origin, experiment, local_artifacts(uri))
+    return Target(uri, origin, experiment, local_artifacts(uri, runs_dir))
 
 
-def local_artifacts(uri: str) -> str | None:
-    """For a store in a local file (`sqlite:///PATH`), the artifact folder beside it, as a
-    `file://` URI: MLflow would otherwise put them in the working directory's `mlruns/`."""
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # stores MLflow's client writes itself
+
+
+def local_artifacts(uri: str, runs_dir: str | os.PathLike) -> str | None:
+    """For a store the client writes itself (a database, not a server), where a new
+    experiment's files go, as a `file://` URI: beside an SQLite file, else in the runs dir's
+    `mlflow-artifacts/`. MLflow would otherwise put them in the working directory's
+    `mlruns/`. None for a server, which decides."""
     parts = urlsplit(uri)
-    if parts.scheme != "sqlite" or not parts.path or parts.path in ("/", "/:memory:"):
+    if parts.scheme.split("+")[0] not in DATABASES:
         return None
-    return (Path(parts.path).parent / ARTIFACTS).resolve().as_uri()
+    if parts.scheme == "sqlite" and parts.path not in ("", "/", "/:memory:"):
+        return (Path(parts.path).parent / ARTIFACTS).resolve().as_uri()
+    return (Path(runs_dir) / ARTIFACTS).resolve().as_uri()
 
 
 def masked(uri: str) -> str:

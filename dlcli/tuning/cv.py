@@ -39,6 +39,7 @@ from dlcli.runs.catalog import CV_FILE, find_cv
 from dlcli.runs.metrics import direction
 from dlcli.runs.record import effective_status
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
+from dlcli.tracking.where import masked_words
 from dlcli.training.signals import stop_after_batch
 from dlcli.tuning.cv_record import CvRecord, FoldRow, main_metric
 from dlcli.tuning.parent_run import finish_parent, open_parent
@@ -110,16 +111,8 @@ class CrossValidator:
             f"{self.record.parallel} at a time"
         )
         self.write("running")
-        self.parent = open_parent(
-            self.config,
-            self.folder,
-            "cv",
-            self.record.mlflow,
-            {"cv": {"k": self.record.k, "parallel": self.record.parallel}},
-        )
-        if self.parent is not None:
-            self.slots.mlflow_parent = self.parent.run_id
-            self.record.mlflow = self.parent.record()
+        settings = {"cv": {"k": self.record.k, "parallel": self.record.parallel}}
+        self.parent = open_parent(self.config, self.folder, "cv", self.record, settings, self.slots)
         interrupted = False
         with signals_raise(), stop_after_batch() as stop:
             try:
@@ -334,7 +327,7 @@ def run_cv(
             started=now_iso(),
             pid=os.getpid(),
             host=socket.gethostname(),
-            command=" ".join(["dlcli", *sys.argv[1:]]) if sys.argv else None,
+            command=masked_words(" ".join(["dlcli", *sys.argv[1:]])) if sys.argv else None,
             config=str(config),
             k=k,
             parallel=parallel,

@@ -21,14 +21,15 @@ from dlcli.training.track import params, warn
 OPEN_WAIT_S = 15.0
 
 
-def open_parent(config, folder: RunFolder, kind: str, before: dict | None, settings: dict):
+def open_parent(config, folder: RunFolder, kind: str, record, settings: dict, slots):
     """The parent run's `Tracker` (None when `output.mlflow` is off), its run made or
-    reopened; `settings`: the sweep's or cv's own settings, logged as parameters beside the
-    config's."""
+    reopened (`record`: sweep.json's or cv.json's, which gets its ids), its id handed to the
+    trials `slots` starts; `settings`: the sweep's or cv's own settings, logged as
+    parameters beside the config's."""
     where = target(config.output.mlflow, config.name, folder.path.parent)
     if where is None:
         return None
-    before = before or {}
+    before = record.mlflow or {}
     same_store = before.get("tracking_uri") == where.shown and before.get("run_id")
     tracker = Tracker(where, run_id=before["run_id"] if same_store else None, warn=warn)
     tracker.open(
@@ -40,7 +41,8 @@ def open_parent(config, folder: RunFolder, kind: str, before: dict | None, setti
             "dlcli.version": __version__,
         },
     )
-    tracker.wait_opened(OPEN_WAIT_S)
+    slots.mlflow_parent = tracker.wait_opened(OPEN_WAIT_S)
+    record.mlflow = tracker.record()
     return tracker
 
 

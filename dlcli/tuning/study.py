@@ -26,6 +26,7 @@ from dlcli.tuning.preflight import Target
 
 STUDY_FILE = "study.db"
 STORAGE_ATTEMPTS = 8
+CONNECT_TIMEOUT_S = 10  # seconds to connect to a PostgreSQL server
 # The median pruner waits for this many completed trials, and for a trial's second epoch,
 # before it stops anything: fewer and it prunes on noise.
 PRUNER_STARTUP_TRIALS, PRUNER_WARMUP_EPOCHS = 3, 2
@@ -90,13 +91,17 @@ def _storage(optuna, url: str):
     write its schema, so the loser tries again, for `sqlite_lock.WAIT_S` at most (a lock
     another process keeps is the caller's error)."""
     sqlite = url.startswith("sqlite")
+    connect = (
+        {"timeout": sqlite_lock.WAIT_S}
+        if sqlite
+        else {"connect_timeout": CONNECT_TIMEOUT_S}  # a silent database server never hangs
+        if url.startswith("postgresql")
+        else {}
+    )
     began = time.monotonic()
     for attempt in range(STORAGE_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"connect_args": {"timeout": sqlite_lock.WAIT_S}} if sqlite else {},
-            )
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect})
         except Exception as exc:  # a bad URL, a missing driver, a refused connection, a lock
             racing = any(
                 word in str(exc)
@@ -114,7 +119,7 @@ def _storage(optuna, url: str):
             raise ConfigError(
                 Problem(
                     f"cannot open the study's storage: {first_line(exc)}; give --storage "
-                    "sqlite:///PATH or postgresql://USER@HOST/DB (pip install psycopg2-binary)",
+                    "sqlite:///PATH or postgresql://USER@HOST/DB (pip install 'psycopg[binary]')",
                     where=safe_storage(url),
                 )
             ) from None

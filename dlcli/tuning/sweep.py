@@ -47,6 +47,7 @@ from dlcli.config.space import distributions, grid_size
 from dlcli.errors import ConfigError, Interrupted, Problem, RunFailed, first_line
 from dlcli.runs.catalog import SWEEP_FILE, find_sweep, short_key
 from dlcli.runs.runfolder import RunFolder, now_iso, runs_dir_from
+from dlcli.tracking.where import masked_words
 from dlcli.training.signals import held, stop_after_batch
 from dlcli.tuning import sqlite_lock
 from dlcli.tuning.figures import draw_history, draw_importance, write_best
@@ -196,11 +197,8 @@ class Sweeper:
         self._say_start(remaining)
         self.write("running")
         self.parent = open_parent(
-            self.config, self.folder, "sweep", self.record.mlflow, {"sweep": self.record.sweep}
+            self.config, self.folder, "sweep", self.record, {"sweep": self.record.sweep}, self.slots
         )
-        if self.parent is not None:
-            self.slots.mlflow_parent = self.parent.run_id
-            self.record.mlflow = self.parent.record()
         interrupted = False
         # The first Ctrl-C/SIGTERM is a request (no exception inside an Optuna write); the
         # trials in flight get it too and end as `interrupted` runs. A second one raises.
@@ -541,7 +539,7 @@ def _start(
         started=now_iso(),
         pid=os.getpid(),
         host=socket.gethostname(),
-        command=" ".join(["dlcli", *sys.argv[1:]]) if sys.argv else None,
+        command=masked_words(" ".join(["dlcli", *sys.argv[1:]])) if sys.argv else None,
         config=str(source),
         sweep=json.loads(json.dumps(settings.model_dump(mode="json"))),
         metric=target.metric,
