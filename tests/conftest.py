@@ -50,6 +50,24 @@ TINY = {
 }
 
 
+# A regression whose loss becomes NaN/inf in its first epoch (SGD at a learning rate of 1e6).
+DIVERGING = {
+    "data": {"source": "diabetes"},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 16, "activation": "relu"},
+            {"type": "Dense", "units": 1},
+        ]
+    },
+    "compile": {
+        "optimizer": {"type": "sgd", "learning_rate": 1.0e6},
+        "loss": "mse",
+        "metrics": [],
+    },
+    "training": {"epochs": 5},
+}
+
+
 def deep_update(base: dict, changes: dict) -> dict:
     out = dict(base)
     for key, value in changes.items():

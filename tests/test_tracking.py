@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import refused_line, run_dlcli, stopped_train
+from conftest import DIVERGING, refused_line, run_dlcli, stopped_train
 from mlflow.tracking import MlflowClient  # the test extra installs MLflow
 
 pytestmark = pytest.mark.slow
@@ -380,22 +380,7 @@ def test_a_failed_run_is_failed_in_mlflow_with_the_epochs_it_ran(
     server, write_config, cli, runs_dir
 ):
     config = write_config(
-        {
-            "data": {"source": "diabetes", "validation_split": 0.2, "test_split": 0.2},
-            "model": {
-                "layers": [
-                    {"type": "Dense", "units": 16, "activation": "relu"},
-                    {"type": "Dense", "units": 1},
-                ]
-            },
-            "compile": {
-                "optimizer": {"type": "sgd", "learning_rate": 1.0e6},
-                "loss": "mse",
-                "metrics": [],
-            },
-            "training": {"epochs": 5},
-            "output": {"mlflow": {"tracking_uri": server, "experiment": "diverged"}},
-        }
+        {**DIVERGING, "output": {"mlflow": {"tracking_uri": server, "experiment": "diverged"}}}
     )
     done = cli("train", config, "--runs-dir", runs_dir)
     assert done.exit_code == 1 and "NaN/inf" in done.stderr

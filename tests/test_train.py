@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, run_dlcli, run_python, stopped_train
+from conftest import CONFIGS, DIVERGING, run_dlcli, run_python, stopped_train
 
 RUN_FILES = [
     "config.yaml",
@@ -179,23 +179,7 @@ def _history(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_diverging_loss_fails_with_exit_1_and_keeps_the_folder(cli, write_config, runs_dir):
-    config = write_config(
-        {
-            "data": {"source": "diabetes"},
-            "model": {
-                "layers": [
-                    {"type": "Dense", "units": 16, "activation": "relu"},
-                    {"type": "Dense", "units": 1},
-                ]
-            },
-            "compile": {
-                "optimizer": {"type": "sgd", "learning_rate": 1.0e6},
-                "loss": "mse",
-                "metrics": [],
-            },
-            "training": {"epochs": 5},
-        }
-    )
+    config = write_config(DIVERGING)
     result = cli("train", config, "--runs-dir", runs_dir)
     assert result.exit_code == 1
     assert "NaN/inf" in result.stderr and "Traceback" not in result.stderr
