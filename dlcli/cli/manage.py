@@ -483,7 +483,6 @@ def schema_command(
     )
 
 
-@command
 def _tracking() -> dict:
     """The MLflow tracking URI `output.mlflow: true` uses here (password masked), where it
     comes from, and MLflow's version (None: not installed)."""
@@ -500,6 +499,7 @@ def _tracking() -> dict:
     return {"tracking_uri": masked(uri), "from": origin, "version": installed}
 
 
+@command
 def env_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,

@@ -37,6 +37,12 @@ class Target:
     def shown(self) -> str:
         return masked(self.uri)
 
+    def continued(self, before: dict | None) -> str | None:
+        """The MLflow run id a record (run.json's, sweep.json's or cv.json's `mlflow`) names
+        when it is in this store: the run to continue; None for a new one."""
+        before = before or {}
+        return before.get("run_id") if before.get("tracking_uri") == self.shown else None
+
 
 def tracking_uri(configured: str | None, runs_dir: str | os.PathLike) -> tuple[str, str]:
     """(URI, where it came from) for a configured URI (or None) and the runs dir."""

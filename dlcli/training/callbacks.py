@@ -203,8 +203,8 @@ class EpochBoard(keras.callbacks.Callback):
 
 
 class EpochTrack(keras.callbacks.Callback):
-    """Each history row the recorder adds goes to the MLflow run (queued: the tracker's
-    worker thread sends it); run.json names the MLflow run as soon as it exists."""
+    """Each history row the recorder adds goes to the MLflow run (handed over: the tracker's
+    worker process sends it); run.json names the MLflow run as soon as it exists."""
 
     def __init__(self, tracker, recorder: Recorder):
         super().__init__()

@@ -4,7 +4,7 @@ status, final metrics and files, and recorded in run.json (`mlflow`).
 
 Only process 0 of a multi-process run tracks. A resumed run continues the MLflow run that
 run.json names when it is in the same store; a run of a sweep or cross-validation is nested
-under the parent run it was handed (`DLCLI_MLFLOW_PARENT`).
+under the parent run the sweep or cv handed it (`dlcli.training.handoff`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 from dlcli import __version__
 from dlcli.tracking.tracker import Tracker, artifact_files, flat
-from dlcli.tracking.where import Target, masked, target
+from dlcli.tracking.where import masked, target
 from dlcli.training import handoff
 
 
@@ -23,18 +23,16 @@ def warn(line: str) -> None:
 
 
 def start(session) -> Tracker | None:
-    """The session's tracker, its MLflow run opened on the worker thread; None when
+    """The session's tracker, its MLflow run opened by the worker process; None when
     `output.mlflow` is off or this process is not the one that writes the run."""
     prepared, run = session.prepared, session.run
     config = prepared.config
     where = target(config.output.mlflow, config.name, run.path.parent)
     if where is None or not prepared.group.leads:
         return None
-    before = run.record.mlflow or {}
-    same_store = before.get("tracking_uri") == where.shown and before.get("run_id")
     tracker = Tracker(
         where,
-        run_id=before["run_id"] if same_store else None,
+        run_id=where.continued(run.record.mlflow),
         parent_id=handoff.current.mlflow_parent,
         warn=warn,
     )
@@ -43,21 +41,30 @@ def start(session) -> Tracker | None:
 
 
 def params(config) -> dict:
-    """The resolved config as dotted keys, any password in a URI masked."""
+    """The resolved config as dotted keys (unset keys left out), any password in a URI
+    masked."""
     return {
         k: masked(v) if isinstance(v, str) and "://" in v else v
         for k, v in flat(config.to_dict()).items()
+        if v is not None
+    }
+
+
+def folder_tags(folder) -> dict:
+    """The tags of any dlcli folder's MLflow run: a run's, a sweep's or a cv's."""
+    return {
+        "dlcli.run_id": folder.id,
+        "dlcli.run_folder": str(folder.path.resolve()),
+        "dlcli.version": __version__,
     }
 
 
 def tags(session) -> dict:
     prepared, run = session.prepared, session.run
     out = {
-        "dlcli.run_id": run.id,
-        "dlcli.run_folder": str(run.path.resolve()),
+        **folder_tags(run),
         "dlcli.backend": prepared.config.runtime.backend,
         "dlcli.device": prepared.choices.device_kind,
-        "dlcli.version": __version__,
         "dlcli.source": prepared.config.data.source,
     }
     for path, digest in list((prepared.data.files or {}).items())[:20]:
@@ -93,9 +100,10 @@ def log_evaluation(run, record, config, entry: dict) -> str | None:
     evaluations.jsonl) in the MLflow run that run.json names; the error, if it failed."""
     before = record.mlflow or {}
     where = target(config.output.mlflow or bool(before), config.name, run.path.parent)
-    if where is None or not before.get("run_id") or before.get("tracking_uri") != where.shown:
+    run_id = where.continued(before) if where is not None else None
+    if run_id is None:
         return None
-    tracker = Tracker(where, run_id=before["run_id"], warn=warn)
+    tracker = Tracker(where, run_id=run_id, warn=warn)
     split = entry.get("split") or "data"
     tracker.metrics(
         {f"eval_{split}_{k}": v for k, v in entry["metrics"].items()}, len(run.evaluations()) + 1
@@ -131,9 +139,9 @@ def final_metrics(metrics: dict, history: set[str] = frozenset()) -> dict:
 
 
 __all__ = [
-    "Target",
     "final_metrics",
     "finish",
+    "folder_tags",
     "log_evaluation",
     "params",
     "start",

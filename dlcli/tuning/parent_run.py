@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlcli import __version__
 from dlcli.runs.runfolder import RunFolder
 from dlcli.tracking.tracker import Tracker, artifact_files, flat
 from dlcli.tracking.where import target
-from dlcli.training.track import params, warn
+from dlcli.training.track import folder_tags, params, warn
 
 OPEN_WAIT_S = 15.0
 
@@ -29,18 +28,8 @@ def open_parent(config, folder: RunFolder, kind: str, record, settings: dict, sl
     where = target(config.output.mlflow, config.name, folder.path.parent)
     if where is None:
         return None
-    before = record.mlflow or {}
-    same_store = before.get("tracking_uri") == where.shown and before.get("run_id")
-    tracker = Tracker(where, run_id=before["run_id"] if same_store else None, warn=warn)
-    tracker.open(
-        {**params(config), **flat(settings)},
-        {
-            "dlcli.run_id": folder.id,
-            "dlcli.run_folder": str(folder.path.resolve()),
-            "dlcli.kind": kind,
-            "dlcli.version": __version__,
-        },
-    )
+    tracker = Tracker(where, run_id=where.continued(record.mlflow), warn=warn)
+    tracker.open({**params(config), **flat(settings)}, {**folder_tags(folder), "dlcli.kind": kind})
     slots.mlflow_parent = tracker.wait_opened(OPEN_WAIT_S)
     record.mlflow = tracker.record()
     return tracker
