@@ -27,6 +27,7 @@ STAGES = [
     ("model", ["model"]),
     ("training", ["training"]),
     ("use", ["use"]),
+    ("serving", ["serve"]),
     ("tuning", ["tuning"]),
     ("CLI", ["cli", "__main__"]),
 ]

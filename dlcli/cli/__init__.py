@@ -9,8 +9,8 @@ interrupted; `--debug` adds the traceback (`dlcli.cli.program.command`).
 - `options`: the options commands share; `program`: running a command (errors, `--json`,
   streams, signals); `render`: tables and formats; `child`: the entry of the processes dlcli
   starts itself.
-- A new command: a function in `run.py` (it trains or uses a model) or `manage.py` (it reads
-  run folders or the environment), and a row in `COMMANDS`.
+- A new command: a function in `run.py` (it trains or uses a model), `serve.py` (serving) or
+  `manage.py` (it reads run folders or the environment), and a row in `COMMANDS`.
 
 Imports every stage; no stage imports it.
 """
@@ -26,6 +26,7 @@ import typer
 from dlcli.cli import manage
 from dlcli.cli import run as commands
 from dlcli.cli.program import Program
+from dlcli.cli.serve import serve
 
 app = typer.Typer(
     name="dlcli",
@@ -42,6 +43,7 @@ COMMANDS = {
     "predict": commands.predict,
     "validate": commands.validate,
     "export": commands.export,
+    "serve": serve,
     "sweep": commands.sweep,
     "cv": commands.cv,
     "runs": manage.runs_command,

@@ -23,8 +23,14 @@ def targets_for(model, y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def class_probabilities(model, outputs: np.ndarray) -> np.ndarray:
     """Model outputs -> one probability per class (softmax/sigmoid applied to logits)."""
+    return as_probabilities(outputs, getattr(model.loss, "from_logits", False))
+
+
+def as_probabilities(outputs: np.ndarray, from_logits: bool) -> np.ndarray:
+    """`class_probabilities` for outputs whose model is not at hand (`from_logits`: the
+    run's loss takes logits)."""
     outputs = np.asarray(outputs, dtype="float64")
-    if getattr(model.loss, "from_logits", False):
+    if from_logits:
         if outputs.shape[-1] == 1:
             outputs = 1 / (1 + np.exp(-outputs))
         else:

@@ -1,0 +1,96 @@
+"""Concurrent requests answered together: each request's samples wait in a queue, and one
+model call answers everything queued.
+
+The wait is bounded by one model call: requests that arrive while the model runs form the
+next batch, so a lone client waits for nothing and throughput grows with load. An engine
+that answers within a millisecond (`Engine.inline`) runs on the event loop itself (a thread
+hop would cost more than the call); a slower one in one worker thread, while the event loop
+goes on reading requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from dlcli.serve.engines import CHUNK, Engine
+
+
+class Batcher:
+    """`await batcher(x)`: the engine's outputs for `x`, computed with whatever else is queued."""
+
+    def __init__(self, engine: Engine, on_batch=None):
+        self.engine = engine
+        self.queue: list[tuple[np.ndarray, asyncio.Future]] = []
+        self.busy = False  # a batch is in the worker thread
+        self.scheduled = False  # a flush is on the event loop's list
+        self.on_batch = on_batch  # called with each batch's row count (metrics)
+        self.thread = None if engine.inline else ThreadPoolExecutor(1, "dlcli-model")
+
+    async def __call__(self, x: np.ndarray) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.append((x, future))
+        if not (self.busy or self.scheduled):
+            self.scheduled = True
+            loop.call_soon(self._flush)  # after the requests already on this turn of the loop
+        return await future
+
+    def _take(self) -> list:
+        taken, rows = [], 0
+        while self.queue and (not taken or rows + len(self.queue[0][0]) <= CHUNK):
+            item = self.queue.pop(0)
+            if not item[1].done():  # a client that left is not computed for
+                taken.append(item)
+                rows += len(item[0])
+        return taken
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        batch = self._take()
+        if not batch:
+            return
+        x = batch[0][0] if len(batch) == 1 else np.concatenate([item[0] for item in batch])
+        if self.on_batch is not None:
+            self.on_batch(len(x))
+        if self.thread is None:
+            try:
+                self._hand_out(batch, self.engine(x), None)
+            except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
+                self._hand_out(batch, None, exc)
+            self._next()
+            return
+        self.busy = True
+        done = asyncio.get_running_loop().run_in_executor(self.thread, self.engine, x)
+        done.add_done_callback(lambda f: self._finished(batch, f))
+
+    def _finished(self, batch, future) -> None:
+        self.busy = False
+        error = future.exception()
+        self._hand_out(batch, None if error else future.result(), error)
+        self._next()
+
+    def _next(self) -> None:
+        if self.queue and not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    @staticmethod
+    def _hand_out(batch, outputs, error) -> None:
+        at = 0
+        for x, future in batch:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(outputs[at : at + len(x)])
+            at += len(x)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.thread.shutdown(wait=True)
+
+
+__all__ = ["Batcher"]

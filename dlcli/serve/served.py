@@ -1,0 +1,322 @@
+"""A finished run made ready to answer requests: what its requests hold, how they become the
+model's input, what answers, and how outputs become the answer `dlcli predict` gives.
+
+A request body is one of (by the run's data):
+- `{"rows": [{column: value, ...}, ...]}`: a table run (raw values, as `predict` reads a file);
+- `{"inputs": [[...], ...]}`: an array run (each sample flat, or nested in the model's shape);
+- `{"texts": ["...", ...]}`: a text run;
+- `{"files": ["<base64>", ...]}` (or multipart files): an image, audio or text run.
+
+The answer: `{"predictions": [...], "probabilities": [{label: p}, ...]` (classification)`,
+"unseen": {column: [values]}}` (a table's categories never seen in training, when any).
+A client's mistake is a `RowProblem` (naming the row and field) that the server turns into
+a 4xx.
+
+Example:
+    >>> served = load_served("latest")
+    >>> x, unseen = served.inputs({"inputs": [[0.0] * 64]})
+    >>> served.answer(served.engine(x), unseen)["predictions"]
+    [7]
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlcli.config.load import load_config
+from dlcli.config.schema import MEDIA_SOURCES, TABLE_SOURCES
+from dlcli.data.tables.rows import RowProblem, encode_rows
+from dlcli.errors import ConfigError, Problem
+from dlcli.model.outputs import as_probabilities
+from dlcli.runs.runfolder import RunFolder
+from dlcli.serve.engines import Engine, KerasEngine, OnnxEngine, onnx_copy
+
+MAX_ROWS = 10_000  # the most samples one request may hold (413 above)
+KINDS = {"rows": "table", "inputs": "arrays", "texts": "text", "files": "files"}
+
+
+@dataclass
+class Served:
+    """A run ready to answer: its `kind` of request (rows | inputs | texts | files), the model's
+    `sample_shape` and `dtype`, `labels` (None for regression), and the `engine`."""
+
+    run: RunFolder
+    kind: str
+    source: str
+    sample_shape: tuple
+    dtype: str
+    labels: list | None
+    from_logits: bool
+    engine: Engine
+    preprocessing: object | None = None  # TablePreprocessing | TextPreprocessing
+    media: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------ requests
+
+    def inputs(self, payload) -> tuple[np.ndarray, dict]:
+        """(model input, unseen categories) of a parsed JSON body (or `{"files": [bytes]}`
+        from a multipart one); a RowProblem for a client's mistake."""
+        if not isinstance(payload, dict):
+            raise RowProblem(f"the body must be a JSON object with '{self.kind}'")
+        key = next((k for k in KINDS if k in payload), None)
+        extra = [k for k in payload if k != key]
+        if key is None or extra:
+            raise RowProblem(self._body_form(extra[0] if extra and key else None))
+        items = payload[key]
+        if not isinstance(items, list):
+            raise RowProblem(f"'{key}' must be a list, one entry per sample")
+        if len(items) > MAX_ROWS:
+            raise TooMany(len(items))
+        if not items:
+            raise RowProblem(f"'{key}' is empty; send at least one sample")
+        if (key == "files" and self.kind == "files") or (key == "texts" and self.source == "text"):
+            return self._media(items, key), {}
+        if key != self.kind:
+            raise RowProblem(self._body_form(None))
+        if key == "rows":
+            return encode_rows(self.preprocessing, items)
+        return self._arrays(items), {}
+
+    def _body_form(self, extra: str | None) -> str:
+        also = ", or 'texts' (the documents themselves)" if self.source == "text" else ""
+        fix = f'send {{"{self.kind}": [...]}}{also}'
+        if extra:
+            return f"unknown key '{extra}' in the body; {fix}"
+        return f"this run takes {KINDS[self.kind]} samples; {fix}"
+
+    def _arrays(self, items: list) -> np.ndarray:
+        width = math.prod(self.sample_shape)
+        try:  # numbers (or their text, as a CSV holds them); null is NaN
+            x = np.array(items, dtype=self.dtype)
+        except (ValueError, TypeError):  # ragged, or a value that is no number
+            x = None
+        if x is None or (x.shape[1:] != self.sample_shape and x.shape[1:] != (width,)):
+            for r, item in enumerate(items):
+                _check_sample(item, self.sample_shape, width, r)
+            raise RowProblem(f"each sample is {_shape_text(self.sample_shape, width)}")
+        if not np.isfinite(x).all():
+            r = int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
+            raise RowProblem("holds a value that is not a finite number (NaN, inf or null)", r)
+        return x.reshape((len(x), *self.sample_shape))
+
+    def _media(self, items: list, key: str) -> np.ndarray:
+        rows = []
+        for r, item in enumerate(items):
+            if key == "texts":
+                if not isinstance(item, str):
+                    raise RowProblem(f"must be text, got {type(item).__name__}", r)
+                rows.append(item)
+                continue
+            data = item if isinstance(item, bytes) else _base64(item, r)
+            rows.append(self._decode(data, r))
+        if self.source == "text":
+            return self.preprocessing.vectorize(np.asarray(rows, dtype=object))
+        return np.stack(rows)
+
+    def _decode(self, data: bytes, r: int):
+        from dlcli.data.media.store import BadFile
+
+        try:
+            if self.source == "images":
+                from dlcli.data.media import images
+
+                return images.decode(data, self.media["size"], self.media["color_mode"])
+            if self.source == "audio":
+                from dlcli.data.media import audio
+
+                return audio.decode(data, self.media["rate"], self.media["length"])
+            from dlcli.data.media.text import decode_text
+
+            return decode_text(data)
+        except BadFile as exc:
+            raise RowProblem(f"the file {exc}", r, "files") from None
+
+    # ------------------------------------------------------------ answers
+
+    def answer(self, outputs: np.ndarray, unseen: dict) -> dict:
+        """The answer for one request's outputs: predictions, probabilities, unseen."""
+        if self.labels is None:
+            values = outputs.reshape(len(outputs), -1).astype("float64")
+            predictions = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
+            out = {"predictions": predictions}
+        else:
+            probabilities = as_probabilities(outputs, self.from_logits)
+            labels = self.labels
+            names = [str(label) for label in labels]
+            out = {
+                "predictions": [labels[i] for i in probabilities.argmax(axis=-1).tolist()],
+                "probabilities": [
+                    dict(zip(names, row)) for row in np.round(probabilities, 6).tolist()
+                ],
+            }
+        if unseen:
+            out["unseen"] = unseen
+        return out
+
+
+class TooMany(RowProblem):
+    """More samples than one request may hold (413)."""
+
+    def __init__(self, count: int):
+        super().__init__(
+            f"{count:,} samples in one request, more than {MAX_ROWS:,}; send them in parts"
+        )
+
+
+def _check_sample(item, shape: tuple, width: int, r: int) -> None:
+    try:
+        sample = np.array(item, dtype="float64")
+    except (ValueError, TypeError):
+        raise RowProblem(
+            f"must hold only numbers, {_shape_text(shape, width)} (ragged, or text that is no number)",
+            r,
+        ) from None
+    if sample.shape != shape and sample.shape != (width,):
+        raise RowProblem(
+            f"has shape {list(sample.shape)}; each sample is {_shape_text(shape, width)}", r
+        )
+
+
+def _shape_text(shape: tuple, width: int) -> str:
+    nested = f" or nested as {list(shape)}" if len(shape) > 1 else ""
+    return f"{width} numbers{nested}"
+
+
+def _base64(item, r: int) -> bytes:
+    if not isinstance(item, str):
+        raise RowProblem(f"must be a base64 string, got {type(item).__name__}", r, "files")
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise RowProblem("is not base64 (standard alphabet, padded)", r, "files") from None
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_served(run, runs_dir=None, backend: str | None = None, engine: str = "auto") -> Served:
+    """A run ready to answer: `engine` auto (the ONNX copy when there is a verified one that
+    serves this run, else Keras), onnx (the copy, or a ConfigError saying why not) or keras."""
+    from dlcli.use.evaluate import open_run, run_labels, run_preprocessing
+
+    run = open_run(run, runs_dir)
+    record = run.record
+    summary = record.data
+    if summary.input_shape is None or record.status != "completed":
+        raise ConfigError(
+            Problem(
+                f"the run has no finished model (status: {record.status}); train it to completion first",
+                where=str(run.path),
+            )
+        )
+    config = load_config(run.file("config.yaml"))
+    source = summary.source
+    preprocessing = run_preprocessing(run, record)
+    kind = "rows" if source in TABLE_SOURCES else "files" if source in MEDIA_SOURCES else "inputs"
+    needs_tensorflow = source in ("text", "images") or getattr(preprocessing, "text", None)
+    copy = onnx_copy(run)
+    if engine == "onnx" and (copy is None or needs_tensorflow):
+        why = (
+            "its inputs are prepared by Keras (text, images)"
+            if needs_tensorflow
+            else "it has no ONNX copy that passed its check; run `dlcli export RUN --format onnx`"
+        )
+        raise ConfigError(Problem(f"cannot serve the ONNX copy: {why}", where=str(run.path)))
+    if copy is not None and engine != "keras" and not needs_tensorflow:
+        answering = OnnxEngine(copy, str(copy.relative_to(run.path)))
+    else:
+        from dlcli.use.evaluate import load_run_model
+
+        keras, model, config, record = load_run_model(run, backend)
+        answering = KerasEngine(keras, model)
+    labels = run_labels(run, record, answering)
+    sample_shape, dtype = _sample(source, summary, preprocessing)
+    media = _media_settings(source, summary)
+    served = Served(
+        run,
+        kind,
+        source,
+        sample_shape,
+        dtype,
+        labels,
+        bool(config.compile.loss.kwargs.get("from_logits")) if config.compile.loss else False,
+        answering,
+        preprocessing,
+        media,
+    )
+    answering.warm(sample_shape, dtype)
+    served.metadata = _metadata(served, record, config)
+    return served
+
+
+def _sample(source: str, summary, preprocessing) -> tuple[tuple, str]:
+    if source == "text":
+        return tuple(preprocessing.sample_shape), preprocessing.dtype
+    if source == "images":
+        return tuple(summary.input_shape), "uint8"
+    return tuple(summary.input_shape), "float32"
+
+
+def _media_settings(source: str, summary) -> dict:
+    media = getattr(summary, source, None) or {}
+    if source == "images":
+        size = media.get("image_size") or list(summary.input_shape[:2])
+        return {"size": tuple(size), "color_mode": media.get("color_mode", "rgb")}
+    if source == "audio":
+        return {"rate": int(media["sampling_rate"]), "length": int(media["output_sequence_length"])}
+    return {}
+
+
+def _metadata(served: Served, record, config) -> dict:
+    metrics = served.run.read_json("metrics.json") or {}
+    test = {
+        k: v
+        for k, v in (metrics.get("test") or {}).items()
+        if isinstance(v, (int, float)) and math.isfinite(v)
+    }
+    return {
+        "run": served.run.id,
+        "name": record.name,
+        "task": record.data.task,
+        "source": served.source,
+        "engine": served.engine.name,
+        "request": _request_form(served),
+        "classes": served.labels,
+        "test_metrics": test,
+        "limits": {"max_samples": MAX_ROWS},
+    }
+
+
+def _request_form(served: Served) -> dict:
+    if served.kind == "rows":
+        prep = served.preprocessing
+        columns = []
+        for f in prep.features:
+            column = {"name": f.name, "type": f.type}
+            if f.type == "categorical":
+                column["categories"] = list(f.categories)
+            columns.append(column)
+        return {
+            "key": "rows",
+            "columns": columns,
+            "missing": ["null", *prep.missing],
+            "ignored": [prep.target],
+        }
+    if served.kind == "inputs":
+        return {"key": "inputs", "shape": list(served.sample_shape), "dtype": served.dtype}
+    form = {
+        "key": "files",
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in served.media.items()},
+    }
+    if served.source == "text":
+        form["also"] = "texts"
+    return form
+
+
+__all__ = ["MAX_ROWS", "Served", "TooMany", "load_served"]

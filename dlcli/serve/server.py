@@ -1,0 +1,211 @@
+"""`dlcli serve`'s server: uvicorn (httptools, uvloop) on a socket dlcli binds itself, one
+process or `workers` processes sharing it.
+
+What uvicorn leaves open, dlcli closes:
+- a client that sends its request slowly (a slowloris: a header byte every few seconds) is
+  cut off `request_timeout` seconds after its request began (408), so slow clients cannot
+  hold the server's connections;
+- the number of open files is raised to the system's limit, and past `MAX_CONNECTIONS`
+  a request is answered 503 at once instead of waiting;
+- SIGTERM or Ctrl-C stops taking connections, finishes the requests in flight (at most
+  `GRACE` seconds) and ends the process with exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from dlcli.errors import ConfigError, Problem
+
+REQUEST_TIMEOUT = 30.0  # seconds from a request's first byte to its last
+MAX_CONNECTIONS = 4096
+GRACE = 30  # seconds SIGTERM waits for the requests in flight
+SETTINGS_ENV = "DLCLI_SERVE_SETTINGS"  # how each worker process learns what to serve
+
+
+def serve(settings: dict, announce) -> None:
+    """Serve until SIGTERM/Ctrl-C. `settings`: run, runs_dir, backend, engine, host, port,
+    workers, api_key, request_timeout; `announce(front or None, url)` is called once the
+    server answers (front: the one process's application; None with workers)."""
+    sock = bind(settings["host"], settings["port"])
+    url = f"http://{_shown_host(settings['host'])}:{sock.getsockname()[1]}"
+    timeout = float(settings.get("request_timeout") or REQUEST_TIMEOUT)
+    workers = int(settings.get("workers") or 1)
+    if workers == 1:
+        front = make_front(settings)
+        announce(front, url)
+        serve_front(front, sock, timeout)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    make_front(settings)  # the run is checked (and fails with its message) before any worker starts
+    os.environ[SETTINGS_ENV] = json.dumps(settings)
+    config = uvicorn.Config(
+        "dlcli.serve.server:front_from_environment",
+        factory=True,
+        workers=workers,
+        **_options(),
+    )
+    config.request_timeout = timeout  # travels to the workers with the config
+    announce(None, url)
+    raise_open_files()
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def serve_front(front, sock: socket.socket, timeout: float = REQUEST_TIMEOUT) -> None:
+    """Serve the ASGI application `front` on `sock` in this process until a signal."""
+    config = uvicorn.Config(front, **_options())
+    config.request_timeout = timeout
+    raise_open_files()
+    Server(config).run(sockets=[sock])
+
+
+def _options() -> dict:
+    return {
+        "http": Protocol,
+        "loop": _loop(),
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+        "limit_concurrency": MAX_CONNECTIONS,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": GRACE,
+        "server_header": False,
+        "proxy_headers": False,  # nothing reads the client's address (no access log)
+    }
+
+
+def make_front(settings: dict):
+    from dlcli.serve.app import Front
+    from dlcli.serve.served import load_served
+
+    served = load_served(
+        settings["run"],
+        settings.get("runs_dir"),
+        settings.get("backend"),
+        settings.get("engine", "auto"),
+    )
+    return Front(served, settings.get("api_key"), settings.get("max_body") or _max_body())
+
+
+def front_from_environment():
+    """A worker's application (uvicorn's factory with `--workers N`)."""
+    return make_front(json.loads(os.environ[SETTINGS_ENV]))
+
+
+def _max_body() -> int:
+    from dlcli.serve.app import MAX_BODY
+
+    return MAX_BODY
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; a ConfigError (exit 2) when it cannot be had."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        fix = "choose another with --port" if exc.errno == 98 else "check --host and --port"
+        raise ConfigError(
+            Problem(f"cannot listen on {host}:{port} ({reason}); {fix}", where="--port")
+        ) from None
+    except (OverflowError, UnicodeError) as exc:
+        raise ConfigError(
+            Problem(f"cannot listen on {host}:{port} ({exc})", where="--host")
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def raise_open_files() -> None:
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+class Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a deadline on receiving each request (the
+    config's `request_timeout` seconds from its first byte, or from the connection)."""
+
+    deadline = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self):
+        super().on_message_begin()
+        self._arm()
+
+    def on_message_complete(self):
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc):
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self):
+        self._disarm()
+        timeout = getattr(self.config, "request_timeout", REQUEST_TIMEOUT)
+        self.deadline = self.loop.call_later(timeout, self._late, timeout)
+
+    def _disarm(self):
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _late(self, timeout: float):
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            body = json.dumps(
+                {"error": f"the request took over {timeout:g} s to arrive; send it at once"}
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+        self.transport.close()
+
+
+def _loop() -> str:
+    import importlib.util
+
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def _shown_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending with exit 0 after a signal's graceful stop (uvicorn raises the
+    signal again once it has stopped, which would end the process with it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+__all__ = ["bind", "front_from_environment", "serve", "serve_front"]

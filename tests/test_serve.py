@@ -1,0 +1,559 @@
+"""`dlcli serve`: each test starts the real server (`python -m dlcli serve`) on a free port of
+127.0.0.1 and talks to it over real HTTP. Answers are checked against `dlcli predict` on the
+same rows; hostile clients get a 4xx with a JSON body and never stop the server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import csv
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import CONFIGS, TINY, deep_update, run_dlcli, run_python
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+
+pytestmark = pytest.mark.slow
+
+CENSUS = CONFIGS / "data" / "census.csv"
+COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "sex",
+    "hours_per_week",
+    "native_country",
+]
+FAST = {"output": {"tensorboard": False, "plots": False, "baselines": "none"}}
+
+
+def train(base: Path, config: dict, name: str) -> Path:
+    path = base / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**config, "name": name}))
+    result = CliRunner().invoke(
+        app, ["train", str(path), "--runs-dir", str(base / "runs"), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A digits MLP with a verified ONNX copy, a census-like table (text categories, '?'
+    cells) and a regression, trained for real (briefly)."""
+    base = tmp_path_factory.mktemp("serve")
+    digits = train(base, TINY, "digits")
+    done = run_dlcli("export", digits, "--format", "onnx")  # on TensorFlow: a process of its own
+    assert done.returncode == 0, done.stderr
+    census = train(
+        base,
+        deep_update(
+            FAST,
+            {
+                "seed": 3,
+                "data": {
+                    "source": "csv",
+                    "path": str(CENSUS),
+                    "header": False,
+                    "columns": [*COLUMNS, "income"],
+                    "target": "income",
+                    "missing": ["?"],
+                    "validation_split": 0.2,
+                    "test_split": 0.2,
+                },
+                "model": {
+                    "layers": [
+                        {"type": "Dense", "units": 16, "activation": "relu"},
+                        {"type": "Dense"},
+                    ]
+                },
+                "compile": {"optimizer": "adam", "metrics": ["accuracy"]},
+                "training": {"epochs": 2, "batch_size": 128},
+            },
+        ),
+        "census",
+    )
+    regression = train(
+        base,
+        deep_update(
+            FAST,
+            {
+                "data": {"source": "diabetes"},
+                "model": {
+                    "layers": [
+                        {"type": "Dense", "units": 16, "activation": "relu"},
+                        {"type": "Dense", "units": 1},
+                    ]
+                },
+                "compile": {"optimizer": "adam", "loss": "mse", "metrics": ["mae"]},
+                "training": {"epochs": 3},
+            },
+        ),
+        "regression",
+    )
+    return {"digits": digits, "census": census, "regression": regression, "base": base}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`dlcli serve RUN` in a process of its own, ready (GET /healthz answers 200)."""
+
+    def __init__(self, run: Path, *extra, wrapper: str | None = None):
+        self.port = free_port()
+        command = ["serve", str(run), "--port", str(self.port), *map(str, extra)]
+        start = (
+            [sys.executable, "-c", wrapper, *command]
+            if wrapper
+            else [sys.executable, "-m", "dlcli", *command]
+        )
+        self.process = subprocess.Popen(
+            start,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        deadline = time.time() + 180
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"dlcli serve ended: {self.process.communicate()[1]}")
+            with contextlib.suppress(OSError):
+                if self.get("/healthz")[0] == 200:
+                    break
+            assert time.time() < deadline, "dlcli serve never answered /healthz"
+            time.sleep(0.1)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read(), dict(response.getheaders())
+        finally:
+            connection.close()
+
+    def get(self, path: str, headers=None):
+        status, body, _ = self.request("GET", path, headers=headers)
+        return status, body
+
+    def post(self, payload, headers=None) -> tuple[int, dict]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        status, answer, _ = self.request(
+            "POST", "/predict", body, {"Content-Type": "application/json", **(headers or {})}
+        )
+        return status, json.loads(answer)
+
+    def stop(self, sig=signal.SIGTERM) -> tuple[int, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        _, err = self.process.communicate(timeout=60)
+        return self.process.returncode, err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def predicted(run: Path, path: Path) -> list[dict]:
+    done = run_dlcli("predict", run, path, "--proba", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["predictions"]
+
+
+def same_as_predict(answer: dict, rows: list[dict]) -> None:
+    assert [r["prediction"] for r in rows] == answer["predictions"]
+    for row, probabilities in zip(rows, answer["probabilities"]):
+        for label, p in probabilities.items():
+            assert abs(row[f"proba_{label}"] - p) < 2e-6
+
+
+def census_rows() -> tuple[list[list[str]], list[dict]]:
+    """Ten census rows with '?' cells, one with a country never seen, as the file holds them
+    (cells) and as a client sends them (values by column, '?' and null for missing)."""
+    cells = [
+        [c.strip() for c in line.split(",")][: len(COLUMNS)]
+        for line in CENSUS.read_text().splitlines()
+        if "?" in line
+    ][:9]
+    cells.append(
+        [
+            "51",
+            "Private",
+            "150000",
+            "Bachelors",
+            "13",
+            "Never-married",
+            "Sales",
+            "Female",
+            "40",
+            "Atlantis",
+        ]
+    )
+    rows = []
+    for i, row in enumerate(cells):
+        values = {}
+        for name, cell in zip(COLUMNS, row):
+            if cell == "?":
+                values[name] = None if i % 2 else "?"
+            elif name in ("age", "fnlwgt", "education_num", "hours_per_week"):
+                values[name] = int(cell) if i % 3 else cell  # a number, or its text
+            else:
+                values[name] = cell
+        rows.append(values)
+    return cells, rows
+
+
+def test_answers_equal_predict_for_arrays_tables_and_regression(runs, tmp_path):
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().data[:12]
+    np.savetxt(tmp_path / "digits.csv", pixels, delimiter=",", fmt="%g")
+    expected = predicted(runs["digits"], tmp_path / "digits.csv")
+    for engine in ("onnxruntime", "keras"):
+        with Server(
+            runs["digits"], "--engine", "onnx" if engine == "onnxruntime" else "keras"
+        ) as server:
+            status, meta = server.get("/metadata")
+            assert status == 200 and json.loads(meta)["engine"].startswith(engine)
+            status, answer = server.post({"inputs": pixels.tolist()})
+            assert status == 200, answer
+            same_as_predict(answer, expected)
+            code, err = server.stop()
+            assert code == 0, err
+
+    cells, rows = census_rows()
+    with open(tmp_path / "census.csv", "w", newline="") as handle:
+        csv.writer(handle, delimiter=",").writerows(
+            [[f" {c}" if i else c for i, c in enumerate(r)] for r in cells]
+        )
+    expected = predicted(runs["census"], tmp_path / "census.csv")
+    with Server(runs["census"]) as server:
+        status, answer = server.post({"rows": rows})
+        assert status == 200, answer
+        same_as_predict(answer, expected)
+        assert answer["unseen"] == {"native_country": ["Atlantis"]}
+        # the target, when a row carries it, is ignored as predict ignores it
+        status, again = server.post({"rows": [{**rows[0], "income": ">50K"}]})
+        assert status == 200 and again["predictions"][0] == answer["predictions"][0]
+
+    x = np.random.default_rng(0).normal(0, 0.05, (5, 10))
+    np.savetxt(tmp_path / "diabetes.csv", x, delimiter=",")
+    expected = predicted(runs["regression"], tmp_path / "diabetes.csv")
+    with Server(runs["regression"]) as server:
+        status, answer = server.post({"inputs": x.tolist()})
+        assert status == 200 and "probabilities" not in answer
+        assert np.allclose(answer["predictions"], [r["prediction"] for r in expected], atol=1e-4)
+
+
+def test_the_onnx_copy_answers_without_tensorflow_or_keras(runs):
+    with Server(runs["digits"]) as server:
+        assert server.post({"inputs": [[0.0] * 64]})[0] == 200
+        # Keras cannot run without a backend's native library: none is in the process.
+        libraries = Path(f"/proc/{server.process.pid}/maps").read_text()
+        assert "onnxruntime" in libraries
+        for backend in ("tensorflow", "jaxlib", "torch"):
+            assert backend not in libraries, backend
+        code, err = server.stop()
+    assert code == 0, err
+    assert "answered by onnxruntime (export/onnx/model.onnx)" in err
+
+
+def test_hostile_requests_get_a_4xx_naming_the_row_and_field(runs):
+    key = "s3cret-key"
+    with Server(runs["census"], "--api-key", key) as server:
+        auth = {"X-API-Key": key}
+        _, rows = census_rows()
+        cases = [
+            (b"{not json", 400, None),
+            (b"[" * 10_000 + b"]" * 10_000, 400, None),
+            (json.dumps({"rows": [rows[0], {**rows[1], "bogus": 1}]}).encode(), 422, (1, "bogus")),
+            (
+                json.dumps({"rows": [{k: v for k, v in rows[0].items() if k != "sex"}]}).encode(),
+                422,
+                (0, "sex"),
+            ),
+            (
+                json.dumps({"rows": [rows[0], rows[1], {**rows[2], "age": "forty"}]}).encode(),
+                422,
+                (2, "age"),
+            ),
+            (
+                json.dumps({"rows": [{**rows[0], "hours_per_week": "NaN"}]}).encode(),
+                422,
+                (0, "hours_per_week"),
+            ),
+            (json.dumps({"rows": [{**rows[0], "age": "inf"}]}).encode(), 422, (0, "age")),
+            (
+                json.dumps({"rows": [{**rows[0], "workclass": ["a"]}]}).encode(),
+                422,
+                (0, "workclass"),
+            ),
+            (json.dumps({"rows": [rows[0]] * 10_001}).encode(), 413, None),
+            (json.dumps({"inputs": [[1.0] * 64]}).encode(), 422, None),
+            (b"[1, 2]", 422, None),
+        ]
+        for body, status, where in cases:
+            got, answer = server.post(body, auth)
+            assert got == status, (body[:80], answer)
+            assert isinstance(answer["error"], str) and answer["error"]
+            if where:
+                assert (answer["row"], answer["field"]) == where, answer
+        # a body over 16 MB: 413, read by the client (not a reset connection)
+        status, answer = server.post(b'{"rows": ["' + b"x" * (17 << 20) + b'"]}', auth)
+        assert status == 413 and "16 MB" in answer["error"]
+        # the API key: none, wrong, as a bearer token; /healthz stays open for probes
+        assert server.post({"rows": rows[:1]})[0] == 401
+        assert server.post({"rows": rows[:1]}, {"X-API-Key": "wrong"})[0] == 401
+        assert server.get("/metadata")[0] == 401
+        assert server.post({"rows": rows[:1]}, {"Authorization": f"Bearer {key}"})[0] == 200
+        assert server.get("/healthz")[0] == 200
+        # after all of it, the server still answers
+        status, answer = server.post({"rows": rows}, auth)
+        assert status == 200 and len(answer["predictions"]) == len(rows)
+        code, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
+async def _slow_clients(port: int, count: int) -> list[bytes]:
+    """`count` clients that send a request's headers a byte a second; what each gets back."""
+
+    async def one():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for byte in b"POST /predict HTTP/1.1\r\nHost: x\r\n":
+            writer.write(bytes([byte]))
+            try:
+                await writer.drain()
+                return await asyncio.wait_for(reader.read(4096), 1.0)
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionError:
+                return b"reset"
+        return b"never cut off"
+
+    return await asyncio.gather(*[one() for _ in range(count)])
+
+
+async def _flood(port: int, count: int, body: bytes) -> list[int]:
+    """`count` connections at once, each sending one request; the status each gets."""
+
+    async def one():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            line = await asyncio.wait_for(reader.readline(), 60)
+            writer.close()
+            return int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    return await asyncio.gather(*[one() for _ in range(count)])
+
+
+def test_slow_clients_and_a_flood_do_not_stop_the_others(runs):
+    body = json.dumps({"inputs": [[1.0] * 64]}).encode()
+    with Server(runs["digits"], "--request-timeout", "3") as server:
+        import threading
+
+        cut = {}
+        slow = threading.Thread(
+            target=lambda: cut.update(got=asyncio.run(_slow_clients(server.port, 200)))
+        )
+        slow.start()
+        time.sleep(1)
+        # the others are answered while 200 slow clients hold connections
+        for _ in range(20):
+            assert server.post(json.loads(body))[0] == 200
+        slow.join(60)
+        assert len(cut["got"]) == 200
+        assert all(b" 408 " in got.split(b"\r\n")[0] or got == b"" for got in cut["got"]), {
+            g[:40] for g in cut["got"]
+        }
+        statuses = asyncio.run(_flood(server.port, 500, body))
+        assert set(statuses) <= {200, 503}, sorted(set(statuses))
+        assert statuses.count(200) >= 250
+        assert server.post(json.loads(body))[0] == 200
+        code, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_sigterm_and_ctrl_c_finish_the_request_in_flight_then_exit_0(runs):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with Server(runs["digits"]) as server:
+            body = json.dumps({"inputs": [[2.0] * 64] * 3}).encode()
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:20]
+            )
+            time.sleep(0.5)
+            server.process.send_signal(sig)
+            time.sleep(0.5)
+            assert server.process.poll() is None  # it waits for the request in flight
+            sock.sendall(body[20:])
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            sock.close()
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+            assert len(json.loads(reply.split(b"\r\n\r\n", 1)[1])["predictions"]) == 3
+            assert server.process.wait(60) == 0, server.process.communicate()[1]
+
+
+def test_metadata_metrics_and_the_openapi_page(runs):
+    metrics = json.loads((runs["census"] / "metrics.json").read_text())
+    with Server(runs["census"]) as server:
+        _, rows = census_rows()
+        for _ in range(3):
+            assert server.post({"rows": rows[:2]})[0] == 200
+        assert server.post(b"nope")[0] == 400
+        status, body = server.get("/metadata")
+        meta = json.loads(body)
+        assert status == 200 and meta["run"] == runs["census"].name
+        assert meta["classes"] == ["<=50K", ">50K"]
+        columns = {c["name"]: c for c in meta["request"]["columns"]}
+        assert list(columns) == COLUMNS
+        assert columns["age"]["type"] == "numeric"
+        assert "Private" in columns["workclass"]["categories"]
+        assert meta["test_metrics"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+        status, text = server.get("/metrics")
+        text = text.decode()
+        assert status == 200
+        assert 'dlcli_requests_total{endpoint="/predict",status="200"} 3.0' in text
+        assert 'dlcli_requests_total{endpoint="/predict",status="400"} 1.0' in text
+        assert 'dlcli_request_seconds_count{endpoint="/predict"} 4.0' in text
+        assert "dlcli_samples_total 6.0" in text
+        status, body = server.get("/openapi.json")
+        document = json.loads(body)
+        assert status == 200 and "/predict" in document["paths"]
+        assert "rows" in json.dumps(document["components"])
+        status, page = server.get("/docs")
+        assert status == 200 and b"swagger" in page.lower()
+        assert server.get("/nowhere")[0] == 404
+        assert server.stop()[0] == 0
+
+
+def test_a_busy_port_a_missing_run_and_an_onnx_engine_without_a_copy_exit_2(runs):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_dlcli("serve", runs["digits"], "--port", port)
+    assert done.returncode == 2 and "choose another with --port" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run_dlcli("serve", "no-such-run", "--runs-dir", runs["base"] / "runs")
+    assert done.returncode == 2 and "no run 'no-such-run'" in done.stderr
+    done = run_dlcli("serve", runs["census"], "--engine", "onnx", "--port", free_port())
+    assert done.returncode == 2 and "dlcli export" in done.stderr, done.stderr
+
+
+def test_concurrent_requests_are_answered_by_one_model_call(runs):
+    # In-process: requests queued on one turn of the event loop form one batch.
+    code = f"""
+import asyncio, numpy as np
+from dlcli.serve.app import Front
+from dlcli.serve.served import load_served
+front = Front(load_served({str(runs["digits"])!r}))
+sizes = []
+front.batcher.on_batch = sizes.append
+async def main():
+    return await asyncio.gather(*[front.answer({{"inputs": [[float(i)] * 64]}}) for i in range(10)])
+answers = asyncio.run(main())
+print(sizes, len(answers))
+"""
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[10] 10"
+
+
+def media_run(tmp_path: Path, name: str, epochs: int = 2) -> Path:
+    config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    config["data"]["path"] = str(CONFIGS / config["data"]["path"])
+    config = deep_update(config, {**FAST, "training": {"epochs": epochs}})
+    config["training"].pop("early_stopping", None)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = run_dlcli("train", path, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def by_file(rows: list[dict], files: list[Path]) -> list[dict]:
+    found = {Path(r["file"]).name: r for r in rows}
+    return [found[f.name] for f in files]
+
+
+@pytest.mark.parametrize("name", ["digits_images", "tones_audio", "tickets_text"])
+def test_images_audio_and_text_as_files_and_texts_equal_predict(tmp_path, name):
+    run = media_run(tmp_path, name)
+    folder = CONFIGS / yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["data"]["path"]
+    files = sorted(p for p in folder.rglob("*") if p.is_file())[::97][:4]
+    given = tmp_path / "given"
+    given.mkdir()
+    for f in files:
+        (given / f.name).write_bytes(f.read_bytes())
+    expected = by_file(predicted(run, given), files)
+    with Server(run) as server:
+        encoded = [base64.b64encode(f.read_bytes()).decode() for f in files]
+        status, answer = server.post({"files": encoded})
+        assert status == 200, answer
+        same_as_predict(answer, expected)
+        boundary = "dlcli-test-boundary"
+        parts = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{f.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + f.read_bytes()
+            + b"\r\n"
+            for f in files
+        )
+        status, answer = server.post(
+            parts + f"--{boundary}--\r\n".encode(),
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert status == 200, answer
+        same_as_predict(answer, expected)
+        if name == "tickets_text":
+            status, answer = server.post({"texts": [f.read_text() for f in files]})
+            assert status == 200, answer
+            same_as_predict(answer, expected)
+        # a file that is not of the kind: 422 naming the sample
+        status, answer = server.post(
+            {"files": [encoded[0], base64.b64encode(b"\xff\x00junk").decode()]}
+        )
+        assert status == 422 and answer["row"] == 1 and answer["field"] == "files", answer
+        status, answer = server.post({"files": ["not base64!"]})
+        assert status == 422 and answer["row"] == 0, answer
+        assert server.stop()[0] == 0
