@@ -27,6 +27,21 @@ from dlcli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
+# The shipped census-like table (benchmarks/make_census.py): no header, ', ' separators, '?' cells.
+CENSUS = CONFIGS / "data" / "census.csv"
+CENSUS_COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "sex",
+    "hours_per_week",
+    "native_country",
+    "income",
+]
 
 # A small but real digits MLP: trains in a couple of seconds on 2 cores.
 TINY = {

@@ -18,26 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CONFIGS, TINY, deep_update, run_dlcli, run_python
+from conftest import CENSUS, CENSUS_COLUMNS, TINY, deep_update, run_dlcli, run_python
 from typer.testing import CliRunner
 
 from dlcli.cli import app
 
 FORMATS = ("saved_model", "onnx", "litert", "keras")
-CENSUS = CONFIGS / "data" / "census.csv"
-CENSUS_COLUMNS = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "sex",
-    "hours_per_week",
-    "native_country",
-    "income",
-]
 pytestmark = pytest.mark.slow
 
 

@@ -21,26 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CONFIGS, TINY, deep_update, run_dlcli, run_python
+from conftest import CENSUS, CENSUS_COLUMNS, CONFIGS, TINY, deep_update, run_dlcli, run_python
 from typer.testing import CliRunner
 
 from dlcli.cli import app
 
 pytestmark = pytest.mark.slow
 
-CENSUS = CONFIGS / "data" / "census.csv"
-COLUMNS = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "sex",
-    "hours_per_week",
-    "native_country",
-]
+COLUMNS = CENSUS_COLUMNS[:-1]  # the features; the target is "income"
 FAST = {"output": {"tensorboard": False, "plots": False, "baselines": "none"}}
 
 

@@ -17,22 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CONFIGS, run_dlcli
+from conftest import CENSUS, CENSUS_COLUMNS, CONFIGS, run_dlcli
 
-CENSUS = CONFIGS / "data" / "census.csv"
-COLUMNS = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "sex",
-    "hours_per_week",
-    "native_country",
-    "income",
-]
+COLUMNS = CENSUS_COLUMNS
 SMALL_MODEL = {
     "layers": [
         {"type": "Dense", "units": 32, "activation": "relu"},
