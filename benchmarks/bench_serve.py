@@ -15,10 +15,12 @@ same batch-1 request (one digit's 64 pixels):
 
 A load generator in another process keeps 1, then 32, clients each sending its next
 request as soon as the last is answered (HTTP/1.1 keep-alive), for `--seconds` each, and
-reports requests/s and the p50/p99 latency. `--soak SECONDS` then holds 32 clients on
+reports requests/s and the p50/p99 latency. All services are up at once and measured in
+`--repeats` rounds, in an order that turns each round, so a noisy spell of a shared
+machine falls on each of them; the figures are medians over the rounds. `--soak SECONDS` then holds 32 clients on
 `dlcli serve` and samples its resident memory every 10 s.
 
-    python benchmarks/bench_serve.py                  # 20 s per service and load
+    python benchmarks/bench_serve.py                  # 3 rounds of 20 s per service and load
     python benchmarks/bench_serve.py --soak 600       # and a 10-minute soak
 """
 
@@ -30,6 +32,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -248,6 +251,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="per service and load")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--repeats", type=int, default=3, help="rounds, in turning order")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of 32 clients on dlcli")
     parser.add_argument("--run", help="a run with an ONNX copy (default: train and export one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -276,17 +280,35 @@ def main() -> None:
                 sys.executable, str(scripts / "fastapi_constant.py"), str(p)
             ],
         }  # fmt: skip
-        results: dict[str, dict] = {}
-        for name, command in services.items():
-            port = free_port()
-            process = start(command(port), port, {"KERAS_BACKEND": backend})
-            try:
-                measure(port, 4, 2.0)  # warm-up
-                results[name] = {str(c): measure(port, c, args.seconds) for c in args.clients}
-                results[name]["rss_mib"] = round(rss_mib(process.pid), 1)
-            finally:
+        processes, ports = {}, {}
+        try:
+            for name, command in services.items():  # all up at once; each idle while not measured
+                ports[name] = free_port()
+                processes[name] = start(
+                    command(ports[name]), ports[name], {"KERAS_BACKEND": backend}
+                )
+                measure(ports[name], 4, 2.0)  # warm-up
+            rounds: dict[str, dict] = {
+                name: {str(c): [] for c in args.clients} for name in services
+            }
+            names = list(services)
+            for round_ in range(args.repeats):  # the order turns each round: a noisy spell hits all
+                order = names[round_ % len(names) :] + names[: round_ % len(names)]
+                for name in order:
+                    for c in args.clients:
+                        rounds[name][str(c)].append(measure(ports[name], c, args.seconds))
+                print(f"round {round_ + 1}/{args.repeats} done", flush=True)
+            results = {
+                name: {
+                    **{c: summary(runs) for c, runs in by_clients.items()},
+                    "rss_mib": round(rss_mib(processes[name].pid), 1),
+                }
+                for name, by_clients in rounds.items()
+            }
+            results["ratios"] = ratios(rounds, names, args.clients)
+        finally:
+            for process in processes.values():
                 stop(process)
-            print(name, json.dumps(results[name]), flush=True)
         if args.soak:
             port = free_port()
             process = start(services["dlcli serve (ONNX copy)"](port), port)
@@ -313,24 +335,51 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
+def summary(runs: list[dict]) -> dict:
+    """The median of each figure over the rounds, and the range of requests/s."""
+    rates = [r["requests_per_s"] for r in runs]
+    return {
+        "requests_per_s": statistics.median(rates),
+        "requests_per_s_range": [min(rates), max(rates)],
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+    }
+
+
+def ratios(rounds: dict, names: list[str], clients: list[int]) -> dict:
+    """Per client count, dlcli's requests/s over the hand-written service's and over the
+    floor's, round by round (median and range)."""
+    ours, hand, floor = names[:3]
+    out = {}
+    for c in map(str, clients):
+        for other, key in ((hand, "hand_written"), (floor, "floor")):
+            pairs = [
+                a["requests_per_s"] / b["requests_per_s"]
+                for a, b in zip(rounds[ours][c], rounds[other][c])
+            ]
+            out[f"{c}_clients_over_{key}"] = {
+                "median": round(statistics.median(pairs), 3),
+                "range": [round(min(pairs), 3), round(max(pairs), 3)],
+            }
+    return out
+
+
 def report(results: dict, clients: list[int]) -> None:
-    dlcli_name, hand, floor = list(results)[:3]
+    services = [n for n in results if n not in ("soak", "ratios")]
     print()
-    print(
-        f"{'service':46} " + " ".join(f"{f'{c} client(s): req/s  p50  p99':>32}" for c in clients)
-    )
-    for name in [n for n in results if n != "soak"]:
-        cells = " ".join(
-            f"{results[name][str(c)]['requests_per_s']:>18,.0f} {results[name][str(c)]['p50_ms']:>6} {results[name][str(c)]['p99_ms']:>6}"
-            for c in clients
-        )
-        print(f"{name:46} {cells}")
-    for c in clients:
-        ours = results[dlcli_name][str(c)]["requests_per_s"]
-        print(
-            f"{c} client(s): dlcli / hand-written {ours / results[hand][str(c)]['requests_per_s']:.1f}x, "
-            f"dlcli / HTTP floor {ours / results[floor][str(c)]['requests_per_s']:.2f}x"
-        )
+    head = " ".join(f"{f'{c} client(s): req/s (range)  p50  p99 ms':>44}" for c in clients)
+    print(f"{'service':44} {head}")
+    for name in services:
+        cells = []
+        for c in map(str, clients):
+            r = results[name][c]
+            low, high = r["requests_per_s_range"]
+            cells.append(
+                f"{r['requests_per_s']:>11,.0f} ({low:,.0f}-{high:,.0f}) {r['p50_ms']:>6} {r['p99_ms']:>6}"
+            )
+        print(f"{name:44} " + " ".join(f"{cell:>44}" for cell in cells))
+    for key, value in results["ratios"].items():
+        print(f"{key}: {value['median']}x (range {value['range'][0]}-{value['range'][1]})")
     if "soak" in results:
         soak = results["soak"]
         print(
