@@ -432,11 +432,12 @@ def test_metadata_metrics_and_the_openapi_page(runs):
         meta = json.loads(body)
         assert status == 200 and meta["run"] == runs["census"].name
         assert meta["classes"] == ["<=50K", ">50K"]
-        columns = {c["name"]: c for c in meta["request"]["columns"]}
+        assert meta["request"] == "rows"
+        columns = {c["name"]: c for c in meta["inputs"]}
         assert list(columns) == COLUMNS
         assert columns["age"]["type"] == "numeric"
         assert "Private" in columns["workclass"]["categories"]
-        assert meta["test_metrics"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+        assert meta["metrics"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
         status, text = server.get("/metrics")
         text = text.decode()
         assert status == 200

@@ -282,18 +282,21 @@ def _metadata(served: Served, record, config) -> dict:
     }
     return {
         "run": served.run.id,
+        "run_id": served.run.id,
         "name": record.name,
         "task": record.data.task,
         "source": served.source,
         "engine": served.engine.name,
-        "request": _request_form(served),
+        "request": served.kind if served.source != "text" else "texts or files",
+        "inputs": _inputs(served),
         "classes": served.labels,
-        "test_metrics": test,
+        "metrics": test,  # the run's scores on its test split (metrics.json's "test")
         "limits": {"max_samples": MAX_ROWS},
     }
 
 
-def _request_form(served: Served) -> dict:
+def _inputs(served: Served) -> list[dict]:
+    """What a request holds: a table's columns (type, categories), or one input's shape."""
     if served.kind == "rows":
         prep = served.preprocessing
         columns = []
@@ -301,22 +304,21 @@ def _request_form(served: Served) -> dict:
             column = {"name": f.name, "type": f.type}
             if f.type == "categorical":
                 column["categories"] = list(f.categories)
+            column["missing"] = ["null", *prep.missing]
             columns.append(column)
-        return {
-            "key": "rows",
-            "columns": columns,
-            "missing": ["null", *prep.missing],
-            "ignored": [prep.target],
-        }
+        return columns
     if served.kind == "inputs":
-        return {"key": "inputs", "shape": list(served.sample_shape), "dtype": served.dtype}
-    form = {
-        "key": "files",
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in served.media.items()},
-    }
-    if served.source == "text":
-        form["also"] = "texts"
-    return form
+        return [
+            {
+                "name": "inputs",
+                "type": "array",
+                "shape": list(served.sample_shape),
+                "dtype": served.dtype,
+            }
+        ]
+    media = {k: list(v) if isinstance(v, tuple) else v for k, v in served.media.items()}
+    kind = {"images": "image", "audio": "audio", "text": "text"}[served.source]
+    return [{"name": "files", "type": f"{kind} file", **media}]
 
 
 __all__ = ["MAX_ROWS", "Served", "TooMany", "load_served"]
