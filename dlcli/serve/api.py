@@ -76,7 +76,7 @@ def make_api(front) -> FastAPI:
     @api.get("/healthz")
     async def healthz() -> dict:
         """200 once the model answers (the server starts listening only then)."""
-        return {"status": "ok", "run": served.run.id}
+        return front.health()
 
     @api.get("/metadata")
     async def metadata() -> dict:

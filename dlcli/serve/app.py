@@ -70,6 +70,10 @@ class Front:
             self._api = make_api(self)
         return self._api
 
+    def health(self) -> dict:
+        """GET /healthz's answer."""
+        return {"status": "ok", "run": self.served.run.id}
+
     def metadata(self) -> dict:
         """GET /metadata's answer."""
         meta = self.served.metadata
@@ -109,8 +113,7 @@ class Front:
             self.metrics.request(path, status[0], time.perf_counter() - started)
 
     async def _healthz(self, send) -> None:
-        body = orjson.dumps({"status": "ok", "run": self.served.run.id})
-        await send_json(send, 200, body)
+        await send_json(send, 200, orjson.dumps(self.health()))
 
     async def _metadata(self, send) -> None:
         await send_json(send, 200, orjson.dumps(self.metadata()))

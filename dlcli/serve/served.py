@@ -37,7 +37,7 @@ from dlcli.runs.runfolder import RunFolder
 from dlcli.serve.engines import Engine, KerasEngine, OnnxEngine, onnx_copy
 
 MAX_ROWS = 10_000  # the most samples one request may hold (413 above)
-KINDS = {"rows": "table", "inputs": "arrays", "texts": "text", "files": "files"}
+KINDS = {"rows": "a table's rows", "inputs": "arrays", "texts": "texts", "files": "files"}
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Served:
         fix = f'send {{"{self.kind}": [...]}}{also}'
         if extra:
             return f"unknown key '{extra}' in the body; {fix}"
-        return f"this run takes {KINDS[self.kind]} samples; {fix}"
+        return f"this run's model takes {KINDS[self.kind]}; {fix}"
 
     def _arrays(self, items: list) -> np.ndarray:
         width = math.prod(self.sample_shape)
