@@ -577,8 +577,10 @@ def test_peak_memory_does_not_grow_with_the_file_when_streaming(tmp_path):
         run(large, True),
         run(large, False),
     )
-    # Streaming: a bounded window of the file, plus a few bytes per row (row numbers, targets).
-    assert streamed_large - streamed_small < 0.2 * grown, (streamed_small, streamed_large, grown)
+    # Streaming: a bounded window of the file, plus a few bytes per row (row numbers, targets:
+    # ~10 MB for the 240,000 more rows) and the allocator's noise between two processes (a
+    # clean-clone CI run saw 16 MB in all).
+    assert streamed_large - streamed_small < 0.3 * grown, (streamed_small, streamed_large, grown)
     # Reading whole, the same file takes its features in memory: the probe sees that.
     assert whole_large - streamed_large > 0.4 * grown, (whole_large, streamed_large, grown)
 
