@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CENSUS, CENSUS_COLUMNS, TINY, deep_update, run_dlcli, run_python
+from conftest import CENSUS, CENSUS_COLUMNS, CENSUS_DATA, TINY, deep_update, run_dlcli, run_python
 from typer.testing import CliRunner
 
 from dlcli.cli import app
@@ -186,16 +186,7 @@ def test_a_mixed_table_in_bfloat16_exports_with_the_lookup_inside_the_saved_mode
     config = {
         "name": "census",
         "seed": 3,
-        "data": {
-            "source": "csv",
-            "path": str(CENSUS),
-            "header": False,
-            "columns": CENSUS_COLUMNS,
-            "target": "income",
-            "missing": ["?"],
-            "validation_split": 0.2,
-            "test_split": 0.2,
-        },
+        "data": CENSUS_DATA,
         "model": {
             "layers": [
                 {"type": "Dense", "units": 32, "activation": "relu"},

@@ -21,7 +21,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CENSUS, CENSUS_COLUMNS, CONFIGS, TINY, deep_update, run_dlcli, run_python
+from conftest import (
+    CENSUS,
+    CENSUS_COLUMNS,
+    CENSUS_DATA,
+    CONFIGS,
+    TINY,
+    deep_update,
+    run_dlcli,
+    run_python,
+)
 from typer.testing import CliRunner
 
 from dlcli.cli import app
@@ -56,16 +65,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
             FAST,
             {
                 "seed": 3,
-                "data": {
-                    "source": "csv",
-                    "path": str(CENSUS),
-                    "header": False,
-                    "columns": [*COLUMNS, "income"],
-                    "target": "income",
-                    "missing": ["?"],
-                    "validation_split": 0.2,
-                    "test_split": 0.2,
-                },
+                "data": CENSUS_DATA,
                 "model": {
                     "layers": [
                         {"type": "Dense", "units": 16, "activation": "relu"},
