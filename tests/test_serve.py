@@ -31,6 +31,7 @@ from conftest import (
     run_dlcli,
     run_python,
 )
+from test_processes import free_port
 from typer.testing import CliRunner
 
 from dlcli.cli import app
@@ -97,12 +98,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         "regression",
     )
     return {"digits": digits, "census": census, "regression": regression, "base": base}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

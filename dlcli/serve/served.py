@@ -215,7 +215,6 @@ def load_served(run, runs_dir=None, backend: str | None = None, engine: str = "a
                 where=str(run.path),
             )
         )
-    config = load_config(run.file("config.yaml"))
     source = summary.source
     preprocessing = run_preprocessing(run, record)
     kind = "rows" if source in TABLE_SOURCES else "files" if source in MEDIA_SOURCES else "inputs"
@@ -230,7 +229,8 @@ def load_served(run, runs_dir=None, backend: str | None = None, engine: str = "a
         raise ConfigError(Problem(f"cannot serve the ONNX copy: {why}", where=str(run.path)))
     if copy is not None and engine != "keras" and not needs_tensorflow:
         answering = OnnxEngine(copy, str(copy.relative_to(run.path)))
-    else:
+        config = load_config(run.file("config.yaml"))
+    else:  # loads the config too
         from dlcli.use.evaluate import load_run_model
 
         keras, model, config, record = load_run_model(run, backend)

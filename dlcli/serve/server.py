@@ -82,7 +82,7 @@ def _options() -> dict:
 
 
 def make_front(settings: dict):
-    from dlcli.serve.app import Front
+    from dlcli.serve.app import MAX_BODY, Front
     from dlcli.serve.served import load_served
 
     served = load_served(
@@ -91,18 +91,12 @@ def make_front(settings: dict):
         settings.get("backend"),
         settings.get("engine", "auto"),
     )
-    return Front(served, settings.get("api_key"), settings.get("max_body") or _max_body())
+    return Front(served, settings.get("api_key"), settings.get("max_body") or MAX_BODY)
 
 
 def front_from_environment():
     """A worker's application (uvicorn's factory with `--workers N`)."""
     return make_front(json.loads(os.environ[SETTINGS_ENV]))
-
-
-def _max_body() -> int:
-    from dlcli.serve.app import MAX_BODY
-
-    return MAX_BODY
 
 
 def bind(host: str, port: int) -> socket.socket:
