@@ -17,8 +17,10 @@ A load generator in another process keeps 1, then 32, clients each sending its n
 request as soon as the last is answered (HTTP/1.1 keep-alive), for `--seconds` each, and
 reports requests/s and the p50/p99 latency. All services are up at once and measured in
 `--repeats` rounds, in an order that turns each round, so a noisy spell of a shared
-machine falls on each of them; the figures are medians over the rounds. `--soak SECONDS` then holds 32 clients on
-`dlcli serve` and samples its resident memory every 10 s.
+machine falls on each of them; the figures are medians over the rounds. Before the load,
+each service is started `--starts` times alone and timed from launch to its first answer
+of `GET /healthz` (the start time a user waits for, imports included). `--soak SECONDS`
+then holds 32 clients on `dlcli serve` and samples its resident memory every 10 s.
 
     python benchmarks/bench_serve.py                  # 3 rounds of 20 s per service and load
     python benchmarks/bench_serve.py --soak 600       # and a 10-minute soak
@@ -200,6 +202,7 @@ def free_port() -> int:
 
 
 def start(command: list[str], port: int, env=None) -> subprocess.Popen:
+    """Launch a service and return once it answers `GET /healthz` (polled every 5 ms)."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -216,7 +219,22 @@ def start(command: list[str], port: int, env=None) -> subprocess.Popen:
                 raise SystemExit(
                     f"{command} did not start: {process.stderr.read().decode()[-2000:]}"
                 )
-            time.sleep(0.1)
+            time.sleep(0.005)
+
+
+def start_times(command, env, starts: int) -> dict:
+    """Seconds from launch to the first answer of `GET /healthz`, over `starts` launches."""
+    times = []
+    for _ in range(starts):
+        port = free_port()
+        began = time.perf_counter()
+        process = start(command(port), port, env)
+        times.append(time.perf_counter() - began)
+        stop(process)
+    return {
+        "median": round(statistics.median(times), 3),
+        "range": [round(min(times), 3), round(max(times), 3)],
+    }
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -252,6 +270,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per service and load")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3, help="rounds, in turning order")
+    parser.add_argument("--starts", type=int, default=5, help="timed launches per service")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of 32 clients on dlcli")
     parser.add_argument("--run", help="a run with an ONNX copy (default: train and export one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -280,13 +299,15 @@ def main() -> None:
                 sys.executable, str(scripts / "fastapi_constant.py"), str(p)
             ],
         }  # fmt: skip
+        env = {"KERAS_BACKEND": backend}
+        start_s = {
+            name: start_times(command, env, args.starts) for name, command in services.items()
+        }
         processes, ports = {}, {}
         try:
             for name, command in services.items():  # all up at once; each idle while not measured
                 ports[name] = free_port()
-                processes[name] = start(
-                    command(ports[name]), ports[name], {"KERAS_BACKEND": backend}
-                )
+                processes[name] = start(command(ports[name]), ports[name], env)
                 measure(ports[name], 4, 2.0)  # warm-up
             rounds: dict[str, dict] = {
                 name: {str(c): [] for c in args.clients} for name in services
@@ -306,6 +327,7 @@ def main() -> None:
                 for name, by_clients in rounds.items()
             }
             results["ratios"] = ratios(rounds, names, args.clients)
+            results["start_s"] = start_s
         finally:
             for process in processes.values():
                 stop(process)
@@ -365,7 +387,7 @@ def ratios(rounds: dict, names: list[str], clients: list[int]) -> dict:
 
 
 def report(results: dict, clients: list[int]) -> None:
-    services = [n for n in results if n not in ("soak", "ratios")]
+    services = [n for n in results if n not in ("soak", "ratios", "start_s")]
     print()
     head = " ".join(f"{f'{c} client(s): req/s (range)  p50  p99 ms':>44}" for c in clients)
     print(f"{'service':44} {head}")
@@ -380,6 +402,10 @@ def report(results: dict, clients: list[int]) -> None:
         print(f"{name:44} " + " ".join(f"{cell:>44}" for cell in cells))
     for key, value in results["ratios"].items():
         print(f"{key}: {value['median']}x (range {value['range'][0]}-{value['range'][1]})")
+    for name, value in results["start_s"].items():
+        print(
+            f"start to first /healthz, {name}: {value['median']} s (range {value['range'][0]}-{value['range'][1]})"
+        )
     if "soak" in results:
         soak = results["soak"]
         print(

@@ -117,6 +117,7 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "NO_COLOR": "1"},
+            start_new_session=True,  # its workers too are ended with it, whatever happens
         )
         deadline = time.time() + 180
         while True:
@@ -158,9 +159,9 @@ class Server:
         return self
 
     def __exit__(self, *exc):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.communicate()
 
 
 def predicted(run: Path, path: Path) -> list[dict]:
@@ -389,6 +390,57 @@ def test_slow_clients_and_a_flood_do_not_stop_the_others(runs):
     assert code == 0 and "Traceback" not in err, err
 
 
+def _large_bodies(port: int, count: int, size: int, meanwhile) -> list[tuple[int, str, dict]]:
+    """`count` requests of `size` bytes each (valid JSON: one digit behind leading spaces),
+    each sent but for its last 64 KB before the next begins, so that the server holds them
+    all at once; `meanwhile()`; then the rest of each. (status, Retry-After, answer) each."""
+    payload = json.dumps({"inputs": [[1.0] * 64]}).encode()
+    body = b" " * (size - len(payload)) + payload
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {size}\r\n\r\n".encode()
+    )
+    sockets = []
+    for _ in range(count):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=60)
+        connection.sendall(head + body[: -(64 << 10)])
+        sockets.append(connection)
+    meanwhile()
+    got = []
+    for connection in sockets:
+        with contextlib.suppress(OSError):  # a refused request's connection may be closed
+            connection.sendall(body[-(64 << 10) :])
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        got.append(
+            (response.status, response.getheader("retry-after"), json.loads(response.read()))
+        )
+        connection.close()
+    return got
+
+
+def test_a_flood_of_large_bodies_gets_503s_not_the_memory(runs):
+    """At most 256 MB of bodies held at once: of 17 bodies of 15.5 MB held together, one is
+    refused (503, Retry-After); the others, and a small request meanwhile, are answered.
+    Twice: what a request held is given back once it is answered."""
+    with Server(runs["digits"]) as server:
+        small = []
+        for _ in range(2):
+            got = _large_bodies(
+                server.port,
+                17,
+                int(15.5 * (1 << 20)),
+                lambda: small.append(server.post({"inputs": [[1.0] * 64]})[0]),
+            )
+            assert sorted(status for status, _, _ in got) == [200] * 16 + [503], got
+            refused = next((retry, answer) for status, retry, answer in got if status == 503)
+            assert refused[0] == "1" and "retry" in refused[1]["error"], refused
+            assert all(len(a["predictions"]) == 1 for status, _, a in got if status == 200)
+        assert small == [200, 200]
+        code, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
 def test_sigterm_and_ctrl_c_finish_the_request_in_flight_then_exit_0(runs):
     for sig in (signal.SIGTERM, signal.SIGINT):
         with Server(runs["digits"]) as server:
@@ -448,6 +500,46 @@ def test_metadata_metrics_and_the_openapi_page(runs):
         assert status == 200 and b"swagger" in page.lower()
         assert server.get("/nowhere")[0] == 404
         assert server.stop()[0] == 0
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of the server `pid` (not multiprocessing's resource tracker)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(p) for p in path.read_text().split()] if path.exists() else []
+    return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def _shared_folder(pid: int) -> str | None:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    return found[0].decode() if found else None
+
+
+def test_workers_share_the_port_and_metrics_count_for_all_of_them(runs):
+    with Server(runs["digits"], "--workers", "2") as server:
+        deadline = time.time() + 120
+        while True:  # both workers up: each holds the shared folder in its environment
+            workers = [p for p in _workers(server.process.pid) if _shared_folder(p)]
+            if len(workers) == 2:
+                break
+            assert time.time() < deadline, "two workers never started"
+            time.sleep(0.2)
+        shared = _shared_folder(workers[0])
+        assert Path(shared).is_dir()
+        for _ in range(40):  # a connection each: the kernel hands them to either worker
+            assert server.post({"inputs": [[1.0] * 64]})[0] == 200
+        counted = {Path(f).name.split("_")[-1] for f in os.listdir(shared)}
+        assert {f"{p}.db" for p in workers} <= counted, counted  # both count into the folder
+        for _ in range(4):  # whichever worker answers the scrape: the totals of both
+            status, text = server.get("/metrics")
+            text = text.decode()
+            assert status == 200
+            assert 'dlcli_requests_total{endpoint="/predict",status="200"} 40.0' in text, text
+            assert "dlcli_samples_total 40.0" in text
+            assert "dlcli_requests_in_flight 1.0" in text  # the scrape itself
+        code, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+    assert not Path(shared).exists()
 
 
 def test_a_busy_port_a_missing_run_and_an_onnx_engine_without_a_copy_exit_2(runs):

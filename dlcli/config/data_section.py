@@ -1,5 +1,6 @@
-"""The `data:` section: which source, its files, columns and keys, how it is split; the
-names of the sources by kind (scikit-learn's, Keras's, tables, NPZ, media folders).
+"""The `data:` section: which source, its files, columns and keys, how it is split. The
+names of the sources by kind (scikit-learn's, Keras's, tables, NPZ, media folders) are
+`dlcli.config.sources`'.
 """
 
 from __future__ import annotations
@@ -15,23 +16,17 @@ from pydantic import (
 )
 
 from dlcli.config.fields import AutoOrBool, Count, ImageSize, Normalize, Number, Section
+from dlcli.config.sources import (
+    FILE_SOURCES,
+    KERAS_SOURCES,
+    MEDIA_KEYS,
+    MEDIA_SOURCES,
+    SKLEARN_SOURCES,
+    TABLE_SOURCES,
+)
 
-SKLEARN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
-KERAS_SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-TABLE_SOURCES = ("csv", "parquet")
-MEDIA_SOURCES = (
-    "images",
-    "text",
-    "audio",
-)  # a folder of files (a sub-folder per class), or a table
-FILE_SOURCES = (*TABLE_SOURCES, "npz", *MEDIA_SOURCES)
-MEDIA_KEYS = {  # the keys each media source alone takes
-    "images": ("image_size", "color_mode"),
-    "text": ("text",),
-    "audio": ("sampling_rate", "output_sequence_length"),
-}
-IMAGE_NORMALIZE = 255.0
-TABLE_TEXT_TOKENS = 2000  # a table's text column: tf_idf over this many tokens by default  # data.normalize for images when the config does not set it
+IMAGE_NORMALIZE = 255.0  # data.normalize for images when the config does not set it
+TABLE_TEXT_TOKENS = 2000  # a table's text column: tf_idf over this many tokens by default
 # Cells that hold no value, as tables write them; `data.missing` replaces the list.
 MISSING_MARKERS = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
 

@@ -31,12 +31,7 @@ from pydantic import (
 )
 
 from dlcli.config.data_section import (  # the data section's names, importable from here
-    FILE_SOURCES,
-    KERAS_SOURCES,
-    MEDIA_SOURCES,
     MISSING_MARKERS,
-    SKLEARN_SOURCES,
-    TABLE_SOURCES,
     DataConfig,
     FeatureConfig,
 )
@@ -48,6 +43,13 @@ from dlcli.config.fields import (
     Number,
     PositiveCount,
     Section,
+)
+from dlcli.config.sources import (  # the source names, importable from here
+    FILE_SOURCES,
+    KERAS_SOURCES,
+    MEDIA_SOURCES,
+    SKLEARN_SOURCES,
+    TABLE_SOURCES,
 )
 from dlcli.config.space import ENTRY_SCHEMA, kind_of
 from dlcli.config.text import format_path

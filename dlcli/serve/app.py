@@ -12,8 +12,9 @@ serves, and leaving FastAPI's import for later takes a third off the time to sta
 Every client's mistake is a 4xx whose JSON body names it (`{"error", "row", "field"}`):
 400 for a body that is not JSON (or nested deeper than Python parses), 401 for a missing or
 wrong API key, 413 for a body over the limit or too many samples, 422 for a sample that
-does not fit the model. An error of dlcli's own is a 500 with the same form, logged; the
-server goes on.
+does not fit the model. Past `MAX_HELD` bytes of bodies held at once (a flood of large
+requests), a request is a 503 with `Retry-After` instead of the memory running out. An
+error of dlcli's own is a 500 with the same form, logged; the server goes on.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import orjson
 
 from dlcli.data.tables.rows import RowProblem
 from dlcli.serve.batching import Batcher
-from dlcli.serve.metrics import Metrics
+from dlcli.serve.metrics import make_metrics
 from dlcli.serve.served import MAX_ROWS, Served, TooMany
 
 MAX_BODY = 16 << 20  # bytes of one request body (413 above)
+MAX_HELD = 256 << 20  # bytes of request bodies held at once, over all requests (503 above)
 JSON = [(b"content-type", b"application/json")]
 OPEN_PATHS = ("/healthz",)  # answered without the API key (load balancers' probes carry none)
 log = logging.getLogger("dlcli.serve")
@@ -53,11 +55,18 @@ class Front:
     """The ASGI application: `served` answers, `api_key` (or None) guards every path but
     /healthz, `max_body` bounds a request body in bytes."""
 
-    def __init__(self, served: Served, api_key: str | None = None, max_body: int = MAX_BODY):
+    def __init__(
+        self,
+        served: Served,
+        api_key: str | None = None,
+        max_body: int = MAX_BODY,
+        max_held: int = MAX_HELD,
+    ):
         self.served = served
         self.key = api_key.encode() if api_key else None
         self.max_body = max_body
-        self.metrics = Metrics()
+        self.bodies = Bodies(max_held)
+        self.metrics = make_metrics()
         self.batcher = Batcher(served.engine, self.metrics.batch)
         self._api = None
 
@@ -138,11 +147,12 @@ class Front:
 
     async def predict(self, scope, receive, send) -> None:
         try:
-            body = await read_body(scope, receive, self.max_body)
-            if body is None:
-                return  # the client left
-            payload = await self.parse(scope, body)
-            answer = await self.answer(payload)
+            with self.bodies.hold() as hold:  # the body, and what is made of it, until answered
+                body = await read_body(scope, receive, self.max_body, hold)
+                if body is None:
+                    return  # the client left
+                payload = await self.parse(scope, body)
+                answer = await self.answer(payload)
         except Refused as refused:
             await reply(send, refused)
             return
@@ -186,8 +196,49 @@ class Front:
         return orjson.dumps(served.answer(outputs, unseen))
 
 
-async def read_body(scope, receive, limit: int) -> bytes | None:
-    """The request body (None when the client disconnected); a 413 Refused past `limit`."""
+class Bodies:
+    """The bytes of request bodies this process holds at once: past `limit`, a request is
+    refused (503, retry in a second), so a flood of large bodies cannot exhaust the memory.
+    Bytes count as they arrive (a client that only declares a large body holds nothing)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    def hold(self) -> Hold:
+        return Hold(self)
+
+
+class Hold:
+    """One request's share of `Bodies`: `take(n)` within the `with` block, all given back
+    at its end."""
+
+    __slots__ = ("bodies", "taken")
+
+    def __init__(self, bodies: Bodies):
+        self.bodies, self.taken = bodies, 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bodies.held -= self.taken
+
+    def take(self, n: int) -> None:
+        bodies = self.bodies
+        if bodies.held + n > bodies.limit:
+            raise Refused(
+                503,
+                f"the server holds {bodies.held >> 20} MB of request bodies, at its limit "
+                f"of {bodies.limit >> 20} MB; retry in a moment",
+                headers=[(b"retry-after", b"1")],
+            )
+        bodies.held += n
+        self.taken += n
+
+
+async def read_body(scope, receive, limit: int, hold: Hold | None = None) -> bytes | None:
+    """The request body (None when the client disconnected); a 413 Refused past `limit`;
+    each chunk's bytes are taken into `hold` as they arrive (a 503 Refused past its limit)."""
     declared = header(scope, b"content-length")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -200,6 +251,8 @@ async def read_body(scope, receive, limit: int) -> bytes | None:
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
+        if hold is not None:
+            hold.take(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -254,4 +307,4 @@ async def reply(send, refused: Refused) -> None:
     await send_json(send, refused.status, orjson.dumps(refused.body), refused.headers)
 
 
-__all__ = ["MAX_BODY", "Front", "Refused"]
+__all__ = ["MAX_BODY", "MAX_HELD", "Front", "Refused"]

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlcli.config.load import load_config
-from dlcli.config.schema import MEDIA_SOURCES, TABLE_SOURCES
+from dlcli.config.sources import MEDIA_SOURCES, TABLE_SOURCES
 from dlcli.data.tables.rows import RowProblem, encode_rows
 from dlcli.errors import ConfigError, Problem
 from dlcli.model.outputs import as_probabilities
 from dlcli.runs.runfolder import RunFolder
 from dlcli.serve.engines import Engine, KerasEngine, OnnxEngine, onnx_copy
+from dlcli.use.saved import loss_takes_logits, open_run, run_labels, run_preprocessing
 
 MAX_ROWS = 10_000  # the most samples one request may hold (413 above)
 KINDS = {"rows": "a table's rows", "inputs": "arrays", "texts": "texts", "files": "files"}
@@ -56,6 +56,9 @@ class Served:
     preprocessing: object | None = None  # TablePreprocessing | TextPreprocessing
     media: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.names = [str(label) for label in self.labels or ()]  # the answer's keys
 
     # ------------------------------------------------------------ requests
 
@@ -147,8 +150,7 @@ class Served:
             out = {"predictions": predictions}
         else:
             probabilities = as_probabilities(outputs, self.from_logits)
-            labels = self.labels
-            names = [str(label) for label in labels]
+            labels, names = self.labels, self.names
             out = {
                 "predictions": [labels[i] for i in probabilities.argmax(axis=-1).tolist()],
                 "probabilities": [
@@ -203,8 +205,6 @@ def _base64(item, r: int) -> bytes:
 def load_served(run, runs_dir=None, backend: str | None = None, engine: str = "auto") -> Served:
     """A run ready to answer: `engine` auto (the ONNX copy when there is a verified one that
     serves this run, else Keras), onnx (the copy, or a ConfigError saying why not) or keras."""
-    from dlcli.use.evaluate import open_run, run_labels, run_preprocessing
-
     run = open_run(run, runs_dir)
     record = run.record
     summary = record.data
@@ -229,11 +229,10 @@ def load_served(run, runs_dir=None, backend: str | None = None, engine: str = "a
         raise ConfigError(Problem(f"cannot serve the ONNX copy: {why}", where=str(run.path)))
     if copy is not None and engine != "keras" and not needs_tensorflow:
         answering = OnnxEngine(copy, str(copy.relative_to(run.path)))
-        config = load_config(run.file("config.yaml"))
-    else:  # loads the config too
-        from dlcli.use.evaluate import load_run_model
+    else:
+        from dlcli.use.evaluate import load_run_model  # Keras, and the config's schema
 
-        keras, model, config, record = load_run_model(run, backend)
+        keras, model, _, record = load_run_model(run, backend)
         answering = KerasEngine(keras, model)
     labels = run_labels(run, record, answering)
     sample_shape, dtype = _sample(source, summary, preprocessing)
@@ -245,13 +244,13 @@ def load_served(run, runs_dir=None, backend: str | None = None, engine: str = "a
         sample_shape,
         dtype,
         labels,
-        bool(config.compile.loss.kwargs.get("from_logits")) if config.compile.loss else False,
+        loss_takes_logits(run),
         answering,
         preprocessing,
         media,
     )
     answering.warm(sample_shape, dtype)
-    served.metadata = _metadata(served, record, config)
+    served.metadata = _metadata(served, record)
     return served
 
 
@@ -273,7 +272,7 @@ def _media_settings(source: str, summary) -> dict:
     return {}
 
 
-def _metadata(served: Served, record, config) -> dict:
+def _metadata(served: Served, record) -> dict:
     metrics = served.run.read_json("metrics.json") or {}
     test = {
         k: v

@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
+import tempfile
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dlcli.errors import ConfigError, Problem
+from dlcli.serve.metrics import SHARED_ENV
 
 REQUEST_TIMEOUT = 30.0  # seconds from a request's first byte to its last
 MAX_CONNECTIONS = 4096
@@ -46,6 +49,8 @@ def serve(settings: dict, announce) -> None:
 
     make_front(settings)  # the run is checked (and fails with its message) before any worker starts
     os.environ[SETTINGS_ENV] = json.dumps(settings)
+    shared = tempfile.mkdtemp(prefix="dlcli-serve-metrics-")  # the workers' counts, summed
+    os.environ[SHARED_ENV] = shared
     config = uvicorn.Config(
         "dlcli.serve.server:front_from_environment",
         factory=True,
@@ -55,7 +60,10 @@ def serve(settings: dict, announce) -> None:
     config.request_timeout = timeout  # travels to the workers with the config
     announce(None, url)
     raise_open_files()
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def serve_front(front, sock: socket.socket, timeout: float = REQUEST_TIMEOUT) -> None:
@@ -71,6 +79,7 @@ def _options() -> dict:
         "http": Protocol,
         "loop": _loop(),
         "lifespan": "off",
+        "ws": "none",  # no WebSocket endpoint: not importing a WebSocket library saves start time
         "log_level": "warning",
         "access_log": False,
         "limit_concurrency": MAX_CONNECTIONS,

@@ -16,17 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.config.load import load_config
-from dlcli.config.schema import MEDIA_SOURCES, TABLE_SOURCES
+from dlcli.config.sources import MEDIA_SOURCES
 from dlcli.data.dataset import load_data
 from dlcli.data.inputs import media_inputs, read_features_file, read_labeled_file
-from dlcli.data.media.vocabulary import TextPreprocessing
 from dlcli.data.sources.datafile import changed_files
-from dlcli.data.tables.preprocessing import TablePreprocessing
 from dlcli.errors import ConfigError, Problem, RunFailed, did_you_mean, first_line, io_error
 from dlcli.files import csv_text
 from dlcli.model.inputs import without_vectorizer
 from dlcli.model.outputs import class_probabilities, score, targets_for
-from dlcli.runs.record import RunRecord
 from dlcli.runs.reports import write_confusion
 from dlcli.runs.runfolder import RunFolder, now_iso
 from dlcli.runtime import compat
@@ -34,10 +31,7 @@ from dlcli.runtime.backend import backend_for
 from dlcli.runtime.keras_import import import_keras, let_tensorflow_in
 from dlcli.training import track
 from dlcli.training.signals import stop_after_batch
-
-
-def open_run(run, runs_dir=None) -> RunFolder:
-    return run if isinstance(run, RunFolder) else RunFolder.find(run, runs_dir)
+from dlcli.use.saved import open_run, run_labels, run_preprocessing
 
 
 def load_run_model(run: RunFolder, backend: str | None = None):
@@ -103,56 +97,6 @@ def portable_optimizers(keras) -> dict:
         for name, value in vars(keras.optimizers).items()
         if isinstance(value, type) and issubclass(value, base) and value is not base
     }
-
-
-def run_labels(run: RunFolder, record: RunRecord, model) -> list | None:
-    """labels.json (class index -> original label), checked: a list of labels for a
-    classification run, None for regression; a ConfigError for a damaged file."""
-    labels = run.read_json("labels.json")
-    if record.data.task == "regression" and labels is None:
-        return None
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(v, (str, int, float, bool)) for v in labels)
-    ):
-        raise ConfigError(
-            Problem(
-                "labels.json is missing or is not a list of class labels; "
-                "restore it or retrain the run",
-                where=str(run.file("labels.json")),
-            )
-        )
-    width = int(model.output_shape[-1])
-    if width not in (1, len(labels)):
-        raise ConfigError(
-            Problem(
-                f"labels.json names {len(labels)} classes but the model has {width} outputs; "
-                "restore it or retrain the run",
-                where=str(run.file("labels.json")),
-            )
-        )
-    return labels
-
-
-def run_preprocessing(run: RunFolder, record: RunRecord):
-    """A table run's preprocessing.json (`TablePreprocessing`), a text run's vocabulary
-    (`TextPreprocessing`), None for other sources; a ConfigError when the run lacks it or
-    it is damaged."""
-    if record.data.source not in (*TABLE_SOURCES, "text"):
-        return None
-    shown = str(run.file("preprocessing.json"))
-    data = run.read_json("preprocessing.json")
-    if not isinstance(data, dict):
-        raise ConfigError(
-            Problem(
-                "the run has no readable preprocessing.json; restore it or retrain the run",
-                where=shown,
-            )
-        )
-    if record.data.source == "text":
-        return TextPreprocessing.from_json(data, shown)
-    return TablePreprocessing.from_json(data, shown)
 
 
 def _quietly_stoppable(model):

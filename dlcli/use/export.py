@@ -154,7 +154,8 @@ def export_run(
     `exports.json` (in the run folder, or `output`). Returns that record; a copy that fails its
     check is marked `failed` there and named in `report["failed"]` (`failure_line` says why).
     """
-    from dlcli.use.evaluate import load_run_model, open_run, run_labels, run_preprocessing
+    from dlcli.use.evaluate import load_run_model
+    from dlcli.use.saved import open_run, run_labels, run_preprocessing
 
     chosen, skipped = chosen_formats(formats)
     run = open_run(run, runs_dir)

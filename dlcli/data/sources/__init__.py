@@ -10,7 +10,7 @@ a piece at a time instead of an array, and the model and training code never lea
 difference.
 
 Adding a source: its name in the schema's `data.source` choices (`dlcli.config.schema`), a module
-here with a `Source` subclass whose `names` are those, and the source in `SOURCES` below; a
+here with a `Source` subclass whose `names` are those, and the source in `_sources` below (`SOURCES` names them all); a
 test checks that every schema name has a source.
 
 Example:
@@ -22,23 +22,37 @@ Example:
 
 from __future__ import annotations
 
-from dlcli.data.sources.base import Loaded, Source
-from dlcli.data.sources.bundled import Bundled
-from dlcli.data.sources.keras_datasets import KerasDataset
-from dlcli.data.sources.media import MediaSource
-from dlcli.data.sources.npzfile import NpzFile
-from dlcli.data.sources.table import TableSource
+import functools
 
-SOURCES: dict[str, Source] = {
-    name: source
-    for source in (Bundled(), KerasDataset(), TableSource(), NpzFile(), MediaSource())
-    for name in source.names
-}
+from dlcli.data.sources.base import Loaded, Source
+
+
+@functools.cache
+def _sources() -> dict[str, Source]:
+    # Built on first use: the modules below import the config schema, which a module that
+    # only needs `dlcli.data.sources.datafile` (a served table's reader) should not pay for.
+    from dlcli.data.sources.bundled import Bundled
+    from dlcli.data.sources.keras_datasets import KerasDataset
+    from dlcli.data.sources.media import MediaSource
+    from dlcli.data.sources.npzfile import NpzFile
+    from dlcli.data.sources.table import TableSource
+
+    return {
+        name: source
+        for source in (Bundled(), KerasDataset(), TableSource(), NpzFile(), MediaSource())
+        for name in source.names
+    }
 
 
 def source_for(name: str) -> Source:
     """The source that reads `data.source: name` (the schema has checked the name)."""
-    return SOURCES[name]
+    return _sources()[name]
+
+
+def __getattr__(name: str):
+    if name == "SOURCES":  # every source by the names it reads
+        return _sources()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["SOURCES", "Loaded", "Source", "source_for"]

@@ -3,7 +3,7 @@ and diabetes (a regression target). Offline, always there: dlcli's default data.
 
 from __future__ import annotations
 
-from dlcli.config.schema import SKLEARN_SOURCES
+from dlcli.config.sources import SKLEARN_SOURCES
 from dlcli.data.sources.base import Loaded, Source, plain
 
 

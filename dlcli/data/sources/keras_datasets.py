@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.config.schema import KERAS_SOURCES
+from dlcli.config.sources import KERAS_SOURCES
 from dlcli.data.sources.base import Loaded, Source
 from dlcli.errors import ConfigError, Problem
 

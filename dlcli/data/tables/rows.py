@@ -20,10 +20,12 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dlcli.data.tables.preprocessing import TablePreprocessing
+if TYPE_CHECKING:  # a server of an array run reads no table: it need not import the readers
+    from dlcli.data.tables.preprocessing import TablePreprocessing
 
 FLOAT32_MAX = float(np.finfo("float32").max)
 
