@@ -55,17 +55,11 @@ class Front:
     """The ASGI application: `served` answers, `api_key` (or None) guards every path but
     /healthz, `max_body` bounds a request body in bytes."""
 
-    def __init__(
-        self,
-        served: Served,
-        api_key: str | None = None,
-        max_body: int = MAX_BODY,
-        max_held: int = MAX_HELD,
-    ):
+    def __init__(self, served: Served, api_key: str | None = None, max_body: int = MAX_BODY):
         self.served = served
         self.key = api_key.encode() if api_key else None
         self.max_body = max_body
-        self.bodies = Bodies(max_held)
+        self.bodies = Bodies(MAX_HELD)
         self.metrics = make_metrics()
         self.batcher = Batcher(served.engine, self.metrics.batch)
         self._api = None
@@ -236,7 +230,7 @@ class Hold:
         self.taken += n
 
 
-async def read_body(scope, receive, limit: int, hold: Hold | None = None) -> bytes | None:
+async def read_body(scope, receive, limit: int, hold: Hold) -> bytes | None:
     """The request body (None when the client disconnected); a 413 Refused past `limit`;
     each chunk's bytes are taken into `hold` as they arrive (a 503 Refused past its limit)."""
     declared = header(scope, b"content-length")
@@ -251,8 +245,7 @@ async def read_body(scope, receive, limit: int, hold: Hold | None = None) -> byt
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
-        if hold is not None:
-            hold.take(len(chunk))
+        hold.take(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -77,9 +77,8 @@ def loss_takes_logits(run: RunFolder) -> bool:
     """Whether the run's loss takes logits (`from_logits` in its saved config.yaml, which
     names the loss it trained with), read as YAML: the schema checked it when it ran."""
     data, _, shown, _ = raw_config(run.file("config.yaml"))
-    loss = (
-        (data.get("compile") or {}).get("loss") if isinstance(data.get("compile"), dict) else None
-    )
+    compile_ = data.get("compile")
+    loss = compile_.get("loss") if isinstance(compile_, dict) else None
     if loss is not None and not isinstance(loss, (str, dict)):
         raise ConfigError(
             Problem("compile.loss is neither a name nor a mapping; retrain the run", where=shown)

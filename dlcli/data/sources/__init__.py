@@ -10,7 +10,8 @@ a piece at a time instead of an array, and the model and training code never lea
 difference.
 
 Adding a source: its name in the schema's `data.source` choices (`dlcli.config.schema`), a module
-here with a `Source` subclass whose `names` are those, and the source in `_sources` below (`SOURCES` names them all); a
+here with a `Source` subclass whose `names` are those, and the source in `_sources` below
+(`SOURCES` names them all); a
 test checks that every schema name has a source.
 
 Example:
