@@ -61,7 +61,7 @@ class Front:
         self.max_body = max_body
         self.bodies = Bodies(MAX_HELD)
         self.metrics = make_metrics()
-        self.batcher = Batcher(served.engine, self.metrics.batch)
+        self.batcher = Batcher(served.engine, served.results, self.metrics.batch)
         self._api = None
 
     @property
@@ -185,9 +185,7 @@ class Front:
             raise Refused(413, str(problem)) from None
         except RowProblem as problem:
             raise Refused(422, problem.message, problem.row, problem.field) from None
-        outputs = await self.batcher(x)
-        self.metrics.samples.inc(len(x))
-        return orjson.dumps(served.answer(outputs, unseen))
+        return orjson.dumps(served.answer(await self.batcher(x), unseen))
 
 
 class Bodies:

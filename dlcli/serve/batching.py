@@ -1,5 +1,5 @@
-"""Concurrent requests answered together: each request's samples wait in a queue, and one
-model call answers everything queued.
+"""Concurrent requests answered together: each request's samples wait in a queue, one model
+call answers everything queued, and its outputs become the answers' values in one go.
 
 The wait is bounded by one model call: requests that arrive while the model runs form the
 next batch, so a lone client waits for nothing and throughput grows with load. An engine
@@ -19,17 +19,19 @@ from dlcli.serve.engines import CHUNK, Engine
 
 
 class Batcher:
-    """`await batcher(x)`: the engine's outputs for `x`, computed with whatever else is queued."""
+    """`await batcher(x)`: `results(engine(batch))`'s share for `x`, computed with whatever
+    else is queued; `results` turns a batch's outputs into columns (lists, one entry per
+    sample), and each request gets its slice of every column."""
 
-    def __init__(self, engine: Engine, on_batch=None):
-        self.engine = engine
+    def __init__(self, engine: Engine, results, on_batch=None):
+        self.engine, self.results = engine, results
         self.queue: list[tuple[np.ndarray, asyncio.Future]] = []
         self.busy = False  # a batch is in the worker thread
         self.scheduled = False  # a flush is on the event loop's list
         self.on_batch = on_batch  # called with each batch's row count (metrics)
         self.thread = None if engine.inline else ThreadPoolExecutor(1, "dlcli-model")
 
-    async def __call__(self, x: np.ndarray) -> np.ndarray:
+    async def __call__(self, x: np.ndarray) -> tuple[list, ...]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.queue.append((x, future))
@@ -57,14 +59,17 @@ class Batcher:
             self.on_batch(len(x))
         if self.thread is None:
             try:
-                self._hand_out(batch, self.engine(x), None)
+                self._hand_out(batch, self._compute(x), None)
             except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
                 self._hand_out(batch, None, exc)
             self._next()
             return
         self.busy = True
-        done = asyncio.get_running_loop().run_in_executor(self.thread, self.engine, x)
+        done = asyncio.get_running_loop().run_in_executor(self.thread, self._compute, x)
         done.add_done_callback(lambda f: self._finished(batch, f))
+
+    def _compute(self, x: np.ndarray) -> tuple[list, ...]:
+        return self.results(self.engine(x))
 
     def _finished(self, batch, future) -> None:
         self.busy = False
@@ -78,15 +83,16 @@ class Batcher:
             asyncio.get_running_loop().call_soon(self._flush)
 
     @staticmethod
-    def _hand_out(batch, outputs, error) -> None:
+    def _hand_out(batch, columns, error) -> None:
         at = 0
         for x, future in batch:
+            end = at + len(x)
             if not future.done():
                 if error is not None:
                     future.set_exception(error)
                 else:
-                    future.set_result(outputs[at : at + len(x)])
-            at += len(x)
+                    future.set_result(tuple(column[at:end] for column in columns))
+            at = end
 
     def close(self) -> None:
         if self.thread is not None:

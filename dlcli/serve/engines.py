@@ -67,11 +67,12 @@ class OnnxEngine(Engine):
             str(path), options, providers=["CPUExecutionProvider"]
         )
         self.input = self.session.get_inputs()[0].name
+        self.outputs = [self.session.get_outputs()[0].name]
         self.output_shape = tuple(self.session.get_outputs()[0].shape)
         self.name = f"onnxruntime ({shown})"
 
     def run(self, x):
-        return self.session.run(None, {self.input: x.astype("float32", copy=False)})[0]
+        return self.session.run(self.outputs, {self.input: x.astype("float32", copy=False)})[0]
 
 
 class KerasEngine(Engine):

@@ -75,7 +75,9 @@ class Metrics:
         children[1].observe(seconds)
 
     def batch(self, rows: int) -> None:
+        """One model call of `rows` samples."""
         self.batches.observe(rows)
+        self.samples.inc(rows)
 
     def text(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

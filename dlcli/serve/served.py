@@ -15,7 +15,7 @@ a 4xx.
 Example:
     >>> served = load_served("latest")
     >>> x, unseen = served.inputs({"inputs": [[0.0] * 64]})
-    >>> served.answer(served.engine(x), unseen)["predictions"]
+    >>> served.answer(served.results(served.engine(x)), unseen)["predictions"]
     [7]
 """
 
@@ -67,10 +67,13 @@ class Served:
         from a multipart one); a RowProblem for a client's mistake."""
         if not isinstance(payload, dict):
             raise RowProblem(f"the body must be a JSON object with '{self.kind}'")
-        key = next((k for k in KINDS if k in payload), None)
-        extra = [k for k in payload if k != key]
-        if key is None or extra:
-            raise RowProblem(self._body_form(extra[0] if extra and key else None))
+        if len(payload) == 1 and self.kind in payload:  # the usual body, checked at once
+            key = self.kind
+        else:
+            key = next((k for k in KINDS if k in payload), None)
+            extra = [k for k in payload if k != key]
+            if key is None or extra:
+                raise RowProblem(self._body_form(extra[0] if extra and key else None))
         items = payload[key]
         if not isinstance(items, list):
             raise RowProblem(f"'{key}' must be a list, one entry per sample")
@@ -103,7 +106,7 @@ class Served:
             for r, item in enumerate(items):
                 _check_sample(item, self.sample_shape, width, r)
             raise RowProblem(f"each sample is {_shape_text(self.sample_shape, width)}")
-        if not np.isfinite(x).all():
+        if not np.logical_and.reduce(np.isfinite(x), axis=None):  # .all() costs more
             r = int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
             raise RowProblem("holds a value that is not a finite number (NaN, inf or null)", r)
         return x.reshape((len(x), *self.sample_shape))
@@ -142,21 +145,26 @@ class Served:
 
     # ------------------------------------------------------------ answers
 
-    def answer(self, outputs: np.ndarray, unseen: dict) -> dict:
-        """The answer for one request's outputs: predictions, probabilities, unseen."""
+    def results(self, outputs: np.ndarray) -> tuple[list, ...]:
+        """The answer's columns for a batch of outputs, one entry per sample:
+        `(predictions,)`, or `(predictions, probabilities)` for classification. Made for all
+        the requests of a model call at once, so numpy converts to Python once a batch."""
         if self.labels is None:
             values = outputs.reshape(len(outputs), -1).astype("float64")
-            predictions = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
-            out = {"predictions": predictions}
-        else:
-            probabilities = as_probabilities(outputs, self.from_logits)
-            labels, names = self.labels, self.names
-            out = {
-                "predictions": [labels[i] for i in probabilities.argmax(axis=-1).tolist()],
-                "probabilities": [
-                    dict(zip(names, row)) for row in np.round(probabilities, 6).tolist()
-                ],
-            }
+            return (values[:, 0].tolist() if values.shape[1] == 1 else values.tolist(),)
+        probabilities = as_probabilities(outputs, self.from_logits)
+        labels, names = self.labels, self.names
+        return (
+            [labels[i] for i in probabilities.argmax(axis=-1).tolist()],
+            [dict(zip(names, row)) for row in probabilities.round(6).tolist()],
+        )
+
+    def answer(self, results: tuple[list, ...], unseen: dict) -> dict:
+        """One request's answer from its share of `results`: predictions, probabilities
+        (classification) and the table's unseen categories (when any)."""
+        out = {"predictions": results[0]}
+        if len(results) > 1:
+            out["probabilities"] = results[1]
         if unseen:
             out["unseen"] = unseen
         return out
