@@ -515,28 +515,48 @@ def _shared_folder(pid: int) -> str | None:
     return found[0].decode() if found else None
 
 
+def _samples_by_worker(shared: str) -> dict[int, float]:
+    """`dlcli_samples_total` as each worker wrote it into the shared folder."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts = {}
+    for name in os.listdir(shared):
+        if name.startswith("counter_"):
+            pid = int(name.removesuffix(".db").split("_")[-1])
+            for key, value, *_ in MmapedDict.read_all_values_from_file(f"{shared}/{name}"):
+                if json.loads(key)[1] == "dlcli_samples_total":
+                    counts[pid] = value
+    return counts
+
+
 def test_workers_share_the_port_and_metrics_count_for_all_of_them(runs):
     with Server(runs["digits"], "--workers", "2") as server:
         deadline = time.time() + 120
-        while True:  # both workers up: each holds the shared folder in its environment
+        while True:  # both workers up: each has written its counters into the shared folder
             workers = [p for p in _workers(server.process.pid) if _shared_folder(p)]
-            if len(workers) == 2:
+            shared = _shared_folder(workers[0]) if workers else None
+            if len(workers) == 2 and set(workers) <= set(_samples_by_worker(shared)):
                 break
             assert time.time() < deadline, "two workers never started"
             time.sleep(0.2)
-        shared = _shared_folder(workers[0])
-        assert Path(shared).is_dir()
-        for _ in range(40):  # a connection each: the kernel hands them to either worker
+        sent = 0  # a connection each: the kernel hands them to either worker
+        while sent < 40 or min(_samples_by_worker(shared).values()) == 0:
             assert server.post({"inputs": [[1.0] * 64]})[0] == 200
-        counted = {Path(f).name.split("_")[-1] for f in os.listdir(shared)}
-        assert {f"{p}.db" for p in workers} <= counted, counted  # both count into the folder
-        for _ in range(4):  # whichever worker answers the scrape: the totals of both
+            sent += 1
+            assert time.time() < deadline, f"one worker answered all {sent} requests"
+        by_worker = _samples_by_worker(shared)
+        assert set(by_worker) == set(workers) and sum(by_worker.values()) == sent, by_worker
+        scrapes = 0
+        while scrapes < 4:  # whichever worker answers the scrape: the totals of both
             status, text = server.get("/metrics")
             text = text.decode()
             assert status == 200
-            assert 'dlcli_requests_total{endpoint="/predict",status="200"} 40.0' in text, text
-            assert "dlcli_samples_total 40.0" in text
+            assert f"dlcli_samples_total {sent:.1f}" in text, text
             assert "dlcli_requests_in_flight 1.0" in text  # the scrape itself
+            # the last request is counted just after its answer went out
+            answered = f'dlcli_requests_total{{endpoint="/predict",status="200"}} {sent:.1f}'
+            scrapes += answered in text
+            assert time.time() < deadline, text
         code, err = server.stop()
     assert code == 0 and "Traceback" not in err, err
     assert not Path(shared).exists()
@@ -565,14 +585,27 @@ from dlcli.serve.served import load_served
 front = Front(load_served({str(runs["digits"])!r}))
 sizes = []
 front.batcher.on_batch = sizes.append
+from sklearn.datasets import load_digits
+bodies = [{{"inputs": [row]}} for row in load_digits().data[:10].tolist()]  # digits 0 to 9
 async def main():
-    return await asyncio.gather(*[front.answer({{"inputs": [[float(i)] * 64]}}) for i in range(10)])
-answers = asyncio.run(main())
-print(sizes, len(answers))
+    together = await asyncio.gather(*[front.answer(body) for body in bodies])
+    alone = [await front.answer(body) for body in bodies]  # one model call each
+    return together, alone
+together, alone = asyncio.run(main())
+print(sizes)
+print(json.dumps([[json.loads(a) for a in together], [json.loads(a) for a in alone]]))
 """
-    done = run_python(code)
+    done = run_python(code.replace("import asyncio,", "import asyncio, json,"))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[0] == "[10] 10"
+    sizes, answers = done.stdout.strip().split("\n")[-2:]
+    assert sizes == "[10" + ", 1" * 10 + "]"  # one call for the ten, then one each
+    together, alone = json.loads(answers)
+    # Each request got its own slice of the batch's answers: the same as answering it alone.
+    assert [a["predictions"] for a in together] == [a["predictions"] for a in alone]
+    assert len({a["predictions"][0] for a in alone}) > 5  # ten different digits
+    for batched, single in zip(together, alone):
+        (p,), (q,) = batched["probabilities"], single["probabilities"]
+        assert p.keys() == q.keys() and all(abs(p[k] - q[k]) < 1e-5 for k in p)
 
 
 def media_run(tmp_path: Path, name: str, epochs: int = 2) -> Path:
