@@ -579,7 +579,7 @@ def test_a_busy_port_a_missing_run_and_an_onnx_engine_without_a_copy_exit_2(runs
 def test_concurrent_requests_are_answered_by_one_model_call(runs):
     # In-process: requests queued on one turn of the event loop form one batch.
     code = f"""
-import asyncio, numpy as np
+import asyncio, json
 from dlcli.serve.app import Front
 from dlcli.serve.served import load_served
 front = Front(load_served({str(runs["digits"])!r}))
@@ -595,7 +595,7 @@ together, alone = asyncio.run(main())
 print(sizes)
 print(json.dumps([[json.loads(a) for a in together], [json.loads(a) for a in alone]]))
 """
-    done = run_python(code.replace("import asyncio,", "import asyncio, json,"))
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     sizes, answers = done.stdout.strip().split("\n")[-2:]
     assert sizes == "[10" + ", 1" * 10 + "]"  # one call for the ten, then one each

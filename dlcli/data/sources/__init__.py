@@ -11,8 +11,7 @@ difference.
 
 Adding a source: its name in the schema's `data.source` choices (`dlcli.config.schema`), a module
 here with a `Source` subclass whose `names` are those, and the source in `_sources` below
-(`SOURCES` names them all); a
-test checks that every schema name has a source.
+(`SOURCES` names them all); a test checks that every schema name has a source.
 
 Example:
     >>> config = load_config({"data": {"source": "iris"}, "model": {"layers": [{"type": "Dense"}]}})
