@@ -11,6 +11,7 @@ import csv
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -546,19 +547,25 @@ def test_workers_share_the_port_and_metrics_count_for_all_of_them(runs):
             assert time.time() < deadline, f"one worker answered all {sent} requests"
         by_worker = _samples_by_worker(shared)
         assert set(by_worker) == set(workers) and sum(by_worker.values()) == sent, by_worker
-        scrapes = 0
-        while scrapes < 4:  # whichever worker answers the scrape: the totals of both
+        scrapes = settled = 0
+        while settled < 4:  # whichever worker answers the scrape: the totals of both
             status, text = server.get("/metrics")
             text = text.decode()
             assert status == 200
             assert f"dlcli_samples_total {sent:.1f}" in text, text
-            # the last request is counted just after its answer went out, and its worker
-            # lowers the in-flight gauge before it counts it: once all are counted, only the
-            # scrape itself is in flight
-            answered = f'dlcli_requests_total{{endpoint="/predict",status="200"}} {sent:.1f}'
-            if answered in text:
+            # A request is counted just after its answer went out (its worker lowers the
+            # in-flight gauge, then counts it): once every earlier request is counted, the
+            # scrape itself is the only one in flight.
+            answered = dict(
+                re.findall(r'dlcli_requests_total{endpoint="(.*?)",status="200"} (.*)', text)
+            )
+            if (
+                answered.get("/predict") == f"{sent:.1f}"
+                and float(answered.get("/metrics", 0)) == scrapes
+            ):
                 assert "dlcli_requests_in_flight 1.0" in text, text
-                scrapes += 1
+                settled += 1
+            scrapes += 1
             assert time.time() < deadline, text
         code, err = server.stop()
     assert code == 0 and "Traceback" not in err, err
