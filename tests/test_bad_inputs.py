@@ -440,6 +440,30 @@ def test_wrong_type_or_out_of_range_value(config_error, write_config, changes, k
                 "did you mean 'kernel_initializer'",
             ],
         ),
+        (
+            layers(
+                {"type": "Dense", "units": 32, "kernel_regularizer": {"type": "L3", "l2": 0.01}},
+                OUTPUT,
+            ),
+            r"kernel_regularizer",
+            [
+                "model.layers[0].kernel_regularizer",
+                "unknown regularizer 'L3'",
+                "keras.regularizers: L1, L1L2, L2",
+            ],
+        ),
+        (
+            layers(
+                {"type": "Dense", "units": 32, "bias_initializer": {"type": "Constant", "valu": 1}},
+                OUTPUT,
+            ),
+            r"bias_initializer",
+            [
+                "model.layers[0].bias_initializer",
+                "unknown key 'valu' for Constant",
+                "did you mean 'value'",
+            ],
+        ),
     ],
     ids=[
         "layer",
@@ -453,6 +477,8 @@ def test_wrong_type_or_out_of_range_value(config_error, write_config, changes, k
         "metric",
         "activation",
         "layer-argument",
+        "nested-regularizer",
+        "nested-argument",
     ],
 )
 def test_unknown_keras_name_did_you_mean(config_error, write_flow, changes, pattern, needles):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,37 @@ def test_set_overrides_epochs_and_nested_keys(cli, write_config, runs_dir):
         json.loads((run / "run.json").read_text())["parameters"]["total"]
         == 64 * 8 + 8 + 8 * 10 + 10
     )
+
+
+@pytest.mark.slow
+def test_regularizers_initializers_and_constraints_written_as_type_specs(
+    cli, write_config, runs_dir
+):
+    hidden = {
+        "type": "Dense",
+        "units": 16,
+        "activation": "relu",
+        "kernel_regularizer": {"type": "L2", "l2": 0.001},
+        "kernel_initializer": {"type": "RandomNormal", "stddev": 0.05, "seed": 3},
+        "bias_initializer": "zeros",  # Keras's own short form
+        "kernel_constraint": {"type": "max_norm", "max_value": 2},
+    }
+    layers = [hidden, {"type": "Dense", "units": 10, "activation": "softmax"}]
+    config = write_config({"model": {"layers": layers}, "training": {"epochs": 2}})
+    result = cli("train", config, "--runs-dir", runs_dir, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip())
+    with zipfile.ZipFile(run / "model.keras") as saved:
+        model = json.loads(saved.read("config.json"))
+    dense = next(l["config"] for l in model["config"]["layers"] if l["class_name"] == "Dense")
+    assert dense["kernel_regularizer"]["class_name"] == "L2"
+    assert dense["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.001)
+    assert dense["kernel_initializer"]["class_name"] == "RandomNormal"
+    assert dense["kernel_initializer"]["config"]["stddev"] == 0.05
+    assert dense["kernel_constraint"]["class_name"] == "MaxNorm"
+    assert dense["kernel_constraint"]["config"]["max_value"] == 2
+    resolved = yaml.safe_load((run / "config.yaml").read_text())  # as written
+    assert resolved["model"]["layers"][0]["kernel_regularizer"] == {"type": "L2", "l2": 0.001}
 
 
 @pytest.mark.slow

@@ -34,6 +34,9 @@ REFUSED = {
     "backupandrestore": "dlcli checkpoints every run itself; use `dlcli train --resume RUN`",
     "progbarlogger": "dlcli prints progress itself",
 }
+# A layer's arguments that take a Keras object of their own, by the end of their name
+# (`kernel_regularizer: {type: L2, l2: 0.01}`, `bias_initializer: {type: Constant, value: 0.1}`).
+NESTED = ("regularizer", "initializer", "constraint")
 # Compile-time names that Keras resolves by the loss (accuracy -> sparse_categorical_accuracy).
 COMPILE_METRIC_ALIASES = {"accuracy", "acc", "crossentropy", "ce"}
 
@@ -64,6 +67,9 @@ def _classes(kind: str) -> dict[str, type]:
         "loss": (keras.losses, keras.losses.Loss),
         "metric": (keras.metrics, keras.metrics.Metric),
         "callback": (keras.callbacks, keras.callbacks.Callback),
+        "regularizer": (keras.regularizers, keras.regularizers.Regularizer),
+        "initializer": (keras.initializers, keras.initializers.Initializer),
+        "constraint": (keras.constraints, keras.constraints.Constraint),
     }[kind]
     table = {}
     for name, obj in vars(module).items():
@@ -193,6 +199,11 @@ def check(kind: str, name: str, kwargs: dict) -> type:
     an optimizer's numbers (`learning_rate: -1` is refused here, not mid-fit)."""
     cls = lookup(kind, name)
     check_arguments(cls, kwargs)
+    for key, (inner, spec) in _nested(kwargs).items():
+        try:
+            check(inner, spec["type"], _arguments(spec))
+        except NameProblem as exc:
+            raise NameProblem(f"{key}: {exc}", key=key) from None
     if kind == "optimizer":
         check_numbers(cls, kwargs)
     if "activation" in kwargs:
@@ -260,10 +271,32 @@ def construct(kind: str, name: str, kwargs: dict):
     cls = check(kind, name, kwargs)
     if kind == "optimizer":
         kwargs = _as_floats(cls, kwargs)
+    for key, (inner, spec) in _nested(kwargs).items():
+        try:
+            kwargs = {**kwargs, key: construct(inner, spec["type"], _arguments(spec))}
+        except NameProblem as exc:
+            raise NameProblem(f"{key}: {exc}", key=key) from None
     try:
         return cls(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad argument value
         raise NameProblem(f"{cls.__name__}: {first_line(exc)}") from None
+
+
+def _nested(kwargs: dict) -> dict[str, tuple[str, dict]]:
+    """Arguments written as `{type: Name, ...}` that take a regularizer, an initializer or
+    a constraint: argument -> (that kind, the spec). Keras's own forms (a name such as
+    `l2` or `he_normal`, or `{class_name, config}`) are left for Keras to read."""
+    found = {}
+    for key, value in kwargs.items():
+        if isinstance(value, dict) and isinstance(value.get("type"), str):
+            inner = next((k for k in NESTED if str(key).endswith(k)), None)
+            if inner is not None:
+                found[key] = (inner, value)
+    return found
+
+
+def _arguments(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k != "type"}
 
 
 def check_activation(value) -> None:
