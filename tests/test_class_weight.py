@@ -130,6 +130,11 @@ def test_balanced_is_scikit_learns_weights_on_the_training_split_in_run_json(
     whole = len(cancer_arrays()[1]) / (2 * RARE)
     assert weights["malignant"] != pytest.approx(whole, rel=1e-6)
     assert weights["malignant"] > 4 * weights["benign"]
+    checked = cli("validate", config, "--json")  # validate reports the weights train uses
+    assert checked.exit_code == 0, checked.stderr
+    assert json.loads(checked.stdout)["class_weight"] == weights
+    shown = cli("validate", config)
+    assert f"malignant {weights['malignant']:.4g}" in shown.stdout
 
 
 @pytest.mark.slow

@@ -261,10 +261,12 @@ def validate(
 ):
     """Check CONFIG and build its model without training: every problem, or the layer table."""
     from dlcli.model.build import layer_table, parameter_counts
+    from dlcli.training.class_weight import recorded
     from dlcli.training.prepare import prepare
 
     prepared = prepare(str(config), set_ or [])
     rows, counts = layer_table(prepared.model), parameter_counts(prepared.model)
+    weights = recorded(prepared.class_weight, prepared.data.labels)
     if as_json:
         preprocessing = prepared.data.preprocessing
         emit_json(
@@ -274,6 +276,7 @@ def validate(
                 "parameters": counts,
                 "data": prepared.data.summary(),
                 **({"preprocessing": preprocessing.to_json()} if preprocessing is not None else {}),
+                **({"class_weight": weights} if weights is not None else {}),
                 "config": prepared.config.to_dict(),
             }
         )
@@ -298,6 +301,9 @@ def validate(
         f"total parameters: {counts['total']:,}   trainable: {counts['trainable']:,}   "
         f"non-trainable: {counts['non_trainable']:,}"
     )
+    if weights is not None:
+        shown = ", ".join(f"{escape(label)} {weight:.4g}" for label, weight in weights.items())
+        stdout.print(f"class weights in the training loss: {shown}")
 
 
 def _columns_table(preprocessing) -> Table:
