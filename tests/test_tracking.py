@@ -391,3 +391,45 @@ def test_a_failed_run_is_failed_in_mlflow_with_the_epochs_it_ran(
     logged = client.get_run(ids["run_id"])
     assert logged.info.status == "FAILED"
     assert "history.csv" in {a.path for a in client.list_artifacts(ids["run_id"])}
+
+
+def test_a_server_that_stops_mid_run_costs_one_warning_and_the_run_completes(
+    tmp_path, write_config, runs_dir
+):
+    process, url = start_server(tmp_path / "stopping")
+    config = tracked(write_config, url, "stopping", training={"epochs": 150, "batch_size": 16})
+    train = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            str(config),
+            "--runs-dir",
+            str(runs_dir),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client, logged, deadline = MlflowClient(url), [], time.time() + 300
+    while not logged:  # the first epochs reached the server: then it goes away
+        assert train.poll() is None, train.communicate()
+        assert time.time() < deadline, "no epoch reached the server"
+        runs = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()], max_results=1
+        )
+        if runs:
+            logged = client.get_metric_history(runs[0].info.run_id, "loss")
+        time.sleep(0.2)
+    stop_server(process)
+    out, err = train.communicate(timeout=600)
+    assert train.returncode == 0, err
+    run = Path(json.loads(out)["run"])
+    assert record(run)["status"] == "completed"
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 150
+    warnings = [line for line in err.splitlines() if "MLflow" in line]
+    assert len(warnings) == 1 and "Traceback" not in err, err
+    assert record(run)["mlflow"]["error"] in warnings[0]
+    assert record(run)["mlflow"]["run_id"] == runs[0].info.run_id
