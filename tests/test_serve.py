@@ -597,19 +597,28 @@ sizes = []
 front.batcher.on_batch = sizes.append
 from sklearn.datasets import load_digits
 bodies = [{{"inputs": [row]}} for row in load_digits().data[:10].tolist()]  # digits 0 to 9
+row = bodies[0]["inputs"][0]
+wrong = [{{"inputs": [row, row[:-1]]}}, {{"inputs": [row, row, ["NaN"] * 64]}}]
 async def main():
-    together = await asyncio.gather(*[front.answer(body) for body in bodies])
+    together = await asyncio.gather(
+        *[front.answer(body) for body in bodies[:5] + wrong + bodies[5:]], return_exceptions=True
+    )
     alone = [await front.answer(body) for body in bodies]  # one model call each
     return together, alone
 together, alone = asyncio.run(main())
+refused = [[r.status, r.body] for r in together[5:7]]
 print(sizes)
-print(json.dumps([[json.loads(a) for a in together], [json.loads(a) for a in alone]]))
+print(json.dumps([[json.loads(a) for a in together[:5] + together[7:]], [json.loads(a) for a in alone], refused]))
 """
     done = run_python(code)
     assert done.returncode == 0, done.stderr
     sizes, answers = done.stdout.strip().split("\n")[-2:]
     assert sizes == "[10" + ", 1" * 10 + "]"  # one call for the ten, then one each
-    together, alone = json.loads(answers)
+    together, alone, refused = json.loads(answers)
+    # Two requests in the batch whose samples do not fit: each its own 422 at its row.
+    assert refused[0] == [422, {"error": "has shape [63]; each sample is 64 numbers", "row": 1}]
+    assert refused[1][0] == 422 and refused[1][1]["row"] == 2
+    assert "not a finite number" in refused[1][1]["error"]
     # Each request got its own slice of the batch's answers: the same as answering it alone.
     assert [a["predictions"] for a in together] == [a["predictions"] for a in alone]
     assert len({a["predictions"][0] for a in alone}) > 5  # ten different digits

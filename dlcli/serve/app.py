@@ -61,7 +61,7 @@ class Front:
         self.max_body = max_body
         self.bodies = Bodies(MAX_HELD)
         self.metrics = make_metrics()
-        self.batcher = Batcher(served.engine, served.results, self.metrics.batch)
+        self.batcher = Batcher(served.engine, served.results, self.metrics.batch, served.join)
         self._api = None
 
     @property
@@ -180,12 +180,13 @@ class Front:
         """The JSON answer to a parsed body (a Refused for a client's mistake)."""
         served = self.served
         try:
-            x, unseen = served.inputs(payload)
+            samples, unseen = served.samples(payload)
+            results = await self.batcher(samples)
         except TooMany as problem:
             raise Refused(413, str(problem)) from None
         except RowProblem as problem:
             raise Refused(422, problem.message, problem.row, problem.field) from None
-        return orjson.dumps(served.answer(await self.batcher(x), unseen))
+        return orjson.dumps(served.answer(results, unseen))
 
 
 class Bodies:

@@ -1,5 +1,7 @@
 """Concurrent requests answered together: each request's samples wait in a queue, one model
-call answers everything queued, and its outputs become the answers' values in one go.
+call answers everything queued, and its outputs become the answers' values in one go. The
+queued samples become the model's input together too (an array run's JSON lists in one
+numpy call); a request whose samples do not fit gets its own 422, the others their answers.
 
 The wait is bounded by one model call: requests that arrive while the model runs form the
 next batch, so a lone client waits for nothing and throughput grows with load. An engine
@@ -18,23 +20,29 @@ import numpy as np
 from dlcli.serve.engines import CHUNK, Engine
 
 
-class Batcher:
-    """`await batcher(x)`: `results(engine(batch))`'s share for `x`, computed with whatever
-    else is queued; `results` turns a batch's outputs into columns (lists, one entry per
-    sample), and each request gets its slice of every column."""
+def concatenate(parts: list) -> tuple[np.ndarray, dict]:
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), {}
 
-    def __init__(self, engine: Engine, results, on_batch=None):
-        self.engine, self.results = engine, results
-        self.queue: list[tuple[np.ndarray, asyncio.Future]] = []
+
+class Batcher:
+    """`await batcher(samples)`: `results(engine(batch))`'s share for one request's samples,
+    computed with whatever else is queued. `join(parts)` makes a batch's model input of its
+    requests' samples: `(x, {index: problem})`, a part that does not fit raising its problem
+    to its own request only. `results` turns a batch's outputs into columns (lists, one
+    entry per sample), and each request gets its slice of every column."""
+
+    def __init__(self, engine: Engine, results, on_batch=None, join=concatenate):
+        self.engine, self.results, self.join = engine, results, join
+        self.queue: list[tuple[np.ndarray | list, asyncio.Future]] = []
         self.busy = False  # a batch is in the worker thread
         self.scheduled = False  # a flush is on the event loop's list
         self.on_batch = on_batch  # called with each batch's row count (metrics)
         self.thread = None if engine.inline else ThreadPoolExecutor(1, "dlcli-model")
 
-    async def __call__(self, x: np.ndarray) -> tuple[list, ...]:
+    async def __call__(self, samples: np.ndarray | list) -> tuple[list, ...]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.queue.append((x, future))
+        self.queue.append((samples, future))
         if not (self.busy or self.scheduled):
             self.scheduled = True
             loop.call_soon(self._flush)  # after the requests already on this turn of the loop
@@ -52,9 +60,18 @@ class Batcher:
     def _flush(self) -> None:
         self.scheduled = False
         batch = self._take()
+        try:
+            x, problems = self.join([item[0] for item in batch]) if batch else (None, {})
+        except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
+            self._hand_out(batch, None, exc)
+            batch, problems = [], {}
+        for i, problem in problems.items():
+            batch[i][1].set_exception(problem)
+        if problems:
+            batch = [item for i, item in enumerate(batch) if i not in problems]
         if not batch:
+            self._next()
             return
-        x = batch[0][0] if len(batch) == 1 else np.concatenate([item[0] for item in batch])
         if self.on_batch is not None:
             self.on_batch(len(x))
         if self.thread is None:

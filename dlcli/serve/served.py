@@ -59,12 +59,24 @@ class Served:
 
     def __post_init__(self):
         self.names = [str(label) for label in self.labels or ()]  # the answer's keys
+        self.width = math.prod(self.sample_shape)  # numbers in one flat sample
 
     # ------------------------------------------------------------ requests
 
     def inputs(self, payload) -> tuple[np.ndarray, dict]:
         """(model input, unseen categories) of a parsed JSON body (or `{"files": [bytes]}`
         from a multipart one); a RowProblem for a client's mistake."""
+        samples, unseen = self.samples(payload)
+        x, problems = self.join([samples])
+        if problems:
+            raise problems[0]
+        return x, unseen
+
+    def samples(self, payload) -> tuple[np.ndarray | list, dict]:
+        """(the request's samples, unseen categories) of a parsed body, as `join` takes
+        them: the model's input for rows, texts and files; an array run's JSON lists as
+        they came, turned into numbers with the rest of their batch. A RowProblem for a
+        client's mistake in the body's form."""
         if not isinstance(payload, dict):
             raise RowProblem(f"the body must be a JSON object with '{self.kind}'")
         if len(payload) == 1 and self.kind in payload:  # the usual body, checked at once
@@ -87,7 +99,38 @@ class Served:
             raise RowProblem(self._body_form(None))
         if key == "rows":
             return encode_rows(self.preprocessing, items)
-        return self._arrays(items), {}
+        return items, {}
+
+    def join(self, parts: list) -> tuple[np.ndarray | None, dict[int, RowProblem]]:
+        """The model's input for one batch of requests' `samples`, and the problem of each
+        part that does not fit the model (by its place in `parts`; left out of the input).
+        An array run's lists become numbers in one numpy call for the whole batch; only
+        when that fails is each part converted alone, to find whose samples are wrong."""
+        if not isinstance(parts[0], list):
+            return (parts[0] if len(parts) == 1 else np.concatenate(parts)), {}
+        joined = parts[0] if len(parts) == 1 else [sample for part in parts for sample in part]
+        x = self._numbers(joined)
+        if x is not None:
+            return x, {}
+        arrays, problems = [], {}
+        for i, part in enumerate(parts):
+            try:
+                arrays.append(self._arrays(part))
+            except RowProblem as problem:
+                problems[i] = problem
+        return (np.concatenate(arrays) if arrays else None), problems
+
+    def _numbers(self, items: list) -> np.ndarray | None:
+        """`items` as the model's input when every sample is finite numbers of its shape."""
+        try:  # numbers (or their text, as a CSV holds them); null is NaN
+            x = np.array(items, dtype=self.dtype)
+        except (ValueError, TypeError):  # ragged, or a value that is no number
+            return None
+        if x.shape[1:] != self.sample_shape and x.shape[1:] != (self.width,):
+            return None
+        if not np.logical_and.reduce(np.isfinite(x), axis=None):
+            return None
+        return x.reshape((len(x), *self.sample_shape))
 
     def _body_form(self, extra: str | None) -> str:
         also = ", or 'texts' (the documents themselves)" if self.source == "text" else ""
@@ -97,19 +140,21 @@ class Served:
         return f"this run's model takes {KINDS[self.kind]}; {fix}"
 
     def _arrays(self, items: list) -> np.ndarray:
-        width = math.prod(self.sample_shape)
-        try:  # numbers (or their text, as a CSV holds them); null is NaN
+        """One request's samples as the model's input, or the RowProblem of the first wrong one."""
+        x = self._numbers(items)
+        if x is not None:
+            return x
+        width = self.width
+        for r, item in enumerate(items):
+            _check_sample(item, self.sample_shape, width, r)
+        try:  # each sample is numbers of the model's shape: flat and nested ones mixed?
             x = np.array(items, dtype=self.dtype)
-        except (ValueError, TypeError):  # ragged, or a value that is no number
+        except (ValueError, TypeError):
             x = None
         if x is None or (x.shape[1:] != self.sample_shape and x.shape[1:] != (width,)):
-            for r, item in enumerate(items):
-                _check_sample(item, self.sample_shape, width, r)
             raise RowProblem(f"each sample is {_shape_text(self.sample_shape, width)}")
-        if not np.logical_and.reduce(np.isfinite(x), axis=None):  # .all() costs more
-            r = int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
-            raise RowProblem("holds a value that is not a finite number (NaN, inf or null)", r)
-        return x.reshape((len(x), *self.sample_shape))
+        r = int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
+        raise RowProblem("holds a value that is not a finite number (NaN, inf or null)", r)
 
     def _media(self, items: list, key: str) -> np.ndarray:
         rows = []
