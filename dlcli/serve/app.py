@@ -61,7 +61,7 @@ class Front:
         self.max_body = max_body
         self.bodies = Bodies(MAX_HELD)
         self.metrics = make_metrics()
-        self.batcher = Batcher(served.engine, served.results, self.metrics.batch, served.join)
+        self.batcher = Batcher(served.engine, served.join, served.results, self.metrics.batch)
         self._api = None
 
     @property

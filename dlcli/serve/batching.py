@@ -20,10 +20,6 @@ import numpy as np
 from dlcli.serve.engines import CHUNK, Engine
 
 
-def concatenate(parts: list) -> tuple[np.ndarray, dict]:
-    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), {}
-
-
 class Batcher:
     """`await batcher(samples)`: `results(engine(batch))`'s share for one request's samples,
     computed with whatever else is queued. `join(parts)` makes a batch's model input of its
@@ -31,7 +27,7 @@ class Batcher:
     to its own request only. `results` turns a batch's outputs into columns (lists, one
     entry per sample), and each request gets its slice of every column."""
 
-    def __init__(self, engine: Engine, results, on_batch=None, join=concatenate):
+    def __init__(self, engine: Engine, join, results, on_batch=None):
         self.engine, self.results, self.join = engine, results, join
         self.queue: list[tuple[np.ndarray | list, asyncio.Future]] = []
         self.busy = False  # a batch is in the worker thread

@@ -14,7 +14,8 @@ a 4xx.
 
 Example:
     >>> served = load_served("latest")
-    >>> x, unseen = served.inputs({"inputs": [[0.0] * 64]})
+    >>> samples, unseen = served.samples({"inputs": [[0.0] * 64]})
+    >>> x, problems = served.join([samples])  # with other requests' samples, in a batch
     >>> served.answer(served.results(served.engine(x)), unseen)["predictions"]
     [7]
 """
@@ -63,20 +64,11 @@ class Served:
 
     # ------------------------------------------------------------ requests
 
-    def inputs(self, payload) -> tuple[np.ndarray, dict]:
-        """(model input, unseen categories) of a parsed JSON body (or `{"files": [bytes]}`
-        from a multipart one); a RowProblem for a client's mistake."""
-        samples, unseen = self.samples(payload)
-        x, problems = self.join([samples])
-        if problems:
-            raise problems[0]
-        return x, unseen
-
     def samples(self, payload) -> tuple[np.ndarray | list, dict]:
-        """(the request's samples, unseen categories) of a parsed body, as `join` takes
-        them: the model's input for rows, texts and files; an array run's JSON lists as
-        they came, turned into numbers with the rest of their batch. A RowProblem for a
-        client's mistake in the body's form."""
+        """(the request's samples, unseen categories) of a parsed JSON body (or
+        `{"files": [bytes]}` from a multipart one), as `join` takes them: the model's input
+        for rows, texts and files; an array run's JSON lists as they came, turned into
+        numbers with the rest of their batch. A RowProblem for a client's mistake."""
         if not isinstance(payload, dict):
             raise RowProblem(f"the body must be a JSON object with '{self.kind}'")
         if len(payload) == 1 and self.kind in payload:  # the usual body, checked at once
