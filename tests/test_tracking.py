@@ -398,17 +398,9 @@ def test_a_server_that_stops_mid_run_costs_one_warning_and_the_run_completes(
 ):
     process, url = start_server(tmp_path / "stopping")
     config = tracked(write_config, url, "stopping", training={"epochs": 150, "batch_size": 16})
+    command = ["train", config, "--runs-dir", runs_dir, "--json"]
     train = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dlcli",
-            "train",
-            str(config),
-            "--runs-dir",
-            str(runs_dir),
-            "--json",
-        ],
+        [sys.executable, "-m", "dlcli", *map(str, command)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -423,7 +415,9 @@ def test_a_server_that_stops_mid_run_costs_one_warning_and_the_run_completes(
         if runs:
             logged = client.get_metric_history(runs[0].info.run_id, "loss")
         time.sleep(0.2)
+    os.kill(train.pid, signal.SIGSTOP)  # the run waits while its server goes away
     stop_server(process)
+    os.kill(train.pid, signal.SIGCONT)
     out, err = train.communicate(timeout=600)
     assert train.returncode == 0, err
     run = Path(json.loads(out)["run"])
