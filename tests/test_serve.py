@@ -469,6 +469,83 @@ def test_sigterm_and_ctrl_c_finish_the_request_in_flight_then_exit_0(runs):
             assert server.process.wait(60) == 0, server.process.communicate()[1]
 
 
+class Connection:
+    """One raw HTTP/1.1 connection: `send(bytes)`, `response()` the next whole answer."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        self.buffer += chunk
+        return chunk
+
+    def response(self, head_only: bool = False) -> tuple[bytes, bytes]:
+        """(status line and headers, body) of the next answer."""
+        while b"\r\n\r\n" not in self.buffer:
+            assert self.recv(), f"closed mid-answer: {self.buffer!r}"
+        head, rest = self.buffer.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE)[1])
+        length = 0 if head_only else length
+        while len(rest) < length:
+            assert self.recv(), f"closed mid-body: {self.buffer!r}"
+            head, rest = self.buffer.split(b"\r\n\r\n", 1)
+        self.buffer = rest[length:]
+        return head, rest[:length]
+
+
+def post_request(body: bytes, *headers: bytes) -> bytes:
+    return (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def test_one_connection_keeps_alive_pipelines_heads_and_continues(runs):
+    body = json.dumps({"inputs": [[3.0] * 64]}).encode()
+    with Server(runs["digits"]) as server:
+        expected = server.post(json.loads(body))[1]
+        client = Connection(server.port)
+        client.send(post_request(body))
+        head, answer = client.response()
+        assert head.startswith(b"HTTP/1.1 200")
+        assert json.loads(answer) == expected
+        # two requests in one write are answered in their order
+        client.send(post_request(body) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert json.loads(client.response()[1]) == expected
+        assert json.loads(client.response()[1])["status"] == "ok"
+        # HEAD: the head alone, and the connection goes on
+        client.send(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = client.response(head_only=True)
+        assert head.startswith(b"HTTP/1.1 200") and b"content-length: " in head.lower()
+        # a client that waits for "100 Continue" before its body gets it, then its answer
+        client.send(
+            post_request(b"", b"Expect: 100-continue").replace(
+                b"Length: 0", b"Length: %d" % len(body)
+            )
+        )
+        while b"\r\n\r\n" not in client.buffer:
+            assert client.recv()
+        assert client.buffer == b"HTTP/1.1 100 Continue\r\n\r\n", client.buffer
+        client.buffer = b""
+        client.send(body)
+        head, answer = client.response()
+        assert head.startswith(b"HTTP/1.1 200") and json.loads(answer) == expected
+        # idle past keep-alive's 5 s, the connection is closed by the server
+        idle = time.monotonic()
+        assert client.recv() == b""
+        assert time.monotonic() - idle > 4.5
+        client.sock.close()
+        code, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
 def test_metadata_metrics_and_the_openapi_page(runs):
     metrics = json.loads((runs["census"] / "metrics.json").read_text())
     with Server(runs["census"]) as server:
