@@ -681,6 +681,8 @@ async def main():
         *[front.answer(body) for body in bodies[:5] + wrong + bodies[5:]], return_exceptions=True
     )
     alone = [await front.answer(body) for body in bodies]  # one model call each
+    # up to 1,024 samples a call, in the order they came: 600 | 600 + 400 | 624
+    await asyncio.gather(*[front.answer({{"inputs": [row] * n}}) for n in (600, 600, 400, 624)])
     return together, alone
 together, alone = asyncio.run(main())
 refused = [[r.status, r.body] for r in together[5:7]]
@@ -690,7 +692,7 @@ print(json.dumps([[json.loads(a) for a in together[:5] + together[7:]], [json.lo
     done = run_python(code)
     assert done.returncode == 0, done.stderr
     sizes, answers = done.stdout.strip().split("\n")[-2:]
-    assert sizes == "[10" + ", 1" * 10 + "]"  # one call for the ten, then one each
+    assert sizes == "[10" + ", 1" * 10 + ", 600, 1000, 624]"  # the ten together, then one each
     together, alone, refused = json.loads(answers)
     # Two requests in the batch whose samples do not fit: each its own 422 at its row.
     assert refused[0] == [422, {"error": "has shape [63]; each sample is 64 numbers", "row": 1}]

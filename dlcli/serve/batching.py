@@ -35,23 +35,29 @@ class Batcher:
         self.on_batch = on_batch  # called with each batch's row count (metrics)
         self.thread = None if engine.inline else ThreadPoolExecutor(1, "dlcli-model")
 
-    async def __call__(self, samples: np.ndarray | list) -> tuple[list, ...]:
+    def __call__(self, samples: np.ndarray | list) -> asyncio.Future:
+        """The future of `samples`' share of the answers (a future, not a coroutine: one
+        frame less to make and resume per request)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.queue.append((samples, future))
         if not (self.busy or self.scheduled):
             self.scheduled = True
             loop.call_soon(self._flush)  # after the requests already on this turn of the loop
-        return await future
+        return future
 
     def _take(self) -> list:
-        taken, rows = [], 0
-        while self.queue and (not taken or rows + len(self.queue[0][0]) <= CHUNK):
-            item = self.queue.pop(0)
-            if not item[1].done():  # a client that left is not computed for
-                taken.append(item)
-                rows += len(item[0])
-        return taken
+        """The next batch: the queue's first requests up to `CHUNK` rows (at least one),
+        less those whose client left (they are not computed for)."""
+        queue, rows = self.queue, 0
+        for end, item in enumerate(queue):
+            rows += len(item[0])
+            if rows > CHUNK and end:
+                break
+        else:
+            end = len(queue)
+        self.queue = queue[end:]
+        return [item for item in queue[:end] if not item[1].done()]
 
     def _flush(self) -> None:
         self.scheduled = False
@@ -104,7 +110,7 @@ class Batcher:
                 if error is not None:
                     future.set_exception(error)
                 else:
-                    future.set_result(tuple(column[at:end] for column in columns))
+                    future.set_result(tuple([column[at:end] for column in columns]))
             at = end
 
     def close(self) -> None:
